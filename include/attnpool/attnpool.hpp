@@ -1,0 +1,10 @@
+/// \file
+/// Umbrella header: the whole host API of attnpool.
+#pragma once
+
+#include <attnpool/cuda.hpp>
+#include <attnpool/error.hpp>
+#include <attnpool/pool.hpp>
+#include <attnpool/reference.hpp>
+#include <attnpool/types.hpp>
+#include <attnpool/version.hpp>

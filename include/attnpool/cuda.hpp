@@ -1,0 +1,39 @@
+/// \file
+/// The device-pointer API. Every pointer here is CUDA device memory. Calls enqueue work on
+/// opts.stream and return without synchronising; they allocate nothing: scratch memory comes
+/// from opts.workspace, sized by the matching *_workspace_size query. In a build without CUDA
+/// every function throws cuda_error ("attnpool was built without CUDA").
+///
+/// Validation that needs the data itself (opts.check_finite) runs on the device and reports
+/// through a flag in the workspace, which costs one synchronisation of opts.stream; switch it
+/// off for a fully asynchronous call.
+#pragma once
+
+#include <attnpool/types.hpp>
+
+namespace attnpool::cuda {
+
+/// Bytes of device workspace that pool() needs for this problem and backend (may be 0).
+std::size_t pool_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
+                                const pool_params& params, backend which);
+
+/// Attention pooling on device pointers (see attnpool::pool for the maths and the throws).
+/// Backend must be cuda_fused, cuda_unfused or automatic (= cuda_fused).
+void pool(const_view queries, const_view keys, const_view values, mutable_view out,
+          const pool_params& params, const options& opts);
+
+/// Bytes of device workspace that attention_weights() needs (may be 0).
+std::size_t attention_weights_workspace_size(std::size_t n, std::size_t m, std::size_t d,
+                                             const pool_params& params);
+
+/// The n x m weight matrix on device pointers, through the unfused (cuBLAS) path.
+void attention_weights(const_view queries, const_view keys, mutable_view weights,
+                       const pool_params& params, const options& opts);
+
+/// Mean of the value rows broadcast to out's rows, on device pointers (Thrust reduction).
+void average_pool(const_view values, mutable_view out, const options& opts);
+
+/// Number of usable CUDA devices (0 without CUDA or without a device). Never throws.
+int device_count() noexcept;
+
+}  // namespace attnpool::cuda

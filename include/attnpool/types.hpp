@@ -1,0 +1,87 @@
+/// \file
+/// Views, parameters and options shared by every attnpool entry point.
+#pragma once
+
+#include <cstddef>
+#include <type_traits>
+
+/// The CUDA runtime's stream handle is `struct CUstream_st*`; naming it here keeps this header
+/// usable without the CUDA headers. attnpool::stream_t and cudaStream_t are the same type.
+struct CUstream_st;
+
+namespace attnpool {
+
+/// A CUDA stream handle (identical to cudaStream_t). nullptr is the legacy default stream.
+using stream_t = CUstream_st*;
+
+/// A non-owning, row-major matrix: element (i, j) lives at data[i * ld + j], with ld >= cols.
+/// The memory may be host or device memory; which one is fixed by the function it is passed to.
+template <class T>
+struct matrix_view {
+  T* data = nullptr;
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+  std::size_t ld = 0;  ///< leading dimension (row stride), in elements
+
+  constexpr matrix_view() = default;
+  /// A view with an explicit leading dimension.
+  constexpr matrix_view(T* data_, std::size_t rows_, std::size_t cols_, std::size_t ld_)
+      : data(data_), rows(rows_), cols(cols_), ld(ld_) {}
+  /// A densely packed view (ld == cols).
+  constexpr matrix_view(T* data_, std::size_t rows_, std::size_t cols_)
+      : matrix_view(data_, rows_, cols_, cols_) {}
+
+  /// Views of float convert to views of const float.
+  template <class U>
+    requires(!std::is_same_v<U, T> && std::is_same_v<U, const T>)
+  constexpr operator matrix_view<U>() const {  // NOLINT(google-explicit-constructor)
+    return {data, rows, cols, ld};
+  }
+
+  /// Element access; host memory only.
+  constexpr T& operator()(std::size_t i, std::size_t j) const { return data[i * ld + j]; }
+  /// Pointer to row i.
+  constexpr T* row(std::size_t i) const { return data + i * ld; }
+};
+
+using const_view = matrix_view<const float>;  ///< read-only float32 matrix
+using mutable_view = matrix_view<float>;      ///< writable float32 matrix
+
+/// The kernel that turns a distance into a score. Today: the Gaussian.
+enum class kernel {
+  gaussian,  ///< score = -||q - k||^2 / (2 h^2)
+};
+
+/// Where the computation runs.
+enum class backend {
+  automatic,     ///< cuda_fused where built with CUDA and a device exists, else cpu
+  reference,     ///< double-precision two-pass loops: the oracle, slow by design
+  cpu,           ///< multi-threaded, vectorised streaming-softmax engine (float32)
+  cuda_fused,    ///< one fused CUDA kernel; the n x m matrix is never stored
+  cuda_unfused,  ///< cuBLAS GEMMs + row-softmax kernel; materialises the n x m weights
+};
+
+/// What is computed.
+struct pool_params {
+  double bandwidth = 1.0;                       ///< h > 0, finite
+  attnpool::kernel kernel = attnpool::kernel::gaussian;
+};
+
+/// How and where it is computed.
+struct options {
+  attnpool::backend backend = attnpool::backend::automatic;
+  unsigned threads = 0;       ///< CPU engine threads; 0 = all hardware threads
+  bool check_finite = true;   ///< reject NaN/Inf inputs (an extra read of the inputs)
+  stream_t stream = nullptr;  ///< CUDA stream for the device-pointer API
+  void* workspace = nullptr;  ///< device workspace for the device-pointer API (may be null
+                              ///< when the workspace query returned 0)
+  std::size_t workspace_bytes = 0;  ///< size of `workspace` in bytes
+};
+
+/// The name of a backend ("cpu", "cuda_fused", ...).
+const char* to_string(backend b) noexcept;
+
+/// Parses a backend name as printed by to_string. Throws invalid_argument naming the value.
+backend parse_backend(const char* name);
+
+}  // namespace attnpool

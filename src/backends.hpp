@@ -1,0 +1,24 @@
+// The backends behind the public entry points. Arguments arrive validated (validate.hpp).
+#pragma once
+
+#include <attnpool/types.hpp>
+
+namespace attnpool::detail {
+
+void reference_pool(const_view q, const_view k, const_view v, mutable_view out,
+                    const pool_params& params);
+void reference_weights(const_view q, const_view k, mutable_view w, const pool_params& params);
+
+void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
+              const pool_params& params, unsigned threads);
+void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
+                 unsigned threads);
+
+// Host-memory entry points of the CUDA backends: copy in, run, copy back, synchronise.
+// Defined in src/cuda/ when built with CUDA, else in src/cuda_stub.cpp (they throw cuda_error).
+void cuda_pool_host(const_view q, const_view k, const_view v, mutable_view out,
+                    const pool_params& params, backend which);
+void cuda_weights_host(const_view q, const_view k, mutable_view w, const pool_params& params);
+void cuda_average_host(const_view values, mutable_view out);
+
+}  // namespace attnpool::detail

@@ -1,0 +1,44 @@
+// Built instead of src/cuda/ when attnpool is configured without CUDA: every CUDA entry point
+// exists and throws one clear error, so callers link and fail loudly rather than silently.
+#include <attnpool/cuda.hpp>
+#include <attnpool/error.hpp>
+
+#include "backends.hpp"
+
+namespace attnpool {
+namespace {
+[[noreturn]] void no_cuda(const char* fn) {
+  throw cuda_error(detail::concat(fn, ": attnpool was built without CUDA (configure with "
+                                      "-DATTNPOOL_CUDA=ON on a machine with the CUDA Toolkit)"));
+}
+}  // namespace
+
+void detail::cuda_pool_host(const_view, const_view, const_view, mutable_view, const pool_params&,
+                            backend b) {
+  no_cuda(b == backend::cuda_unfused ? "pool(cuda_unfused)" : "pool(cuda_fused)");
+}
+void detail::cuda_weights_host(const_view, const_view, mutable_view, const pool_params&) {
+  no_cuda("attention_weights(cuda)");
+}
+void detail::cuda_average_host(const_view, mutable_view) { no_cuda("average_pool(cuda)"); }
+
+std::size_t cuda::pool_workspace_size(std::size_t, std::size_t, std::size_t, std::size_t,
+                                      const pool_params&, backend) {
+  no_cuda("cuda::pool_workspace_size");
+}
+void cuda::pool(const_view, const_view, const_view, mutable_view, const pool_params&,
+                const options&) {
+  no_cuda("cuda::pool");
+}
+std::size_t cuda::attention_weights_workspace_size(std::size_t, std::size_t, std::size_t,
+                                                   const pool_params&) {
+  no_cuda("cuda::attention_weights_workspace_size");
+}
+void cuda::attention_weights(const_view, const_view, mutable_view, const pool_params&,
+                             const options&) {
+  no_cuda("cuda::attention_weights");
+}
+void cuda::average_pool(const_view, mutable_view, const options&) { no_cuda("cuda::average_pool"); }
+int cuda::device_count() noexcept { return 0; }
+
+}  // namespace attnpool

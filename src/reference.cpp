@@ -1,0 +1,100 @@
+// The fp64 oracle. Deliberately independent of detail/online_softmax.hpp: natural-log scores,
+// std::exp, a separate max pass. Anything the engines share is checked against this.
+#include <attnpool/reference.hpp>
+
+#include "backends.hpp"
+#include "validate.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace attnpool {
+namespace {
+
+// Natural-log Gaussian scores of query row i against every key.
+void row_scores(const_view q, const_view k, std::size_t i, double h, std::vector<double>& s) {
+  for (std::size_t j = 0; j < k.rows; ++j) {
+    double dist2 = 0.0;
+    for (std::size_t c = 0; c < q.cols; ++c) {
+      const double diff = static_cast<double>(q(i, c)) - static_cast<double>(k(j, c));
+      dist2 += diff * diff;
+    }
+    s[j] = -dist2 / (2.0 * h * h);
+  }
+}
+
+// Turns scores into softmax weights in place; returns nothing, the row sums to 1.
+void softmax_in_place(std::vector<double>& s) {
+  const double mx = *std::max_element(s.begin(), s.end());
+  double sum = 0.0;
+  for (double& x : s) {
+    x = std::exp(x - mx);
+    sum += x;
+  }
+  for (double& x : s) x /= sum;
+}
+
+// The oracle writes fp64 buffers of its own; the shared checks still want an output view.
+// This one has the right shape and is never dereferenced.
+const float kShapeOnly = 0.0f;
+
+}  // namespace
+
+reference::pooled reference::pool(const_view q, const_view k, const_view v,
+                                  const pool_params& params) {
+  const auto shape = detail::check_pool_args("reference::pool", q, k, v,
+                                             const_view{&kShapeOnly, q.rows, v.cols, v.cols}, params);
+  pooled r;
+  r.n = shape.n;
+  r.dv = shape.dv;
+  r.out.assign(shape.n * shape.dv, 0.0);
+  r.abs_scale.assign(shape.n * shape.dv, 0.0);
+  r.sensitivity.assign(shape.n * shape.dv, 0.0);
+  std::vector<double> s(shape.m), w(shape.m);
+  for (std::size_t i = 0; i < shape.n; ++i) {
+    row_scores(q, k, i, params.bandwidth, s);
+    w = s;
+    softmax_in_place(w);
+    for (std::size_t c = 0; c < shape.dv; ++c) {
+      double out = 0.0, abs_scale = 0.0;
+      for (std::size_t j = 0; j < shape.m; ++j) {
+        out += w[j] * v(j, c);
+        abs_scale += w[j] * std::fabs(v(j, c));
+      }
+      double sens = 0.0;
+      for (std::size_t j = 0; j < shape.m; ++j) sens += w[j] * std::fabs(s[j]) * std::fabs(v(j, c) - out);
+      r.out[i * shape.dv + c] = out;
+      r.abs_scale[i * shape.dv + c] = abs_scale;
+      r.sensitivity[i * shape.dv + c] = sens;
+    }
+  }
+  return r;
+}
+
+std::vector<double> reference::weights(const_view q, const_view k, const pool_params& params) {
+  const auto shape = detail::check_weights_args("reference::weights", q, k,
+                                                const_view{&kShapeOnly, q.rows, k.rows, k.rows}, params);
+  std::vector<double> w(shape.n * shape.m), s(shape.m);
+  for (std::size_t i = 0; i < shape.n; ++i) {
+    row_scores(q, k, i, params.bandwidth, s);
+    softmax_in_place(s);
+    std::copy(s.begin(), s.end(), w.begin() + static_cast<std::ptrdiff_t>(i * shape.m));
+  }
+  return w;
+}
+
+void detail::reference_pool(const_view q, const_view k, const_view v, mutable_view out,
+                            const pool_params& params) {
+  const auto r = reference::pool(q, k, v, params);
+  for (std::size_t i = 0; i < r.n; ++i)
+    for (std::size_t c = 0; c < r.dv; ++c) out(i, c) = static_cast<float>(r.out[i * r.dv + c]);
+}
+
+void detail::reference_weights(const_view q, const_view k, mutable_view w,
+                               const pool_params& params) {
+  const auto r = reference::weights(q, k, params);
+  for (std::size_t i = 0; i < w.rows; ++i)
+    for (std::size_t j = 0; j < w.cols; ++j) w(i, j) = static_cast<float>(r[i * w.cols + j]);
+}
+
+}  // namespace attnpool

@@ -1,0 +1,130 @@
+#include "validate.hpp"
+
+#include <attnpool/detail/online_softmax.hpp>
+
+#include <cmath>
+#include <limits>
+
+namespace attnpool::detail {
+namespace {
+
+void check_view(const char* fn, const char* name, const_view a) {
+  ATTNPOOL_EXPECTS(a.ld >= a.cols, fn, ": ", name, ".ld must be >= ", name, ".cols (", a.cols,
+                   "), got ", a.ld);
+  ATTNPOOL_EXPECTS(a.data != nullptr || a.rows == 0 || a.cols == 0, fn, ": ", name,
+                   ".data is null but ", name, " is ", a.rows, " x ", a.cols);
+  if (a.rows > 0) {
+    // The last element must be addressable: (rows - 1) * ld + cols.
+    const std::size_t span = checked_mul(fn, name, a.rows - 1, a.ld);
+    ATTNPOOL_EXPECTS(span <= std::numeric_limits<std::size_t>::max() - a.cols, fn, ": ", name,
+                     " extent (rows - 1) * ld + cols overflows size_t");
+  }
+}
+
+void check_bandwidth(const char* fn, const pool_params& params) {
+  const double h = params.bandwidth;
+  ATTNPOOL_EXPECTS(std::isfinite(h) && h > 0.0, fn, ": bandwidth must be finite and > 0, got ", h);
+  // The float32 engines fold log2(e) / (2 h^2) into one float; it must be finite.
+  ATTNPOOL_EXPECTS(gaussian_log2_scale(h) < std::numeric_limits<float>::max(), fn,
+                   ": bandwidth ", h, " is too small for float32 scores (log2(e)/(2h^2) overflows"
+                   " float); rescale the inputs so that h >= 1e-18");
+  ATTNPOOL_EXPECTS(params.kernel == kernel::gaussian, fn, ": unknown kernel ",
+                   static_cast<int>(params.kernel));
+}
+
+}  // namespace
+
+std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b) {
+  ATTNPOOL_EXPECTS(b == 0 || a <= std::numeric_limits<std::size_t>::max() / b, fn, ": ", what,
+                   " size ", a, " * ", b, " overflows size_t");
+  return a * b;
+}
+
+problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
+                              const_view values, const_view out, const pool_params& params) {
+  check_bandwidth(fn, params);
+  const problem_shape s{queries.rows, keys.rows, queries.cols, values.cols};
+  ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
+  ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
+                   "), got ", keys.cols);
+  ATTNPOOL_EXPECTS(s.m >= 1, fn, ": keys.rows (m) must be >= 1, got ", s.m);
+  ATTNPOOL_EXPECTS(values.rows == s.m, fn, ": values.rows must equal keys.rows (m = ", s.m,
+                   "), got ", values.rows);
+  ATTNPOOL_EXPECTS(s.dv >= 1, fn, ": values.cols (dv) must be >= 1, got ", s.dv);
+  ATTNPOOL_EXPECTS(out.rows == s.n, fn, ": out.rows must equal queries.rows (n = ", s.n,
+                   "), got ", out.rows);
+  ATTNPOOL_EXPECTS(out.cols == s.dv, fn, ": out.cols must equal values.cols (dv = ", s.dv,
+                   "), got ", out.cols);
+  check_view(fn, "queries", queries);
+  check_view(fn, "keys", keys);
+  check_view(fn, "values", values);
+  check_view(fn, "out", out);
+  checked_mul(fn, "n * m", s.n, s.m);
+  checked_mul(fn, "n * dv", s.n, s.dv);
+  return s;
+}
+
+problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
+                                 const_view weights, const pool_params& params) {
+  check_bandwidth(fn, params);
+  const problem_shape s{queries.rows, keys.rows, queries.cols, 0};
+  ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
+  ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
+                   "), got ", keys.cols);
+  ATTNPOOL_EXPECTS(s.m >= 1, fn, ": keys.rows (m) must be >= 1, got ", s.m);
+  ATTNPOOL_EXPECTS(weights.rows == s.n, fn, ": weights.rows must equal queries.rows (n = ", s.n,
+                   "), got ", weights.rows);
+  ATTNPOOL_EXPECTS(weights.cols == s.m, fn, ": weights.cols must equal keys.rows (m = ", s.m,
+                   "), got ", weights.cols);
+  check_view(fn, "queries", queries);
+  check_view(fn, "keys", keys);
+  check_view(fn, "weights", weights);
+  checked_mul(fn, "n * m", s.n, s.m);
+  return s;
+}
+
+void check_average_args(const char* fn, const_view values, const_view out) {
+  ATTNPOOL_EXPECTS(values.rows >= 1, fn, ": values.rows (m) must be >= 1, got ", values.rows);
+  ATTNPOOL_EXPECTS(values.cols >= 1, fn, ": values.cols (dv) must be >= 1, got ", values.cols);
+  ATTNPOOL_EXPECTS(out.cols == values.cols, fn, ": out.cols must equal values.cols (dv = ",
+                   values.cols, "), got ", out.cols);
+  check_view(fn, "values", values);
+  check_view(fn, "out", out);
+}
+
+void check_finite_host(const char* fn, const char* name, const_view a) {
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* row = a.row(i);
+    bool ok = true;
+    for (std::size_t j = 0; j < a.cols; ++j) ok &= std::isfinite(row[j]);
+    if (ok) continue;
+    for (std::size_t j = 0; j < a.cols; ++j) {
+      ATTNPOOL_EXPECTS(std::isfinite(row[j]), fn, ": ", name, "(", i, ", ", j, ") is ", row[j],
+                       "; inputs must be finite (options.check_finite = false skips this check)");
+    }
+  }
+}
+
+double max_safe_coordinate(std::size_t d, double bandwidth) {
+  // |q - k| <= 2R per coordinate, so ||q - k||^2 <= 4 d R^2. Both the squared distance and the
+  // scaled score must stay below FLT_MAX; keep a factor 2 of headroom for rounding.
+  const double flt_max = std::numeric_limits<float>::max();
+  const double limit = std::min(flt_max, flt_max / gaussian_log2_scale(bandwidth)) / 2.0;
+  return std::sqrt(limit / (4.0 * static_cast<double>(d)));
+}
+
+void check_score_range_host(const char* fn, const_view queries, const_view keys,
+                            const pool_params& params) {
+  float r = 0.0f;
+  for (const_view a : {queries, keys}) {
+    for (std::size_t i = 0; i < a.rows; ++i) {
+      for (std::size_t j = 0; j < a.cols; ++j) r = std::max(r, std::fabs(a(i, j)));
+    }
+  }
+  const double safe = max_safe_coordinate(queries.cols, params.bandwidth);
+  ATTNPOOL_EXPECTS(r <= safe, fn, ": coordinates up to ", r, " overflow float32 scores at ",
+                   "bandwidth ", params.bandwidth, " and d = ", queries.cols,
+                   " (the limit is ", safe, "); centre or rescale the inputs");
+}
+
+}  // namespace attnpool::detail

@@ -1,0 +1,17 @@
+# Driven by ctest: install the build tree, configure + build the consumer against it, run it.
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "command failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+endfunction()
+file(REMOVE_RECURSE ${PREFIX} ${CONSUMER_BUILD})
+set(cfg ${CONFIG})
+if(NOT cfg)
+  set(cfg Release)
+endif()
+run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${PREFIX} --config ${cfg})
+run(${CMAKE_COMMAND} -S ${SOURCE} -B ${CONSUMER_BUILD} -G ${GENERATOR}
+    -DCMAKE_PREFIX_PATH=${PREFIX} -DCMAKE_BUILD_TYPE=${cfg})
+run(${CMAKE_COMMAND} --build ${CONSUMER_BUILD} --config ${cfg})
+run(${CONSUMER_BUILD}/consumer)

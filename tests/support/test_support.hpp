@@ -1,0 +1,123 @@
+// Shared test helpers: fresh random problems with printed seeds, and the comparison against the
+// fp64 oracle with tolerances derived from the float32 arithmetic (see tolerance_for()).
+#pragma once
+
+#include <attnpool/error.hpp>
+#include <attnpool/pool.hpp>
+#include <attnpool/reference.hpp>
+#include <attnpool/types.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace attnpool::test {
+
+/// A fresh seed per call, or ATTNPOOL_TEST_SEED to replay one. Always printed, so a failure
+/// names the data it saw.
+inline std::uint64_t fresh_seed() {
+  if (const char* env = std::getenv("ATTNPOOL_TEST_SEED")) return std::strtoull(env, nullptr, 10);
+  static std::random_device rd;
+  const std::uint64_t seed = (std::uint64_t{rd()} << 32) ^ rd();
+  return seed;
+}
+
+/// Row-major float32 problem data with a padded leading dimension (ld = cols + pad), so that
+/// every test also exercises leading dimensions.
+struct problem {
+  std::size_t n = 0, m = 0, d = 0, dv = 0, pad = 0;
+  std::vector<float> q, k, v;
+  std::uint64_t seed = 0;
+
+  const_view queries() const { return {q.data(), n, d, d + pad}; }
+  const_view keys() const { return {k.data(), m, d, d + pad}; }
+  const_view values() const { return {v.data(), m, dv, dv + pad}; }
+};
+
+/// Queries and keys uniform in [0, 1)^d (keys shifted by key_offset in every coordinate),
+/// values uniform in [-1, 1). Pad elements hold NaN: reading them would poison the result.
+inline problem make_problem(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
+                            std::uint64_t seed, float key_offset = 0.0f, std::size_t pad = 1) {
+  problem p{n, m, d, dv, pad, {}, {}, {}, seed};
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f), sym(-1.0f, 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto fill = [&](std::vector<float>& a, std::size_t rows, std::size_t cols, auto&& gen) {
+    a.assign(rows * (cols + pad), nan);
+    for (std::size_t i = 0; i < rows; ++i)
+      for (std::size_t j = 0; j < cols; ++j) a[i * (cols + pad) + j] = gen();
+  };
+  fill(p.q, n, d, [&] { return unit(rng); });
+  fill(p.k, m, d, [&] { return unit(rng) + key_offset; });
+  fill(p.v, m, dv, [&] { return sym(rng); });
+  return p;
+}
+
+/// Human-readable description of a case, for SCOPED_TRACE.
+inline std::string describe(const problem& p, double h) {
+  return "n=" + std::to_string(p.n) + " m=" + std::to_string(p.m) + " d=" + std::to_string(p.d) +
+         " dv=" + std::to_string(p.dv) + " h=" + std::to_string(h) +
+         " seed=" + std::to_string(p.seed) + " (replay with ATTNPOOL_TEST_SEED=" +
+         std::to_string(p.seed) + ")";
+}
+
+/// The float32 error bound for one output element, from the fp64 oracle's per-element scales:
+///   |out32 - out64| <= rtol * sum_j w_j |v_j|  +  (d + 4) * eps32 * sum_j w_j |s_j| |v_j - out|
+/// The first term is the rounding of the weights and the weighted sums (1e-5 relative, the
+/// project's bar, ~100x the log2(m) * eps32 that tiled sums of m <= 2^20 terms can lose). The
+/// second is first order in the score errors: each float32 score -||q-k||^2/(2h^2) is computed
+/// with relative error <= (d + 2) eps32 (d squared differences summed, one scale) plus one
+/// rounding when the running maximum is subtracted; a score error ds_j moves the output by
+/// w_j ds_j (v_j - out). For moderate bandwidths it is negligible; for h = 1e-3 it is what
+/// float32 input scores can honestly deliver.
+inline double tolerance_for(const reference::pooled& ref, std::size_t idx, std::size_t d,
+                            double rtol = 1e-5) {
+  const double eps32 = std::numeric_limits<float>::epsilon();
+  return rtol * ref.abs_scale[idx] + static_cast<double>(d + 4) * eps32 * ref.sensitivity[idx] +
+         1e-30;
+}
+
+/// Names a backend-parameterised test instance after the backend ("cpu", "cuda_fused", ...).
+inline std::string backend_name(const ::testing::TestParamInfo<backend>& info) {
+  return attnpool::to_string(info.param);
+}
+
+/// Fills a buffer with NaN before a run: a backend that skips an element is caught.
+inline void poison(std::vector<float>& a) {
+  std::fill(a.begin(), a.end(), std::numeric_limits<float>::quiet_NaN());
+}
+
+/// Compares an n x dv output (ld = out_ld) with the fp64 oracle. Every value must be finite.
+/// Returns the largest error as a fraction of its tolerance (<= 1 passes), for reporting.
+inline double expect_matches_reference(const problem& p, const pool_params& params,
+                                       const float* out, std::size_t out_ld,
+                                       const reference::pooled& ref) {
+  double worst = 0.0;
+  std::size_t failures = 0;
+  for (std::size_t i = 0; i < p.n; ++i) {
+    for (std::size_t c = 0; c < p.dv; ++c) {
+      const std::size_t idx = i * p.dv + c;
+      const float got = out[i * out_ld + c];
+      const double want = ref.out[idx];
+      const double tol = tolerance_for(ref, idx, p.d);
+      const double err = std::fabs(static_cast<double>(got) - want);
+      const bool ok = std::isfinite(got) && err <= tol;
+      worst = std::max(worst, std::isfinite(got) ? err / tol : INFINITY);
+      if (!ok && ++failures <= 5) {
+        ADD_FAILURE() << "out(" << i << ", " << c << ") = " << got << ", reference " << want
+                      << ", |err| " << err << " > tol " << tol << "  [" << describe(p, params.bandwidth)
+                      << "]";
+      }
+    }
+  }
+  if (failures > 5) ADD_FAILURE() << failures << " elements out of tolerance in total";
+  return worst;
+}
+
+}  // namespace attnpool::test
