@@ -2,11 +2,11 @@
 // keys, memory O(n + m). The per-pair maths comes from detail/online_softmax.hpp, the same code
 // the CUDA kernels run.
 //
-// Layout of the work, per query row:
-//   for each tile of kCpuTile keys:
-//     1. scores s_j (log2 units) and the tile maximum        -- one vectorised pass
-//     2. p_j = 2^(s_j - tile max), the tile sum and p . v     -- one vectorised pass
-//     3. merge (tile max, tile sum, tile acc) into the row's online_softmax state
+// Layout of the work, per query row, for each tile of kCpuTile keys:
+//   1. squared distances and their minimum (which gives the tile's largest score)
+//   2. p_j = 2^(score_j - max), the tile sum and p . v
+//   3. merge (max, sum, p . v) into the row's online_softmax state (the shared merge)
+// For d = dv = 1 steps 1 and 2 fuse into one pass against the running maximum (fused_tile_d1).
 // Keys and values are packed once into column-major copies so that the inner loops run over
 // contiguous keys, whatever d, dv and the caller's leading dimensions are.
 //
@@ -52,13 +52,46 @@ std::vector<float> pack_columns(const_view a) {
   return out;
 }
 
-// s[j] = log2 score of query q against packed keys [j0, j0 + len); returns max_j s[j].
+// What one pass over a tile returns: the largest log2 score seen, and relative to the reference
+// `ref` the pass was given, sum_j 2^(s_j - ref) and sum_j 2^(s_j - ref) v_j.
+struct tile_sums {
+  float max, sum, dot;
+};
+
+// A tile may be exponentiated against a reference up to this far below its true maximum: each
+// 2^(s - ref) is then <= 2^16, so sums of 2^16 * m terms stay far from float overflow while the
+// running maximum of earlier tiles serves as the reference without a separate max pass.
+inline constexpr float kRefSlack = 16.0f;
+
+// d = 1, dv = 1 in a single pass (the notebook's case). s - ref = (neg_scale * diff) * diff - ref
+// contracts to one FMA, which also skips a rounding. The caller checks max <= ref + kRefSlack
+// and repeats the tile with ref = max when it is not.
+//
+// Why not pre-scale the coordinates by sqrt(scale) and save the multiply: rounding q * c and
+// k * c separately loses the exact subtraction of the inputs, doubling the score error for keys
+// far from the queries (measured: 2x over the (d + 4) eps bound of the far-key tests).
 ATTNPOOL_MULTIVERSION
-float score_tile(const float* q, const float* kt, std::size_t m, std::size_t d, std::size_t j0,
-                 std::size_t len, gaussian_log2_score score, float* s) {
-  const float* k0 = kt + j0;
+tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len,
+                        gaussian_log2_score score, float ref) {
+  float mn = std::numeric_limits<float>::infinity(), sum = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(min : mn) reduction(+ : sum, dot)
+  for (std::size_t j = 0; j < len; ++j) {
+    const float diff = q - k[j];
+    mn = std::min(mn, diff * diff);
+    const float p = exp2_poly(score.neg_scale * diff * diff - ref);
+    sum += p;
+    dot = p * v[j] + dot;
+  }
+  return {score(mn), sum, dot};
+}
+
+// s[j] = squared distance between the query and keys [j0, j0 + len); returns min_j s[j].
+ATTNPOOL_MULTIVERSION
+float dist2_tile(const float* q, const float* kt, std::size_t m, std::size_t d, std::size_t j0,
+                 std::size_t len, float* s) {
   {
     const float qc = q[0];
+    const float* k0 = kt + j0;
 #pragma omp simd
     for (std::size_t j = 0; j < len; ++j) {
       const float diff = qc - k0[j];
@@ -74,41 +107,37 @@ float score_tile(const float* q, const float* kt, std::size_t m, std::size_t d, 
       s[j] = diff * diff + s[j];
     }
   }
-  float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (std::size_t j = 0; j < len; ++j) {
-    s[j] = score(s[j]);
-    mx = std::max(mx, s[j]);
-  }
-  return mx;
+  float mn = std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(min : mn)
+  for (std::size_t j = 0; j < len; ++j) mn = std::min(mn, s[j]);
+  return mn;
 }
 
-// p[j] = 2^(s[j] - mx) in place; returns sum_j p[j].
+// Squared distances s[j] -> weights p[j] = 2^(score(s[j]) - ref) in place; returns sum_j p[j].
 ATTNPOOL_MULTIVERSION
-float exp_tile(float* s, std::size_t len, float mx) {
+float exp_tile(float* s, std::size_t len, gaussian_log2_score score, float ref) {
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (std::size_t j = 0; j < len; ++j) {
-    s[j] = exp2_poly(s[j] - mx);
+    s[j] = exp2_poly(score(s[j]) - ref);
     sum += s[j];
   }
   return sum;
 }
 
-// The d = 1-style fused pass for one value column: p = 2^(s - mx), returns {sum p, sum p v}.
-struct sums {
-  float p, pv;
-};
+// Squared distances -> {sum_j p_j, sum_j p_j v_j} with p_j = 2^(score(s[j]) - ref), one value
+// column.
 ATTNPOOL_MULTIVERSION
-sums exp_dot_tile(const float* s, const float* v, std::size_t len, float mx) {
+tile_sums exp_dot_tile(const float* s, const float* v, std::size_t len, gaussian_log2_score score,
+                       float ref) {
   float sum = 0.0f, dot = 0.0f;
 #pragma omp simd reduction(+ : sum, dot)
   for (std::size_t j = 0; j < len; ++j) {
-    const float p = exp2_poly(s[j] - mx);
+    const float p = exp2_poly(score(s[j]) - ref);
     sum += p;
     dot = p * v[j] + dot;
   }
-  return {sum, dot};
+  return {ref, sum, dot};
 }
 
 ATTNPOOL_MULTIVERSION
@@ -153,39 +182,62 @@ gaussian_log2_score make_score(const pool_params& params) {
   return {static_cast<float>(-gaussian_log2_scale(params.bandwidth))};
 }
 
+// The running state of one query row: the shared online softmax plus the dv accumulators.
+struct row_state {
+  online_softmax softmax;
+  float* acc;
+
+  // Folds in a tile summarised against reference `ref`; `tile_acc` holds its dv dot products.
+  void add(float ref, float sum, const float* tile_acc, std::size_t dv) {
+    const rescale r = softmax.merge(online_softmax{ref, sum});
+    for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * tile_acc[c];
+  }
+};
+
 }  // namespace
 
 void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
               const pool_params& params, unsigned threads) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   if (n == 0) return;
+  const gaussian_log2_score score = make_score(params);
   const std::vector<float> kt = pack_columns(k);
   const std::vector<float> vt = pack_columns(v);
-  const gaussian_log2_score score = make_score(params);
-  // Scratch per thread: one score tile, the row's accumulator and the tile's accumulator.
-  parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* scratch) {
-    float* s = scratch;
-    float* acc = scratch + kCpuTile;
-    float* tile_acc = acc + dv;
-    std::fill(acc, acc + dv, 0.0f);
-    online_softmax state;
+  // Scratch per thread: one tile of squared distances / weights, the row's accumulator and the
+  // tile's.
+  parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
+    float* s = buf;
+    row_state row{online_softmax{}, s + kCpuTile};
+    float* tile_acc = row.acc + dv;
+    std::fill(row.acc, row.acc + dv, 0.0f);
     for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, m - j0);
-      const float tile_max = score_tile(q.row(i), kt.data(), m, d, j0, len, score, s);
-      online_softmax tile{tile_max, 0.0f};
-      if (dv == 1) {
-        const sums t = exp_dot_tile(s, vt.data() + j0, len, tile_max);
-        tile.sum = t.p;
-        tile_acc[0] = t.pv;
-      } else {
-        tile.sum = exp_tile(s, len, tile_max);
-        for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, vt.data() + c * m + j0, len);
+      const float* vp = vt.data() + j0;
+      if (d == 1 && dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
+        // Single pass against the running maximum; repeat the tile against its own maximum when
+        // that exceeds the reference by more than the slack (a much closer key turned up).
+        float ref = row.softmax.max;
+        tile_sums t = fused_tile_d1(q(i, 0), kt.data() + j0, vp, len, score, ref);
+        if (!(t.max <= ref + kRefSlack)) {
+          ref = t.max;
+          t = fused_tile_d1(q(i, 0), kt.data() + j0, vp, len, score, ref);
+        }
+        row.add(ref, t.sum, &t.dot, 1);
+        continue;
       }
-      const rescale r = state.merge(tile);
-      for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * tile_acc[c];
+      // Two passes: exact tile maximum first (always so for the first tile of a row).
+      const float ref = score(dist2_tile(q.row(i), kt.data(), m, d, j0, len, s));
+      if (dv == 1) {
+        const tile_sums t = exp_dot_tile(s, vp, len, score, ref);
+        row.add(ref, t.sum, &t.dot, 1);
+      } else {
+        const float sum = exp_tile(s, len, score, ref);
+        for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, vt.data() + c * m + j0, len);
+        row.add(ref, sum, tile_acc, dv);
+      }
     }
-    const float inv = state.inv_sum();
-    for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
+    const float inv = row.softmax.inv_sum();
+    for (std::size_t c = 0; c < dv; ++c) out(i, c) = row.acc[c] * inv;
   });
 }
 
@@ -193,17 +245,17 @@ void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& 
                  unsigned threads) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols;
   if (n == 0) return;
-  const std::vector<float> kt = pack_columns(k);
   const gaussian_log2_score score = make_score(params);
+  const std::vector<float> kt = pack_columns(k);
   parallel_rows(n, m * d, threads, 0, [&](std::size_t i, float*) {
     float* row = w.row(i);
-    // Scores straight into the output row, tile by tile, then one exp pass over the row.
-    float mx = -std::numeric_limits<float>::infinity();
+    // Squared distances straight into the output row, tile by tile, then one exp pass.
+    float mn = std::numeric_limits<float>::infinity();
     for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, m - j0);
-      mx = std::max(mx, score_tile(q.row(i), kt.data(), m, d, j0, len, score, row + j0));
+      mn = std::min(mn, dist2_tile(q.row(i), kt.data(), m, d, j0, len, row + j0));
     }
-    const float inv = 1.0f / exp_tile(row, m, mx);
+    const float inv = 1.0f / exp_tile(row, m, score, score(mn));
     for (std::size_t j = 0; j < m; ++j) row[j] *= inv;
   });
 }

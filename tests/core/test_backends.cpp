@@ -83,6 +83,17 @@ TEST_P(HostBackend, FarAwayKeysGiveTheNearestKeysValue) {
   for (float o : out) EXPECT_EQ(o, v[0]) << "the nearest key (1e4 + 0) is index 0";
 }
 
+TEST_P(HostBackend, CloserKeysInLaterTiles) {
+  // Keys sorted from far to near: every later tile of the CPU engine holds a larger maximum than
+  // the running one, which forces its single-pass d = 1 path to repeat tiles against the new
+  // maximum (and the multi-pass paths to rescale).
+  for (std::size_t dv : {1, 3}) {
+    problem p = make_problem(5, 5000, 1, dv, attnpool::test::fresh_seed());
+    for (std::size_t j = 0; j < p.m; ++j) p.k[j * (1 + p.pad)] = 20.0f * static_cast<float>(p.m - j) / static_cast<float>(p.m);
+    check_pool(p, 0.05, GetParam());
+  }
+}
+
 TEST_P(HostBackend, WeightsMatchTheOracle) {
   for (double h : {1e-2, 1.0, 1e2}) {
     for (std::size_t d : {1, 3}) {

@@ -42,7 +42,7 @@ ATTNPOOL_HD float int_as_float(std::int32_t i) {
 #endif
 }
 
-/// 2^x for x <= 0, written without branches or library calls so that compilers vectorise
+/// 2^x for x <= 127, written without branches or library calls so that compilers vectorise
 /// loops over it (AVX2/AVX-512 on the host). Range reduction x = n + f with n = round(x) via the
 /// 1.5 * 2^23 magic constant, f in [-0.5, 0.5]; then a degree-6 polynomial fitted to 2^f in
 /// relative error (max 9.6e-8 in float arithmetic, measured over 2e5 points, about 1.6 ulp,
@@ -60,7 +60,11 @@ ATTNPOOL_HD float exp2_poly(float x) {
   p = p * f + 2.40226462e-01f;
   p = p * f + 6.93147182e-01f;
   p = p * f + 1.0f;
-  const float r = int_as_float(float_as_int(p) + n * (1 << 23));
+  // Adding n to the exponent field. Unsigned arithmetic: callers may evaluate a few lanes with
+  // x > 128 that they then discard (the CPU engine's single-pass tiles), and those must not be
+  // signed-overflow UB.
+  const auto bits = static_cast<std::uint32_t>(float_as_int(p)) + (static_cast<std::uint32_t>(n) << 23);
+  const float r = int_as_float(static_cast<std::int32_t>(bits));
   return x < kExp2Floor ? 0.0f : r;
 }
 
