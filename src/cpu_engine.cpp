@@ -255,7 +255,13 @@ void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& 
       const std::size_t len = std::min(kCpuTile, m - j0);
       mn = std::min(mn, dist2_tile(q.row(i), kt.data(), m, d, j0, len, row + j0));
     }
-    const float inv = 1.0f / exp_tile(row, m, score, score(mn));
+    // Exponentiate tile by tile and add the tile sums in double: the normaliser of a long row
+    // then stays within the float rounding of one tile's sum, vectorised or not (sanitizer
+    // builds do not vectorise, and a sequential float sum of m terms drifts by ~sqrt(m) eps).
+    double sum = 0.0;
+    for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile)
+      sum += exp_tile(row + j0, std::min(kCpuTile, m - j0), score, score(mn));
+    const auto inv = static_cast<float>(1.0 / sum);
     for (std::size_t j = 0; j < m; ++j) row[j] *= inv;
   });
 }
