@@ -3,8 +3,8 @@
 // the CUDA kernels run.
 //
 // Layout of the work, per query row, for each tile of kCpuTile keys:
-//   1. squared distances and their minimum (which gives the tile's largest score)
-//   2. p_j = 2^(score_j - max), the tile sum and p . v
+//   1. log2 scores and their maximum
+//   2. p_j = 2^(s_j - max), the tile sum and p . v
 //   3. merge (max, sum, p . v) into the row's online_softmax state (the shared merge)
 // For d = dv = 1 steps 1 and 2 fuse into one pass against the running maximum (fused_tile_d1).
 // Keys and values are packed once into column-major copies so that the inner loops run over
@@ -63,32 +63,35 @@ struct tile_sums {
 // running maximum of earlier tiles serves as the reference without a separate max pass.
 inline constexpr float kRefSlack = 16.0f;
 
-// d = 1, dv = 1 in a single pass (the notebook's case). s - ref = (neg_scale * diff) * diff - ref
-// contracts to one FMA, which also skips a rounding. The caller checks max <= ref + kRefSlack
-// and repeats the tile with ref = max when it is not.
-//
-// Why not pre-scale the coordinates by sqrt(scale) and save the multiply: rounding q * c and
-// k * c separately loses the exact subtraction of the inputs, doubling the score error for keys
-// far from the queries (measured: 2x over the (d + 4) eps bound of the far-key tests).
+// Every pass below subtracts the reference from a score that was rounded to float first, never
+// from an unrounded product: with -ffp-contract=fast, `scale * dist2 - ref` would become one FMA
+// and the best key would get 2^(rounding error of its score) instead of exactly 2^0. For far
+// keys at small bandwidths (|score| ~ 1e13, ulp ~ 1e6) that is inf or 0, and the result NaN.
+// A stored score, or one that has a second use (the max reduction), is not contracted; the
+// HugeScores test checks it.
+
+// d = 1, dv = 1 in a single pass (the notebook's case), against the running maximum `ref`. The
+// caller checks max <= ref + kRefSlack and repeats the tile with ref = max when it is not.
 ATTNPOOL_MULTIVERSION
 tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len,
                         gaussian_log2_score score, float ref) {
-  float mn = std::numeric_limits<float>::infinity(), sum = 0.0f, dot = 0.0f;
-#pragma omp simd reduction(min : mn) reduction(+ : sum, dot)
+  float mx = -std::numeric_limits<float>::infinity(), sum = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(max : mx) reduction(+ : sum, dot)
   for (std::size_t j = 0; j < len; ++j) {
     const float diff = q - k[j];
-    mn = std::min(mn, diff * diff);
-    const float p = exp2_poly(score.neg_scale * diff * diff - ref);
+    const float sc = score(diff * diff);
+    mx = std::max(mx, sc);
+    const float p = exp2_poly(sc - ref);
     sum += p;
     dot = p * v[j] + dot;
   }
-  return {score(mn), sum, dot};
+  return {mx, sum, dot};
 }
 
-// s[j] = squared distance between the query and keys [j0, j0 + len); returns min_j s[j].
+// s[j] = log2 score of the query against keys [j0, j0 + len); returns max_j s[j].
 ATTNPOOL_MULTIVERSION
-float dist2_tile(const float* q, const float* kt, std::size_t m, std::size_t d, std::size_t j0,
-                 std::size_t len, float* s) {
+float score_tile(const float* q, const float* kt, std::size_t m, std::size_t d, std::size_t j0,
+                 std::size_t len, gaussian_log2_score score, float* s) {
   {
     const float qc = q[0];
     const float* k0 = kt + j0;
@@ -107,33 +110,34 @@ float dist2_tile(const float* q, const float* kt, std::size_t m, std::size_t d, 
       s[j] = diff * diff + s[j];
     }
   }
-  float mn = std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(min : mn)
-  for (std::size_t j = 0; j < len; ++j) mn = std::min(mn, s[j]);
-  return mn;
+  float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+  for (std::size_t j = 0; j < len; ++j) {
+    s[j] = score(s[j]);
+    mx = std::max(mx, s[j]);
+  }
+  return mx;
 }
 
-// Squared distances s[j] -> weights p[j] = 2^(score(s[j]) - ref) in place; returns sum_j p[j].
+// Scores s[j] -> weights p[j] = 2^(s[j] - ref) in place; returns sum_j p[j].
 ATTNPOOL_MULTIVERSION
-float exp_tile(float* s, std::size_t len, gaussian_log2_score score, float ref) {
+float exp_tile(float* s, std::size_t len, float ref) {
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (std::size_t j = 0; j < len; ++j) {
-    s[j] = exp2_poly(score(s[j]) - ref);
+    s[j] = exp2_poly(s[j] - ref);
     sum += s[j];
   }
   return sum;
 }
 
-// Squared distances -> {sum_j p_j, sum_j p_j v_j} with p_j = 2^(score(s[j]) - ref), one value
-// column.
+// Scores -> {sum_j p_j, sum_j p_j v_j} with p_j = 2^(s[j] - ref), one value column.
 ATTNPOOL_MULTIVERSION
-tile_sums exp_dot_tile(const float* s, const float* v, std::size_t len, gaussian_log2_score score,
-                       float ref) {
+tile_sums exp_dot_tile(const float* s, const float* v, std::size_t len, float ref) {
   float sum = 0.0f, dot = 0.0f;
 #pragma omp simd reduction(+ : sum, dot)
   for (std::size_t j = 0; j < len; ++j) {
-    const float p = exp2_poly(score(s[j]) - ref);
+    const float p = exp2_poly(s[j] - ref);
     sum += p;
     dot = p * v[j] + dot;
   }
@@ -226,12 +230,12 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
         continue;
       }
       // Two passes: exact tile maximum first (always so for the first tile of a row).
-      const float ref = score(dist2_tile(q.row(i), kt.data(), m, d, j0, len, s));
+      const float ref = score_tile(q.row(i), kt.data(), m, d, j0, len, score, s);
       if (dv == 1) {
-        const tile_sums t = exp_dot_tile(s, vp, len, score, ref);
+        const tile_sums t = exp_dot_tile(s, vp, len, ref);
         row.add(ref, t.sum, &t.dot, 1);
       } else {
-        const float sum = exp_tile(s, len, score, ref);
+        const float sum = exp_tile(s, len, ref);
         for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, vt.data() + c * m + j0, len);
         row.add(ref, sum, tile_acc, dv);
       }
@@ -249,18 +253,18 @@ void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& 
   const std::vector<float> kt = pack_columns(k);
   parallel_rows(n, m * d, threads, 0, [&](std::size_t i, float*) {
     float* row = w.row(i);
-    // Squared distances straight into the output row, tile by tile, then one exp pass.
-    float mn = std::numeric_limits<float>::infinity();
+    // Scores straight into the output row, tile by tile, then one exp pass.
+    float mx = -std::numeric_limits<float>::infinity();
     for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, m - j0);
-      mn = std::min(mn, dist2_tile(q.row(i), kt.data(), m, d, j0, len, row + j0));
+      mx = std::max(mx, score_tile(q.row(i), kt.data(), m, d, j0, len, score, row + j0));
     }
     // Exponentiate tile by tile and add the tile sums in double: the normaliser of a long row
     // then stays within the float rounding of one tile's sum, vectorised or not (sanitizer
     // builds do not vectorise, and a sequential float sum of m terms drifts by ~sqrt(m) eps).
     double sum = 0.0;
     for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile)
-      sum += exp_tile(row + j0, std::min(kCpuTile, m - j0), score, score(mn));
+      sum += exp_tile(row + j0, std::min(kCpuTile, m - j0), mx);
     const auto inv = static_cast<float>(1.0 / sum);
     for (std::size_t j = 0; j < m; ++j) row[j] *= inv;
   });

@@ -83,6 +83,30 @@ TEST_P(HostBackend, FarAwayKeysGiveTheNearestKeysValue) {
   for (float o : out) EXPECT_EQ(o, v[0]) << "the nearest key (1e4 + 0) is index 0";
 }
 
+TEST_P(HostBackend, HugeScoresStayFinite) {
+  // Keys 1e4 away at h = 1e-3: scores ~ -7e13 in log2 units, whose float ulp is ~8e6. Any
+  // unrounded "scale * dist2 - max" (an FMA) would hand the best key 2^(+-1e6) = inf or 0.
+  // Two key orders: the nearest key first, and last (so later tiles raise the maximum).
+  for (bool nearest_last : {false, true}) {
+    for (std::size_t dv : {1, 2}) {
+      const std::size_t m = 3000;
+      std::vector<float> q = {0.0f, 0.5f, 0.75f}, k(m), v(m * dv);
+      std::size_t nearest = 0;
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::size_t offset = nearest_last ? m - 1 - j : (j * 7919) % m;
+        k[j] = 1e4f + static_cast<float>(offset);
+        if (offset == 0) nearest = j;
+        for (std::size_t c = 0; c < dv; ++c) v[j * dv + c] = static_cast<float>(j + c) + 0.5f;
+      }
+      const auto out =
+          attnpool::pool(q, k, v, 1, attnpool::pool_params{1e-3}, opts_for(GetParam()));
+      for (std::size_t i = 0; i < q.size(); ++i)
+        for (std::size_t c = 0; c < dv; ++c)
+          EXPECT_EQ(out[i * dv + c], v[nearest * dv + c]) << "row " << i << " dv " << dv;
+    }
+  }
+}
+
 TEST_P(HostBackend, CloserKeysInLaterTiles) {
   // Keys sorted from far to near: every later tile of the CPU engine holds a larger maximum than
   // the running one, which forces its single-pass d = 1 path to repeat tiles against the new
