@@ -52,9 +52,15 @@ color parse_color(std::string_view text);
 
 /// matplotlib's default property cycle (tab10): #1f77b4, #ff7f0e, #2ca02c, #d62728, ...
 inline constexpr std::array<color, 10> kTab10 = {{
-    {0x1f, 0x77, 0xb4, 255}, {0xff, 0x7f, 0x0e, 255}, {0x2c, 0xa0, 0x2c, 255},
-    {0xd6, 0x27, 0x28, 255}, {0x94, 0x67, 0xbd, 255}, {0x8c, 0x56, 0x4b, 255},
-    {0xe3, 0x77, 0xc2, 255}, {0x7f, 0x7f, 0x7f, 255}, {0xbc, 0xbd, 0x22, 255},
+    {0x1f, 0x77, 0xb4, 255},
+    {0xff, 0x7f, 0x0e, 255},
+    {0x2c, 0xa0, 0x2c, 255},
+    {0xd6, 0x27, 0x28, 255},
+    {0x94, 0x67, 0xbd, 255},
+    {0x8c, 0x56, 0x4b, 255},
+    {0xe3, 0x77, 0xc2, 255},
+    {0x7f, 0x7f, 0x7f, 255},
+    {0xbc, 0xbd, 0x22, 255},
     {0x17, 0xbe, 0xcf, 255},
 }};
 
@@ -256,7 +262,7 @@ class colormap {
   static colormap from_segments(std::string name, const segments& red, const segments& green,
                                 const segments& blue);
   /// A listed colormap (matplotlib's ListedColormap) from exactly 256 RGB rows in [0, 1].
-  static colormap from_table(std::string name, std::span<const std::array<float, 3>> rows);
+  static colormap from_table(std::string name, std::span<const std::array<double, 3>> rows);
 
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   /// The lookup-table entry for t (clamped to [0, 1]; NaN maps to transparent).
@@ -320,9 +326,9 @@ enum class legend_loc { best, upper_right, upper_left, lower_left, lower_right }
 
 /// Options of axes::matshow.
 struct matshow_options {
-  const colormap* cmap = nullptr;     ///< null: viridis (matplotlib's default)
-  std::optional<double> vmin;         ///< empty: the matrix minimum
-  std::optional<double> vmax;         ///< empty: the matrix maximum
+  const colormap* cmap = nullptr;          ///< null: viridis (matplotlib's default)
+  std::optional<double> vmin;              ///< empty: the matrix minimum
+  std::optional<double> vmax;              ///< empty: the matrix maximum
   std::vector<std::string> row_labels;     ///< labels of rows 0, 1, ... (y ticks at every row)
   std::vector<std::string> column_labels;  ///< labels of columns 0, 1, ... (x ticks on top)
 };
@@ -367,7 +373,6 @@ class axes {
   void set_yticks(tick_spec ticks) { yticks_ = std::move(ticks); }
   /// Shows a legend of the labelled series.
   void legend(legend_loc loc = legend_loc::best) { legend_ = loc; }
-
 
  private:
   friend class figure;
