@@ -14,4 +14,9 @@ run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${PREFIX} --config ${cfg})
 run(${CMAKE_COMMAND} -S ${SOURCE} -B ${CONSUMER_BUILD} -G ${GENERATOR}
     -DCMAKE_PREFIX_PATH=${PREFIX} -DCMAKE_BUILD_TYPE=${cfg})
 run(${CMAKE_COMMAND} --build ${CONSUMER_BUILD} --config ${cfg})
-run(${CONSUMER_BUILD}/consumer)
+execute_process(COMMAND ${CONSUMER_BUILD}/consumer WORKING_DIRECTORY ${CONSUMER_BUILD}
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "consumer failed (${rc}):\n${out}\n${err}")
+endif()
+message(STATUS "${out}")

@@ -5,7 +5,14 @@
 #include <cstdio>
 #include <vector>
 
+#if defined(CONSUMER_HAS_RENDER)
+void draw_plot();
+#endif
+
 int main() {
+#if defined(CONSUMER_HAS_RENDER)
+  draw_plot();
+#endif
   const std::vector<float> x = {0.0f, 1.0f, 2.0f}, y = {0.0f, 1.0f, 4.0f}, q = {1.0f};
   attnpool::options opts;
   opts.backend = attnpool::backend::cpu;
