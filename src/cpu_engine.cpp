@@ -52,6 +52,74 @@ std::vector<float> pack_columns(const_view a) {
   return out;
 }
 
+// Keys in blocks of kLanes: kb[(j / kLanes) * d * kLanes + c * kLanes + j % kLanes] = k(j, c),
+// the tail block zero-padded. A block's d coordinates are d * 64 contiguous bytes, so the
+// distance loop streams them in order with its accumulators in registers; column-major packing
+// instead puts the d columns m * 4 bytes apart, which for m a multiple of 1024 maps them onto
+// the same L1 sets.
+inline constexpr std::size_t kLanes = 16;
+std::vector<float> pack_blocks(const_view a) {
+  const std::size_t blocks = (a.rows + kLanes - 1) / kLanes;
+  std::vector<float> out(blocks * a.cols * kLanes, 0.0f);
+  for (std::size_t j = 0; j < a.rows; ++j)
+    for (std::size_t c = 0; c < a.cols; ++c)
+      out[(j / kLanes) * a.cols * kLanes + c * kLanes + j % kLanes] = a(j, c);
+  return out;
+}
+
+// d > 1: s[j] = log2 score of the query against keys [j0, j0 + len) from blocked keys, in one
+// pass; returns max_j s[j]. j0 is a multiple of kLanes; lanes past len score -inf.
+// D > 0 is the dimension at compile time: the c loop unrolls inside the vectorised lane loop, so
+// each lane's distance stays in a register and the loads are whole 64-byte lines. D == 0 reads
+// the run-time d (the fallback: a lane accumulator that GCC keeps in memory).
+template <int D>
+ATTNPOOL_MULTIVERSION
+float score_tile_blocked(const float* q, const float* kb, std::size_t d, std::size_t j0,
+                         std::size_t len, gaussian_log2_score score, float* s) {
+  const std::size_t dd = D > 0 ? static_cast<std::size_t>(D) : d;
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t b = 0; b * kLanes < len; ++b) {
+    const float* kblk = kb + (j0 / kLanes + b) * dd * kLanes;
+    float* sb = s + b * kLanes;
+    const std::size_t valid = std::min(kLanes, len - b * kLanes);
+#pragma omp simd reduction(max : mx)
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      float acc = 0.0f;
+      if constexpr (D > 0) {
+#pragma GCC unroll 64
+        for (int c = 0; c < D; ++c) {
+          const float diff = q[c] - kblk[c * kLanes + l];
+          acc = diff * diff + acc;
+        }
+      } else {
+        for (std::size_t c = 0; c < dd; ++c) {
+          const float diff = q[c] - kblk[c * kLanes + l];
+          acc = diff * diff + acc;
+        }
+      }
+      const float sj = l < valid ? score(acc) : -std::numeric_limits<float>::infinity();
+      sb[l] = sj;
+      mx = std::max(mx, sj);
+    }
+  }
+  return mx;
+}
+
+// The run-time d -> compile-time D switch for the blocked score tile.
+float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j0,
+                   std::size_t len, gaussian_log2_score score, float* s) {
+  switch (d) {
+    case 2: return score_tile_blocked<2>(q, kb, d, j0, len, score, s);
+    case 3: return score_tile_blocked<3>(q, kb, d, j0, len, score, s);
+    case 4: return score_tile_blocked<4>(q, kb, d, j0, len, score, s);
+    case 8: return score_tile_blocked<8>(q, kb, d, j0, len, score, s);
+    case 16: return score_tile_blocked<16>(q, kb, d, j0, len, score, s);
+    case 32: return score_tile_blocked<32>(q, kb, d, j0, len, score, s);
+    case 64: return score_tile_blocked<64>(q, kb, d, j0, len, score, s);
+    default: return score_tile_blocked<0>(q, kb, d, j0, len, score, s);
+  }
+}
+
 // What one pass over a tile returns: the largest log2 score seen, and relative to the reference
 // `ref` the pass was given, sum_j 2^(s_j - ref) and sum_j 2^(s_j - ref) v_j.
 struct tile_sums {
@@ -113,8 +181,9 @@ float score_tile(const float* q, const float* kt, std::size_t m, std::size_t d, 
   float mx = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : mx)
   for (std::size_t j = 0; j < len; ++j) {
-    s[j] = score(s[j]);
-    mx = std::max(mx, s[j]);
+    const float sj = score(s[j]);
+    s[j] = sj;
+    mx = std::max(mx, sj);  // a value: std::max of the reference s[j] is not vectorised
   }
   return mx;
 }
@@ -205,7 +274,8 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   if (n == 0) return;
   const gaussian_log2_score score = make_score(params);
-  const std::vector<float> kt = pack_columns(k);
+  const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
+  const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
   const std::vector<float> vt = pack_columns(v);
   // Scratch per thread: one tile of squared distances / weights, the row's accumulator and the
   // tile's.
@@ -230,7 +300,8 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
         continue;
       }
       // Two passes: exact tile maximum first (always so for the first tile of a row).
-      const float ref = score_tile(q.row(i), kt.data(), m, d, j0, len, score, s);
+      const float ref = d > 1 ? score_tile_d(q.row(i), kb.data(), d, j0, len, score, s)
+                              : score_tile(q.row(i), kt.data(), m, d, j0, len, score, s);
       if (dv == 1) {
         const tile_sums t = exp_dot_tile(s, vp, len, ref);
         row.add(ref, t.sum, &t.dot, 1);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace attnpool {
 namespace {
@@ -40,32 +41,47 @@ const float kShapeOnly = 0.0f;
 
 }  // namespace
 
+double reference::float32_score_error(std::size_t d) {
+  return static_cast<double>(d + 4) * std::numeric_limits<float>::epsilon();
+}
+
 reference::pooled reference::pool(const_view q, const_view k, const_view v,
-                                  const pool_params& params) {
+                                  const pool_params& params, double score_rel_error) {
   const auto shape = detail::check_pool_args("reference::pool", q, k, v,
                                              const_view{&kShapeOnly, q.rows, v.cols, v.cols}, params);
+  const double rel = score_rel_error < 0.0 ? float32_score_error(shape.d) : score_rel_error;
   pooled r;
   r.n = shape.n;
   r.dv = shape.dv;
   r.out.assign(shape.n * shape.dv, 0.0);
   r.abs_scale.assign(shape.n * shape.dv, 0.0);
-  r.sensitivity.assign(shape.n * shape.dv, 0.0);
-  std::vector<double> s(shape.m), w(shape.m);
+  r.score_bound.assign(shape.n * shape.dv, 0.0);
+  std::vector<double> s(shape.m), w(shape.m), w_up(shape.m);
   for (std::size_t i = 0; i < shape.n; ++i) {
     row_scores(q, k, i, params.bandwidth, s);
     w = s;
     softmax_in_place(w);
+    // w_j e^{+-D_j} in log space: w_j itself may underflow where e^D_j does not.
+    const double mx = *std::max_element(s.begin(), s.end());
+    double norm = 0.0;
+    for (double x : s) norm += std::exp(x - mx);
+    double den = 0.0;
+    for (std::size_t j = 0; j < shape.m; ++j) {
+      const double dj = rel * std::fabs(s[j]);
+      w_up[j] = std::exp(s[j] - mx + dj) / norm - w[j];  // w_j (e^D_j - 1)
+      den += std::exp(s[j] - mx - dj) / norm;             // w_j e^-D_j
+    }
     for (std::size_t c = 0; c < shape.dv; ++c) {
       double out = 0.0, abs_scale = 0.0;
       for (std::size_t j = 0; j < shape.m; ++j) {
         out += w[j] * v(j, c);
         abs_scale += w[j] * std::fabs(v(j, c));
       }
-      double sens = 0.0;
-      for (std::size_t j = 0; j < shape.m; ++j) sens += w[j] * std::fabs(s[j]) * std::fabs(v(j, c) - out);
+      double num = 0.0;
+      for (std::size_t j = 0; j < shape.m; ++j) num += w_up[j] * std::fabs(v(j, c) - out);
       r.out[i * shape.dv + c] = out;
       r.abs_scale[i * shape.dv + c] = abs_scale;
-      r.sensitivity[i * shape.dv + c] = sens;
+      r.score_bound[i * shape.dv + c] = num / den;
     }
   }
   return r;

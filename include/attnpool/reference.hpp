@@ -11,19 +11,29 @@
 
 namespace attnpool::reference {
 
-/// fp64 pooled output with, per element (i, c), the two scales of the float32 error bound:
-///   abs_scale(i, c)   = sum_j w_ij |v_jc|                (rounding of the weighted sum)
-///   sensitivity(i, c) = sum_j w_ij |s_ij| |v_jc - out_ic| (first-order effect of a relative
-///                       error eps in every score s_ij, in natural-log units)
-/// so that a float32 engine whose scores carry relative error <= k * eps satisfies
-///   |out32 - out| <~ c1 * abs_scale + k * eps * sensitivity.
+/// fp64 pooled output with, per element (i, c), the two scales of a float32 engine's error:
+///   abs_scale(i, c)   = sum_j w_ij |v_jc|                 (rounding of the weighted sums)
+///   score_bound(i, c) = sum_j w_ij (e^D_ij - 1) |v_jc - out_ic| / sum_j w_ij e^-D_ij
+/// where D_ij = score_rel_error * |s_ij| bounds the error of the natural-log score s_ij. If every
+/// score the engine exponentiates is off by at most D_ij (up to a shift common to the row, which
+/// cancels), its output is off by at most score_bound: the numerator bounds
+/// |sum_j w_j (e^d_j - 1)(v_j - out)| and the denominator the perturbed normaliser. For small D
+/// this is the first-order sum_j w_j D_j |v_j - out|; it stays valid (and grows quickly) where
+/// float32 scores are too coarse for a first-order argument (far keys, tiny bandwidths).
 struct pooled {
   std::size_t n = 0, dv = 0;
-  std::vector<double> out, abs_scale, sensitivity;  // each n x dv, row-major
+  std::vector<double> out, abs_scale, score_bound;  // each n x dv, row-major
 };
 
-/// The oracle for pool(). Throws invalid_argument as attnpool::pool does.
-pooled pool(const_view queries, const_view keys, const_view values, const pool_params& params);
+/// The relative score error of the float32 engines, (d + 4) eps32: d rounded squared
+/// differences summed, the scale and its constant, and the subtraction of the running maximum
+/// give (d / 2 + 5 / 2) eps32; d + 4 leaves a factor of about 2.
+double float32_score_error(std::size_t d);
+
+/// The oracle for pool(). score_rel_error < 0 means float32_score_error(d).
+/// Throws invalid_argument as attnpool::pool does.
+pooled pool(const_view queries, const_view keys, const_view values, const pool_params& params,
+            double score_rel_error = -1.0);
 
 /// The oracle for attention_weights(): n x m, row-major, fp64.
 std::vector<double> weights(const_view queries, const_view keys, const pool_params& params);
