@@ -1,0 +1,787 @@
+#!/usr/bin/env python3
+"""attnpool against what a user would pick instead, on the same data (issue 5).
+
+Every system computes the same Gaussian attention pooling
+
+    out[i, :] = sum_j w[i, j] v[j, :],   w[i, :] = softmax_j(-||q_i - k_j||^2 / (2 h^2))
+
+on the same inputs: each shape's q, k, v are drawn once from a seeded generator, written to
+DIR/data/*.npy, and read back by every peer (the attnpool driver reads the files themselves).
+
+Peers (GPU mode, the default):
+  torch_eager        the notebook's code: softmax(-(q - k.T)**2 / (2h^2)) @ v (d = 1),
+                     torch.cdist(q, k)**2 for d > 1
+  torch_compile      torch.compile of that same function (compile time reported, not timed)
+  sdpa_fp32_bias     scaled_dot_product_attention on the Gaussian written as a dot product plus a
+                     key bias: -||q-k||^2/(2h^2) = q.k/h^2 - ||k||^2/(2h^2) - ||q||^2/(2h^2), the
+                     last term cancels in the softmax; scale=1/h^2, attn_mask = the key bias
+  sdpa_fp16_nomask   the same with the bias folded into one extra coordinate
+                     (q' = [q, 1], k' = [k, -||k||^2/2]), head dims zero-padded to a multiple
+                     of 8, in float16: no mask and a half-precision dtype make it eligible for
+                     the flash backend
+  keops              pykeops LazyTensor, sumsoftmaxweight reduction (compiled at first use, which
+                     is warmed up outside the timing)
+  attnpool_fused / attnpool_unfused
+                     the C++ driver (bench/peers/attnpool_peer.cpp, --attnpool-bin) on the
+                     device-pointer API, timed with CUDA events
+Every peer reports the max relative error against an fp64 result, the median time over several
+CUDA-synchronised repetitions, pairs/s and peak memory (torch.cuda.max_memory_allocated, or the
+driver's own allocations), or "OOM". After an OOM a peer skips its larger shapes. A peer that
+cannot run (module missing, no GPU, no driver binary) gets rows marked "unavailable: <reason>";
+the script never stops on one peer's failure.
+
+--cpu-only (needs only NumPy): fp64 NumPy reference vs attnpool's cpu backend (driver) and a
+NumPy float32 peer, on smaller shapes: the plumbing check for machines without a GPU.
+
+Error measure: max over outputs of |out - ref| / sum_j w_ij |v_jc| (fp64 weights). The
+denominator is the weighted magnitude the output is a sum of; it equals |ref| when the values
+do not change sign, and it stays meaningful where cancellation makes ref itself ~0.
+
+Outputs in --out DIR: results.csv (system, n, m, d, dv, ms, pairs_per_s, max_rel_err,
+peak_mem_bytes, note), results.md (one table per shape, and "attnpool fused / best peer"),
+meta.json (versions, device, command, seed, bandwidths).
+
+Example (GPU box):  python3 bench/peers/peers.py --attnpool-bin build/bench/attnpool_peer \
+                        --out out/peers
+Example (no GPU):   python3 bench/peers/peers.py --cpu-only \
+                        --attnpool-bin build-bench/bench/attnpool_peer --out out/peers-cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import numpy as np
+except ImportError:  # nothing can run without NumPy: say so plainly
+    sys.exit("peers.py needs NumPy (python3 -m pip install numpy)")
+
+REPO = Path(__file__).resolve().parents[2]
+CSV_FIELDS = ["system", "n", "m", "d", "dv", "ms", "pairs_per_s", "max_rel_err",
+              "peak_mem_bytes", "note"]
+
+
+# ---- shapes and data --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shape:
+    n: int
+    m: int
+    d: int
+    dv: int
+    probe: bool = False  # OOM probe: torch_eager only, one call
+
+    @property
+    def tag(self) -> str:
+        return f"n{self.n}_m{self.m}_d{self.d}_dv{self.dv}"
+
+    @property
+    def bandwidth(self) -> float:
+        # The notebook's h = 1 at d = 1. For d > 1, h = sqrt(d) keeps the weights spread over many
+        # keys (||q - k||^2 grows like d) instead of collapsing onto the nearest key.
+        return 1.0 if self.d == 1 else math.sqrt(self.d)
+
+    @property
+    def pairs(self) -> float:
+        return float(self.n) * float(self.m)
+
+
+GPU_SHAPES = [Shape(4096, 4096, 1, 1), Shape(16384, 16384, 1, 1), Shape(65536, 65536, 1, 1),
+              Shape(16384, 16384, 16, 1), Shape(16384, 16384, 64, 1)]
+GPU_PROBES = [Shape(131072, 131072, 1, 1, probe=True), Shape(262144, 262144, 1, 1, probe=True)]
+CPU_SHAPES = [Shape(4096, 4096, 1, 1), Shape(16384, 16384, 1, 1), Shape(4096, 4096, 16, 1)]
+
+
+def make_data(shape: Shape, seed: int, data_dir: Path) -> dict[str, Path]:
+    """The notebook's data widened to d dimensions, written once as float32 C-order .npy."""
+    paths = {name: data_dir / f"{shape.tag}_{name}.npy" for name in ("q", "k", "v")}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    rng = np.random.default_rng([seed, shape.n, shape.m, shape.d, shape.dv])
+    q = rng.uniform(0.0, 5.0, size=(shape.n, shape.d)).astype(np.float32)
+    k = rng.uniform(0.0, 5.0, size=(shape.m, shape.d)).astype(np.float32)
+    x = k[:, :1].astype(np.float64)
+    v = (2.0 * np.sin(x) + x ** 0.8 + rng.normal(0.0, 0.5, size=(shape.m, shape.dv)))
+    v = v.astype(np.float32)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, arr in (("q", q), ("k", k), ("v", v)):
+        np.save(paths[name], np.ascontiguousarray(arr))
+    return paths
+
+
+def load_data(paths: dict[str, Path]) -> dict[str, np.ndarray]:
+    return {name: np.load(p) for name, p in paths.items()}
+
+
+# ---- the fp64 result and the error measure ----------------------------------------------------
+
+def reference_fp64(q, k, v, h, torch_mod=None, device=None):
+    """fp64 pooled output and the weighted magnitude sum_j w |v| (the error denominator).
+
+    Direct differences (no ||q||^2 + ||k||^2 - 2 q.k expansion, which cancels), max-subtracted
+    softmax, chunked over queries so memory stays ~256 MiB. On a GPU box it runs in float64 on
+    the GPU with torch, else with NumPy."""
+    n, m = q.shape[0], k.shape[0]
+    chunk = max(1, (32 << 20) // max(1, m))
+    if torch_mod is not None and device is not None:
+        t = torch_mod
+        qd = t.as_tensor(q, dtype=t.float64, device=device)
+        kd = t.as_tensor(k, dtype=t.float64, device=device)
+        vd = t.as_tensor(v, dtype=t.float64, device=device)
+        out = t.empty((n, v.shape[1]), dtype=t.float64, device=device)
+        mag = t.empty_like(out)
+        for i0 in range(0, n, chunk):
+            qb = qd[i0:i0 + chunk]
+            s = t.zeros((qb.shape[0], m), dtype=t.float64, device=device)
+            for c in range(q.shape[1]):  # one column at a time: no (chunk, m, d) temporary
+                s -= (qb[:, c:c + 1] - kd[None, :, c]) ** 2
+            w = t.softmax(s / (2.0 * h * h), dim=1)
+            out[i0:i0 + chunk] = w @ vd
+            mag[i0:i0 + chunk] = w @ vd.abs()
+        return out.cpu().numpy(), mag.cpu().numpy()
+    qd, kd, vd = q.astype(np.float64), k.astype(np.float64), v.astype(np.float64)
+    out = np.empty((n, v.shape[1]))
+    mag = np.empty_like(out)
+    for i0 in range(0, n, chunk):
+        qb = qd[i0:i0 + chunk]
+        s = np.zeros((qb.shape[0], m))
+        for c in range(q.shape[1]):  # one column at a time: no (chunk, m, d) temporary
+            s -= (qb[:, c:c + 1] - kd[None, :, c]) ** 2
+        s /= 2.0 * h * h
+        s -= s.max(axis=1, keepdims=True)
+        np.exp(s, out=s)
+        s /= s.sum(axis=1, keepdims=True)
+        out[i0:i0 + chunk] = s @ vd
+        mag[i0:i0 + chunk] = s @ np.abs(vd)
+    return out, mag
+
+
+def max_rel_err(out, ref) -> float:
+    ref_out, mag = ref
+    out = np.asarray(out, dtype=np.float64).reshape(ref_out.shape)
+    if not np.all(np.isfinite(out)):
+        return float("inf")
+    return float(np.max(np.abs(out - ref_out) / np.maximum(mag, 1e-300)))
+
+
+# ---- results ------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    system: str
+    shape: Shape
+    ms: float | None = None
+    err: float | None = None
+    peak: float | None = None
+    note: str = ""
+
+    def csv(self) -> dict:
+        s = self.shape
+        return {"system": self.system, "n": s.n, "m": s.m, "d": s.d, "dv": s.dv,
+                "ms": "" if self.ms is None else f"{self.ms:.6g}",
+                "pairs_per_s": "" if self.ms is None else f"{s.pairs / (self.ms * 1e-3):.6g}",
+                "max_rel_err": "" if self.err is None else f"{self.err:.3g}",
+                "peak_mem_bytes": "" if self.peak is None else f"{self.peak:.0f}",
+                "note": self.note}
+
+
+class PeerSkip(Exception):
+    """A peer cannot run this shape; the message becomes the row's note."""
+
+
+class OutOfMemory(Exception):
+    pass
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    deadline: float
+    torch: object = None
+    device: object = None
+    torch_note: str = ""
+    oom_at: dict = field(default_factory=dict)  # system -> first shape that ran out of memory
+    unavailable: dict = field(default_factory=dict)  # system -> reason
+    extra: dict = field(default_factory=dict)
+
+
+def is_oom(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return "out of memory" in text or "outofmemory" in text or "cudaerrormemoryallocation" in text
+
+
+def reps_for(first_ms: float, args) -> int:
+    """Fewer repetitions for slow calls: the budget is minutes for the whole comparison."""
+    if first_ms > 2000:
+        return 1
+    if first_ms > 300:
+        return 3
+    return args.reps
+
+
+# ---- torch peers -------------------------------------------------------------------------------
+
+def init_torch(ctx: Context) -> None:
+    try:
+        import torch  # noqa: PLC0415
+    except Exception as exc:  # ImportError, or a broken install raising something else
+        ctx.torch_note = f"unavailable: torch not importable ({type(exc).__name__}: {exc})"
+        return
+    if not torch.cuda.is_available():
+        ctx.torch_note = f"unavailable: torch {torch.__version__} sees no CUDA device"
+        ctx.torch = torch
+        return
+    ctx.torch = torch
+    ctx.device = torch.device("cuda")
+    ctx.extra["torch"] = torch.__version__
+    ctx.extra["gpu"] = torch.cuda.get_device_name(0)
+    props = torch.cuda.get_device_properties(0)
+    ctx.extra["gpu_memory_bytes"] = props.total_memory
+    ctx.extra["gpu_sm_count"] = props.multi_processor_count
+    try:
+        import triton  # noqa: PLC0415
+        ctx.extra["triton"] = triton.__version__
+    except Exception as exc:
+        ctx.extra["triton"] = f"unavailable ({type(exc).__name__})"
+
+
+def cuda_time(ctx: Context, fn, shape: Shape):
+    """Median ms over CUDA-event-timed repetitions after one warm-up; the last output."""
+    torch = ctx.torch
+    out = fn()  # warm-up (allocator, cuBLAS handles, Triton autotuning)
+    torch.cuda.synchronize()
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    out = fn()
+    stop.record()
+    stop.synchronize()
+    times = [start.elapsed_time(stop)]
+    for _ in range(reps_for(times[0], ctx.args) - 1):
+        del out
+        start.record()
+        out = fn()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    return float(np.median(times)), out
+
+
+def run_torch_peer(ctx: Context, system: str, shape: Shape, data, ref, build, note=""):
+    """build(tensors) -> fn; times fn, checks the error, records peak memory."""
+    torch = ctx.torch
+    if ctx.device is None:
+        raise PeerSkip(ctx.torch_note)
+    torch.cuda.empty_cache()
+    tensors = {name: torch.as_tensor(a, device=ctx.device) for name, a in data.items()}
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        fn, extra_note = build(tensors, shape)
+        ms, out = cuda_time(ctx, fn, shape)
+        peak = float(torch.cuda.max_memory_allocated())
+        out_np = out.float().cpu().numpy()[:, :shape.dv]
+    except Exception as exc:
+        if is_oom(exc):
+            raise OutOfMemory(str(exc).splitlines()[0]) from None
+        raise
+    finally:
+        tensors.clear()
+    err = max_rel_err(out_np, ref) if ref is not None else None
+    return Row(system, shape, ms, err, peak, "; ".join(x for x in (note, extra_note) if x))
+
+
+def eager_fn(torch, q, k, v, h: float):
+    """The notebook's own formulation (d2l.ai, Nadaraya-Watson), as a user writes it."""
+    if q.shape[1] == 1:
+        w = torch.nn.functional.softmax(-(q - k.T) ** 2 / (2 * h * h), dim=1)
+    else:
+        w = torch.nn.functional.softmax(-torch.cdist(q, k) ** 2 / (2 * h * h), dim=1)
+    return w @ v
+
+
+def build_eager(ctx):
+    def build(t, shape):
+        q, k, v, h = t["q"], t["k"], t["v"], shape.bandwidth
+        return (lambda: eager_fn(ctx.torch, q, k, v, h)), ""
+    return build
+
+
+def build_compile(ctx):
+    torch = ctx.torch
+    if "compiled" not in ctx.extra:
+        def notebook(q, k, v, h):
+            return eager_fn(torch, q, k, v, h)
+        ctx.extra["compiled"] = torch.compile(notebook, dynamic=False)
+    compiled = ctx.extra["compiled"]
+
+    def build(t, shape):
+        q, k, v, h = t["q"], t["k"], t["v"], shape.bandwidth
+        t0 = time.perf_counter()
+        compiled(q, k, v, h)  # compiles for this shape, outside the timing
+        torch.cuda.synchronize()
+        return (lambda: compiled(q, k, v, h)), \
+            f"compile+first call {time.perf_counter() - t0:.1f} s (untimed)"
+    return build
+
+
+SDPA_NAMES = ["FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"]
+
+
+def sdpa_inputs(torch, q, k, v, h, variant):
+    """(query, key, value, attn_mask, scale) in (1, 1, L, E) layout for one SDPA variant."""
+    if variant == "bias":
+        bias = (-(k * k).sum(1) / (2 * h * h)).view(1, 1, 1, -1)
+        mask = bias.expand(1, 1, q.shape[0], k.shape[0])
+        return q[None, None], k[None, None], v[None, None], mask, 1.0 / (h * h)
+    # "nomask": q' = [q, 1], k' = [k, -||k||^2/2], zero-padded so that E = Ev = 8 * ceil((d+1)/8)
+    width = 8 * math.ceil((q.shape[1] + 1) / 8)
+    width = max(width, 8 * math.ceil(v.shape[1] / 8))
+
+    def pad(x, extra=None):
+        out = torch.zeros((x.shape[0], width), dtype=torch.float16, device=x.device)
+        out[:, :x.shape[1]] = x
+        if extra is not None:
+            out[:, x.shape[1]] = extra
+        return out
+    qa = pad(q, torch.ones_like(q[:, 0]))
+    ka = pad(k, -0.5 * (k * k).sum(1))
+    va = pad(v)
+    return qa[None, None], ka[None, None], va[None, None], None, 1.0 / (h * h)
+
+
+def sdpa_backend_report(ctx, t, shape, variant) -> str:
+    """Which SDPA backend PyTorch picks for these inputs, and which ones can run them."""
+    torch = ctx.torch
+    key = (variant, shape.d, shape.dv)
+    cache = ctx.extra.setdefault("sdpa_backends", {})
+    if key in cache:
+        return cache[key]
+    small = {name: a[:min(1024, a.shape[0])] for name, a in t.items()}
+    qq, kk, vv, mask, scale = sdpa_inputs(torch, small["q"], small["k"], small["v"],
+                                          shape.bandwidth, variant)
+    chosen = "unknown"
+    try:
+        from torch.nn.attention import SDPBackend  # noqa: PLC0415
+        choice = torch._fused_sdp_choice(qq, kk, vv, attn_mask=mask, dropout_p=0.0,
+                                         is_causal=False, scale=scale)
+        chosen = SDPBackend(choice).name
+    except Exception as exc:
+        chosen = f"unknown ({type(exc).__name__})"
+    runs = []
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: PLC0415
+        for name in SDPA_NAMES:
+            backend = getattr(SDPBackend, name, None)
+            if backend is None:
+                continue
+            try:
+                with sdpa_kernel([backend]):
+                    torch.nn.functional.scaled_dot_product_attention(
+                        qq, kk, vv, attn_mask=mask, scale=scale)
+                torch.cuda.synchronize()
+                runs.append(name.split("_")[0].lower())
+            except Exception:
+                pass
+    except Exception as exc:
+        runs.append(f"(trials unavailable: {type(exc).__name__})")
+    cache[key] = f"SDPA backend chosen: {chosen}; runs on: {', '.join(runs) or 'none'}"
+    return cache[key]
+
+
+def build_sdpa(ctx, variant):
+    torch = ctx.torch
+
+    def build(t, shape):
+        note = sdpa_backend_report(ctx, t, shape, variant)
+        qq, kk, vv, mask, scale = sdpa_inputs(torch, t["q"], t["k"], t["v"], shape.bandwidth,
+                                              variant)
+
+        def fn():
+            o = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, attn_mask=mask,
+                                                                 scale=scale)
+            return o[0, 0]
+        return fn, note
+    return build
+
+
+def build_keops(ctx):
+    from pykeops.torch import LazyTensor  # noqa: PLC0415 (import errors are handled by the caller)
+
+    def build(t, shape):
+        q, k, v, h = t["q"], t["k"], t["v"], shape.bandwidth
+        c = -1.0 / (2.0 * h * h)
+
+        def fn():
+            qi, kj, vj = LazyTensor(q[:, None, :]), LazyTensor(k[None, :, :]), \
+                LazyTensor(v[None, :, :])
+            s = ((qi - kj) ** 2).sum(-1) * c
+            return s.sumsoftmaxweight(vj, axis=1)
+        t0 = time.perf_counter()
+        fn()  # first call compiles the formula with nvcc (seconds); outside the timing
+        ctx.torch.cuda.synchronize()
+        return fn, (f"first call {time.perf_counter() - t0:.1f} s incl. compile (untimed); "
+                    "peak memory counts torch allocations only")
+    return build
+
+
+# ---- attnpool (the C++ driver) -------------------------------------------------------------------
+
+def find_driver(args) -> Path | None:
+    if args.attnpool_bin:
+        p = Path(args.attnpool_bin)
+        return p if p.is_file() and os.access(p, os.X_OK) else None
+    for cand in ("build/bench/attnpool_peer", "build-bench/bench/attnpool_peer",
+                 "build/test/bench/attnpool_peer"):
+        p = REPO / cand
+        if p.is_file() and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def run_driver(ctx: Context, system: str, backend: str, shape: Shape, paths, ref, out_dir: Path):
+    driver = ctx.extra.get("driver")
+    if driver is None:
+        raise PeerSkip(ctx.unavailable.get("attnpool", "unavailable: attnpool_peer not found "
+                                           "(build it: cmake --build BUILD --target "
+                                           "attnpool_peer; pass --attnpool-bin)"))
+    out_path = out_dir / f"{shape.tag}_{system}_out.npy"
+    cmd = [str(driver), "--queries", str(paths["q"]), "--keys", str(paths["k"]),
+           "--values", str(paths["v"]), "--backend", backend,
+           "--bandwidth", repr(shape.bandwidth), "--reps", str(ctx.args.reps),
+           "--warmup", "1", "--out", str(out_path)]
+    if backend in ("cpu", "reference") and ctx.args.threads:
+        cmd += ["--threads", str(ctx.args.threads)]
+    timeout = max(10.0, ctx.deadline - time.monotonic())
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise PeerSkip(f"timed out after {timeout:.0f} s (time budget)") from None
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {}
+    if proc.returncode != 0 or "error" in result:
+        msg = result.get("error") or proc.stderr.strip() or f"exit status {proc.returncode}"
+        if is_oom(RuntimeError(msg)):
+            raise OutOfMemory(msg)
+        if any(x in msg for x in ("built without CUDA", "cudaErrorNoDevice",
+                                  "cudaErrorInsufficientDriver")):
+            raise PeerSkip(f"unavailable: {msg}")
+        raise RuntimeError(msg)
+    out = np.load(out_path)
+    err = max_rel_err(out, ref) if ref is not None else None
+    out_path.unlink(missing_ok=True)
+    note = (f"{result.get('timing', '?')}, {result.get('reps', '?')} reps; "
+            + ("peak = process peak RSS" if backend in ("cpu", "reference")
+               else "peak = driver's device allocations (inputs, output, workspace)"))
+    return Row(system, shape, float(result["median_ms"]), err, float(result["peak_bytes"]), note)
+
+
+# ---- NumPy peer (CPU) ------------------------------------------------------------------------
+
+def numpy_f32_pool(q, k, v, h):
+    """What a NumPy user writes, in float32, chunked over queries to bound the n x m temporary."""
+    n, m = q.shape[0], k.shape[0]
+    chunk = max(1, (16 << 20) // max(1, m))
+    out = np.empty((n, v.shape[1]), dtype=np.float32)
+    c = np.float32(1.0 / (2.0 * h * h))
+    for i0 in range(0, n, chunk):
+        qb = q[i0:i0 + chunk]
+        s = np.zeros((qb.shape[0], m), dtype=np.float32)
+        for col in range(q.shape[1]):
+            s -= (qb[:, col:col + 1] - k[None, :, col]) ** 2
+        s *= c
+        s -= s.max(axis=1, keepdims=True)
+        np.exp(s, out=s)
+        out[i0:i0 + chunk] = (s @ v) / s.sum(axis=1, keepdims=True)
+    return out
+
+
+def run_numpy_peer(ctx, shape, data, ref):
+    q, k, v, h = data["q"], data["k"], data["v"], shape.bandwidth
+    t0 = time.perf_counter()
+    out = numpy_f32_pool(q, k, v, h)
+    times = [(time.perf_counter() - t0) * 1e3]
+    for _ in range(reps_for(times[0], ctx.args) - 1):
+        t0 = time.perf_counter()
+        out = numpy_f32_pool(q, k, v, h)
+        times.append((time.perf_counter() - t0) * 1e3)
+    tracemalloc.start()  # a separate, untimed call for the peak: tracing costs time per alloc
+    numpy_f32_pool(q[:min(len(q), 4096)], k, v, h)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return Row("numpy_float32", shape, float(np.median(times)), max_rel_err(out, ref),
+               float(peak), f"{len(times)} reps, wall clock; peak = traced NumPy allocations")
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+def systems_for(args) -> list[str]:
+    if args.cpu_only:
+        return ["attnpool_cpu", "numpy_float32"]
+    return ["attnpool_fused", "attnpool_unfused", "torch_eager", "torch_compile",
+            "sdpa_fp32_bias", "sdpa_fp16_nomask", "keops"]
+
+
+def run_one(ctx: Context, system: str, shape: Shape, paths, data, ref, out_dir: Path) -> Row:
+    if system in ctx.unavailable:
+        return Row(system, shape, note=ctx.unavailable[system])
+    if system in ctx.oom_at:
+        return Row(system, shape, note=f"skipped: OOM at a smaller shape ({ctx.oom_at[system]})")
+    if time.monotonic() > ctx.deadline:
+        return Row(system, shape, note="skipped: time budget spent (--time-budget)")
+    try:
+        if system == "attnpool_cpu":
+            return run_driver(ctx, system, "cpu", shape, paths, ref, out_dir)
+        if system == "attnpool_fused":
+            return run_driver(ctx, system, "cuda_fused", shape, paths, ref, out_dir)
+        if system == "attnpool_unfused":
+            return run_driver(ctx, system, "cuda_unfused", shape, paths, ref, out_dir)
+        if system == "numpy_float32":
+            return run_numpy_peer(ctx, shape, data, ref)
+        if ctx.device is None:
+            ctx.unavailable[system] = ctx.torch_note or "unavailable: no torch CUDA device"
+            return Row(system, shape, note=ctx.unavailable[system])
+        if system == "torch_eager":
+            return run_torch_peer(ctx, system, shape, data, ref, build_eager(ctx))
+        if system == "torch_compile":
+            return run_torch_peer(ctx, system, shape, data, ref, build_compile(ctx))
+        if system == "sdpa_fp32_bias":
+            return run_torch_peer(ctx, system, shape, data, ref, build_sdpa(ctx, "bias"),
+                                  "fp32, key bias as attn_mask")
+        if system == "sdpa_fp16_nomask":
+            return run_torch_peer(ctx, system, shape, data, ref, build_sdpa(ctx, "nomask"),
+                                  "fp16, bias folded into an extra coordinate")
+        if system == "keops":
+            try:
+                build = build_keops(ctx)
+            except Exception as exc:
+                ctx.unavailable[system] = (f"unavailable: pykeops not importable "
+                                           f"({type(exc).__name__}: {exc})")
+                return Row(system, shape, note=ctx.unavailable[system])
+            return run_torch_peer(ctx, system, shape, data, ref, build)
+        raise PeerSkip(f"unknown system {system}")
+    except OutOfMemory as exc:
+        ctx.oom_at[system] = shape.tag
+        if ctx.torch is not None and ctx.device is not None:
+            ctx.torch.cuda.empty_cache()
+        return Row(system, shape, note=f"OOM ({exc})"[:300])
+    except PeerSkip as exc:
+        if str(exc).startswith("unavailable"):
+            ctx.unavailable[system] = str(exc)
+        return Row(system, shape, note=str(exc))
+    except Exception as exc:  # a peer's own failure: record it, go on with the others
+        if ctx.args.verbose:
+            traceback.print_exc()
+        return Row(system, shape, note=f"failed: {type(exc).__name__}: {exc}"[:300])
+
+
+def run_probe(ctx: Context, shape: Shape) -> Row:
+    """torch_eager at a size meant to exceed GPU memory: one call, untimed beyond that."""
+    system = "torch_eager"
+    if ctx.device is None:
+        return Row(system, shape, note=ctx.torch_note or "unavailable")
+    if system in ctx.oom_at and ctx.oom_at[system] != shape.tag:
+        return Row(system, shape, note=f"skipped: OOM at a smaller shape ({ctx.oom_at[system]})")
+    if time.monotonic() > ctx.deadline:
+        return Row(system, shape, note="skipped: time budget spent (--time-budget)")
+    torch = ctx.torch
+    torch.cuda.empty_cache()
+    rng = np.random.default_rng(ctx.args.seed)
+    try:
+        q = torch.as_tensor(rng.uniform(0, 5, (shape.n, 1)).astype(np.float32), device=ctx.device)
+        k = torch.as_tensor(rng.uniform(0, 5, (shape.m, 1)).astype(np.float32), device=ctx.device)
+        v = torch.sin(k)
+        torch.cuda.reset_peak_memory_stats()
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        eager_fn(torch, q, k, v, 1.0)
+        stop.record()
+        stop.synchronize()
+        return Row(system, shape, start.elapsed_time(stop), None,
+                   float(torch.cuda.max_memory_allocated()),
+                   "OOM probe: ran (one call, no error check)")
+    except Exception as exc:
+        if is_oom(exc):
+            ctx.oom_at[system] = shape.tag
+            torch.cuda.empty_cache()
+            return Row(system, shape, note=f"OOM probe: out of memory ({str(exc).splitlines()[0]})"
+                       [:300])
+        return Row(system, shape, note=f"OOM probe failed: {type(exc).__name__}: {exc}"[:300])
+
+
+def fmt_ms(x):
+    return "" if x is None else (f"{x:.3g}" if x < 100 else f"{x:.0f}")
+
+
+def fmt_bytes(x):
+    if x is None:
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if x < 1024 or unit == "GiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return ""
+
+
+def write_outputs(out_dir: Path, rows: list[Row], ctx: Context, fused_name: str) -> None:
+    with open(out_dir / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r.csv())
+    lines = [f"# attnpool vs peers ({'CPU only' if ctx.args.cpu_only else 'GPU'})", "",
+             f"- date: {ctx.extra['date']}", f"- command: `{ctx.extra['command']}`",
+             f"- device: {ctx.extra.get('gpu', ctx.extra.get('cpu', '?'))}",
+             f"- seed: {ctx.args.seed}; bandwidth h = 1 at d = 1, sqrt(d) for d > 1",
+             "- max_rel_err: max |out - ref64| / sum_j w|v| (see peers.py)",
+             f"- ratio column: best peer ms / {fused_name} ms (> 1: attnpool is faster)", ""]
+    shapes = []
+    for r in rows:
+        if r.shape not in shapes:
+            shapes.append(r.shape)
+    summary = ["| shape | h | " + fused_name + " ms | best peer | best peer ms | "
+               f"{fused_name} / best peer (speed-up) |", "|---|---|---|---|---|---|"]
+    for s in shapes:
+        srows = [r for r in rows if r.shape == s]
+        fused = next((r for r in srows if r.system == fused_name and r.ms is not None), None)
+        peers = [r for r in srows if r.ms is not None and not r.system.startswith("attnpool")
+                 and "probe" not in r.note]
+        best = min(peers, key=lambda r: r.ms) if peers else None
+        ratio = f"{best.ms / fused.ms:.2f}x" if fused and best else "n/a"
+        title = f"n = {s.n}, m = {s.m}, d = {s.d}, dv = {s.dv}" + (" (OOM probe)" if s.probe
+                                                                    else "")
+        lines += [f"## {title}", "", "| system | ms | pairs/s | max rel err | peak memory | "
+                  f"{fused_name} speed-up | note |", "|---|---|---|---|---|---|---|"]
+        for r in srows:
+            speed = f"{r.ms / fused.ms:.2f}x" if fused and r.ms is not None else ""
+            pairs = f"{s.pairs / (r.ms * 1e-3):.3g}" if r.ms is not None else ""
+            err = "" if r.err is None else f"{r.err:.2g}"
+            lines.append(f"| {r.system} | {fmt_ms(r.ms)} | {pairs} | {err} | {fmt_bytes(r.peak)} "
+                         f"| {speed} | {r.note} |")
+        lines.append("")
+        if not s.probe:
+            summary.append(f"| {s.n}x{s.m}, d={s.d}, dv={s.dv} | {s.bandwidth:g} | "
+                           f"{fmt_ms(fused.ms) if fused else 'n/a'} | "
+                           f"{best.system if best else 'n/a'} | "
+                           f"{fmt_ms(best.ms) if best else 'n/a'} | {ratio} |")
+    lines = lines[:9] + ["## Summary", ""] + summary + [""] + lines[9:]
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+    meta = {k: v for k, v in ctx.extra.items()
+            if k not in ("compiled", "driver") and not callable(v)}
+    meta["driver"] = str(ctx.extra.get("driver"))
+    meta["shapes"] = [{"n": s.n, "m": s.m, "d": s.d, "dv": s.dv, "bandwidth": s.bandwidth,
+                       "probe": s.probe} for s in shapes]
+    meta["unavailable"] = ctx.unavailable
+    meta["oom_at"] = ctx.oom_at
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def parse_shapes(text: str) -> list[Shape]:
+    """"4096x4096x1x1,16384x16384x16x1" -> shapes (n x m x d x dv)."""
+    shapes = []
+    for part in text.split(","):
+        n, m, d, dv = (int(x) for x in part.lower().split("x"))
+        shapes.append(Shape(n, m, d, dv))
+    return shapes
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output directory (created)")
+    ap.add_argument("--attnpool-bin", help="path to the attnpool_peer driver")
+    ap.add_argument("--cpu-only", action="store_true", help="NumPy and attnpool's CPU backend")
+    ap.add_argument("--shapes", help="override, e.g. 4096x4096x1x1,16384x16384x16x1")
+    ap.add_argument("--no-probe", action="store_true", help="skip the torch_eager OOM probe")
+    ap.add_argument("--systems", help="comma-separated subset of the systems to run")
+    ap.add_argument("--reps", type=int, default=10, help="timed repetitions (fewer for slow ones)")
+    ap.add_argument("--seed", type=int, default=20261126)
+    ap.add_argument("--threads", type=int, default=0, help="attnpool cpu threads (0 = all)")
+    ap.add_argument("--time-budget", type=float, default=150.0,
+                    help="seconds; rows left when it is spent are marked skipped")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(args=args, deadline=time.monotonic() + args.time_budget)
+    ctx.extra["date"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    ctx.extra["command"] = " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv)
+    ctx.extra["numpy"] = np.__version__
+    ctx.extra["python"] = platform.python_version()
+    ctx.extra["cpu"] = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            ctx.extra["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f
+                                    if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    ctx.extra["cpu_count"] = os.cpu_count()
+
+    driver = find_driver(args)
+    ctx.extra["driver"] = driver
+    if driver is None:
+        ctx.unavailable["attnpool"] = ("unavailable: attnpool_peer binary not found"
+                                       + (f" at {args.attnpool_bin}" if args.attnpool_bin else
+                                          " (pass --attnpool-bin)"))
+        for s in ("attnpool_cpu", "attnpool_fused", "attnpool_unfused"):
+            ctx.unavailable[s] = ctx.unavailable["attnpool"]
+
+    systems = systems_for(args)
+    if args.systems:
+        systems = [s for s in args.systems.split(",") if s]
+    if not args.cpu_only:
+        init_torch(ctx)
+        try:
+            import pykeops  # noqa: PLC0415
+            ctx.extra["pykeops"] = pykeops.__version__
+        except Exception as exc:
+            ctx.unavailable["keops"] = (f"unavailable: pykeops not importable "
+                                        f"({type(exc).__name__}: {exc})")
+    shapes = parse_shapes(args.shapes) if args.shapes else (CPU_SHAPES if args.cpu_only
+                                                            else GPU_SHAPES)
+    fused_name = "attnpool_cpu" if args.cpu_only else "attnpool_fused"
+
+    rows: list[Row] = []
+    data_dir = out_dir / "data"
+    for shape in shapes:
+        paths = make_data(shape, args.seed, data_dir)
+        data = load_data(paths)
+        t0 = time.perf_counter()
+        ref = reference_fp64(data["q"], data["k"], data["v"], shape.bandwidth,
+                             ctx.torch if ctx.device is not None else None, ctx.device)
+        print(f"[{shape.tag}] fp64 reference in {time.perf_counter() - t0:.1f} s", flush=True)
+        for system in systems:
+            row = run_one(ctx, system, shape, paths, data, ref, out_dir)
+            rows.append(row)
+            print(f"[{shape.tag}] {system:18s} ms={fmt_ms(row.ms):>8s} "
+                  f"err={'' if row.err is None else f'{row.err:.2g}':>8s} "
+                  f"peak={fmt_bytes(row.peak):>10s}  {row.note}", flush=True)
+            write_outputs(out_dir, rows, ctx, fused_name)  # partial results survive a kill
+    if not args.cpu_only and not args.no_probe and "torch_eager" in systems:
+        for shape in GPU_PROBES:
+            row = run_probe(ctx, shape)
+            rows.append(row)
+            print(f"[{shape.tag}] torch_eager probe: {row.note}", flush=True)
+            if "out of memory" in row.note or not row.note.startswith("OOM probe: ran"):
+                break  # the first OOM answers the question; so does any failure to run
+    write_outputs(out_dir, rows, ctx, fused_name)
+    print(f"wrote {out_dir / 'results.csv'} and {out_dir / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
