@@ -1,0 +1,214 @@
+// GPU benchmarks of the CUDA backends (STYLE.md section 7): the fused kernel and the unfused
+// cuBLAS path through the device-pointer API, timed with CUDA events (UseManualTime), with
+// every allocation and upload outside the timed region.
+//
+// Counters:
+//   pairs/s   n * m per second: the headline (issue 3: >= 60% of the exp2 bound at
+//             n = m = 2^20, d = dv = 1)
+//   bytes/s   compulsory traffic (inputs once, output once; the unfused path adds its n x m
+//             matrix written and read three times)
+//   exp2_%    pairs/s over the exp2 bound: SMs x 16 MUFU.EX2 per clock per SM x clock, one ex2
+//             per pair (what the fused kernel issues, plus 2 per 16-key chunk)
+//   fma_%     pairs/s over the FP32 bound: SMs x 128 lanes x clock / ops per pair, counting
+//             the fused kernel's FP32-pipe instructions: 2d (difference, FMA) + 4 (score,
+//             chunk minimum, subtract, chunk sum) + dv (FMA into the accumulators); windows
+//             wider than 8 columns add one multiply per pair (kChunkAccumulators)
+// The bounds are printed at start. Without a device the program says so and exits 0.
+//
+// Shapes: n = m = 2^10 .. 2^22 (unfused only where n x m floats fit in device memory),
+// d in {1, 3, 16, 64}, dv in {1, 16}; skinny n = 1..64 with m = 2^20 (split-K) and n = 2^20
+// with m = 64. The full set takes tens of minutes on an H100 at 2^22; scripts/device-check.sh
+// runs a filtered subset.
+#include <attnpool/cuda.hpp>
+#include <attnpool/error.hpp>
+
+#include <benchmark/benchmark.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct device_info {
+  std::string name;
+  int sms = 0;
+  double clock_hz = 0.0;
+  double exp2_per_s = 0.0;  // SMs x 16 x clock
+  double fp32_per_s = 0.0;  // SMs x 128 x clock (FP32 lane-instructions)
+  std::size_t free_bytes = 0;
+};
+
+device_info g_dev;
+
+bool query_device() {
+  if (attnpool::cuda::device_count() == 0) return false;
+  int dev = 0;
+  cudaDeviceProp prop{};
+  int clock_khz = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev) != cudaSuccess)
+    return false;
+  std::size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return false;
+  g_dev.name = prop.name;
+  g_dev.sms = prop.multiProcessorCount;
+  g_dev.clock_hz = clock_khz * 1e3;
+  g_dev.exp2_per_s = g_dev.sms * 16.0 * g_dev.clock_hz;
+  g_dev.fp32_per_s = g_dev.sms * 128.0 * g_dev.clock_hz;
+  g_dev.free_bytes = free_b;
+  return true;
+}
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw attnpool::cuda_error(std::string(what) + ": " + cudaGetErrorName(e));
+}
+
+// Device array filled with a cheap LCG in [lo, lo + 1) (uploaded once, outside timing).
+struct dev_floats {
+  float* p = nullptr;
+  dev_floats(std::size_t count, std::uint32_t seed, float lo) {
+    check(cudaMalloc(&p, count * sizeof(float) + 1), "cudaMalloc");
+    std::vector<float> h(count);
+    std::uint32_t s = seed;
+    for (float& x : h) {
+      s = s * 1664525u + 1013904223u;
+      x = lo + static_cast<float>(s >> 8) * (1.0f / 16777216.0f);
+    }
+    check(cudaMemcpy(p, h.data(), count * sizeof(float), cudaMemcpyHostToDevice), "upload");
+  }
+  dev_floats(const dev_floats&) = delete;
+  dev_floats& operator=(const dev_floats&) = delete;
+  ~dev_floats() { static_cast<void>(cudaFree(p)); }
+};
+
+struct dev_bytes {
+  void* p = nullptr;
+  explicit dev_bytes(std::size_t n) {
+    if (n > 0) check(cudaMalloc(&p, n), "cudaMalloc(workspace)");
+  }
+  dev_bytes(const dev_bytes&) = delete;
+  dev_bytes& operator=(const dev_bytes&) = delete;
+  ~dev_bytes() { static_cast<void>(cudaFree(p)); }
+};
+
+void bm_pool(benchmark::State& state, std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
+             attnpool::backend which) {
+  const attnpool::pool_params params{0.5};
+  try {
+    const std::size_t ws_bytes = attnpool::cuda::pool_workspace_size(n, m, d, dv, params, which);
+    const double need =
+        4.0 * static_cast<double>(n * d + m * d + m * dv + n * dv) + static_cast<double>(ws_bytes);
+    if (need > 0.9 * static_cast<double>(g_dev.free_bytes)) {
+      state.SkipWithError("does not fit in device memory");
+      return;
+    }
+    const dev_floats q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
+        out(n * dv, 4, 0.0f);
+    const dev_bytes ws(ws_bytes);
+    cudaStream_t stream = nullptr;
+    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+    cudaEvent_t start = nullptr, stop = nullptr;
+    check(cudaEventCreate(&start), "event");
+    check(cudaEventCreate(&stop), "event");
+    attnpool::options opts;
+    opts.backend = which;
+    opts.stream = stream;
+    opts.check_finite = false;
+    opts.workspace = ws.p;
+    opts.workspace_bytes = ws_bytes;
+    const attnpool::const_view qv{q.p, n, d}, kv{k.p, m, d}, vv{v.p, m, dv};
+    const attnpool::mutable_view ov{out.p, n, dv};
+    attnpool::cuda::pool(qv, kv, vv, ov, params, opts);  // warm-up: handles, caches, clocks
+    check(cudaStreamSynchronize(stream), "warm-up");
+    double seconds = 0.0;
+    for (auto _ : state) {
+      check(cudaEventRecord(start, stream), "record");
+      attnpool::cuda::pool(qv, kv, vv, ov, params, opts);
+      check(cudaEventRecord(stop, stream), "record");
+      check(cudaEventSynchronize(stop), "sync");
+      float ms = 0.0f;
+      check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+      state.SetIterationTime(ms * 1e-3);
+      seconds += ms * 1e-3;
+    }
+    static_cast<void>(cudaEventDestroy(start));
+    static_cast<void>(cudaEventDestroy(stop));
+    static_cast<void>(cudaStreamDestroy(stream));
+
+    const double pairs = static_cast<double>(n) * static_cast<double>(m);
+    const double iters = static_cast<double>(state.iterations());
+    double bytes = 4.0 * static_cast<double>(n * d + m * d + m * dv + n * dv);
+    if (which == attnpool::backend::cuda_unfused) bytes += 4.0 * pairs * 4.0;  // S: w, r/w, r
+    using benchmark::Counter;
+    state.counters["pairs/s"] = Counter(pairs * iters, Counter::kIsRate);
+    state.counters["bytes/s"] = Counter(bytes * iters, Counter::kIsRate);
+    const double pairs_per_s = seconds > 0 ? pairs * iters / seconds : 0.0;
+    const double fp32_ops = 2.0 * static_cast<double>(d) + 4.0 + static_cast<double>(dv);
+    state.counters["exp2_%"] = 100.0 * pairs_per_s / g_dev.exp2_per_s;
+    state.counters["fma_%"] = 100.0 * pairs_per_s * fp32_ops / g_dev.fp32_per_s;
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+void register_all() {
+  using attnpool::backend;
+  auto add = [](const char* kind, backend which, std::size_t n, std::size_t m, std::size_t d,
+                std::size_t dv) {
+    const std::string name = std::string(kind) + "/n:" + std::to_string(n) +
+                             "/m:" + std::to_string(m) + "/d:" + std::to_string(d) +
+                             "/dv:" + std::to_string(dv);
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [=](benchmark::State& s) { bm_pool(s, n, m, d, dv, which); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+  };
+  for (int lg = 10; lg <= 22; lg += 2) {
+    const std::size_t n = std::size_t{1} << lg;
+    for (std::size_t d : {1, 3, 16, 64}) {
+      for (std::size_t dv : {1, 16}) {
+        add("fused", backend::cuda_fused, n, n, d, dv);
+        // The unfused path needs n x m floats; registration skips what can never fit.
+        if (4.0 * static_cast<double>(n) * static_cast<double>(n) <
+            0.9 * static_cast<double>(g_dev.free_bytes))
+          add("unfused", backend::cuda_unfused, n, n, d, dv);
+      }
+    }
+  }
+  // 16384 is the issue's fused-vs-unfused comparison point (>= 10x).
+  for (std::size_t d : {1, 16}) {
+    add("fused", backend::cuda_fused, 16384, 16384, d, 1);
+    add("unfused", backend::cuda_unfused, 16384, 16384, d, 1);
+  }
+  for (std::size_t n : {1, 8, 64}) {
+    add("skinny_fused", backend::cuda_fused, n, std::size_t{1} << 20, 1, 1);
+    add("skinny_fused", backend::cuda_fused, n, std::size_t{1} << 20, 16, 16);
+  }
+  add("skinny_fused", backend::cuda_fused, std::size_t{1} << 20, 64, 1, 1);
+  add("skinny_fused", backend::cuda_fused, std::size_t{1} << 20, 64, 16, 16);
+  add("skinny_unfused", backend::cuda_unfused, std::size_t{1} << 20, 64, 1, 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (!query_device()) {
+    std::printf("bench_cuda: no CUDA device found; nothing to measure.\n");
+    return 0;
+  }
+  std::printf("bench_cuda: %s, %d SMs, clock %.0f MHz\n", g_dev.name.c_str(), g_dev.sms,
+              g_dev.clock_hz / 1e6);
+  std::printf("  exp2 bound: %d SMs x 16 MUFU.EX2/clk x %.0f MHz = %.3e ex2/s (= pairs/s)\n",
+              g_dev.sms, g_dev.clock_hz / 1e6, g_dev.exp2_per_s);
+  std::printf("  FP32 bound: %d SMs x 128 lanes/clk x %.0f MHz = %.3e ops/s\n", g_dev.sms,
+              g_dev.clock_hz / 1e6, g_dev.fp32_per_s);
+  std::fflush(stdout);
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
