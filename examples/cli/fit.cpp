@@ -1,0 +1,290 @@
+// `attnpool fit`: read, choose h, pool in chunks, then write every output under a temporary
+// name and rename them all into place only once each one is complete.
+#include "fit.hpp"
+
+#include "bandwidth.hpp"
+#include "pending_file.hpp"
+#include "progress.hpp"
+#include "table.hpp"
+
+#include <attnpool/error.hpp>
+#include <attnpool/pool.hpp>
+#if ATTNPOOL_CLI_RENDER
+#include <attnpool/render.hpp>
+#endif
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace attnpool::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A column name as a CSV field: quoted (RFC 4180) when it holds a delimiter, a quote, a line
+// break or outer blanks, which our reader (and most others) would otherwise split or trim.
+std::string csv_name(const std::string& name) {
+  const bool needs_quotes = name.find_first_of(",\"\r\n") != std::string::npos ||
+                            (!name.empty() && (name.front() == ' ' || name.front() == '\t' ||
+                                               name.back() == ' ' || name.back() == '\t'));
+  if (!needs_quotes) return name;
+  std::string s = "\"";
+  for (const char c : name) {
+    if (c == '"') s += '"';
+    s += c;
+  }
+  return s + "\"";
+}
+
+struct file_closer {
+  void operator()(std::FILE* f) const noexcept { std::fclose(f); }
+};
+
+// The predictions as CSV: the query's x columns, then <y>_hat per y, each float printed with
+// %.9g, which reproduces the float32 value exactly when read back.
+void write_predictions(std::FILE* f, const numeric_table& q, const std::vector<std::string>& y,
+                       const std::vector<float>& y_hat) {
+  std::string line;
+  for (const std::string& name : q.names) line += csv_name(name) + ",";
+  for (std::size_t c = 0; c < y.size(); ++c) {
+    line += csv_name(y[c] + "_hat");
+    line += c + 1 < y.size() ? ',' : '\n';
+  }
+  std::fputs(line.c_str(), f);
+  const std::size_t dv = y.size();
+  char buf[32];
+  for (std::size_t i = 0; i < q.rows; ++i) {
+    line.clear();
+    for (std::size_t j = 0; j < q.cols(); ++j) {
+      std::snprintf(buf, sizeof buf, "%.9g,", static_cast<double>(q.at(i, j)));
+      line += buf;
+    }
+    for (std::size_t c = 0; c < dv; ++c) {
+      std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(y_hat[i * dv + c]));
+      line += buf;
+      line += c + 1 < dv ? ',' : '\n';
+    }
+    std::fputs(line.c_str(), f);
+  }
+}
+
+void write_predictions_to(const fs::path& path, const numeric_table& q,
+                          const std::vector<std::string>& y, const std::vector<float>& y_hat) {
+  std::unique_ptr<std::FILE, file_closer> f(std::fopen(path.c_str(), "wb"));
+  if (!f) throw output_error(path.string() + ": cannot open for writing: " + std::strerror(errno));
+  write_predictions(f.get(), q, y, y_hat);
+  // A full disk shows up here at the latest; the temporary file is then removed, not renamed.
+  const bool failed = std::ferror(f.get()) != 0;
+  if (std::fclose(f.release()) != 0 || failed) {
+    throw output_error(path.string() + ": write failed: " + std::strerror(errno));
+  }
+}
+
+#if ATTNPOOL_CLI_RENDER
+namespace ar = attnpool::render;
+
+std::string join(const std::vector<std::string>& names, const char* sep) {
+  std::string s;
+  for (const std::string& n : names) s += (s.empty() ? "" : sep) + n;
+  return s;
+}
+
+// Training points as markers and, per output column, the prediction as a line through the
+// queries sorted by x. Each y and its prediction share one colour of the tab10 cycle.
+void render_fit_plot(const fs::path& path, const numeric_table& train, const fit_args& a,
+                     const numeric_table& q, const std::vector<float>& y_hat, double h) {
+  const std::size_t d = a.x.size(), dv = a.y.size();
+  std::vector<std::size_t> order(q.rows);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t i, std::size_t j) { return q.at(i, 0) < q.at(j, 0); });
+  ar::figure fig;
+  ar::axes& ax = fig.add_subplot();
+  std::vector<double> xs(train.rows), ys(train.rows), qx(q.rows), qy(q.rows);
+  for (std::size_t c = 0; c < dv; ++c) {
+    // Each output column gets two neighbouring tab10 colours: its points (C1, C3, ...) and its
+    // fit (C0, C2, ...), so the line stays visible over its own points.
+    const ar::color point_colour = ar::kTab10[(2 * c + 1) % ar::kTab10.size()];
+    const ar::color line_colour = ar::kTab10[(2 * c) % ar::kTab10.size()];
+    for (std::size_t i = 0; i < train.rows; ++i) {
+      xs[i] = train.at(i, 0);
+      ys[i] = train.at(i, d + c);
+    }
+    ar::line_style points;
+    points.color = point_colour;
+    points.draw_line = false;
+    points.marker = ar::marker::circle;
+    points.label = a.y[c];
+    ax.plot(xs, ys, points);
+    for (std::size_t r = 0; r < q.rows; ++r) {
+      qx[r] = q.at(order[r], 0);
+      qy[r] = y_hat[order[r] * dv + c];
+    }
+    ar::line_style line;
+    line.color = line_colour;
+    line.label = a.y[c] + "_hat";
+    ax.plot(qx, qy, line);
+  }
+  char title[96];
+  std::snprintf(title, sizeof title, "Nadaraya-Watson fit, h = %.4g", h);
+  ax.set_title(title);
+  ax.set_xlabel(a.x[0]);
+  ax.set_ylabel(join(a.y, ", "));
+  ax.legend();
+  fig.save_png(path);
+}
+
+// The n x m weights: one row per query, one column per training point.
+void render_heatmap(const fs::path& path, const numeric_table& q, const numeric_table& train_x,
+                    const fit_args& a, double h, const options& opts) {
+  std::vector<float> w(q.rows * train_x.rows);
+  attention_weights(const_view(q.values.data(), q.rows, q.cols()),
+                    const_view(train_x.values.data(), train_x.rows, train_x.cols()),
+                    mutable_view(w.data(), q.rows, train_x.rows), {.bandwidth = h}, opts);
+  ar::figure fig(7.2, 6.0);
+  ar::axes& ax = fig.add_subplot();
+  ar::matshow_options show;
+  show.cmap = &ar::colormap::by_name(a.cmap);
+  ax.matshow(const_view(w.data(), q.rows, train_x.rows), show);
+  ax.colorbar();
+  char title[96];
+  std::snprintf(title, sizeof title, "attention weights, h = %.4g", h);
+  ax.set_title(title);
+  ax.set_xlabel("training point (row of " + a.train.filename().string() + ")");
+  ax.set_ylabel("query");
+  fig.save_png(path);
+}
+#endif
+
+}  // namespace
+
+int run_fit(const fit_args& a) {
+  const std::size_t d = a.x.size();
+  const std::vector<std::string>& qx_names = a.query_x.empty() ? a.x : a.query_x;
+  if (qx_names.size() != d) {
+    throw usage_error(
+        detail::concat("--query-x names ", qx_names.size(), " columns but --x names ", d));
+  }
+  if (a.plot && d != 1) {
+    throw usage_error(
+        detail::concat("--plot draws one input column against the outputs; --x names ", d,
+                       " columns (use --heatmap for d > 1)"));
+  }
+  {  // Two outputs on one path would overwrite each other.
+    std::vector<fs::path> paths;
+    for (const auto* p : {&a.out, &a.plot, &a.heatmap}) {
+      if (*p) paths.push_back(fs::absolute(**p).lexically_normal());
+    }
+    std::sort(paths.begin(), paths.end());
+    if (std::adjacent_find(paths.begin(), paths.end()) != paths.end()) {
+      throw usage_error("--out, --plot and --heatmap must name different files");
+    }
+  }
+
+#if ATTNPOOL_CLI_RENDER
+  if (a.heatmap) {
+    try {
+      (void)ar::colormap::by_name(a.cmap);
+    } catch (const attnpool::invalid_argument&) {
+      throw usage_error("--cmap must be viridis, bone or gray; got '" + a.cmap + "'");
+    }
+  }
+#else
+  if (a.plot || a.heatmap) {
+    throw usage_error(
+        "this attnpool was built without the PNG renderer (ATTNPOOL_RENDER=OFF); "
+        "--plot and --heatmap are unavailable");
+  }
+#endif
+  // Claim the outputs first: an unwritable directory fails now, not after a long run.
+  std::unique_ptr<pending_file> out_file, plot_file, heatmap_file;
+  if (a.out) out_file = std::make_unique<pending_file>(*a.out);
+  if (a.plot) plot_file = std::make_unique<pending_file>(*a.plot);
+  if (a.heatmap) heatmap_file = std::make_unique<pending_file>(*a.heatmap);
+
+  std::vector<std::string> train_cols = a.x;
+  train_cols.insert(train_cols.end(), a.y.begin(), a.y.end());
+  const numeric_table train = read_columns(a.train, train_cols);
+  const std::size_t m = train.rows, dv = a.y.size();
+  // The training table holds x and y side by side; the library takes views with a leading
+  // dimension, so keys and values are views into it, no copies.
+  const std::size_t ld = d + dv;
+  const const_view keys(train.values.data(), m, d, ld);
+  const const_view values(train.values.data() + d, m, dv, ld);
+
+  // The inputs alone, densely packed: for the rule of thumb, the heatmap, and as the default
+  // queries.
+  numeric_table train_x;
+  train_x.names = a.x;
+  train_x.rows = m;
+  train_x.values.resize(m * d);
+  for (std::size_t i = 0; i < m; ++i) {
+    std::copy_n(train.values.data() + i * ld, d, train_x.values.data() + i * d);
+  }
+  const numeric_table query = a.query ? read_columns(*a.query, qx_names) : train_x;
+  const std::size_t n = query.rows;
+  if (a.heatmap && static_cast<double>(n) * static_cast<double>(m) > kMaxHeatmapCells) {
+    throw input_error(detail::concat("--heatmap: ", n, " queries x ", m,
+                                     " training points are more weights than the 4096 x 4096 a "
+                                     "heatmap may show; use fewer queries (--query)"));
+  }
+
+  double h = 0;
+  if (a.bandwidth) {
+    h = *a.bandwidth;
+  } else {
+    const bandwidth_choice c = silverman_bandwidth(train_x, a.train.string());
+    h = c.h;
+    std::fprintf(stderr,
+                 "attnpool: --bandwidth auto: h = %.6g (Silverman's rule of thumb: n = %zu, "
+                 "d = %zu, sigma = %.6g)\n",
+                 h, c.n, c.d, c.sigma);
+  }
+
+  options opts;
+  opts.backend = a.backend;
+  opts.threads = a.threads;
+  const pool_params params{.bandwidth = h};
+
+  std::vector<float> y_hat(n * dv);
+  {
+    const bool tty = ::isatty(STDERR_FILENO) == 1;
+    progress_bar bar(stderr, tty);
+    try {
+      pool_in_chunks(const_view(query.values.data(), n, d), keys, values,
+                     mutable_view(y_hat.data(), n, dv), params, opts, chunk_rows_for(n, tty),
+                     [&](std::size_t done) { bar.update(done, n); });
+    } catch (...) {
+      bar.finish();
+      throw;
+    }
+    bar.finish();
+  }
+
+  // Everything is written under temporary names first; nothing is renamed until all succeeded.
+  if (out_file) write_predictions_to(out_file->temp_path(), query, a.y, y_hat);
+#if ATTNPOOL_CLI_RENDER
+  if (plot_file) render_fit_plot(plot_file->temp_path(), train, a, query, y_hat, h);
+  if (heatmap_file) render_heatmap(heatmap_file->temp_path(), query, train_x, a, h, opts);
+#endif
+  for (pending_file* p : {out_file.get(), plot_file.get(), heatmap_file.get()}) {
+    if (p != nullptr) p->commit();
+  }
+  if (!a.out) {
+    write_predictions(stdout, query, a.y, y_hat);
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      throw output_error(std::string("standard output: write failed: ") + std::strerror(errno));
+    }
+  }
+  return 0;
+}
+
+}  // namespace attnpool::cli

@@ -1,0 +1,406 @@
+// The attnpool binary end to end: files written into a fresh directory, the tool run through the
+// shell, its exit status, stdout, stderr and outputs checked. Bad inputs must give the message
+// with file:line:col, exit status 1, and leave no output file (and no temporary) behind.
+#include <attnpool/pool.hpp>
+#include <attnpool/version.hpp>
+
+#include <test_support.hpp>
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct result {
+  int status = -1;  // exit status; -1 when killed by a signal (a crash)
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+class cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("attnpool-cli-e2e-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  // Runs `ENV attnpool ARGS` inside the test directory.
+  result run(const std::string& args, const std::string& env = "") {
+    const std::string cmd = "cd '" + dir_.string() + "' && " + env + " '" ATTNPOOL_CLI_EXE "' " +
+                            args + " >.stdout 2>.stderr";
+    const int status = std::system(cmd.c_str());
+    result r;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(dir_ / ".stdout");
+    r.err = slurp(dir_ / ".stderr");
+    fs::remove(dir_ / ".stdout");
+    fs::remove(dir_ / ".stderr");
+    return r;
+  }
+  fs::path write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name, std::ios::binary) << text;
+    return dir_ / name;
+  }
+  // The directory's file names, to prove that nothing (no temporary either) was left behind.
+  std::set<std::string> files() const {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_)) names.insert(e.path().filename().string());
+    return names;
+  }
+  fs::path dir_;
+};
+
+// "a,b\n1,2\n" -> {{"a","b"},{"1","2"}}; enough for the tool's own unquoted output.
+std::vector<std::vector<std::string>> read_csv(const std::string& text) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields;
+    std::istringstream ls(line);
+    for (std::string f; std::getline(ls, f, ',');) fields.push_back(f);
+    rows.push_back(fields);
+  }
+  return rows;
+}
+
+std::string fmt(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  return buf;
+}
+
+// The notebook's data: x uniform in [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5).
+struct data_1d {
+  std::vector<float> x, y;
+  std::string csv;
+};
+data_1d make_1d(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0, 5);
+  std::normal_distribution<float> noise(0, 0.5f);
+  data_1d d;
+  d.csv = "x,y\n";
+  for (std::size_t i = 0; i < n; ++i) {
+    const float x = u(rng);
+    const float y = 2 * std::sin(x) + std::pow(x, 0.8f) + noise(rng);
+    d.x.push_back(x);
+    d.y.push_back(y);
+    d.csv += fmt(x) + "," + fmt(y) + "\n";
+  }
+  return d;
+}
+
+[[maybe_unused]] bool is_png(const fs::path& p) {
+  return slurp(p).starts_with("\x89PNG\r\n\x1a\n");
+}
+
+// ---- --version, --help, usage errors ----------------------------------------------------------
+
+TEST_F(cli, Version) {
+  const result r = run("--version");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, std::string("attnpool ") + ATTNPOOL_VERSION_STRING + "\n");
+}
+
+TEST_F(cli, Help) {
+  const result top = run("--help");
+  EXPECT_EQ(top.status, 0);
+  EXPECT_NE(top.out.find("usage: attnpool <command>"), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find("Examples:"), std::string::npos);
+  const result fit = run("fit --help");
+  EXPECT_EQ(fit.status, 0);
+  for (const char* want : {"usage: attnpool fit --train FILE --x COLS --y COLS", "Silverman",
+                           "(4 / ((d + 2) n))^(1 / (d + 4))", "issue 6", "CUDA_VISIBLE_DEVICES",
+                           "--threads", "--backend", "Examples:", "Exit status"}) {
+    EXPECT_NE(fit.out.find(want), std::string::npos) << "missing '" << want << "'";
+  }
+}
+
+TEST_F(cli, UsageErrorsExitWithTwo) {
+  write("t.csv", "x,y\n1,2\n2,3\n");
+  const struct {
+    const char* args;
+    const char* message;
+  } cases[] = {
+      {"", "attnpool: no command given\nTry 'attnpool --help'.\n"},
+      {"frobnicate", "attnpool: unknown command 'frobnicate'\n"},
+      {"fit --train t.csv --x x", "attnpool: --y COLS is required (the output columns)\n"},
+      {"fit --x x --y y", "attnpool: --train FILE is required\n"},
+      {"fit --train t.csv --x x --y y --bogus", "attnpool: unknown option '--bogus'\n"},
+      {"fit --train t.csv --x x --y y --bandwidth -1",
+       "attnpool: --bandwidth must be a finite number > 0 or 'auto', got '-1'\n"},
+      {"fit --train t.csv --x x --y y --bandwidth=nan",
+       "attnpool: --bandwidth must be a finite number > 0 or 'auto', got 'nan'\n"},
+      {"fit --train t.csv --x x --y y --backend gpu", "attnpool: --backend: backend must be"},
+      {"fit --train t.csv --x x --y y --threads many",
+       "attnpool: --threads must be a thread count (0 = all), got 'many'\n"},
+      {"fit --train t.csv --x x --y y --device -1",
+       "attnpool: --device must be a device index (0, 1, ...), got '-1'\n"},
+      {"fit --train t.csv --x x,,y --y y", "attnpool: --x: empty column name in 'x,,y'\n"},
+      {"fit --train t.csv --x x,x --y y", "attnpool: --x: column 'x' is named twice\n"},
+      {"fit --train t.csv --x x --y y --x x", "attnpool: --x is given twice\n"},
+      {"fit --train t.csv --x x --y y --out", "attnpool: --out needs a value\n"},
+      {"fit --train t.csv --x x,y --y y --plot p.png",
+       "attnpool: --plot draws one input column against the outputs; --x names 2 columns"},
+      {"fit --train t.csv --x x --y y --out a.png --plot a.png",
+       "attnpool: --out, --plot and --heatmap must name different files\n"},
+      {"fit --train t.csv --x x --y y --query-x x", "attnpool: --query-x needs --query\n"},
+  };
+  for (const auto& c : cases) {
+    const result r = run(c.args);
+    EXPECT_EQ(r.status, 2) << c.args;
+    EXPECT_EQ(r.err.rfind(c.message, 0), 0u) << c.args << "\n" << r.err;
+  }
+  EXPECT_EQ(files(), (std::set<std::string>{"t.csv"}));
+}
+
+TEST_F(cli, DeviceIndexesAnExistingCudaVisibleDevices) {
+  write("t.csv", "x,y\n1,2\n2,3\n");
+  const result r = run("fit --train t.csv --x x --y y --device 2", "CUDA_VISIBLE_DEVICES=5,7");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(
+      r.err.rfind("attnpool: --device 2: CUDA_VISIBLE_DEVICES='5,7' lists only 2 device(s)", 0), 0u)
+      << r.err;
+  // On the cpu backend the device is irrelevant and the run succeeds.
+  EXPECT_EQ(run("fit --train t.csv --x x --y y --device 1 --backend cpu --bandwidth 1",
+                "CUDA_VISIBLE_DEVICES=5,7")
+                .status,
+            0);
+}
+
+// ---- good runs --------------------------------------------------------------------------------
+
+TEST_F(cli, OneDimensionalFitMatchesTheLibrary) {
+  const std::uint64_t seed = attnpool::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) +
+               " (replay with ATTNPOOL_TEST_SEED=" + std::to_string(seed) + ")");
+  const data_1d train = make_1d(100, seed);
+  write("train.csv", train.csv);
+  std::string grid = "x\n";
+  std::vector<float> q;
+  for (int i = 0; i < 50; ++i) {
+    q.push_back(0.1f * static_cast<float>(i));
+    grid += fmt(q.back()) + "\n";
+  }
+  write("grid.csv", grid);
+
+  const result r =
+      run("fit --train train.csv --x x --y y --query grid.csv --bandwidth 0.7 --backend cpu "
+          "--threads 2 --out pred.csv");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");  // a fixed bandwidth prints nothing; no progress bar off a terminal
+  EXPECT_EQ(r.out, "");
+
+  attnpool::options opts;
+  opts.backend = attnpool::backend::cpu;
+  opts.threads = 2;  // as the tool ran, so that even a thread-dependent split would agree
+  const std::vector<float> expected = attnpool::pool(q, train.x, train.y, {.bandwidth = 0.7}, opts);
+  const auto rows = read_csv(slurp(dir_ / "pred.csv"));
+  ASSERT_EQ(rows.size(), q.size() + 1);
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"x", "y_hat"}));
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    ASSERT_EQ(rows[i + 1].size(), 2u);
+    EXPECT_EQ(rows[i + 1][0], fmt(q[i]));
+    // %.9g round-trips float32 exactly, so the file holds the library's very numbers.
+    EXPECT_EQ(std::strtof(rows[i + 1][1].c_str(), nullptr), expected[i]) << "row " << i;
+  }
+  EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "grid.csv", "pred.csv"}));
+}
+
+TEST_F(cli, AutoBandwidthAtTheTrainingPointsToStdout) {
+  const data_1d train = make_1d(64, 11);
+  write("train.csv", train.csv);
+  const result r = run("fit --train train.csv --x x --y y --backend cpu");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.rfind("attnpool: --bandwidth auto: h = ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("(Silverman's rule of thumb: n = 64, d = 1, sigma = "), std::string::npos);
+  const double h =
+      std::strtod(r.err.c_str() + std::string("attnpool: --bandwidth auto: h = ").size(), nullptr);
+  const auto rows = read_csv(r.out);
+  ASSERT_EQ(rows.size(), 65u);
+  attnpool::options opts;
+  opts.backend = attnpool::backend::cpu;
+  const std::vector<float> expected =
+      attnpool::pool(train.x, train.x, train.y, {.bandwidth = h}, opts);
+  for (std::size_t i = 0; i < 64; ++i) {
+    // h went through %.6g on stderr, so allow the effect of a 1e-6 relative change in h.
+    EXPECT_NEAR(std::strtod(rows[i + 1][1].c_str(), nullptr), expected[i], 1e-4) << "row " << i;
+  }
+}
+
+TEST_F(cli, SeveralInputsAndOutputsFromNpy) {
+  // A float64 .npy with columns x1, x2, y1, y2 (named 0..3), and a CSV query with other names.
+  const std::vector<double> data = {0, 0, 1, 10, 1, 0, 2, 20, 0, 1, 3, 30, 1, 1, 4, 40};
+  std::string npy = std::string("\x93NUMPY\x01\x00", 8);
+  std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 4), }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  npy += static_cast<char>(header.size() & 0xff);
+  npy += static_cast<char>(header.size() >> 8);
+  npy += header;
+  for (const double v : data) {
+    const auto bits = std::bit_cast<std::uint64_t>(v);
+    for (int b = 0; b < 8; ++b) npy += static_cast<char>((bits >> (8 * b)) & 0xff);
+  }
+  write("train.npy", npy);
+  write("q.csv", "a,b\n0.5,0.5\n0,0\n");
+  const result r =
+      run("fit --train train.npy --x 0,1 --y 2,3 --query q.csv --query-x a,b --bandwidth 0.25 "
+          "--backend reference --out pred.csv");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto rows = read_csv(slurp(dir_ / "pred.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"a", "b", "2_hat", "3_hat"}));
+  // The centre is equidistant from all four corners: the plain means 2.5 and 25.
+  EXPECT_EQ(rows[1], (std::vector<std::string>{"0.5", "0.5", "2.5", "25"}));
+  // At (0, 0): the two adjacent corners weigh a = exp(-1 / (2 h^2)) = exp(-8), the far one a^2.
+  const double a = std::exp(-8.0);
+  EXPECT_NEAR(std::strtod(rows[2][2].c_str(), nullptr),
+              (1 + 2 * a + 3 * a + 4 * a * a) / (1 + 2 * a + a * a), 1e-6);
+}
+
+TEST_F(cli, PlotAndHeatmap) {
+  write("train.csv", make_1d(40, 3).csv);
+#if ATTNPOOL_CLI_RENDER
+  const result r =
+      run("fit --train train.csv --x x --y y --bandwidth 0.5 --backend cpu --out pred.csv "
+          "--plot fit.png --heatmap weights.png --cmap bone");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(is_png(dir_ / "fit.png"));
+  EXPECT_TRUE(is_png(dir_ / "weights.png"));
+  EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "pred.csv", "fit.png", "weights.png"}));
+  const result bad_cmap = run("fit --train train.csv --x x --y y --heatmap w2.png --cmap jet");
+  EXPECT_EQ(bad_cmap.status, 2);
+  EXPECT_EQ(bad_cmap.err.rfind("attnpool: --cmap must be viridis, bone or gray; got 'jet'", 0), 0u);
+#else
+  const result r = run("fit --train train.csv --x x --y y --plot fit.png");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("built without the PNG renderer"), std::string::npos);
+#endif
+}
+
+// ---- bad input: message with file:line:col, status 1, no output, old outputs untouched ----------
+
+TEST_F(cli, BadInputsLeaveNoOutput) {
+  const struct {
+    const char* name;
+    const char* text;
+    const char* message;
+  } cases[] = {
+      {"nonnumber.csv", "x,y\n1,2\n3,abc\n",
+       "nonnumber.csv:3:2: column 'y': 'abc' is not a number"},
+      {"missing.csv", "x1,x2,z\n1,2,3\n",
+       "missing.csv:1:1: no column 'x'; the columns are: x1, x2, z"},
+      {"empty.csv", "",
+       "empty.csv:1:1: the file is empty; expected a header line with column names"},
+      {"nan.csv", "x,y\n1,2\n2,NaN\n",
+       "nan.csv:3:2: column 'y': 'NaN' is not finite; the data must be finite"},
+      {"fields.csv", "x,y\n1,2\n3,4,5\n",
+       "fields.csv:3:3: expected 2 fields as in the header, found 3"},
+      {"header.csv", "x,y\n", "header.csv:1:1: no data rows after the header"},
+      {"quote.csv", "x,y\n1,\"2\n", "quote.csv:2:2: unterminated quoted field"},
+      {"trunc.npy", "\x93NUMPY\x01", "trunc.npy: truncated .npy file: the version is cut off"},
+  };
+  for (const auto& c : cases) {
+    write(c.name, c.text);
+    write("pred.csv", "previous results\n");
+    const result r = run(std::string("fit --train ") + c.name + " --x x --y y --out pred.csv" +
+                         (ATTNPOOL_CLI_RENDER ? " --plot fit.png --heatmap w.png" : ""));
+    EXPECT_EQ(r.status, 1) << c.name;
+    EXPECT_EQ(r.err.rfind(std::string("attnpool: ") + c.message, 0), 0u) << c.name << "\n" << r.err;
+    EXPECT_EQ(slurp(dir_ / "pred.csv"), "previous results\n") << c.name;
+    EXPECT_EQ(files(), (std::set<std::string>{c.name, "pred.csv"})) << c.name;
+    fs::remove(dir_ / c.name);
+  }
+}
+
+TEST_F(cli, BadQueryFile) {
+  write("train.csv", make_1d(10, 1).csv);
+  write("grid.csv", "x\n1\n\n  \ninf\n");
+  const result r = run("fit --train train.csv --x x --y y --query grid.csv --out pred.csv");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err,
+            "attnpool: grid.csv:5:1: column 'x': 'inf' is not finite; the data must be finite\n");
+  const result missing = run("fit --train train.csv --x x --y y --query nope.csv --out pred.csv");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_EQ(missing.err, "attnpool: nope.csv: cannot open: No such file or directory\n");
+  EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "grid.csv"}));
+}
+
+TEST_F(cli, AutoBandwidthWithoutSpread) {
+  write("train.csv", "x,y\n2,1\n2,3\n");
+  const result r = run("fit --train train.csv --x x --y y --out pred.csv");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("every training point is equal"), std::string::npos) << r.err;
+  EXPECT_EQ(files(), (std::set<std::string>{"train.csv"}));
+}
+
+TEST_F(cli, UnwritableOutputFailsBeforeWork) {
+  write("train.csv", make_1d(10, 1).csv);
+  const result r = run("fit --train train.csv --x x --y y --out no/such/dir/pred.csv");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err,
+            "attnpool: no/such/dir/pred.csv: cannot create a file in 'no/such/dir': No such file "
+            "or directory\n");
+}
+
+TEST_F(cli, HeatmapSizeLimit) {
+  // 4097 x 4097 weights is one row and one column too many; refused before any work.
+  std::string big = "x,y\n";
+  for (int i = 0; i < 4097; ++i) big += std::to_string(i % 100) + ",1\n";
+  write("train.csv", big);
+  const result r =
+      run("fit --train train.csv --x x --y y --bandwidth 1 --out pred.csv --heatmap w.png");
+#if ATTNPOOL_CLI_RENDER
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err,
+            "attnpool: --heatmap: 4097 queries x 4097 training points are more weights than the "
+            "4096 x 4096 a heatmap may show; use fewer queries (--query)\n");
+#else
+  EXPECT_EQ(r.status, 2);  // no renderer: --heatmap itself is refused
+#endif
+  EXPECT_EQ(files(), (std::set<std::string>{"train.csv"}));
+}
+
+TEST_F(cli, FailedRunLeavesNoOutput) {
+  // A CUDA backend on a machine without one fails inside the library, after the outputs were
+  // claimed: their temporaries must be gone and the old file untouched.
+  if (attnpool::cuda_available())
+    GTEST_SKIP() << "a CUDA device is present; cuda_fused would succeed";
+  write("train.csv", make_1d(10, 1).csv);
+  write("pred.csv", "old\n");
+  const result r = run("fit --train train.csv --x x --y y --backend cuda_fused --out pred.csv");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("attnpool: "), std::string::npos);
+  EXPECT_EQ(slurp(dir_ / "pred.csv"), "old\n");
+  EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "pred.csv"}));
+}
+
+}  // namespace
