@@ -7,6 +7,11 @@
 /// Validation that needs the data itself (opts.check_finite) runs on the device and reports
 /// through a flag in the workspace, which costs one synchronisation of opts.stream; switch it
 /// off for a fully asynchronous call.
+///
+/// The workspace must start on a 256-byte boundary (cudaMalloc's pointers do). The workspace
+/// queries read the current device's multiprocessor count (split-K sizing depends on it), so
+/// they throw cuda_error where no device is usable. The unfused path keeps one cuBLAS handle per
+/// host thread and device, created (and allocating its own memory) on first use.
 #pragma once
 
 #include <attnpool/types.hpp>

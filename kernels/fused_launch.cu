@@ -1,0 +1,128 @@
+// Dispatch layer of the fused family: the launch plan (configuration, grid, split-K), the
+// launch through dispatch_dims, and the split-K merge kernel.
+#include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/error.hpp>
+
+#include "cuda/cuda_check.hpp"
+#include "fused_pool.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace attnpool::kernels {
+namespace {
+
+// Split-K never cuts the keys finer than this: below it the per-split fixed cost (loading the
+// queries, writing and merging a partial state) outweighs the parallelism gained. A paper
+// estimate (4 tiles of 128 keys), not yet measured.
+constexpr std::size_t kMinKeysPerSplit = 512;
+// gridDim.z's hardware limit.
+constexpr std::size_t kMaxSplits = 65535;
+
+constexpr unsigned kMergeThreads = 256;
+
+std::size_t ceil_div(std::size_t a, std::size_t b) {
+  return (a + b - 1) / b;
+}
+
+// Merges the splits of each (row, column) in split order 0, 1, ..., S-1 with the shared
+// associative merge: a fixed order and no atomics, so the result is bitwise reproducible.
+// Every split holds at least one key (plan_fused), so the final sum is >= 1.
+__global__ void __launch_bounds__(kMergeThreads)
+    fused_merge_kernel(const float* __restrict__ state, const float* __restrict__ acc, int splits,
+                       std::size_t n, int dv, float* __restrict__ out, std::size_t ldo) {
+  const std::size_t total = n * static_cast<std::size_t>(dv);
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t e = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride) {
+    const std::size_t row = e / static_cast<std::size_t>(dv);
+    const std::size_t c = e - row * static_cast<std::size_t>(dv);
+    detail::online_softmax softmax;
+    float a = 0.0f;
+    for (int z = 0; z < splits; ++z) {
+      const std::size_t slot = static_cast<std::size_t>(z) * n + row;
+      const detail::rescale r =
+          softmax.merge(detail::online_softmax{state[2 * slot], state[2 * slot + 1]});
+      a = a * r.self + r.other * acc[slot * static_cast<std::size_t>(dv) + c];
+    }
+    out[row * ldo + c] = a * softmax.inv_sum();
+  }
+}
+
+}  // namespace
+
+fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
+                      int forced_splits) {
+  fused_plan plan;
+  plan.d_bucket = fused_d_bucket(d);
+  plan.dv_bucket = fused_dv_bucket(dv);
+  struct shape_consts {
+    std::size_t rows_per_block, blocks_per_sm;
+  };
+  const shape_consts k = dispatch_dims(d, dv, [](auto dc, auto dvc) {
+    using traits = fused_traits<decltype(dc)::value, decltype(dvc)::value>;
+    return shape_consts{static_cast<std::size_t>(traits::kRowsPerBlock),
+                        static_cast<std::size_t>(traits::kBlocksPerSm)};
+  });
+  plan.rows_per_block = k.rows_per_block;
+  const std::size_t gx = ceil_div(n, k.rows_per_block);
+  const std::size_t gy = ceil_div(dv, static_cast<std::size_t>(plan.dv_bucket));
+  ATTNPOOL_EXPECTS(gx <= static_cast<std::size_t>(std::numeric_limits<int>::max()),
+                   "cuda fused pool: n = ", n, " needs more than 2^31 - 1 blocks");
+  ATTNPOOL_EXPECTS(gy <= 65535, "cuda fused pool: dv = ", dv,
+                   " needs more than 65535 value "
+                   "windows of ",
+                   plan.dv_bucket, " columns");
+  plan.grid_x = static_cast<unsigned>(gx);
+  plan.grid_y = static_cast<unsigned>(gy);
+
+  std::size_t splits = 1;
+  if (forced_splits > 0) {
+    splits = static_cast<std::size_t>(forced_splits);
+  } else {
+    // Flash-decoding: when the query blocks cannot fill the GPU, cut the keys into ranges so
+    // that the grid covers every SM kBlocksPerSm times, but never below kMinKeysPerSplit keys.
+    const std::size_t target = static_cast<std::size_t>(std::max(sm_count, 1)) * k.blocks_per_sm;
+    const std::size_t blocks = gx * gy;
+    if (blocks < target) {
+      splits = std::min(ceil_div(target, blocks), std::max<std::size_t>(1, m / kMinKeysPerSplit));
+    }
+  }
+  splits = std::clamp<std::size_t>(splits, 1, std::min(m, kMaxSplits));
+  // Equal ranges, then recount so that the last range is not empty.
+  plan.keys_per_split = ceil_div(m, splits);
+  plan.splits = static_cast<int>(ceil_div(m, plan.keys_per_split));
+  return plan;
+}
+
+std::size_t fused_partial_bytes(const fused_plan& plan, std::size_t n, std::size_t dv) {
+  if (plan.splits <= 1) return 0;
+  const auto s = static_cast<std::size_t>(plan.splits);
+  return align_up(s * n * 2 * sizeof(float)) + align_up(s * n * dv * sizeof(float));
+}
+
+void launch_fused(fused_args args, const fused_plan& plan, stream_t stream) {
+  args.splits = plan.splits;
+  args.keys_per_split = plan.keys_per_split;
+  const std::size_t n = args.n;
+  const auto dv = static_cast<std::size_t>(args.dv);
+  float* final_out = args.out;
+  if (plan.splits > 1) {
+    // Partial results only; the merge kernel writes `out`.
+    args.out = nullptr;
+  }
+  dispatch_dims(static_cast<std::size_t>(args.d), dv, [&](auto dc, auto dvc) {
+    launch_fused_config<decltype(dc)::value, decltype(dvc)::value>(args, plan, stream);
+  });
+  if (plan.splits > 1) {
+    const std::size_t blocks =
+        std::min<std::size_t>(ceil_div(n * dv, kMergeThreads), std::size_t{1} << 20);
+    fused_merge_kernel<<<static_cast<unsigned>(blocks), kMergeThreads, 0, stream>>>(
+        args.partial_state, args.partial_acc, plan.splits, n, args.dv, final_out, args.ldo);
+    ATTNPOOL_CHECK_LAUNCH("fused_merge_kernel");
+  }
+}
+
+}  // namespace attnpool::kernels

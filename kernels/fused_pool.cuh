@@ -1,0 +1,287 @@
+// Device side of the fused attention-pooling kernel: one pass over the keys per block, the
+// n x m weight matrix never stored. Included only by kernels/fused_pool_d*.cu, each of which
+// instantiates launch_fused_config<D, DV> for one D.
+//
+// Per block: kRowsPerBlock query rows (each thread owns kRowsPerThread of them, with the query
+// coordinates, the online-softmax state and the DV accumulators in registers) against the keys
+// [key_begin, key_end) of its split, streamed through shared memory kTileKeys at a time. Every
+// thread reads the same key at the same time, so the shared-memory reads are broadcasts (no bank
+// conflicts), and the maths per pair is the shared code of <attnpool/detail/online_softmax.hpp>.
+#pragma once
+
+#include <attnpool/detail/online_softmax.hpp>
+
+#include "cuda/cuda_check.hpp"
+#include "fused_pool.hpp"
+
+#include <cuda_runtime.h>
+
+namespace attnpool::kernels {
+
+template <int D, int DV>
+struct fused_agent {
+  using traits = fused_traits<D, DV>;
+  static constexpr int kR = traits::kRowsPerThread;
+  static constexpr int kC = traits::kChunk;
+  static constexpr int kTile = traits::kTileKeys;
+  static constexpr int kQRegs = traits::kGeneric ? 1 : D;  // a zero-length array is not C++
+
+  /// Shared memory of one block: one tile of keys (zero-padded to D coordinates) and values
+  /// (zero-padded to the DV-column window). Rows beyond the tile's valid keys are zero too, so
+  /// reading a whole chunk never touches uninitialised memory.
+  struct shared_storage {
+    alignas(16) float keys[traits::kGeneric ? 1 : traits::kKeyFloats];
+    alignas(16) float values[traits::kValueFloats];
+  };
+
+  shared_storage& smem;
+  const fused_args& a;
+  const detail::gaussian_log2_score score;
+
+  // Block coordinates.
+  const std::size_t row0;  // this thread's first row; its rows are row0 + r * kThreads
+  const int col0;          // first value column of this block's window
+  const int cols;          // value columns in the window, 1..DV
+  const std::size_t key_begin, key_end;
+
+  // Per-thread state, in registers (every index below is a compile-time constant after
+  // unrolling, which is what keeps these arrays out of local memory).
+  float q[kR][kQRegs];
+  const float* q_row[kR];  // generic path: the query rows in global memory
+  detail::online_softmax softmax[kR];
+  float acc[kR][DV];
+
+  __device__ fused_agent(shared_storage& s, const fused_args& args)
+      : smem(s),
+        a(args),
+        score{args.neg_scale},
+        row0(static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock + threadIdx.x),
+        col0(static_cast<int>(blockIdx.y) * DV),
+        cols(min(DV, args.dv - static_cast<int>(blockIdx.y) * DV)),
+        key_begin(static_cast<std::size_t>(blockIdx.z) * args.keys_per_split),
+        key_end(min(args.m, static_cast<std::size_t>(blockIdx.z + 1) * args.keys_per_split)) {}
+
+  __device__ bool row_valid(int r) const {
+    return row0 + static_cast<std::size_t>(r) * traits::kThreads < a.n;
+  }
+  __device__ std::size_t row_index(int r) const {
+    return row0 + static_cast<std::size_t>(r) * traits::kThreads;
+  }
+
+  __device__ void run() {
+    load_queries();
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+#pragma unroll
+      for (int c = 0; c < DV; ++c) acc[r][c] = 0.0f;
+    }
+    // The plan gives every split at least one key, so key_begin < key_end and every softmax
+    // state below ends non-empty (sum >= 1).
+    for (std::size_t tile0 = key_begin; tile0 < key_end; tile0 += kTile) {
+      const int valid = static_cast<int>(min(static_cast<std::size_t>(kTile), key_end - tile0));
+      load_tile(tile0, valid);
+      __syncthreads();  // the tile is complete before anyone reads it
+      if (valid == kTile) {
+        consume<true>(tile0, kTile);
+      } else {
+        consume<false>(tile0, valid);
+      }
+      __syncthreads();  // everyone is done reading before the next load_tile overwrites it
+    }
+    store();
+  }
+
+  // Rows past n (the last block's tail) compute on zeros and are never stored: they cannot
+  // return early because they take part in the __syncthreads of every tile.
+  __device__ void load_queries() {
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      const bool ok = row_valid(r);
+      const float* src = a.q + (ok ? row_index(r) : 0) * a.ldq;  // row 0 exists: n >= 1
+      if constexpr (traits::kGeneric) {
+        q_row[r] = src;
+      } else {
+#pragma unroll
+        for (int c = 0; c < D; ++c) q[r][c] = (ok && c < a.d) ? __ldg(src + c) : 0.0f;
+      }
+    }
+  }
+
+  // Cooperative, bounds-checked copy of keys [tile0, tile0 + valid) into shared memory. Only
+  // the first d coordinates and the window's `cols` value columns are read from global memory:
+  // pad elements of ld-strided inputs are never touched. Everything else is zero-filled.
+  __device__ void load_tile(std::size_t tile0, int valid) {
+    if constexpr (!traits::kGeneric) {
+      for (int e = static_cast<int>(threadIdx.x); e < traits::kKeyFloats; e += traits::kThreads) {
+        const int j = e / D, c = e - j * D;
+        smem.keys[e] = (j < valid && c < a.d)
+                           ? __ldg(a.k + (tile0 + static_cast<std::size_t>(j)) * a.ldk + c)
+                           : 0.0f;
+      }
+    }
+    for (int e = static_cast<int>(threadIdx.x); e < traits::kValueFloats; e += traits::kThreads) {
+      const int j = e / DV, c = e - j * DV;
+      smem.values[e] = (j < valid && c < cols)
+                           ? __ldg(a.v + (tile0 + static_cast<std::size_t>(j)) * a.ldv + col0 + c)
+                           : 0.0f;
+    }
+  }
+
+  template <bool kFull>
+  __device__ void consume(std::size_t tile0, int valid) {
+    // j0 < valid <= kTile and kTile % kC == 0, so a chunk [j0, j0 + kC) lies inside the tile.
+#pragma unroll 1
+    for (int j0 = 0; j0 < (kFull ? kTile : valid); j0 += kC) chunk<kFull>(tile0, j0, valid);
+  }
+
+  // One chunk of kC keys: distances, the chunk's maximum score, one exp2 per pair relative to
+  // it, then a single merge into each row's running softmax state.
+  template <bool kFull>
+  __device__ void chunk(std::size_t tile0, int j0, int valid) {
+    float p[kR][kC];  // squared distances, then weights
+#pragma unroll
+    for (int j = 0; j < kC; ++j) {
+      if constexpr (traits::kGeneric) {
+        const bool live = kFull || j0 + j < valid;
+        const float* kj = a.k + (tile0 + static_cast<std::size_t>(j0 + j)) * a.ldk;
+#pragma unroll
+        for (int r = 0; r < kR; ++r)
+          p[r][j] = live ? detail::squared_distance(q_row[r], kj, a.d) : 0.0f;
+      } else {
+        // Dead keys of a partial tile read the zero-filled rows: finite, and masked below.
+        const float* kj = smem.keys + (j0 + j) * D;
+#pragma unroll
+        for (int r = 0; r < kR; ++r) p[r][j] = detail::squared_distance<D>(q[r], kj);
+      }
+    }
+
+    detail::rescale rs[kR];
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      // The largest score is the score of the smallest distance: neg_scale <= 0 and rounding
+      // is monotone, so score(min_j dist_j) == max_j score(dist_j) bitwise. Key j0 is live.
+      float mn = p[r][0];
+#pragma unroll
+      for (int j = 1; j < kC; ++j)
+        if (kFull || j0 + j < valid) mn = fminf(mn, p[r][j]);
+      const float cmax = score(mn);
+      float csum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kC; ++j) {
+        // __fsub_rn forbids contracting score * dist - cmax into one FMA. Contracted, the
+        // chunk's best key would get 2^(rounding error of its score) instead of 2^0 = 1, and
+        // for far keys at small h (|score| ~ 1e13, ulp ~ 1e6) that is 0 or inf: the sum must
+        // keep its >= 1 invariant (up to ex2.approx's 2^-22 relative error).
+        const float w = detail::fast_exp2(__fsub_rn(score(p[r][j]), cmax));
+        p[r][j] = (kFull || j0 + j < valid) ? w : 0.0f;
+        csum += p[r][j];
+      }
+      rs[r] = softmax[r].merge(detail::online_softmax{cmax, csum});
+    }
+
+    if constexpr (traits::kChunkAccumulators) {
+      // Narrow windows: sum p . v for the chunk in registers, then fold it in with one FMA per
+      // column, acc = acc * self + other * chunk. This keeps the per-pair work at one FMA
+      // (no p *= other per pair). The value rows are read once per chunk and shared by the
+      // thread's rows; dead keys have p = 0 and zero-filled values.
+      float chunk_acc[kR][DV];
+#pragma unroll
+      for (int r = 0; r < kR; ++r) {
+#pragma unroll
+        for (int c = 0; c < DV; ++c) chunk_acc[r][c] = 0.0f;
+      }
+#pragma unroll
+      for (int j = 0; j < kC; ++j) {
+        const float* vj = smem.values + (j0 + j) * DV;
+#pragma unroll
+        for (int c = 0; c < DV; ++c) {
+          const float vc = vj[c];
+#pragma unroll
+          for (int r = 0; r < kR; ++r) chunk_acc[r][c] = fmaf(p[r][j], vc, chunk_acc[r][c]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kR; ++r) {
+#pragma unroll
+        for (int c = 0; c < DV; ++c)
+          acc[r][c] = fmaf(acc[r][c], rs[r].self, rs[r].other * chunk_acc[r][c]);
+      }
+    } else {
+      // Wide windows: a second DV-wide accumulator would not fit in registers, so rescale acc
+      // once per chunk and fold `other` into the kC weights instead (one extra multiply per
+      // pair, small next to the DV FMAs per pair).
+#pragma unroll
+      for (int r = 0; r < kR; ++r) {
+#pragma unroll
+        for (int c = 0; c < DV; ++c) acc[r][c] *= rs[r].self;
+#pragma unroll
+        for (int j = 0; j < kC; ++j) p[r][j] *= rs[r].other;
+      }
+#pragma unroll
+      for (int j = 0; j < kC; ++j) {
+        const float* vj = smem.values + (j0 + j) * DV;
+#pragma unroll
+        for (int c = 0; c < DV; ++c) {
+          const float vc = vj[c];
+#pragma unroll
+          for (int r = 0; r < kR; ++r) acc[r][c] = fmaf(p[r][j], vc, acc[r][c]);
+        }
+      }
+    }
+  }
+
+  __device__ void store() const {
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      if (!row_valid(r)) continue;
+      const std::size_t row = row_index(r);
+      if (a.splits == 1) {
+        const float inv = softmax[r].inv_sum();
+        float* dst = a.out + row * a.ldo + col0;
+#pragma unroll
+        for (int c = 0; c < DV; ++c)
+          if (c < cols) dst[c] = acc[r][c] * inv;
+      } else {
+        // Partial state of this split; the merge kernel combines the splits in order. Every
+        // column window computes the same state bitwise; window 0 writes it.
+        const std::size_t slot = static_cast<std::size_t>(blockIdx.z) * a.n + row;
+        if (blockIdx.y == 0) {
+          a.partial_state[2 * slot] = softmax[r].max;
+          a.partial_state[2 * slot + 1] = softmax[r].sum;
+        }
+        float* dst = a.partial_acc + slot * static_cast<std::size_t>(a.dv) + col0;
+#pragma unroll
+        for (int c = 0; c < DV; ++c)
+          if (c < cols) dst[c] = acc[r][c];
+      }
+    }
+  }
+};
+
+/// Thin entry point: the agent does the work.
+template <int D, int DV>
+__global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
+    fused_pool_kernel(const fused_args args) {
+  __shared__ typename fused_agent<D, DV>::shared_storage smem;
+  fused_agent<D, DV> agent(smem, args);
+  agent.run();
+}
+
+template <int D, int DV>
+void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream) {
+  using traits = fused_traits<D, DV>;
+  const dim3 grid(plan.grid_x, plan.grid_y, static_cast<unsigned>(plan.splits));
+  fused_pool_kernel<D, DV><<<grid, traits::kThreads, 0, stream>>>(args);
+  ATTNPOOL_CHECK_LAUNCH("fused_pool_kernel");
+}
+
+#define ATTNPOOL_FUSED_INSTANTIATE(D)                                                       \
+  template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t);  \
+  template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t);  \
+  template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t);  \
+  template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t);  \
+  template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t); \
+  template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t); \
+  template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t);
+
+}  // namespace attnpool::kernels

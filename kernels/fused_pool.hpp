@@ -1,0 +1,226 @@
+// The fused attention-pooling kernel family: its parameters, its one traits struct, the
+// runtime-to-compile-time dispatch helper and the launch plan. Host-includable (no device code):
+// src/cuda/ plans and launches through this header; kernels/fused_pool.cuh holds the device side
+// and kernels/fused_pool_d*.cu instantiate it, one file per query dimension D so that the
+// instantiations compile in parallel.
+//
+// Layers (CUB style):
+//   attnpool::cuda::pool            public call, validation          (src/cuda/cuda_api.cpp)
+//   plan_fused / launch_fused       picks D, DV, the grid and split-K (here, fused_launch.cu)
+//   fused_pool_kernel<D, DV>        thin __global__ entry            (fused_pool.cuh)
+//   fused_agent<D, DV>              walks the key tiles of one block (fused_pool.cuh)
+//   fused_merge_kernel              merges split-K partial states    (fused_launch.cu)
+#pragma once
+
+#include <attnpool/types.hpp>
+
+#include <cstddef>
+#include <type_traits>
+
+namespace attnpool::kernels {
+
+/// Everything one launch reads: pointers, leading dimensions (in elements) and sizes. Plain
+/// data, passed by value as the kernel parameter (FlashAttention's params struct).
+struct fused_args {
+  const float* q = nullptr;  ///< n x d, row stride ldq
+  const float* k = nullptr;  ///< m x d, row stride ldk
+  const float* v = nullptr;  ///< m x dv, row stride ldv
+  float* out = nullptr;      ///< n x dv, row stride ldo (written when splits == 1)
+  std::size_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
+  std::size_t n = 0, m = 0;
+  int d = 0, dv = 0;
+  float neg_scale = 0.0f;  ///< -log2(e) / (2 h^2): gaussian_log2_score's constant
+
+  // Split-K (flash-decoding): block z handles keys [z * keys_per_split, (z + 1) * keys_per_split).
+  int splits = 1;
+  std::size_t keys_per_split = 0;
+  float* partial_state = nullptr;  ///< splits x n x {max, sum}          (splits > 1 only)
+  float* partial_acc = nullptr;    ///< splits x n x dv unnormalised acc (splits > 1 only)
+};
+
+/// Tile constants of fused_pool_kernel<D, DV>. D is the query dimension the kernel is compiled
+/// for (a run-time d <= D is zero-padded to D, which leaves every distance exactly unchanged);
+/// D == 0 is the generic path for d > 64, which reads query and key rows from global memory
+/// (L1) instead of registers and shared memory. DV is the width of the value-column window one
+/// block accumulates in registers; wider dv uses several windows (grid.y).
+///
+/// NOT YET MEASURED ON A GPU. These constants were chosen on paper (no GPU was available when
+/// they were written) from the H100's per-SM budget: 64K registers, 228 KiB shared memory,
+/// 16 MUFU.EX2 and 128 FP32 lanes per clock. Rationale, to be replaced by measurements from
+/// bench_cuda on an H100 (record them here with the GPU and the numbers):
+///  - kThreads 128: four warps per block, several blocks per SM for latency hiding without
+///    double buffering.
+///  - kRowsPerThread 2 for tiny D + DV: two query rows share every shared-memory key and value
+///    read; 1 otherwise, where the q and acc registers dominate.
+///  - kChunk 16 (8 for wide rows): one online-softmax merge per chunk, which costs 2 exp2 per
+///    chunk on top of the one exp2 per pair (12.5% extra MUFU at 16); the chunk's distances
+///    stay in registers (kRowsPerThread * kChunk of them).
+///  - kTileKeys: keys staged per __syncthreads pair; 128 amortises the two barriers.
+template <int D, int DV>
+struct fused_traits {
+  static_assert(D == 0 || D == 1 || D == 2 || D == 3 || D == 4 || D == 8 || D == 16 || D == 32 ||
+                    D == 64,
+                "fused_traits: D must be one of the compiled query dimensions (0 = generic)");
+  static_assert(DV == 1 || DV == 2 || DV == 4 || DV == 8 || DV == 16 || DV == 32 || DV == 64,
+                "fused_traits: DV must be a power of two <= 64");
+
+  static constexpr bool kGeneric = D == 0;
+  /// Registers per query row that scale with the shape (query row + accumulators).
+  static constexpr int kRowRegs = (kGeneric ? 0 : D) + DV;
+
+  static constexpr int kThreads = 128;
+  static constexpr int kRowsPerThread = kRowRegs <= 8 ? 2 : 1;
+  static constexpr int kChunk = kRowRegs <= 48 ? 16 : 8;
+  static constexpr int kTileKeys = kRowRegs <= 64 ? 128 : 64;
+  static constexpr int kRowsPerBlock = kThreads * kRowsPerThread;
+  /// Accumulate each chunk's p . v in a second register array and fold it in once per chunk
+  /// (saves a multiply per pair) where that array is small; else scale the weights.
+  static constexpr bool kChunkAccumulators = kRowsPerThread * DV <= 16;
+
+  /// Floats of shared memory per tile: keys (not staged on the generic path) and values.
+  static constexpr int kKeyFloats = kGeneric ? 0 : kTileKeys * D;
+  static constexpr int kValueFloats = kTileKeys * DV;
+  static constexpr std::size_t kSmemBytes = sizeof(float) * (kKeyFloats + kValueFloats);
+
+  /// Resident blocks per SM assumed when sizing split-K (the grid should cover every SM this
+  /// many times). An estimate from the register budget, not measured.
+  static constexpr int kBlocksPerSm = 4;
+
+  static_assert(kThreads % 32 == 0, "whole warps only");
+  static_assert(kTileKeys % kChunk == 0,
+                "a chunk never straddles a tile, so chunk reads stay inside the shared arrays");
+  static_assert(kSmemBytes <= 48 * 1024, "static shared memory is limited to 48 KiB per block");
+  static_assert(kRowsPerThread * (kChunk + kRowRegs + (kChunkAccumulators ? DV : 0)) <= 160,
+                "live registers per thread must leave room under the 255-register cap");
+};
+
+/// Compile-time dimension tag handed to dispatch_dims' callback.
+template <int N>
+using dim_c = std::integral_constant<int, N>;
+
+/// The compiled query dimension that serves a run-time d: the smallest of {1, 2, 3, 4, 8, 16,
+/// 32, 64} that is >= d, else 0 (generic path).
+constexpr int fused_d_bucket(std::size_t d) {
+  if (d <= 4) return static_cast<int>(d);
+  if (d <= 8) return 8;
+  if (d <= 16) return 16;
+  if (d <= 32) return 32;
+  if (d <= 64) return 64;
+  return 0;
+}
+
+/// The value-column window that serves a run-time dv: the smallest power of two >= dv, capped
+/// at 64 (wider dv runs ceil(dv / 64) windows).
+constexpr int fused_dv_bucket(std::size_t dv) {
+  int b = 1;
+  while (b < 64 && static_cast<std::size_t>(b) < dv) b *= 2;
+  return b;
+}
+
+namespace dispatch_impl {
+template <int D, class F>
+decltype(auto) dispatch_dv(int dv_bucket, F&& f) {
+  switch (dv_bucket) {
+    case 1:
+      return f(dim_c<D>{}, dim_c<1>{});
+    case 2:
+      return f(dim_c<D>{}, dim_c<2>{});
+    case 4:
+      return f(dim_c<D>{}, dim_c<4>{});
+    case 8:
+      return f(dim_c<D>{}, dim_c<8>{});
+    case 16:
+      return f(dim_c<D>{}, dim_c<16>{});
+    case 32:
+      return f(dim_c<D>{}, dim_c<32>{});
+    default:
+      return f(dim_c<D>{}, dim_c<64>{});
+  }
+}
+}  // namespace dispatch_impl
+
+/// THE runtime-to-compile-time switch of the fused family: calls f(dim_c<D>{}, dim_c<DV>{}) for
+/// the compiled configuration that serves (d, dv). Every (D, DV) it can name is instantiated in
+/// kernels/fused_pool_d*.cu.
+template <class F>
+decltype(auto) dispatch_dims(std::size_t d, std::size_t dv, F&& f) {
+  const int dvb = fused_dv_bucket(dv);
+  switch (fused_d_bucket(d)) {
+    case 1:
+      return dispatch_impl::dispatch_dv<1>(dvb, f);
+    case 2:
+      return dispatch_impl::dispatch_dv<2>(dvb, f);
+    case 3:
+      return dispatch_impl::dispatch_dv<3>(dvb, f);
+    case 4:
+      return dispatch_impl::dispatch_dv<4>(dvb, f);
+    case 8:
+      return dispatch_impl::dispatch_dv<8>(dvb, f);
+    case 16:
+      return dispatch_impl::dispatch_dv<16>(dvb, f);
+    case 32:
+      return dispatch_impl::dispatch_dv<32>(dvb, f);
+    case 64:
+      return dispatch_impl::dispatch_dv<64>(dvb, f);
+    default:
+      return dispatch_impl::dispatch_dv<0>(dvb, f);
+  }
+}
+
+/// How one fused call is laid out on the GPU.
+struct fused_plan {
+  int d_bucket = 0, dv_bucket = 0;  ///< the compiled (D, DV)
+  unsigned grid_x = 0;              ///< blocks of kRowsPerBlock query rows
+  unsigned grid_y = 0;              ///< value-column windows of DV columns
+  int splits = 1;                   ///< grid_z: key ranges (1 = no split-K)
+  std::size_t keys_per_split = 0;
+  std::size_t rows_per_block = 0;
+};
+
+/// Picks the configuration and split-K for a problem. `sm_count` is the device's multiprocessor
+/// count; `forced_splits` 0 lets the heuristic decide, >= 1 requests that many key ranges
+/// (clamped so that every range holds at least one key). Pure function of its arguments, so the
+/// workspace query and the launch agree on the same device.
+fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
+                      int forced_splits = 0);
+
+/// Bytes of workspace the split-K partial states of `plan` need (0 when splits == 1); each of
+/// the two arrays starts on a kWorkspaceAlign boundary.
+std::size_t fused_partial_bytes(const fused_plan& plan, std::size_t n, std::size_t dv);
+
+/// Alignment of every array carved out of a workspace (cudaMalloc's guarantee).
+inline constexpr std::size_t kWorkspaceAlign = 256;
+
+constexpr std::size_t align_up(std::size_t x, std::size_t a = kWorkspaceAlign) {
+  return (x + a - 1) / a * a;
+}
+
+/// Enqueues the fused kernel (and the merge kernel when plan.splits > 1) on `stream`. `args`
+/// holds the problem and, for split-K, partial_state / partial_acc carved from the workspace;
+/// the split fields of `args` are filled in from `plan`. Throws cuda_error on a launch failure.
+void launch_fused(fused_args args, const fused_plan& plan, stream_t stream);
+
+/// One compiled configuration's launch (defined in fused_pool.cuh, instantiated per D).
+template <int D, int DV>
+void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream);
+
+#define ATTNPOOL_FUSED_EXTERN(D)                                                                   \
+  extern template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t);  \
+  extern template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t);  \
+  extern template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t);  \
+  extern template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t);  \
+  extern template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t); \
+  extern template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t); \
+  extern template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t);
+ATTNPOOL_FUSED_EXTERN(0)
+ATTNPOOL_FUSED_EXTERN(1)
+ATTNPOOL_FUSED_EXTERN(2)
+ATTNPOOL_FUSED_EXTERN(3)
+ATTNPOOL_FUSED_EXTERN(4)
+ATTNPOOL_FUSED_EXTERN(8)
+ATTNPOOL_FUSED_EXTERN(16)
+ATTNPOOL_FUSED_EXTERN(32)
+ATTNPOOL_FUSED_EXTERN(64)
+#undef ATTNPOOL_FUSED_EXTERN
+
+}  // namespace attnpool::kernels

@@ -1,0 +1,55 @@
+// Internals of the CUDA backends shared by src/cuda/*.cpp, and the knobs that the public API
+// does not expose (the GPU tests force split-K on and off through fused_tuning).
+#pragma once
+
+#include <attnpool/types.hpp>
+
+#include <cstddef>
+
+namespace attnpool::cuda::detail {
+
+/// Tuning overrides of the fused path. forced_splits: 0 = heuristic, 1 = split-K off,
+/// k > 1 = k key ranges (clamped so that every range holds a key).
+struct fused_tuning {
+  int forced_splits = 0;
+};
+
+/// Bytes of workspace the fused path needs, including the check_finite scan slot.
+std::size_t fused_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
+                                 const fused_tuning& tuning);
+/// The number of key ranges the fused path will use on the current device.
+int fused_splits(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
+                 const fused_tuning& tuning);
+/// cuda::pool on the fused path with explicit tuning. Same contract as cuda::pool.
+void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
+                const pool_params& params, const options& opts, const fused_tuning& tuning);
+
+/// The unfused (cuBLAS) path; same contracts as cuda::pool / cuda::attention_weights.
+std::size_t unfused_pool_workspace_size(std::size_t n, std::size_t m, std::size_t d);
+std::size_t unfused_weights_workspace_size(std::size_t n, std::size_t m, std::size_t d);
+void unfused_pool(const char* fn, const_view q, const_view k, const_view v, mutable_view out,
+                  const pool_params& params, const options& opts);
+void unfused_weights(const char* fn, const_view q, const_view k, mutable_view w,
+                     const pool_params& params, const options& opts);
+
+// ---- shared helpers (cuda_api.cpp) ---------------------------------------------------------
+
+/// Bytes at the start of a workspace reserved for the check_finite scan (kernels::input_scan).
+inline constexpr std::size_t kScanBytes = 256;
+
+/// Multiprocessor count of the current device. Throws cuda_error without a device.
+int current_sm_count();
+
+/// Throws invalid_argument unless opts.workspace holds `required` bytes, 256-byte aligned.
+void check_workspace(const char* fn, const options& opts, std::size_t required);
+
+/// opts.check_finite on device data: scans q, k and (when v.data is set) v into the scan slot
+/// at `scan_slot`, synchronises opts.stream and throws invalid_argument with the same words as
+/// the host checks (src/validate.cpp) when an input is non-finite or too large for float scores.
+void check_inputs_on_device(const char* fn, const_view q, const_view k, const_view v,
+                            const pool_params& params, void* scan_slot, stream_t stream);
+
+/// The float constant of gaussian_log2_score for a validated bandwidth.
+float neg_log2_scale(const pool_params& params);
+
+}  // namespace attnpool::cuda::detail
