@@ -11,6 +11,10 @@ void reference_weights(const_view q, const_view k, mutable_view w, const pool_pa
 
 void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
               const pool_params& params, unsigned threads);
+// cpu_pool that also writes lse2[i] = log2 sum_j 2^(s_j), the row's log-sum-exp in log2 units
+// (lse2 may be null). The backward pass's forward.
+void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
+                  const pool_params& params, unsigned threads, float* lse2);
 void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
                  unsigned threads);
 

@@ -14,6 +14,7 @@
 // OpenMP runtime), compiled three times by function multiversioning (target_clones): AVX-512,
 // AVX2+FMA and baseline x86-64, chosen at load time by the CPU. No -march=native is needed.
 #include "backends.hpp"
+#include "cpu_common.hpp"
 
 #include <attnpool/detail/online_softmax.hpp>
 
@@ -24,33 +25,8 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ATTNPOOL_NO_MULTIVERSIONING)
-#define ATTNPOOL_MULTIVERSION \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define ATTNPOOL_MULTIVERSION
-#endif
-
 namespace attnpool::detail {
 namespace {
-
-// 1024 keys: the score tile (4 KiB) plus the d + dv packed key/value columns it reads stay in L1
-// for d + dv <= 8; measured on the 2-core AMD EPYC (Zen 4) CI machine, 512 and 2048 were within
-// 3% of it at d = 1, 256 lost 8% to the per-tile merge.
-inline constexpr std::size_t kCpuTile = 1024;
-// Rows handed to a thread at a time: small enough to balance two threads on n = 129, large
-// enough that the shared counter is touched rarely.
-inline constexpr std::size_t kRowChunk = 8;
-// Below this many pairs a call runs on the calling thread: starting threads costs ~50 us.
-inline constexpr std::size_t kMinPairsPerThread = std::size_t{1} << 16;
-
-// Column-major copy of a row-major view: out[c * rows + j] = a(j, c).
-std::vector<float> pack_columns(const_view a) {
-  std::vector<float> out(a.rows * a.cols);
-  for (std::size_t j = 0; j < a.rows; ++j)
-    for (std::size_t c = 0; c < a.cols; ++c) out[c * a.rows + j] = a(j, c);
-  return out;
-}
 
 // Keys in blocks of kLanes: kb[(j / kLanes) * d * kLanes + c * kLanes + j % kLanes] = k(j, c),
 // the tail block zero-padded. A block's d coordinates are d * 64 contiguous bytes, so the
@@ -140,20 +116,31 @@ inline constexpr float kRefSlack = 16.0f;
 
 // d = 1, dv = 1 in a single pass (the notebook's case), against the running maximum `ref`. The
 // caller checks max <= ref + kRefSlack and repeats the tile with ref = max when it is not.
+// Skip: key `skip` of the tile (the leave-one-out mask) scores -inf through a select, so the
+// loop stays vectorised; only the one tile per row that holds the masked key runs this
+// instantiation, the others run the unmasked loop unchanged.
+template <bool Skip>
 ATTNPOOL_MULTIVERSION
 tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len,
-                        gaussian_log2_score score, float ref) {
+                        gaussian_log2_score score, float ref, std::size_t skip) {
   float mx = -std::numeric_limits<float>::infinity(), sum = 0.0f, dot = 0.0f;
 #pragma omp simd reduction(max : mx) reduction(+ : sum, dot)
   for (std::size_t j = 0; j < len; ++j) {
     const float diff = q - k[j];
-    const float sc = score(diff * diff);
+    float sc = score(diff * diff);
+    if constexpr (Skip) sc = j == skip ? -std::numeric_limits<float>::infinity() : sc;
     mx = std::max(mx, sc);
     const float p = exp2_poly(sc - ref);
     sum += p;
     dot = p * v[j] + dot;
   }
   return {mx, sum, dot};
+}
+
+tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len,
+                        gaussian_log2_score score, float ref, std::size_t skip) {
+  return skip < len ? fused_tile_d1<true>(q, k, v, len, score, ref, skip)
+                    : fused_tile_d1<false>(q, k, v, len, score, ref, skip);
 }
 
 // s[j] = log2 score of the query against keys [j0, j0 + len); returns max_j s[j].
@@ -221,34 +208,13 @@ float dot_tile(const float* p, const float* v, std::size_t len) {
   return dot;
 }
 
-// Runs body(row, scratch) for rows [0, n) on `threads` workers. Each row is computed by one
-// thread with a fixed key order, so results do not depend on the thread count or scheduling.
-template <class Body>
-void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
-                   std::size_t scratch_floats, Body body) {
-  unsigned t = threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads;
-  const std::size_t by_work = std::max<std::size_t>(1, n * pairs_per_row / kMinPairsPerThread);
-  const std::size_t by_rows = (n + kRowChunk - 1) / kRowChunk;
-  t = static_cast<unsigned>(std::min<std::size_t>({t, by_work, by_rows}));
-  // Allocate every scratch buffer before any thread starts: nothing inside a worker can throw.
-  std::vector<std::vector<float>> scratch(t, std::vector<float>(scratch_floats));
-  std::atomic<std::size_t> next{0};
-  auto worker = [&](unsigned id) {
-    for (;;) {
-      const std::size_t begin = next.fetch_add(kRowChunk, std::memory_order_relaxed);
-      if (begin >= n) return;
-      const std::size_t end = std::min(n, begin + kRowChunk);
-      for (std::size_t i = begin; i < end; ++i) body(i, scratch[id].data());
-    }
-  };
-  if (t == 1) {
-    worker(0);
-    return;
-  }
-  std::vector<std::jthread> pool;
-  pool.reserve(t - 1);
-  for (unsigned id = 1; id < t; ++id) pool.emplace_back(worker, id);
-  worker(0);
+// The leave-one-out mask on a stored score tile: s[skip] = -inf, and the tile's maximum again
+// (the masked key may have been it). Runs on one tile per row.
+float mask_one(float* s, std::size_t len, std::size_t skip) {
+  s[skip] = -std::numeric_limits<float>::infinity();
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, s[j]);
+  return mx;
 }
 
 gaussian_log2_score make_score(const pool_params& params) {
@@ -269,8 +235,8 @@ struct row_state {
 
 }  // namespace
 
-void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
-              const pool_params& params, unsigned threads) {
+void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
+                  const pool_params& params, unsigned threads, float* lse2) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   if (n == 0) return;
   const gaussian_log2_score score = make_score(params);
@@ -284,24 +250,33 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
     row_state row{online_softmax{}, s + kCpuTile};
     float* tile_acc = row.acc + dv;
     std::fill(row.acc, row.acc + dv, 0.0f);
-    for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile) {
-      const std::size_t len = std::min(kCpuTile, m - j0);
+    // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
+    // key of one tile. check_mask guaranteed that every row keeps at least one key.
+    const row_mask rm = mask_for_row(params, i, m);
+    for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
+      const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
+      const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: no key skipped
       const float* vp = vt.data() + j0;
       if (d == 1 && dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
         // Single pass against the running maximum; repeat the tile against its own maximum when
         // that exceeds the reference by more than the slack (a much closer key turned up).
         float ref = row.softmax.max;
-        tile_sums t = fused_tile_d1(q(i, 0), kt.data() + j0, vp, len, score, ref);
+        tile_sums t = fused_tile_d1(q(i, 0), kt.data() + j0, vp, len, score, ref, skip);
         if (!(t.max <= ref + kRefSlack)) {
           ref = t.max;
-          t = fused_tile_d1(q(i, 0), kt.data() + j0, vp, len, score, ref);
+          t = fused_tile_d1(q(i, 0), kt.data() + j0, vp, len, score, ref, skip);
         }
         row.add(ref, t.sum, &t.dot, 1);
         continue;
       }
       // Two passes: exact tile maximum first (always so for the first tile of a row).
-      const float ref = d > 1 ? score_tile_d(q.row(i), kb.data(), d, j0, len, score, s)
-                              : score_tile(q.row(i), kt.data(), m, d, j0, len, score, s);
+      float ref = d > 1 ? score_tile_d(q.row(i), kb.data(), d, j0, len, score, s)
+                        : score_tile(q.row(i), kt.data(), m, d, j0, len, score, s);
+      if (skip < len) {
+        ref = mask_one(s, len, skip);
+        // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
+        if (ref == -std::numeric_limits<float>::infinity()) continue;
+      }
       if (dv == 1) {
         const tile_sums t = exp_dot_tile(s, vp, len, ref);
         row.add(ref, t.sum, &t.dot, 1);
@@ -313,7 +288,15 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
     }
     const float inv = row.softmax.inv_sum();
     for (std::size_t c = 0; c < dv; ++c) out(i, c) = row.acc[c] * inv;
+    // log2 of the row's normaliser sum_j 2^s_j: what the backward pass subtracts from its
+    // recomputed scores to get the weights in one exp2 each.
+    if (lse2 != nullptr) lse2[i] = row.softmax.max + std::log2(row.softmax.sum);
   });
+}
+
+void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
+              const pool_params& params, unsigned threads) {
+  cpu_pool_lse(q, k, v, out, params, threads, nullptr);
 }
 
 void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
@@ -324,20 +307,24 @@ void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& 
   const std::vector<float> kt = pack_columns(k);
   parallel_rows(n, m * d, threads, 0, [&](std::size_t i, float*) {
     float* row = w.row(i);
-    // Scores straight into the output row, tile by tile, then one exp pass.
+    const row_mask rm = mask_for_row(params, i, m);
+    // Scores straight into the output row, tile by tile, then one exp pass. Masked keys score
+    // -inf and so get weight exactly 0.
     float mx = -std::numeric_limits<float>::infinity();
-    for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile) {
-      const std::size_t len = std::min(kCpuTile, m - j0);
+    for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
+      const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
       mx = std::max(mx, score_tile(q.row(i), kt.data(), m, d, j0, len, score, row + j0));
     }
+    if (rm.skip < rm.row_keys) mx = mask_one(row, rm.row_keys, rm.skip);
     // Exponentiate tile by tile and add the tile sums in double: the normaliser of a long row
     // then stays within the float rounding of one tile's sum, vectorised or not (sanitizer
     // builds do not vectorise, and a sequential float sum of m terms drifts by ~sqrt(m) eps).
     double sum = 0.0;
-    for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile)
-      sum += exp_tile(row + j0, std::min(kCpuTile, m - j0), mx);
+    for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile)
+      sum += exp_tile(row + j0, std::min(kCpuTile, rm.row_keys - j0), mx);
     const auto inv = static_cast<float>(1.0 / sum);
-    for (std::size_t j = 0; j < m; ++j) row[j] *= inv;
+    for (std::size_t j = 0; j < rm.row_keys; ++j) row[j] *= inv;
+    std::fill(row + rm.row_keys, row + m, 0.0f);
   });
 }
 

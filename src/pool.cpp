@@ -34,6 +34,15 @@ const char* to_string(backend b) noexcept {
   return "unknown";
 }
 
+const char* to_string(mask m) noexcept {
+  switch (m) {
+    case mask::none: return "none";
+    case mask::leave_one_out: return "leave_one_out";
+    case mask::valid_length: return "valid_length";
+  }
+  return "unknown";
+}
+
 backend parse_backend(const char* name) {
   ATTNPOOL_EXPECTS(name != nullptr, "parse_backend: name is null");
   for (backend b : {backend::automatic, backend::reference, backend::cpu, backend::cuda_fused,
@@ -55,9 +64,11 @@ backend resolve_backend(backend requested) {
 void pool(const_view q, const_view k, const_view v, mutable_view out, const pool_params& params,
           const options& opts) {
   constexpr const char* fn = "pool";
-  const auto shape = detail::check_pool_args(fn, q, k, v, out, params);
+  const auto shape =
+      detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
   if (shape.n == 0) return;
   const backend b = resolve_backend(opts.backend);
+  if (b == backend::cuda_fused || b == backend::cuda_unfused) detail::reject_gpu_mask(fn, params);
   check_data(fn, opts, q, k, v, params);
   switch (b) {
     case backend::reference: return detail::reference_pool(q, k, v, out, params);
@@ -72,9 +83,11 @@ void pool(const_view q, const_view k, const_view v, mutable_view out, const pool
 void attention_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
                        const options& opts) {
   constexpr const char* fn = "attention_weights";
-  const auto shape = detail::check_weights_args(fn, q, k, w, params);
+  const auto shape =
+      detail::check_weights_args(fn, q, k, w, params, detail::mask_support::host);
   if (shape.n == 0) return;
   const backend b = resolve_backend(opts.backend);
+  if (b == backend::cuda_fused || b == backend::cuda_unfused) detail::reject_gpu_mask(fn, params);
   check_data(fn, opts, q, k, const_view{}, params);
   switch (b) {
     case backend::reference: return detail::reference_weights(q, k, w, params);

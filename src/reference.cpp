@@ -12,9 +12,15 @@
 namespace attnpool {
 namespace {
 
-// Natural-log Gaussian scores of query row i against every key.
-void row_scores(const_view q, const_view k, std::size_t i, double h, std::vector<double>& s) {
+// Natural-log Gaussian scores of query row i against every key; a masked key scores -inf.
+void row_scores(const_view q, const_view k, std::size_t i, const pool_params& params,
+                std::vector<double>& s) {
+  const double h = params.bandwidth;
   for (std::size_t j = 0; j < k.rows; ++j) {
+    if (!reference::key_visible(params, i, j)) {
+      s[j] = -std::numeric_limits<double>::infinity();
+      continue;
+    }
     double dist2 = 0.0;
     for (std::size_t c = 0; c < q.cols; ++c) {
       const double diff = static_cast<double>(q(i, c)) - static_cast<double>(k(j, c));
@@ -24,7 +30,8 @@ void row_scores(const_view q, const_view k, std::size_t i, double h, std::vector
   }
 }
 
-// Turns scores into softmax weights in place; returns nothing, the row sums to 1.
+// Turns scores into softmax weights in place; returns nothing, the row sums to 1. Masked keys
+// (-inf) get weight 0; check_mask guarantees every row has a visible key, so mx is finite.
 void softmax_in_place(std::vector<double>& s) {
   const double mx = *std::max_element(s.begin(), s.end());
   double sum = 0.0;
@@ -41,6 +48,15 @@ const float kShapeOnly = 0.0f;
 
 }  // namespace
 
+bool reference::key_visible(const pool_params& params, std::size_t i, std::size_t j) {
+  switch (params.mask) {
+    case mask::none: return true;
+    case mask::leave_one_out: return i != j;
+    case mask::valid_length: return j < params.valid_lens[i];
+  }
+  return true;
+}
+
 double reference::float32_score_error(std::size_t d) {
   return static_cast<double>(d + 4) * std::numeric_limits<float>::epsilon();
 }
@@ -48,7 +64,8 @@ double reference::float32_score_error(std::size_t d) {
 reference::pooled reference::pool(const_view q, const_view k, const_view v,
                                   const pool_params& params, double score_rel_error) {
   const auto shape = detail::check_pool_args("reference::pool", q, k, v,
-                                             const_view{&kShapeOnly, q.rows, v.cols, v.cols}, params);
+                                             const_view{&kShapeOnly, q.rows, v.cols, v.cols},
+                                             params, detail::mask_support::host);
   const double rel = score_rel_error < 0.0 ? float32_score_error(shape.d) : score_rel_error;
   pooled r;
   r.n = shape.n;
@@ -58,7 +75,7 @@ reference::pooled reference::pool(const_view q, const_view k, const_view v,
   r.score_bound.assign(shape.n * shape.dv, 0.0);
   std::vector<double> s(shape.m), w(shape.m), w_up(shape.m);
   for (std::size_t i = 0; i < shape.n; ++i) {
-    row_scores(q, k, i, params.bandwidth, s);
+    row_scores(q, k, i, params, s);
     w = s;
     softmax_in_place(w);
     // w_j e^{+-D_j} in log space: w_j itself may underflow where e^D_j does not.
@@ -67,6 +84,10 @@ reference::pooled reference::pool(const_view q, const_view k, const_view v,
     for (double x : s) norm += std::exp(x - mx);
     double den = 0.0;
     for (std::size_t j = 0; j < shape.m; ++j) {
+      if (std::isinf(s[j])) {  // a masked key: no weight, no error
+        w_up[j] = 0.0;
+        continue;
+      }
       const double dj = rel * std::fabs(s[j]);
       w_up[j] = std::exp(s[j] - mx + dj) / norm - w[j];  // w_j (e^D_j - 1)
       den += std::exp(s[j] - mx - dj) / norm;             // w_j e^-D_j
@@ -78,7 +99,8 @@ reference::pooled reference::pool(const_view q, const_view k, const_view v,
         abs_scale += w[j] * std::fabs(v(j, c));
       }
       double num = 0.0;
-      for (std::size_t j = 0; j < shape.m; ++j) num += w_up[j] * std::fabs(v(j, c) - out);
+      for (std::size_t j = 0; j < shape.m; ++j)
+        if (w_up[j] != 0.0) num += w_up[j] * std::fabs(v(j, c) - out);
       r.out[i * shape.dv + c] = out;
       r.abs_scale[i * shape.dv + c] = abs_scale;
       r.score_bound[i * shape.dv + c] = num / den;
@@ -89,10 +111,11 @@ reference::pooled reference::pool(const_view q, const_view k, const_view v,
 
 std::vector<double> reference::weights(const_view q, const_view k, const pool_params& params) {
   const auto shape = detail::check_weights_args("reference::weights", q, k,
-                                                const_view{&kShapeOnly, q.rows, k.rows, k.rows}, params);
+                                                const_view{&kShapeOnly, q.rows, k.rows, k.rows},
+                                                params, detail::mask_support::host);
   std::vector<double> w(shape.n * shape.m), s(shape.m);
   for (std::size_t i = 0; i < shape.n; ++i) {
-    row_scores(q, k, i, params.bandwidth, s);
+    row_scores(q, k, i, params, s);
     softmax_in_place(s);
     std::copy(s.begin(), s.end(), w.begin() + static_cast<std::ptrdiff_t>(i * shape.m));
   }

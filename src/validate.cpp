@@ -40,9 +40,61 @@ std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::si
   return a * b;
 }
 
+void reject_gpu_mask(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
+                   " is not implemented on the GPU yet; use backend cpu or reference");
+}
+
+void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,
+                           std::size_t cols) {
+  if (a.data == nullptr) return;
+  ATTNPOOL_EXPECTS(a.rows == rows && a.cols == cols, fn, ": ", name, " must be ", rows, " x ",
+                   cols, " (or an empty view to skip it), got ", a.rows, " x ", a.cols);
+  check_view(fn, name, a);
+}
+
+backend resolve_learn_backend(const char* fn, backend requested) {
+  switch (requested) {
+    case backend::automatic:
+    case backend::cpu: return backend::cpu;
+    case backend::reference: return backend::reference;
+    case backend::cuda_fused:
+    case backend::cuda_unfused: break;
+  }
+  throw invalid_argument(concat(fn, ": backend ", to_string(requested),
+                                " is not implemented on the GPU yet; use backend cpu or reference"));
+}
+
+void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m) {
+  switch (params.mask) {
+    case mask::none: return;
+    case mask::leave_one_out:
+      ATTNPOOL_EXPECTS(n == m, fn, ": mask leave_one_out needs as many queries as keys (the same ",
+                       "set), got n = ", n, " and m = ", m);
+      // With one key, query 0 would see no key at all.
+      ATTNPOOL_EXPECTS(m >= 2 || n == 0, fn, ": mask leave_one_out leaves row 0 with no key ",
+                       "(m = ", m, "); it needs m >= 2");
+      return;
+    case mask::valid_length:
+      ATTNPOOL_EXPECTS(params.valid_lens.size() == n, fn, ": params.valid_lens must hold one ",
+                       "count per query (n = ", n, "), got ", params.valid_lens.size());
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t len = params.valid_lens[i];
+        ATTNPOOL_EXPECTS(len >= 1, fn, ": valid_lens[", i, "] = 0 leaves row ", i,
+                         " with no key; every count must be in [1, m]");
+        ATTNPOOL_EXPECTS(len <= m, fn, ": valid_lens[", i, "] = ", len, " exceeds the key count ",
+                         "m = ", m, "; every count must be in [1, m]");
+      }
+      return;
+  }
+  throw invalid_argument(concat(fn, ": unknown mask ", static_cast<int>(params.mask)));
+}
+
 problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
-                              const_view values, const_view out, const pool_params& params) {
+                              const_view values, const_view out, const pool_params& params,
+                              mask_support masks) {
   check_bandwidth(fn, params);
+  if (masks == mask_support::gpu_none) reject_gpu_mask(fn, params);
   const problem_shape s{queries.rows, keys.rows, queries.cols, values.cols};
   ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
   ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
@@ -61,12 +113,15 @@ problem_shape check_pool_args(const char* fn, const_view queries, const_view key
   check_view(fn, "out", out);
   checked_mul(fn, "n * m", s.n, s.m);
   checked_mul(fn, "n * dv", s.n, s.dv);
+  check_mask(fn, params, s.n, s.m);
   return s;
 }
 
 problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
-                                 const_view weights, const pool_params& params) {
+                                 const_view weights, const pool_params& params,
+                                 mask_support masks) {
   check_bandwidth(fn, params);
+  if (masks == mask_support::gpu_none) reject_gpu_mask(fn, params);
   const problem_shape s{queries.rows, keys.rows, queries.cols, 0};
   ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
   ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
@@ -80,6 +135,7 @@ problem_shape check_weights_args(const char* fn, const_view queries, const_view 
   check_view(fn, "keys", keys);
   check_view(fn, "weights", weights);
   checked_mul(fn, "n * m", s.n, s.m);
+  check_mask(fn, params, s.n, s.m);
   return s;
 }
 

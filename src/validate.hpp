@@ -16,12 +16,32 @@ struct problem_shape {
   std::size_t dv = 0;  // value dimension
 };
 
-// Shapes, leading dimensions, null pointers, size_t overflow and the bandwidth.
+// Whether the caller implements params.mask. The CUDA paths call the checks with the default,
+// so a mask handed to them is rejected loudly ("not implemented on the GPU yet") instead of
+// being ignored; the host entry points pass `host` and get the mask validated against the shape.
+enum class mask_support { gpu_none, host };
+
+// Shapes, leading dimensions, null pointers, size_t overflow, the bandwidth and the mask.
 // `fn` prefixes every message ("pool", "attention_weights", ...).
 problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
-                              const_view values, const_view out, const pool_params& params);
+                              const_view values, const_view out, const pool_params& params,
+                              mask_support masks = mask_support::gpu_none);
 problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
-                                 const_view weights, const pool_params& params);
+                                 const_view weights, const pool_params& params,
+                                 mask_support masks = mask_support::gpu_none);
+
+// An optional output view: data == nullptr means "not wanted" and passes; otherwise it must be
+// rows x cols with ld >= cols. Used by pool_backward's gradient views.
+void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,
+                           std::size_t cols);
+
+// The mask against n queries and m keys: leave_one_out needs n == m >= 2; valid_length needs n
+// counts, each in [1, m]. A row with no visible key is an error naming the row.
+void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m);
+
+// Throws invalid_argument "<fn>: params.mask = <mask> is not implemented on the GPU yet" for
+// any mask but none (for host entry points that dispatch to a CUDA backend).
+void reject_gpu_mask(const char* fn, const pool_params& params);
 void check_average_args(const char* fn, const_view values, const_view out);
 
 // Host-memory data checks (options.check_finite): every element finite, and the coordinates
@@ -32,6 +52,11 @@ void check_score_range_host(const char* fn, const_view queries, const_view keys,
 
 // The largest |coordinate| for which every float32 score is finite (used by the device check).
 double max_safe_coordinate(std::size_t d, double bandwidth);
+
+// The backend a learning entry point (learn.hpp) runs on: cpu or reference; automatic means cpu
+// until the GPU versions exist; cuda_* throw invalid_argument "<fn>: ... not implemented on the
+// GPU yet".
+backend resolve_learn_backend(const char* fn, backend requested);
 
 // A checked product for sizes ("n * m overflows size_t").
 std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b);

@@ -13,7 +13,7 @@ bandwidth_choice silverman_bandwidth(const numeric_table& x, std::string_view so
   c.d = x.cols();
   if (c.n < 2) {
     throw input_error(detail::concat(source,
-                                     ": --bandwidth auto needs at least 2 training points, got ",
+                                     ": --bandwidth silverman needs at least 2 training points, got ",
                                      c.n, "; pass --bandwidth H"));
   }
   const auto n = static_cast<double>(c.n);
@@ -36,11 +36,11 @@ bandwidth_choice silverman_bandwidth(const numeric_table& x, std::string_view so
   if (c.sigma == 0) {
     throw input_error(detail::concat(
         source,
-        ": --bandwidth auto: every training point is equal (no spread), so Silverman's "
+        ": --bandwidth silverman: every training point is equal (no spread), so Silverman's "
         "rule gives h = 0; pass --bandwidth H"));
   }
   if (!(c.h > 0) || !std::isfinite(c.h)) {
-    throw input_error(detail::concat(source, ": --bandwidth auto: Silverman's rule gives h = ", c.h,
+    throw input_error(detail::concat(source, ": --bandwidth silverman: Silverman's rule gives h = ", c.h,
                                      " (sigma = ", c.sigma, "); pass --bandwidth H"));
   }
   return c;

@@ -1,5 +1,5 @@
 /// \file
-/// `--bandwidth auto`: a rule-of-thumb bandwidth until leave-one-out selection (issue 6) lands.
+/// `--bandwidth silverman`: the rule-of-thumb bandwidth (`auto` is leave-one-out selection, fit.cpp).
 #pragma once
 
 #include "table.hpp"
@@ -24,7 +24,7 @@ struct bandwidth_choice {
 /// sigma = the mean over the d columns of `x` of their sample standard deviations (n - 1 in the
 /// denominator), computed in double. For d = 1 this is the familiar 1.06 sigma n^(-1/5). The
 /// rule is optimal for Gaussian-distributed inputs; for multimodal or very skewed inputs it
-/// oversmooths. Leave-one-out cross-validation (issue 6) will replace it.
+/// oversmooths; `--bandwidth auto` (leave-one-out cross-validation) does not assume a shape.
 /// \throws input_error when sigma is 0 (n == 1, or every point equal), naming `source`.
 bandwidth_choice silverman_bandwidth(const numeric_table& x, std::string_view source);
 

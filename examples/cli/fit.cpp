@@ -8,6 +8,7 @@
 #include "table.hpp"
 
 #include <attnpool/error.hpp>
+#include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 #if ATTNPOOL_CLI_RENDER
 #include <attnpool/render.hpp>
@@ -240,11 +241,30 @@ int run_fit(const fit_args& a) {
   double h = 0;
   if (a.bandwidth) {
     h = *a.bandwidth;
+  } else if (!a.silverman) {
+    // Leave-one-out selection has no GPU version yet: it runs on the CPU engine (or the fp64
+    // reference when asked for), and says so, whatever --backend the pooling itself uses.
+    if (m < 2) {
+      throw input_error(detail::concat(a.train.string(),
+                                       ": --bandwidth auto needs at least 2 training points, got ",
+                                       m, "; pass --bandwidth H"));
+    }
+    options sel_opts;
+    sel_opts.backend = a.backend == backend::reference ? backend::reference : backend::cpu;
+    sel_opts.threads = a.threads;
+    const bandwidth_selection s = select_bandwidth(
+        const_view(train_x.values.data(), m, d), values, bandwidth_search{}, sel_opts);
+    h = s.bandwidth;
+    std::fprintf(stderr,
+                 "attnpool: --bandwidth auto: h = %.6g (leave-one-out cross-validation on the %s:"
+                 " error %.6g, %zu evaluations over [%.3g, %.3g]%s)\n",
+                 h, to_string(sel_opts.backend), s.cv_error, s.evaluations, s.grid.front(),
+                 s.grid.back(), s.at_boundary ? "; the minimum is at the end of the grid" : "");
   } else {
     const bandwidth_choice c = silverman_bandwidth(train_x, a.train.string());
     h = c.h;
     std::fprintf(stderr,
-                 "attnpool: --bandwidth auto: h = %.6g (Silverman's rule of thumb: n = %zu, "
+                 "attnpool: --bandwidth silverman: h = %.6g (Silverman's rule of thumb: n = %zu, "
                  "d = %zu, sigma = %.6g)\n",
                  h, c.n, c.d, c.sigma);
   }

@@ -25,7 +25,10 @@ struct fit_args {
   std::vector<std::string> y;  ///< output columns (dv >= 1)
   std::optional<std::filesystem::path> query;
   std::vector<std::string> query_x;          ///< input columns of the query file (default: x)
-  std::optional<double> bandwidth;           ///< empty: Silverman's rule of thumb
+  std::optional<double> bandwidth;           ///< empty: chosen by `bandwidth_rule`
+  /// --bandwidth auto (false, the default): leave-one-out cross-validation
+  /// (attnpool::select_bandwidth); --bandwidth silverman (true): Silverman's rule of thumb.
+  bool silverman = false;
   std::optional<std::filesystem::path> out;  ///< empty: standard output
   std::optional<std::filesystem::path> plot;
   std::optional<std::filesystem::path> heatmap;

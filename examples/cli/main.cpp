@@ -57,13 +57,16 @@ constexpr const char* kFitUsage =
     "Options:\n"
     "  --query FILE        points to predict at (default: the training points)\n"
     "  --query-x COLS      the input columns' names in --query (default: the --x names)\n"
-    "  --bandwidth H|auto  the bandwidth h > 0, or auto (the default): Silverman's rule of thumb\n"
-    "                        h = sigma * (4 / ((d + 2) n))^(1 / (d + 4))\n"
-    "                      with n training points and sigma the mean of the per-column sample\n"
-    "                      standard deviations of the inputs (1.06 sigma n^(-1/5) for d = 1).\n"
-    "                      The chosen h is printed to stderr. Leave-one-out selection will\n"
-    "                      replace the rule once issue 6 lands.\n"
-    "  --out FILE          the predictions as CSV (default: standard output): the query's input\n"
+    "  --bandwidth H|auto|silverman\n"
+    "                      the bandwidth h > 0; auto (the default): the h that minimises the\n"
+    "                      leave-one-out squared error of the fit on the training data (a\n"
+    "                      64-point log grid over [1e-3, 10] x the inputs' largest range in one\n"
+    "                      fused sweep, refined by golden section; runs on the CPU engine, or\n"
+    "                      the reference with --backend reference); silverman: Silverman's\n"
+    "                      rule of thumb h = sigma * (4 / ((d + 2) n))^(1 / (d + 4)), sigma the\n"
+    "                      mean per-column sample standard deviation. The chosen h is printed\n"
+    "                      to stderr.\n"
+  "  --out FILE          the predictions as CSV (default: standard output): the query's input\n"
     "                      columns, then one <y>_hat column per output, printed with %.9g\n"
     "  --plot FILE         PNG of the fit (d = 1 only): training points and the prediction line\n"
     "  --heatmap FILE      PNG of the queries x training points attention weights, with a\n"
@@ -131,7 +134,7 @@ double parse_bandwidth(std::string_view text) {
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), h);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(h) ||
       !(h > 0)) {
-    throw usage_error("--bandwidth must be a finite number > 0 or 'auto', got '" +
+    throw usage_error("--bandwidth must be a finite number > 0, 'auto' or 'silverman', got '" +
                       std::string(text) + "'");
   }
   return h;
@@ -203,7 +206,11 @@ attnpool::cli::fit_args parse_fit(int argc, char** argv) {
       a.query_x = split_columns(arg, take());
     } else if (arg == "--bandwidth") {
       const std::string_view v = take();
-      if (v != "auto") a.bandwidth = parse_bandwidth(v);
+      if (v == "silverman") {
+        a.silverman = true;
+      } else if (v != "auto") {
+        a.bandwidth = parse_bandwidth(v);
+      }
     } else if (arg == "--out") {
       a.out = take_path();
     } else if (arg == "--plot") {

@@ -4,6 +4,7 @@
 
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
+#include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 #include <attnpool/reference.hpp>
 #include <attnpool/types.hpp>

@@ -30,10 +30,14 @@ struct pooled {
 /// give (d / 2 + 5 / 2) eps32; d + 4 leaves a factor of about 2.
 double float32_score_error(std::size_t d);
 
-/// The oracle for pool(). score_rel_error < 0 means float32_score_error(d).
+/// The oracle for pool(), masks included (a masked key has weight exactly 0 and adds nothing
+/// to either scale). score_rel_error < 0 means float32_score_error(d).
 /// Throws invalid_argument as attnpool::pool does.
 pooled pool(const_view queries, const_view keys, const_view values, const pool_params& params,
             double score_rel_error = -1.0);
+
+/// Whether query i sees key j under params.mask (params already validated).
+bool key_visible(const pool_params& params, std::size_t i, std::size_t j);
 
 /// The oracle for attention_weights(): n x m, row-major, fp64.
 std::vector<double> weights(const_view queries, const_view keys, const pool_params& params);

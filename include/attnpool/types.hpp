@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <type_traits>
 
 /// The CUDA runtime's stream handle is `struct CUstream_st*`; naming it here keeps this header
@@ -61,10 +62,25 @@ enum class backend {
   cuda_unfused,  ///< cuBLAS GEMMs + row-softmax kernel; materialises the n x m weights
 };
 
+/// Which keys a query may attend to. Masks are described by rule, never stored as an n x m
+/// matrix: a masked key gets score -inf (weight 0) inside the tile loops. A query row left with
+/// no key is rejected up front (invalid_argument naming the row).
+/// Host backends only for now: cuda_fused / cuda_unfused (and the device-pointer API) reject any
+/// mask other than `none` with invalid_argument "... not implemented on the GPU yet".
+enum class mask {
+  none,           ///< every query sees every key
+  leave_one_out,  ///< query i skips key i (queries and keys are the same set; needs n == m)
+  valid_length,   ///< query i sees keys [0, valid_lens[i]) (the book's masked softmax)
+};
+
 /// What is computed.
 struct pool_params {
   double bandwidth = 1.0;                       ///< h > 0, finite
   attnpool::kernel kernel = attnpool::kernel::gaussian;
+  attnpool::mask mask = attnpool::mask::none;   ///< which keys each query may see
+  /// mask::valid_length only: n host-memory counts, each in [1, m]. Not copied; it must stay
+  /// valid for the duration of the call. Ignored (and may be empty) for other masks.
+  std::span<const std::size_t> valid_lens{};
 };
 
 /// How and where it is computed.
@@ -83,5 +99,8 @@ const char* to_string(backend b) noexcept;
 
 /// Parses a backend name as printed by to_string. Throws invalid_argument naming the value.
 backend parse_backend(const char* name);
+
+/// The name of a mask ("none", "leave_one_out", "valid_length").
+const char* to_string(mask m) noexcept;
 
 }  // namespace attnpool

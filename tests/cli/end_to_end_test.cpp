@@ -1,6 +1,7 @@
 // The attnpool binary end to end: files written into a fresh directory, the tool run through the
 // shell, its exit status, stdout, stderr and outputs checked. Bad inputs must give the message
 // with file:line:col, exit status 1, and leave no output file (and no temporary) behind.
+#include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 #include <attnpool/version.hpp>
 
@@ -137,7 +138,7 @@ TEST_F(cli, Help) {
   const result fit = run("fit --help");
   EXPECT_EQ(fit.status, 0);
   for (const char* want : {"usage: attnpool fit --train FILE --x COLS --y COLS", "Silverman",
-                           "(4 / ((d + 2) n))^(1 / (d + 4))", "issue 6", "CUDA_VISIBLE_DEVICES",
+                           "(4 / ((d + 2) n))^(1 / (d + 4))", "leave-one-out", "CUDA_VISIBLE_DEVICES",
                            "--threads", "--backend", "Examples:", "Exit status"}) {
     EXPECT_NE(fit.out.find(want), std::string::npos) << "missing '" << want << "'";
   }
@@ -155,9 +156,9 @@ TEST_F(cli, UsageErrorsExitWithTwo) {
       {"fit --x x --y y", "attnpool: --train FILE is required\n"},
       {"fit --train t.csv --x x --y y --bogus", "attnpool: unknown option '--bogus'\n"},
       {"fit --train t.csv --x x --y y --bandwidth -1",
-       "attnpool: --bandwidth must be a finite number > 0 or 'auto', got '-1'\n"},
+       "attnpool: --bandwidth must be a finite number > 0, 'auto' or 'silverman', got '-1'\n"},
       {"fit --train t.csv --x x --y y --bandwidth=nan",
-       "attnpool: --bandwidth must be a finite number > 0 or 'auto', got 'nan'\n"},
+       "attnpool: --bandwidth must be a finite number > 0, 'auto' or 'silverman', got 'nan'\n"},
       {"fit --train t.csv --x x --y y --backend gpu", "attnpool: --backend: backend must be"},
       {"fit --train t.csv --x x --y y --threads many",
        "attnpool: --threads must be a thread count (0 = all), got 'many'\n"},
@@ -234,15 +235,41 @@ TEST_F(cli, OneDimensionalFitMatchesTheLibrary) {
   EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "grid.csv", "pred.csv"}));
 }
 
-TEST_F(cli, AutoBandwidthAtTheTrainingPointsToStdout) {
+TEST_F(cli, AutoBandwidthIsLeaveOneOutSelection) {
   const data_1d train = make_1d(64, 11);
   write("train.csv", train.csv);
   const result r = run("fit --train train.csv --x x --y y --backend cpu");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.err.rfind("attnpool: --bandwidth auto: h = ", 0), 0u) << r.err;
+  const std::string prefix = "attnpool: --bandwidth auto: h = ";
+  EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("(leave-one-out cross-validation on the cpu: error "), std::string::npos)
+      << r.err;
+  const double h = std::strtod(r.err.c_str() + prefix.size(), nullptr);
+  // The library's own choice on the same data.
+  attnpool::options opts;
+  opts.backend = attnpool::backend::cpu;
+  const auto sel = attnpool::select_bandwidth({train.x.data(), 64, 1}, {train.y.data(), 64, 1},
+                                              {}, opts);
+  EXPECT_NEAR(h, sel.bandwidth, 1e-5 * sel.bandwidth);  // printed with %.6g
+  const auto rows = read_csv(r.out);
+  ASSERT_EQ(rows.size(), 65u);
+  const std::vector<float> expected =
+      attnpool::pool(train.x, train.x, train.y, {.bandwidth = h}, opts);
+  for (std::size_t i = 0; i < 64; ++i) {
+    // h went through %.6g on stderr, so allow the effect of a 1e-6 relative change in h.
+    EXPECT_NEAR(std::strtod(rows[i + 1][1].c_str(), nullptr), expected[i], 1e-4) << "row " << i;
+  }
+}
+
+TEST_F(cli, SilvermanBandwidthAtTheTrainingPointsToStdout) {
+  const data_1d train = make_1d(64, 11);
+  write("train.csv", train.csv);
+  const result r = run("fit --train train.csv --x x --y y --backend cpu --bandwidth silverman");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string prefix = "attnpool: --bandwidth silverman: h = ";
+  EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << r.err;
   EXPECT_NE(r.err.find("(Silverman's rule of thumb: n = 64, d = 1, sigma = "), std::string::npos);
-  const double h =
-      std::strtod(r.err.c_str() + std::string("attnpool: --bandwidth auto: h = ").size(), nullptr);
+  const double h = std::strtod(r.err.c_str() + prefix.size(), nullptr);
   const auto rows = read_csv(r.out);
   ASSERT_EQ(rows.size(), 65u);
   attnpool::options opts;
@@ -354,12 +381,26 @@ TEST_F(cli, BadQueryFile) {
   EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "grid.csv"}));
 }
 
-TEST_F(cli, AutoBandwidthWithoutSpread) {
+TEST_F(cli, SilvermanBandwidthWithoutSpreadIsRefused) {
   write("train.csv", "x,y\n2,1\n2,3\n");
-  const result r = run("fit --train train.csv --x x --y y --out pred.csv");
+  const result r = run("fit --train train.csv --x x --y y --out pred.csv --bandwidth silverman");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("every training point is equal"), std::string::npos) << r.err;
   EXPECT_EQ(files(), (std::set<std::string>{"train.csv"}));
+}
+
+TEST_F(cli, AutoBandwidthWithoutSpreadStillGivesAPositiveH) {
+  // Every h fits equally well; leave-one-out selection takes the largest grid point, never 0.
+  write("train.csv", "x,y\n2,1\n2,3\n");
+  const result r = run("fit --train train.csv --x x --y y --backend cpu");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string prefix = "attnpool: --bandwidth auto: h = ";
+  ASSERT_EQ(r.err.rfind(prefix, 0), 0u) << r.err;
+  EXPECT_GT(std::strtod(r.err.c_str() + prefix.size(), nullptr), 0.0);
+  EXPECT_NE(r.err.find("the minimum is at the end of the grid"), std::string::npos) << r.err;
+  const auto rows = read_csv(r.out);
+  ASSERT_EQ(rows.size(), 3u);
+  for (std::size_t i = 1; i < 3; ++i) EXPECT_EQ(rows[i][1], "2");
 }
 
 TEST_F(cli, UnwritableOutputFailsBeforeWork) {

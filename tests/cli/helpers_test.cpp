@@ -65,7 +65,7 @@ TEST(cli_bandwidth, SilvermanNeedsSpread) {
           (void)attnpool::cli::silverman_bandwidth(columns(1, 1, {3}), "t.csv");
         } catch (const attnpool::cli::input_error& e) {
           EXPECT_STREQ(e.what(),
-                       "t.csv: --bandwidth auto needs at least 2 training points, got 1; pass "
+                       "t.csv: --bandwidth silverman needs at least 2 training points, got 1; pass "
                        "--bandwidth H");
           throw;
         }

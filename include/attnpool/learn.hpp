@@ -1,0 +1,174 @@
+/// \file
+/// Learning with attention pooling (issue 6): bandwidth selection by leave-one-out
+/// cross-validation, the backward pass of pool(), and the book's parametric attention pooling
+/// trained by gradient descent.
+///
+/// Every function here takes host memory, is synchronous and thread-safe, and runs on
+/// backend::cpu (the fused float32 engine) or backend::reference (fp64 oracle loops). The
+/// CUDA backends are not implemented for these functions yet: backend::cuda_fused and
+/// backend::cuda_unfused throw invalid_argument "... not implemented on the GPU yet", never a
+/// silent fallback. backend::automatic means cpu here until they are.
+#pragma once
+
+#include <attnpool/types.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace attnpool {
+
+// ---- backward pass ----------------------------------------------------------------------------
+
+/// Where pool_backward() writes the gradients of a scalar loss L. Each view is optional: leave
+/// it default-constructed (data == nullptr) and that gradient is not computed (dq and dh share
+/// one pass over the pairs, dk and dv another).
+struct pool_gradients {
+  mutable_view queries{};       ///< n x d: dL/dq
+  mutable_view keys{};          ///< m x d: dL/dk
+  mutable_view values{};        ///< m x dv: dL/dv
+  double* bandwidth = nullptr;  ///< dL/dh (one double)
+};
+
+/// The backward pass of pool(): given dL/d(out), the gradients with respect to the queries, the
+/// keys, the values and the bandwidth, under the same mask. With P the weights,
+/// dp_ij = dout_i . v_j, D_i = dout_i . out_i and dS_ij = P_ij (dp_ij - D_i):
+///   dq_i = -1/h^2 sum_j dS_ij (q_i - k_j)      dk_j = 1/h^2 sum_i dS_ij (q_i - k_j)
+///   dv_j = sum_i P_ij dout_i                   dh   = 1/h^3 sum_ij dS_ij ||q_i - k_j||^2
+/// backend::cpu is fused in the FlashAttention style and never stores the n x m matrix: a
+/// forward pass keeps each row's log-sum-exp; one pass over the rows recomputes the scores tile
+/// by tile for dq and dh, one pass over the keys does the same for dk and dv. Memory
+/// O((n + m)(d + dv)). Results do not depend on the thread count.
+/// \param queries n x d, keys m x d, values m x dv: as for pool()
+/// \param dout    n x dv: dL/d(out)
+/// \param grads   where to write; any subset
+/// \param params  bandwidth, kernel and mask, as for pool()
+/// \param opts    backend (cpu, reference, automatic = cpu), threads, check_finite
+/// 	hrows invalid_argument as pool() does, on a gradient view of the wrong shape, or for a
+///         cuda_* backend (not implemented on the GPU yet).
+void pool_backward(const_view queries, const_view keys, const_view values, const_view dout,
+                   const pool_gradients& grads, const pool_params& params = {},
+                   const options& opts = {});
+
+namespace reference {
+
+/// The fp64 oracle of pool_backward(), from the formulas above with the n x m weights
+/// materialised row by row, with per-element error scales for float32 engines:
+///   *_scale: sum of |terms|, where a term's dS_ij is bounded by P_ij (|dp_ij| + |D_i|)
+///            (the rounding of the sums and of dp_ij - D_i);
+///   *_bound: first-order effect of float32 score errors E_ij = rel (|s_ij| + sum_l P_il |s_il|
+///            + |lse_i| + 1) on every weight (its own score, and the row's log-sum-exp), and of
+///            the forward output's error on D_i (rel = float32_score_error(d) unless given).
+/// A float32 engine's gradient element g should satisfy |g - exact| <= rtol * scale + bound.
+struct gradients {
+  std::size_t n = 0, m = 0, d = 0, value_cols = 0;  ///< shapes: dv is m x value_cols
+  std::vector<double> dq, dk, dv;                    ///< n x d, m x d, m x dv, row-major
+  double dh = 0.0;
+  std::vector<double> dq_scale, dk_scale, dv_scale;  ///< as dq, dk, dv
+  double dh_scale = 0.0;
+  std::vector<double> dq_bound, dk_bound, dv_bound;  ///< as dq, dk, dv
+  double dh_bound = 0.0;
+};
+
+/// The oracle for pool_backward(). Throws invalid_argument as attnpool::pool does.
+gradients pool_backward(const_view queries, const_view keys, const_view values, const_view dout,
+                        const pool_params& params, double score_rel_error = -1.0);
+
+}  // namespace reference
+
+// ---- parametric attention pooling ------------------------------------------------------------
+
+/// Settings of train_parametric(); the defaults are the book's.
+struct train_options {
+  double learning_rate = 0.5;  ///< gradient-descent step size (> 0)
+  std::size_t epochs = 5;      ///< full-batch steps
+  /// One weight per input dimension (an anisotropic bandwidth) instead of one scalar.
+  bool per_dimension = false;
+  /// Seeds the initial weights, drawn uniformly from [0, 1) as the book's torch.rand((1,)).
+  std::uint64_t seed = 0;
+  /// Starting weights instead of random ones: empty, or 1 value (or d with per_dimension).
+  std::vector<double> initial_w{};
+};
+
+/// What train_parametric() returns.
+struct parametric_fit {
+  std::vector<double> w;     ///< the trained weights: 1, or d with per_dimension
+  std::vector<double> loss;  ///< per epoch, the loss before that epoch's step (the book prints it)
+  double final_loss = 0.0;   ///< the loss at the returned w
+};
+
+/// The book's parametric attention pooling, score = -((q - k) * w)^2 / 2 with learned w, trained
+/// by full-batch gradient descent on the leave-one-out squared error
+///   L(w) = sum_i sum_c (y_ic - yhat_ic)^2,  yhat_i = sum_{j != i} softmax_j(score(x_i, x_j)) y_j.
+/// A scalar w is the Gaussian kernel with bandwidth h = 1 / |w|. Each step runs pool() and
+/// pool_backward() on the scaled inputs x * w with bandwidth 1 and mask::leave_one_out, and
+/// takes dL/dw_c = sum_i (dq_ic + dk_ic) x_ic. Deterministic for a seed (the engines' results do
+/// not depend on the thread count).
+/// \param x n x d training inputs, n >= 2
+/// \param y n x dv training targets
+/// 	hrows invalid_argument on a bad shape, a bad setting (learning_rate <= 0 or not finite,
+///         initial_w of the wrong size or not finite), non-finite data or weights that overflow
+///         float32 scores during training, or a cuda_* backend (not implemented on the GPU yet).
+parametric_fit train_parametric(const_view x, const_view y, const train_options& train = {},
+                                const options& opts = {});
+
+// ---- bandwidth selection --------------------------------------------------------------------
+
+/// Leave-one-out cross-validation error of Nadaraya-Watson regression of y on x, one value per
+/// bandwidth:
+///   cv(h) = 1 / (n dv) * sum_i sum_c (y_ic - yhat_ic(h))^2,
+///   yhat_i(h) = pool(x_i; keys x, values y, bandwidth h, mask::leave_one_out).
+/// backend::cpu evaluates every bandwidth in one fused sweep over the keys: the squared distances
+/// of a tile are computed once and shared, and each bandwidth keeps its own softmax sums. (All
+/// bandwidths share the row's nearest key as the softmax maximum, so no rescaling is needed.)
+/// \param x          n x d inputs (queries and keys at once), n >= 2
+/// \param y          n x dv targets
+/// \param bandwidths each finite and > 0, small enough that log2(e)/(2h^2) fits a float
+/// \param opts       backend (cpu, reference, automatic = cpu), threads, check_finite
+/// \throws invalid_argument on a bad shape, bandwidth, non-finite input (check_finite), or a
+///         cuda_* backend (not implemented on the GPU yet).
+std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const double> bandwidths,
+                                 const options& opts = {});
+
+/// How select_bandwidth() searches.
+struct bandwidth_search {
+  /// Log-spaced bandwidths evaluated in the first, fused sweep (>= 3).
+  std::size_t grid_size = 64;
+  /// Grid ends. 0 = from the data: s * 1e-3 and s * 10, where s is the largest coordinate range
+  /// of x (s = 1 when every x is equal: then every bandwidth gives the same error).
+  double h_min = 0.0;
+  double h_max = 0.0;
+  /// Refine the best grid point by golden-section search on ln h within its two neighbours.
+  bool refine = true;
+  /// The refinement stops once the bracket is this narrow in ln h (> 0).
+  double log_tolerance = 1e-3;
+};
+
+/// What select_bandwidth() found.
+struct bandwidth_selection {
+  double bandwidth = 0.0;       ///< the chosen h; always finite and > 0
+  double cv_error = 0.0;        ///< loo_cv_error at `bandwidth`
+  std::vector<double> grid;     ///< the grid bandwidths, ascending
+  std::vector<double> cv;       ///< loo_cv_error at each grid bandwidth
+  std::size_t evaluations = 0;  ///< bandwidths evaluated: grid_size + refinement steps
+  /// The best grid point was an end of the grid: the true minimum may lie beyond it (widen
+  /// h_min / h_max). `bandwidth` is then that end, refined only towards the inside.
+  bool at_boundary = false;
+};
+
+/// Chooses the bandwidth h that minimises the leave-one-out squared error of Nadaraya-Watson
+/// regression of y on x (what statsmodels' KernelReg calls cv_ls): a log-spaced grid in one fused
+/// sweep (loo_cv_error), then golden-section refinement on ln h between the best grid point's
+/// neighbours. Never returns h <= 0: the search stays inside [h_min, h_max]. Ties go to the
+/// larger bandwidth (the smoother fit).
+/// \param x n x d inputs, n >= 2
+/// \param y n x dv targets
+/// \throws invalid_argument on a bad shape, a bad search (grid_size < 3, h_min >= h_max, a
+///         non-positive or non-finite end or tolerance), non-finite input (check_finite), or a
+///         cuda_* backend (not implemented on the GPU yet).
+bandwidth_selection select_bandwidth(const_view x, const_view y,
+                                     const bandwidth_search& search = {},
+                                     const options& opts = {});
+
+}  // namespace attnpool

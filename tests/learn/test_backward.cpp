@@ -1,0 +1,254 @@
+// The backward pass (issue 6): the CPU engine against the fp64 oracle with derived tolerances,
+// and the oracle against central finite differences (Richardson-extrapolated) of
+// reference::pool, with and without masks, on fresh random data.
+#include <attnpool/error.hpp>
+#include <attnpool/learn.hpp>
+#include <attnpool/reference.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+
+#include "test_support.hpp"
+
+namespace {
+
+using attnpool::backend;
+using attnpool::mask;
+using attnpool::mutable_view;
+using attnpool::test::fresh_seed;
+using attnpool::test::make_problem;
+using attnpool::test::problem;
+
+attnpool::options opts_for(backend b, unsigned threads = 0) {
+  attnpool::options o;
+  o.backend = b;
+  o.threads = threads;
+  return o;
+}
+
+std::vector<float> random_dout(std::size_t n, std::size_t dv, std::uint64_t seed) {
+  std::mt19937_64 rng(seed ^ 0xd007u);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> a(n * dv);
+  for (float& x : a) x = u(rng);
+  return a;
+}
+
+std::vector<std::size_t> random_lens(std::size_t n, std::size_t m, std::uint64_t seed) {
+  std::mt19937_64 rng(seed ^ 0x1e5u);
+  std::vector<std::size_t> lens(n);
+  for (auto& l : lens) l = 1 + rng() % m;
+  if (n >= 2) lens[n - 1] = 1;
+  return lens;
+}
+
+struct grads32 {
+  std::vector<float> dq, dk, dv;
+  double dh = std::nan("");
+};
+
+grads32 run_backward(const problem& p, const std::vector<float>& dout,
+                     const attnpool::pool_params& params, backend b, unsigned threads = 0) {
+  grads32 g{std::vector<float>(p.n * p.d), std::vector<float>(p.m * p.d),
+            std::vector<float>(p.m * p.dv)};
+  attnpool::test::poison(g.dq);
+  attnpool::test::poison(g.dk);
+  attnpool::test::poison(g.dv);
+  attnpool::pool_backward(p.queries(), p.keys(), p.values(), {dout.data(), p.n, p.dv},
+                          {{g.dq.data(), p.n, p.d}, {g.dk.data(), p.m, p.d},
+                           {g.dv.data(), p.m, p.dv}, &g.dh},
+                          params, opts_for(b, threads));
+  return g;
+}
+
+// |got - want| <= rtol * scale + bound, with rtol = 1e-5 (test_support.hpp's bar for float32
+// sums) and the oracle's first-order score-error bound; every value finite.
+void expect_close(const char* what, const std::vector<float>& got, const std::vector<double>& want,
+                  const std::vector<double>& scale, const std::vector<double>& bound) {
+  std::size_t failures = 0;
+  for (std::size_t e = 0; e < got.size(); ++e) {
+    const double tol = 1e-5 * scale[e] + bound[e] + 1e-30;
+    const double err = std::fabs(static_cast<double>(got[e]) - want[e]);
+    if ((!std::isfinite(got[e]) || err > tol) && ++failures <= 5)
+      ADD_FAILURE() << what << "[" << e << "] = " << got[e] << ", reference " << want[e]
+                    << ", |err| " << err << " > tol " << tol;
+  }
+  if (failures > 5) ADD_FAILURE() << what << ": " << failures << " elements out of tolerance";
+}
+
+void check_against_reference(const problem& p, const attnpool::pool_params& params) {
+  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " mask=" +
+               attnpool::to_string(params.mask));
+  const auto dout = random_dout(p.n, p.dv, p.seed);
+  const grads32 g = run_backward(p, dout, params, backend::cpu);
+  const auto ref = attnpool::reference::pool_backward(p.queries(), p.keys(), p.values(),
+                                                      {dout.data(), p.n, p.dv}, params);
+  expect_close("dq", g.dq, ref.dq, ref.dq_scale, ref.dq_bound);
+  expect_close("dk", g.dk, ref.dk, ref.dk_scale, ref.dk_bound);
+  expect_close("dv", g.dv, ref.dv, ref.dv_scale, ref.dv_bound);
+  // dh sums n * m terms: float tile sums, float across a row's tiles, double across rows.
+  EXPECT_NEAR(g.dh, ref.dh, 1e-5 * ref.dh_scale + ref.dh_bound + 1e-30);
+}
+
+TEST(Backward, CpuMatchesTheOracle) {
+  for (std::size_t n : {1, 7, 129}) {
+    for (std::size_t m : {1, 7, 1500}) {
+      for (std::size_t d : {1, 3}) {
+        for (std::size_t dv : {1, 2}) {
+          for (double h : {0.1, 0.5, 3.0}) {
+            check_against_reference(make_problem(n, m, d, dv, fresh_seed()), {h});
+          }
+        }
+      }
+    }
+  }
+  // One large row count, so that the columns phase sums over several query tiles.
+  check_against_reference(make_problem(2500, 300, 2, 1, fresh_seed()), {0.3});
+}
+
+TEST(Backward, CpuMatchesTheOracleWithMasks) {
+  for (std::size_t n : {2, 7, 1025}) {
+    for (std::size_t d : {1, 3}) {
+      for (std::size_t dv : {1, 2}) {
+        const problem p = make_problem(n, n, d, dv, fresh_seed());
+        attnpool::pool_params loo{0.3};
+        loo.mask = mask::leave_one_out;
+        check_against_reference(p, loo);
+        const auto lens = random_lens(p.n, p.m, p.seed);
+        attnpool::pool_params vl{0.3};
+        vl.mask = mask::valid_length;
+        vl.valid_lens = lens;
+        check_against_reference(p, vl);
+      }
+    }
+  }
+}
+
+// L(q, k, v, h) = sum_ic dout_ic out_ic in fp64 from reference::pool.
+double loss(const problem& p, const std::vector<float>& dout, const attnpool::pool_params& params) {
+  const auto r = attnpool::reference::pool(p.queries(), p.keys(), p.values(), params);
+  double l = 0.0;
+  for (std::size_t i = 0; i < p.n; ++i)
+    for (std::size_t c = 0; c < p.dv; ++c) l += double{dout[i * p.dv + c]} * r.out[i * p.dv + c];
+  return l;
+}
+
+// Central differences with steps delta and delta / 2, Richardson-extrapolated: error O(delta^4).
+// The coordinates are multiples of 2^-8 below 4, so x +- 2^-10 and x +- 2^-11 are exact floats.
+double derivative(const std::function<double(double)>& f, double delta) {
+  const double c1 = (f(delta) - f(-delta)) / (2.0 * delta);
+  const double c2 = (f(delta / 2) - f(-delta / 2)) / delta;
+  return (4.0 * c2 - c1) / 3.0;
+}
+
+void check_finite_differences(problem p, const attnpool::pool_params& params) {
+  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " mask=" +
+               attnpool::to_string(params.mask));
+  for (auto* a : {&p.q, &p.k})
+    for (float& x : *a)
+      if (std::isfinite(x)) x = std::round(x * 256.0f) / 256.0f;
+  const auto dout = random_dout(p.n, p.dv, p.seed);
+  const auto g = attnpool::reference::pool_backward(p.queries(), p.keys(), p.values(),
+                                                    {dout.data(), p.n, p.dv}, params);
+  const double delta = 1.0 / 1024.0;
+  // Truncation O(delta^4 L^(5)) and cancellation O(1e-16 / delta) are both < 1e-9 here; the
+  // bar is 1e-7 of the element's scale.
+  auto check = [&](const char* what, std::vector<float>& data, std::size_t rows, std::size_t cols,
+                   std::size_t ld, const std::vector<double>& grad,
+                   const std::vector<double>& scale) {
+    for (std::size_t i = 0; i < rows; ++i)
+      for (std::size_t c = 0; c < cols; ++c) {
+        float& x = data[i * ld + c];
+        const float x0 = x;
+        const double fd = derivative(
+            [&](double step) {
+              x = static_cast<float>(x0 + step);
+              const double l = loss(p, dout, params);
+              x = x0;
+              return l;
+            },
+            delta);
+        EXPECT_NEAR(grad[i * cols + c], fd, 1e-7 * (scale[i * cols + c] + 1.0))
+            << what << "(" << i << ", " << c << ")";
+      }
+  };
+  check("dq", p.q, p.n, p.d, p.d + p.pad, g.dq, g.dq_scale);
+  check("dk", p.k, p.m, p.d, p.d + p.pad, g.dk, g.dk_scale);
+  check("dv", p.v, p.m, p.dv, p.dv + p.pad, g.dv, g.dv_scale);
+  attnpool::pool_params ph = params;
+  const double h0 = params.bandwidth;
+  const double fd_h = derivative(
+      [&](double step) {
+        ph.bandwidth = h0 + step;
+        return loss(p, dout, ph);
+      },
+      h0 * 1e-3);
+  EXPECT_NEAR(g.dh, fd_h, 1e-7 * (g.dh_scale + 1.0)) << "dh";
+}
+
+TEST(Backward, OracleMatchesFiniteDifferences) {
+  for (double h : {0.2, 0.7}) {
+    for (std::size_t d : {1, 2}) {
+      check_finite_differences(make_problem(5, 8, d, 2, fresh_seed()), {h});
+      const problem sq = make_problem(6, 6, d, 1, fresh_seed());
+      attnpool::pool_params loo{h};
+      loo.mask = mask::leave_one_out;
+      check_finite_differences(sq, loo);
+      const auto lens = random_lens(sq.n, sq.m, sq.seed);
+      attnpool::pool_params vl{h};
+      vl.mask = mask::valid_length;
+      vl.valid_lens = lens;
+      check_finite_differences(sq, vl);
+    }
+  }
+}
+
+TEST(Backward, CpuIsIndependentOfThreadCountAndOfWhichGradientsAreAsked) {
+  const problem p = make_problem(300, 2100, 2, 2, fresh_seed());
+  SCOPED_TRACE(attnpool::test::describe(p, 0.2));
+  const auto dout = random_dout(p.n, p.dv, p.seed);
+  const grads32 one = run_backward(p, dout, {0.2}, backend::cpu, 1);
+  for (unsigned t : {2u, 3u, 0u}) {
+    const grads32 g = run_backward(p, dout, {0.2}, backend::cpu, t);
+    EXPECT_EQ(one.dq, g.dq) << "threads=" << t;
+    EXPECT_EQ(one.dk, g.dk) << "threads=" << t;
+    EXPECT_EQ(one.dv, g.dv) << "threads=" << t;
+    EXPECT_EQ(one.dh, g.dh) << "threads=" << t;
+  }
+  double dh = 0.0;
+  attnpool::pool_gradients only_h;
+  only_h.bandwidth = &dh;
+  attnpool::pool_backward(p.queries(), p.keys(), p.values(), {dout.data(), p.n, p.dv}, only_h,
+                          {0.2}, opts_for(backend::cpu));
+  EXPECT_EQ(dh, one.dh);
+}
+
+TEST(Backward, RejectsBadGradientViewsAndTheGpu) {
+  const problem p = make_problem(3, 4, 2, 1, 7);
+  const std::vector<float> dout(3, 1.0f);
+  std::vector<float> buf(64);
+  auto expect_invalid = [&](const attnpool::pool_gradients& g, backend b, const std::string& part) {
+    try {
+      attnpool::pool_backward(p.queries(), p.keys(), p.values(), {dout.data(), 3, 1}, g, {1.0},
+                              opts_for(b));
+      ADD_FAILURE() << "no exception for " << part;
+    } catch (const attnpool::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  attnpool::pool_gradients g;
+  g.queries = mutable_view{buf.data(), 4, 2};
+  expect_invalid(g, backend::cpu, "grads.queries must be 3 x 2");
+  g = {};
+  g.values = mutable_view{buf.data(), 4, 2};
+  expect_invalid(g, backend::reference, "grads.values must be 4 x 1");
+  expect_invalid({}, backend::cuda_fused, "not implemented on the GPU yet");
+  expect_invalid({}, backend::cuda_unfused, "not implemented on the GPU yet");
+}
+
+}  // namespace

@@ -1,0 +1,203 @@
+// Bandwidth selection (issue 6): the fused multi-bandwidth sweep against the fp64 oracle's
+// leave-one-out errors, the search against a brute-force fp64 grid search, and h > 0 on
+// degenerate data (all x equal, n = 2, duplicates).
+#include <attnpool/error.hpp>
+#include <attnpool/learn.hpp>
+#include <attnpool/reference.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "test_support.hpp"
+
+namespace {
+
+using attnpool::backend;
+using attnpool::test::fresh_seed;
+using attnpool::test::make_problem;
+using attnpool::test::problem;
+
+attnpool::options opts_for(backend b, unsigned threads = 0) {
+  attnpool::options o;
+  o.backend = b;
+  o.threads = threads;
+  return o;
+}
+
+// The notebook's data: x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2).
+struct dataset {
+  std::vector<float> x, y;
+  std::uint64_t seed;
+  attnpool::const_view xv() const { return {x.data(), x.size(), 1}; }
+  attnpool::const_view yv() const { return {y.data(), y.size(), 1}; }
+};
+dataset notebook_data(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 5.0f);
+  std::normal_distribution<float> noise(0.0f, 0.5f);
+  dataset d{std::vector<float>(n), std::vector<float>(n), seed};
+  for (std::size_t i = 0; i < n; ++i) {
+    d.x[i] = u(rng);
+    d.y[i] = 2.0f * std::sin(d.x[i]) + std::pow(d.x[i], 0.8f) + noise(rng);
+  }
+  return d;
+}
+
+// |cv32 - cv64| <= 1/(n dv) sum_ic (2 |y_ic - yhat_ic| tol_ic + tol_ic^2) + 1e-6 cv64: each
+// prediction is within the forward engine's derived tolerance tol_ic (test_support.hpp); the
+// last term is the float32 rounding of the n dv squared errors' inputs and their sum in double.
+double cv_tolerance(const problem& p, double h) {
+  attnpool::pool_params params{h};
+  params.mask = attnpool::mask::leave_one_out;
+  const auto ref = attnpool::reference::pool(p.queries(), p.queries(), p.values(), params);
+  double tol = 0.0, cv = 0.0;
+  for (std::size_t i = 0; i < p.n; ++i)
+    for (std::size_t c = 0; c < p.dv; ++c) {
+      const std::size_t idx = i * p.dv + c;
+      const double t = attnpool::test::tolerance_for(ref, idx, p.d);
+      const double e = std::fabs(double{p.values()(i, c)} - ref.out[idx]);
+      tol += 2.0 * e * t + t * t;
+      cv += e * e;
+    }
+  const double count = static_cast<double>(p.n * p.dv);
+  return tol / count + 1e-6 * cv / count;
+}
+
+TEST(LooCv, FusedSweepMatchesTheOracle) {
+  const std::vector<double> hs = {1e-3, 1e-2, 0.05, 0.1, 0.3, 1.0, 3.0, 100.0};
+  for (std::size_t n : {2, 7, 129, 1500}) {
+    for (std::size_t d : {1, 3}) {
+      for (std::size_t dv : {1, 3}) {
+        if (n > 129 && (d != 1 || dv != 1)) continue;  // the fp64 oracle's time
+        // x: the queries of a fresh problem; y: its values (n rows).
+        problem p = make_problem(n, n, d, dv, fresh_seed());
+        SCOPED_TRACE(attnpool::test::describe(p, 0.0));
+        const auto cpu = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu));
+        const auto ref =
+            attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::reference));
+        ASSERT_EQ(cpu.size(), hs.size());
+        for (std::size_t b = 0; b < hs.size(); ++b) {
+          ASSERT_TRUE(std::isfinite(cpu[b])) << "h=" << hs[b];
+          EXPECT_NEAR(cpu[b], ref[b], cv_tolerance(p, hs[b])) << "h=" << hs[b];
+        }
+      }
+    }
+  }
+}
+
+TEST(LooCv, IndependentOfThreadCount) {
+  const problem p = make_problem(333, 333, 2, 1, fresh_seed());
+  SCOPED_TRACE(attnpool::test::describe(p, 0.0));
+  const std::vector<double> hs = {0.01, 0.1, 1.0};
+  const auto one = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu, 1));
+  for (unsigned t : {2u, 3u, 0u})
+    EXPECT_EQ(one, attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu, t)));
+}
+
+TEST(SelectBandwidth, AgreesWithABruteForceFp64GridSearch) {
+  const dataset data = notebook_data(200, fresh_seed());
+  SCOPED_TRACE("seed=" + std::to_string(data.seed) + " (replay with ATTNPOOL_TEST_SEED)");
+  const auto sel = attnpool::select_bandwidth(data.xv(), data.yv(), {}, opts_for(backend::cpu));
+  ASSERT_GT(sel.bandwidth, 0.0);
+  EXPECT_EQ(sel.grid.size(), 64u);
+  EXPECT_EQ(sel.cv.size(), 64u);
+  EXPECT_GT(sel.evaluations, 64u);
+  EXPECT_FALSE(sel.at_boundary);
+  // Brute force in fp64: a grid 8x finer than the search's over the same range.
+  const std::size_t fine = 8 * 63 + 1;
+  std::vector<double> hs(fine);
+  for (std::size_t k = 0; k < fine; ++k)
+    hs[k] = sel.grid.front() * std::pow(sel.grid.back() / sel.grid.front(),
+                                        static_cast<double>(k) / static_cast<double>(fine - 1));
+  const auto cv64 = attnpool::loo_cv_error(data.xv(), data.yv(), hs, opts_for(backend::reference));
+  std::size_t best = 0;
+  for (std::size_t k = 1; k < fine; ++k)
+    if (cv64[k] < cv64[best]) best = k;
+  // The chosen h is at least as good, in fp64, as the brute-force optimum up to the float32
+  // evaluation error (1e-5 relative bounds it generously here: scores <= 1e3, y ~ 3, see
+  // FusedSweepMatchesTheOracle for the derived bound) ...
+  const double at_sel =
+      attnpool::loo_cv_error(data.xv(), data.yv(), std::span<const double>(&sel.bandwidth, 1),
+                             opts_for(backend::reference))[0];
+  EXPECT_LE(at_sel, cv64[best] * (1.0 + 1e-5)) << "h=" << sel.bandwidth << " brute force h="
+                                                << hs[best];
+  EXPECT_NEAR(sel.cv_error, at_sel, 1e-5 * at_sel);
+  // ... and lies within one fine grid step of it (the notebook's CV curve has one clear minimum).
+  const double fine_step = std::log(hs[1] / hs[0]);
+  EXPECT_LE(std::fabs(std::log(sel.bandwidth / hs[best])), fine_step + 1e-3)
+      << "h=" << sel.bandwidth << " brute force h=" << hs[best];
+  // The reference backend runs the same search in fp64 and lands at the same place.
+  const auto sel64 =
+      attnpool::select_bandwidth(data.xv(), data.yv(), {}, opts_for(backend::reference));
+  EXPECT_NEAR(std::log(sel64.bandwidth), std::log(sel.bandwidth), fine_step);
+}
+
+TEST(SelectBandwidth, NeverReturnsANonPositiveBandwidth) {
+  // All x equal: every bandwidth predicts the mean of the others; any h is as good, and the
+  // search returns the largest one.
+  const std::vector<float> same(50, 3.0f);
+  std::vector<float> y(50);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 7);
+  // n = 2: each point is predicted by the other alone, whatever h.
+  const std::vector<float> two = {0.0f, 1.0f}, two_y = {1.0f, -1.0f};
+  // Duplicates: pairs of identical x with different y (the CV error falls towards small h on
+  // the pair partner but the search must stay on its grid).
+  std::vector<float> dup, dup_y;
+  for (int i = 0; i < 20; ++i) {
+    dup.insert(dup.end(), {static_cast<float>(i), static_cast<float>(i)});
+    dup_y.insert(dup_y.end(), {static_cast<float>(i % 3), static_cast<float>(i % 3) + 0.1f});
+  }
+  struct named {
+    const char* name;
+    const std::vector<float>& x;
+    const std::vector<float>& y;
+  };
+  for (const named& c : {named{"all equal", same, y}, named{"n = 2", two, two_y},
+                         named{"duplicates", dup, dup_y}}) {
+    for (backend b : {backend::cpu, backend::reference}) {
+      SCOPED_TRACE(std::string(c.name) + " backend=" + attnpool::to_string(b));
+      const auto sel = attnpool::select_bandwidth({c.x.data(), c.x.size(), 1},
+                                                  {c.y.data(), c.y.size(), 1}, {}, opts_for(b));
+      EXPECT_TRUE(std::isfinite(sel.bandwidth));
+      EXPECT_GT(sel.bandwidth, 0.0);
+      EXPECT_GE(sel.bandwidth, sel.grid.front());
+      EXPECT_LE(sel.bandwidth, sel.grid.back());
+      for (double e : sel.cv) EXPECT_TRUE(std::isfinite(e));
+    }
+  }
+}
+
+TEST(SelectBandwidth, RejectsBadSearchesAndTheGpu) {
+  const dataset data = notebook_data(10, 1);
+  auto expect_invalid = [&](const attnpool::bandwidth_search& s, const attnpool::options& o,
+                            const std::string& part) {
+    try {
+      (void)attnpool::select_bandwidth(data.xv(), data.yv(), s, o);
+      ADD_FAILURE() << "no exception for " << part;
+    } catch (const attnpool::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  attnpool::bandwidth_search s;
+  s.grid_size = 2;
+  expect_invalid(s, {}, "grid_size");
+  s = {};
+  s.h_min = 2.0;
+  s.h_max = 1.0;
+  expect_invalid(s, {}, "h_min < h_max");
+  s = {};
+  s.h_min = -1.0;
+  expect_invalid(s, {}, "h_min and h_max");
+  s = {};
+  s.log_tolerance = 0.0;
+  expect_invalid(s, {}, "log_tolerance");
+  for (backend b : {backend::cuda_fused, backend::cuda_unfused})
+    expect_invalid({}, opts_for(b), "not implemented on the GPU yet");
+  const std::vector<float> one = {1.0f};
+  EXPECT_THROW((void)attnpool::select_bandwidth({one.data(), 1, 1}, {one.data(), 1, 1}),
+               attnpool::invalid_argument);
+}
+
+}  // namespace

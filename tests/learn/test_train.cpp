@@ -1,0 +1,158 @@
+// Parametric attention pooling (issue 6): the book's training run, its gradient against finite
+// differences of the fp64 loss, CPU against the reference, and determinism.
+#include <attnpool/error.hpp>
+#include <attnpool/learn.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "test_support.hpp"
+
+namespace {
+
+using attnpool::backend;
+
+attnpool::options opts_for(backend b, unsigned threads = 0) {
+  attnpool::options o;
+  o.backend = b;
+  o.threads = threads;
+  return o;
+}
+
+// The book's training set: 50 sorted x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2);
+// with d = 2 a second, irrelevant input column uniform on [0, 5).
+struct dataset {
+  std::size_t n, d;
+  std::vector<float> x, y;
+  attnpool::const_view xv() const { return {x.data(), n, d}; }
+  attnpool::const_view yv() const { return {y.data(), n, 1}; }
+};
+dataset book_data(std::size_t n, std::size_t d, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 5.0f);
+  std::normal_distribution<float> noise(0.0f, 0.5f);
+  std::vector<float> x0(n);
+  for (float& v : x0) v = u(rng);
+  std::sort(x0.begin(), x0.end());
+  dataset s{n, d, std::vector<float>(n * d), std::vector<float>(n)};
+  for (std::size_t i = 0; i < n; ++i) {
+    s.x[i * d] = x0[i];
+    for (std::size_t c = 1; c < d; ++c) s.x[i * d + c] = u(rng);
+    s.y[i] = 2.0f * std::sin(x0[i]) + std::pow(x0[i], 0.8f) + noise(rng);
+  }
+  return s;
+}
+
+TEST(TrainParametric, TheBooksRunLowersTheLoss) {
+  const std::uint64_t seed = attnpool::test::fresh_seed();
+  SCOPED_TRACE("seed=" + std::to_string(seed) + " (replay with ATTNPOOL_TEST_SEED)");
+  const dataset data = book_data(50, 1, seed);
+  attnpool::train_options t;
+  t.seed = seed;
+  const auto fit = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cpu));
+  ASSERT_EQ(fit.w.size(), 1u);
+  ASSERT_EQ(fit.loss.size(), 5u);
+  for (double l : fit.loss) EXPECT_TRUE(std::isfinite(l));
+  EXPECT_LT(fit.final_loss, fit.loss.front());
+  EXPECT_LE(fit.final_loss, *std::min_element(fit.loss.begin(), fit.loss.end()) * 1.05);
+  EXPECT_TRUE(std::isfinite(fit.w[0]));
+}
+
+TEST(TrainParametric, GradientMatchesFiniteDifferencesOfTheFp64Loss) {
+  for (std::size_t d : {1, 2}) {
+    for (bool per_dim : {false, true}) {
+      const std::uint64_t seed = attnpool::test::fresh_seed();
+      SCOPED_TRACE("d=" + std::to_string(d) + " per_dimension=" + std::to_string(per_dim) +
+                   " seed=" + std::to_string(seed));
+      const dataset data = book_data(30, d, seed);
+      const std::size_t nw = per_dim ? d : 1;
+      attnpool::train_options one;
+      one.per_dimension = per_dim;
+      one.epochs = 1;
+      one.learning_rate = 1.0;
+      one.initial_w.assign(nw, 1.3);
+      for (backend b : {backend::reference, backend::cpu}) {
+        // One step of size 1 moves w by -grad.
+        const auto fit = attnpool::train_parametric(data.xv(), data.yv(), one, opts_for(b));
+        for (std::size_t c = 0; c < nw; ++c) {
+          const double grad = one.initial_w[c] - fit.w[c];
+          auto loss_at = [&](double wc) {
+            attnpool::train_options none = one;
+            none.epochs = 0;
+            none.initial_w[c] = wc;
+            return attnpool::train_parametric(data.xv(), data.yv(), none,
+                                              opts_for(backend::reference))
+                .final_loss;
+          };
+          // The losses come from float outputs (yhat rounded to float, x * w too): their noise
+          // is ~ sum_i 2 |e_i| |yhat_i| eps32 ~ 1e-5, so the step is large, 1e-2, and
+          // Richardson extrapolation keeps the truncation error at O(h^4) ~ 1e-8.
+          const double h = 1e-2;
+          const double c1 = (loss_at(1.3 + h) - loss_at(1.3 - h)) / (2 * h);
+          const double c2 = (loss_at(1.3 + h / 2) - loss_at(1.3 - h / 2)) / h;
+          const double fd = (4 * c2 - c1) / 3;
+          // The finite difference's noise (~1e-5 / h ~ 1e-3 of the loss) and the CPU engine's
+          // float32 gradient (~1e-5 relative, test_backward.cpp) both fit in 1e-4 of
+          // |fd| + loss; a wrong chain rule (a missing dk term) is off by tens of percent.
+          const double tol = 1e-4 * (std::fabs(fd) + fit.loss[0]);
+          EXPECT_NEAR(grad, fd, tol) << "w_" << c << " backend=" << attnpool::to_string(b);
+        }
+      }
+    }
+  }
+}
+
+TEST(TrainParametric, CpuFollowsTheReference) {
+  const std::uint64_t seed = attnpool::test::fresh_seed();
+  SCOPED_TRACE("seed=" + std::to_string(seed));
+  const dataset data = book_data(50, 1, seed);
+  attnpool::train_options t;
+  t.seed = seed;
+  const auto cpu = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cpu));
+  const auto ref =
+      attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::reference));
+  // Five steps of lr 0.5 amplify the CPU engine's ~1e-5 relative gradient error by at most the
+  // product of |1 - lr L''| over the steps; 1e-3 leaves room for that on the book's data.
+  EXPECT_NEAR(cpu.w[0], ref.w[0], 1e-3 * std::fabs(ref.w[0]));
+  for (std::size_t e = 0; e < t.epochs; ++e)
+    EXPECT_NEAR(cpu.loss[e], ref.loss[e], 1e-3 * ref.loss[e]) << "epoch " << e;
+}
+
+TEST(TrainParametric, DeterministicForASeed) {
+  const dataset data = book_data(64, 2, 11);
+  attnpool::train_options t;
+  t.seed = 42;
+  t.per_dimension = true;
+  const auto a = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cpu, 1));
+  const auto b = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cpu, 2));
+  EXPECT_EQ(a.w, b.w);
+  EXPECT_EQ(a.loss, b.loss);
+  t.seed = 43;
+  const auto c = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cpu));
+  EXPECT_NE(a.w, c.w);
+}
+
+TEST(TrainParametric, RejectsBadSettingsAndTheGpu) {
+  const dataset data = book_data(10, 1, 3);
+  auto expect_invalid = [&](const attnpool::train_options& t, backend b, const std::string& part) {
+    try {
+      (void)attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(b));
+      ADD_FAILURE() << "no exception for " << part;
+    } catch (const attnpool::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  attnpool::train_options t;
+  t.learning_rate = 0.0;
+  expect_invalid(t, backend::cpu, "learning_rate");
+  t = {};
+  t.initial_w = {1.0, 2.0};
+  expect_invalid(t, backend::cpu, "initial_w must hold 1");
+  expect_invalid({}, backend::cuda_fused, "not implemented on the GPU yet");
+}
+
+}  // namespace
