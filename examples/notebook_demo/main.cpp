@@ -3,10 +3,14 @@
 //   attnpool-demo --out DIR [--seed S] [--backend B]
 //
 // Writes the notebook's five figures into DIR: the token attention heatmap, the data, average
-// pooling, the Nadaraya-Watson fit (h = 1) and its 100 x 100 weight matrix. The random numbers
-// come from std::mt19937_64, so the points differ from the notebook's torch draws but follow
-// the same distributions.
+// pooling, the Nadaraya-Watson fit (h = 1) and its 100 x 100 weight matrix. Then the book's next
+// section, four more: the parametric pooling trained by gradient descent on the leave-one-out
+// error (its fit, its weights and its loss per epoch) and the leave-one-out cross-validation
+// error against the bandwidth with the selected h. The random numbers come from
+// std::mt19937_64, so the points differ from the notebook's torch draws but follow the same
+// distributions.
 #include <attnpool/attnpool.hpp>
+#include <attnpool/learn.hpp>
 #include <attnpool/render.hpp>
 
 #include <algorithm>
@@ -28,9 +32,10 @@ namespace ar = attnpool::render;
 
 constexpr const char* kUsage =
     "usage: attnpool-demo --out DIR [--seed S] [--backend B]\n"
-    "  --out DIR     directory for the five PNG files (created if missing)\n"
+    "  --out DIR     directory for the nine PNG files (created if missing)\n"
     "  --seed S      random seed, an unsigned 64-bit integer (default 0)\n"
-    "  --backend B   automatic, reference, cpu, cuda_fused or cuda_unfused (default automatic)\n";
+    "  --backend B   automatic, reference, cpu, cuda_fused or cuda_unfused (default automatic);\n"
+    "                training and bandwidth selection run on cpu when B is a cuda backend\n";
 
 struct usage_error {
   std::string message;
@@ -246,7 +251,133 @@ int run(const args& a) {
     fig.save_png(a.out / "nadaraya_watson_weights.png");
     t.done("'bone', query rows x key columns");
   }
-  std::printf("attnpool-demo: wrote 5 figures to %s\n", a.out.string().c_str());
+
+  // ---- The book's next section: parametric attention pooling, and choosing h by leave-one-out
+  // cross-validation. The learning functions run on the host engines only (learn.hpp).
+  attnpool::options learn_opts = opts;
+  const bool on_gpu =
+      backend == attnpool::backend::cuda_fused || backend == attnpool::backend::cuda_unfused;
+  if (on_gpu || a.backend == attnpool::backend::automatic) {
+    learn_opts.backend = attnpool::backend::cpu;
+  }
+  const std::string learn_note =
+      on_gpu ? std::string(" [on cpu: ") + attnpool::to_string(backend) + " has no learning yet]"
+             : std::string(" [on ") + attnpool::to_string(learn_opts.backend) + "]";
+  const attnpool::const_view xv(x.data(), kN, 1), yv(y.data(), kN, 1);
+
+  attnpool::parametric_fit fit;
+  {
+    const step_timer t("train_parametric");
+    attnpool::train_options train;  // the book's: SGD, lr 0.5, 5 epochs, w ~ U[0, 1)
+    train.seed = a.seed;
+    fit = attnpool::train_parametric(xv, yv, train, learn_opts);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "5 epochs, lr 0.5: w = %.4f (h = %.4f), loss %.2f -> %.2f",
+                  fit.w[0], 1 / std::abs(fit.w[0]), fit.loss.front(), fit.final_loss);
+    t.done(buf + learn_note);
+  }
+  // A scalar w is the Gaussian kernel with h = 1 / |w|.
+  attnpool::pool_params trained = params;
+  trained.bandwidth = 1 / std::abs(fit.w[0]);
+  std::vector<float> y_trained;
+  {
+    const step_timer t("pool (trained h)");
+    y_trained = attnpool::pool(x_curve, x, y, trained, opts);
+    double sse = 0;
+    for (std::size_t i = 0; i < kN; ++i) sse += std::pow(y_trained[i] - y_curve[i], 2);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "RMS error vs truth %.4f", std::sqrt(sse / kN));
+    t.done(buf);
+  }
+  {
+    const step_timer t("parametric_fit.png");
+    ar::figure fig;
+    ar::axes& ax = fig.add_subplot();
+    ax.plot(x_curve, y_curve, "-", "Truth");
+    ax.plot(x, y, "o", "Training data");
+    char fixed[64], learned[64];
+    std::snprintf(fixed, sizeof fixed, "Fixed kernel (h = %g)", params.bandwidth);
+    std::snprintf(learned, sizeof learned, "Trained (h = %.3f)", trained.bandwidth);
+    ax.plot(x_curve, y_nw, "-", fixed);
+    ax.plot(x_curve, y_trained, "-", learned);
+    ax.set_xlabel("x");
+    ax.set_ylabel("y");
+    ax.legend();
+    fig.save_png(a.out / "parametric_fit.png");
+    t.done("truth, samples, fixed and trained fits");
+  }
+  {
+    const step_timer t("parametric_weights.png");
+    const std::vector<float> w = attnpool::attention_weights(x_curve, x, 1, trained, opts);
+    ar::figure fig;
+    ar::axes& ax = fig.add_subplot();
+    ar::matshow_options show;
+    show.cmap = &ar::colormap::bone();
+    ax.matshow(attnpool::const_view(w.data(), kN, kN), show);
+    ax.colorbar();
+    ax.set_xlabel("Sorted training inputs");
+    ax.set_ylabel("Sorted testing inputs");
+    fig.save_png(a.out / "parametric_weights.png");
+    t.done("100 x 100 with the trained h, 'bone'");
+  }
+  {
+    const step_timer t("loss.png");
+    std::vector<double> epoch, loss = fit.loss;
+    for (std::size_t e = 0; e < loss.size(); ++e) epoch.push_back(static_cast<double>(e + 1));
+    ar::figure fig;
+    ar::axes& ax = fig.add_subplot();
+    ax.plot(epoch, loss, "o-");
+    ar::tick_spec every_epoch;  // whole epochs only, as the book's Animator shows them
+    every_epoch.step = 1;
+    ax.set_xticks(every_epoch);
+    ax.set_xlabel("epoch");
+    ax.set_ylabel("loss");
+    fig.save_png(a.out / "loss.png");
+    t.done("leave-one-out squared error summed over the data");
+  }
+
+  // 64 bandwidths, log-spaced over [0.05, 20].
+  constexpr std::size_t kGrid = 64;
+  constexpr double kHMin = 0.05, kHMax = 20.0;
+  std::vector<double> grid(kGrid), cv;
+  for (std::size_t k = 0; k < kGrid; ++k) {
+    grid[k] = kHMin * std::pow(kHMax / kHMin, static_cast<double>(k) / (kGrid - 1));
+  }
+  {
+    const step_timer t("loo_cv_error");
+    cv = attnpool::loo_cv_error(xv, yv, grid, learn_opts);
+    t.done("64 bandwidths, log-spaced in [0.05, 20]" + learn_note);
+  }
+  attnpool::bandwidth_selection sel;
+  {
+    const step_timer t("select_bandwidth");
+    attnpool::bandwidth_search search;
+    search.grid_size = kGrid;
+    search.h_min = kHMin;
+    search.h_max = kHMax;
+    sel = attnpool::select_bandwidth(xv, yv, search, learn_opts);
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "h = %.4f, CV error %.4f, %zu evaluations%s", sel.bandwidth,
+                  sel.cv_error, sel.evaluations, sel.at_boundary ? " (at the grid's end)" : "");
+    t.done(buf + learn_note);
+  }
+  {
+    const step_timer t("bandwidth_cv.png");
+    ar::figure fig;
+    ar::axes& ax = fig.add_subplot();
+    ax.set_xscale(ar::axis_scale::log);
+    ax.plot(grid, cv, "-", "Leave-one-out CV error");
+    char chosen[64];
+    std::snprintf(chosen, sizeof chosen, "Selected h = %.3f", sel.bandwidth);
+    const double hx[] = {sel.bandwidth}, hy[] = {sel.cv_error};
+    ax.plot(hx, hy, "o", chosen);
+    ax.set_xlabel("Bandwidth h");
+    ax.set_ylabel("CV error");
+    ax.legend();
+    fig.save_png(a.out / "bandwidth_cv.png");
+    t.done("log x axis, selected h marked");
+  }
+  std::printf("attnpool-demo: wrote 9 figures to %s\n", a.out.string().c_str());
   return 0;
 }
 

@@ -1,6 +1,7 @@
 /// \file
 /// attnpool's PNG renderer: an RGBA8 canvas with anti-aliased primitives and text, colormaps,
-/// and a small matplotlib-like figure API (plot, scatter, matshow, colorbar, legend, save_png).
+/// and a small matplotlib-like figure API (plot, scatter, matshow, colorbar, legend, a log x axis,
+/// save_png).
 ///
 /// Link attnpool::render. Everything here is host-only, synchronous and single-threaded per
 /// object; distinct objects may be used from distinct threads.
@@ -321,6 +322,19 @@ struct tick_spec {
   bool thin_labels = true;
 };
 
+/// Scale of an axis, as matplotlib's `set_xscale`.
+enum class axis_scale {
+  linear,  ///< the default
+  /// Base-10 logarithmic: data maps through log10, the margins apply in log space, major ticks
+  /// sit at the decades (LogLocator: at most one per `stride` decades, the stride chosen as
+  /// matplotlib does from the axis length) labelled 10^k with Unicode superscript digits
+  /// ("10⁻¹"), minor ticks at 2..9 x 10^k without labels (none when the view spans more than 10
+  /// decades or the major stride is above 1). When fewer than two decades are in view, the minor
+  /// ticks carry labels ("2×10⁻¹") instead, dropping those that would overlap. Every x value
+  /// must then be > 0.
+  log,
+};
+
 /// Where the legend goes.
 enum class legend_loc { best, upper_right, upper_left, lower_left, lower_right };
 
@@ -340,7 +354,8 @@ class figure;
 class axes {
  public:
   /// A line and/or markers through (x[i], y[i]); `fmt` as parse_format. Non-finite points break
-  /// the line. \throws invalid_argument when the sizes differ or fmt is bad.
+  /// the line. \throws invalid_argument when the sizes differ, fmt is bad, or an x value is <= 0
+  ///         on a log x axis (naming it).
   void plot(std::span<const double> x, std::span<const double> y, std::string_view fmt = "-",
             std::string label = {});
   /// \overload
@@ -357,7 +372,7 @@ class axes {
 
   /// Shows matrix `m` like matplotlib's matshow: cell (i, j) centred on (j, i), row 0 at the
   /// top, equal aspect, x ticks on top, nearest-neighbour resampling. The matrix is copied.
-  /// \throws invalid_argument on an empty matrix or vmin > vmax.
+  /// \throws invalid_argument on an empty matrix, vmin > vmax, or a log x axis.
   void matshow(const_view m, const matshow_options& opts = {});
   /// Adds a colorbar for the matrix to the right of the axes (matplotlib's fig.colorbar).
   /// \throws invalid_argument when matshow was not called first.
@@ -366,10 +381,18 @@ class axes {
   void set_title(std::string title) { title_ = std::move(title); }
   void set_xlabel(std::string label) { xlabel_ = std::move(label); }
   void set_ylabel(std::string label) { ylabel_ = std::move(label); }
-  /// Fixes the x limits. \throws invalid_argument when they are not finite or equal.
+  /// Fixes the x limits. \throws invalid_argument when they are not finite or equal, or not
+  /// > 0 on a log x axis.
   void set_xlim(double lo, double hi);
   void set_ylim(double lo, double hi);
-  void set_xticks(tick_spec ticks) { xticks_ = std::move(ticks); }
+  /// Linear (the default) or logarithmic x axis; may be called before or after the data.
+  /// \throws invalid_argument for axis_scale::log when an x value already plotted or an x limit
+  ///         is <= 0 (naming it), after matshow, or with a fixed tick step (set_xticks).
+  void set_xscale(axis_scale scale);
+  [[nodiscard]] axis_scale xscale() const noexcept { return xscale_; }
+  /// \throws invalid_argument for a fixed step (tick_spec::step) on a log x axis; explicit
+  ///         positions must then be > 0.
+  void set_xticks(tick_spec ticks);
   void set_yticks(tick_spec ticks) { yticks_ = std::move(ticks); }
   /// Shows a legend of the labelled series.
   void legend(legend_loc loc = legend_loc::best) { legend_ = loc; }
@@ -378,6 +401,8 @@ class axes {
   friend class figure;
   friend class axes_painter;
   axes() = default;
+  // Throws invalid_argument naming the first x <= 0, for `what` (the calling function).
+  static void check_log_x(const char* what, std::span<const double> x);
 
   struct series {
     std::vector<double> x, y;
@@ -396,6 +421,7 @@ class axes {
   std::string title_, xlabel_, ylabel_;
   std::optional<std::array<double, 2>> xlim_, ylim_;
   tick_spec xticks_, yticks_;
+  axis_scale xscale_ = axis_scale::linear;
   std::optional<legend_loc> legend_;
 };
 

@@ -13,15 +13,17 @@ namespace attnpool::render {
 namespace {
 
 // ---- matplotlib's defaults (rcParams), in points ------------------------------------------------
-constexpr double kFontPt = 10.0;      // font.size
-constexpr double kTitlePt = 12.0;     // axes.titlesize 'large' = 1.2 * font.size
-constexpr double kTitlePadPt = 6.0;   // axes.titlepad
-constexpr double kLabelPadPt = 4.0;   // axes.labelpad
-constexpr double kSpinePt = 0.8;      // axes.linewidth
-constexpr double kTickLenPt = 3.5;    // xtick.major.size
-constexpr double kTickWidthPt = 0.8;  // xtick.major.width
-constexpr double kTickPadPt = 3.5;    // xtick.major.pad
-constexpr double kMargin = 0.05;      // axes.xmargin / axes.ymargin
+constexpr double kFontPt = 10.0;       // font.size
+constexpr double kTitlePt = 12.0;      // axes.titlesize 'large' = 1.2 * font.size
+constexpr double kTitlePadPt = 6.0;    // axes.titlepad
+constexpr double kLabelPadPt = 4.0;    // axes.labelpad
+constexpr double kSpinePt = 0.8;       // axes.linewidth
+constexpr double kTickLenPt = 3.5;     // xtick.major.size
+constexpr double kTickWidthPt = 0.8;   // xtick.major.width
+constexpr double kTickPadPt = 3.5;     // xtick.major.pad
+constexpr double kMinorLenPt = 2.0;    // xtick.minor.size
+constexpr double kMinorWidthPt = 0.6;  // xtick.minor.width
+constexpr double kMargin = 0.05;       // axes.xmargin / axes.ymargin
 constexpr double kLeft = 0.125, kRight = 0.9, kBottom = 0.11, kTop = 0.88;  // figure.subplot.*
 
 bool finite(double v) noexcept {
@@ -155,8 +157,62 @@ std::vector<std::string> format_ticks(const std::vector<double>& locs) {
 
 struct tick {
   double value;
-  std::string label;  // empty: mark only
+  std::string label;   // empty: mark only
+  bool minor = false;  // drawn with the minor tick size and width
 };
+
+// ---- log axes -----------------------------------------------------------------------------------
+
+// k written with Unicode superscript digits and minus, as mathtext sets 10^{k}.
+std::string superscript(long k) {
+  static constexpr const char* kDigits[10] = {
+      "\xe2\x81\xb0", "\xc2\xb9",     "\xc2\xb2",     "\xc2\xb3",     "\xe2\x81\xb4",
+      "\xe2\x81\xb5", "\xe2\x81\xb6", "\xe2\x81\xb7", "\xe2\x81\xb8", "\xe2\x81\xb9"};
+  std::string out = k < 0 ? "\xe2\x81\xbb" : "";
+  const std::string digits = std::to_string(k < 0 ? -k : k);
+  for (const char ch : digits) out += kDigits[ch - '0'];
+  return out;
+}
+
+// matplotlib's LogFormatterSciNotation: "10⁻¹" at a decade, "2×10⁻¹" between decades (the
+// coefficient rounded to what a tick at s x 10^k needs).
+std::string log_label(double v) {
+  const double e = std::floor(std::log10(v) + 1e-10);
+  const double coeff = v / std::pow(10.0, e);
+  const std::string decade = "10" + superscript(static_cast<long>(e));
+  if (std::abs(coeff - std::round(coeff)) < 1e-9 && std::round(coeff) == 1) return decade;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", coeff);
+  return std::string(buf) + "\xc3\x97" + decade;  // U+00D7 multiplication sign
+}
+
+// matplotlib.ticker.LogLocator(base 10).tick_values for the major ticks (subs = 1) and the minor
+// ones (subs = 'auto': 2..9), restricted to [vmin, vmax]. numticks is the axis' tick space.
+void log_locator(double vmin, double vmax, int numticks, std::vector<double>& major,
+                 std::vector<double>& minor) {
+  const double lmin = std::log10(vmin), lmax = std::log10(vmax);
+  const auto numdec = static_cast<long>(std::floor(lmax) - std::ceil(lmin));
+  long stride = numdec / numticks + 1;
+  if (stride >= numdec) stride = std::max(1L, numdec - 1);
+  const double eps = 1e-10;  // in decades: a decade at the very edge of the view counts
+  const auto inside = [&](double v) {
+    const double l = std::log10(v);
+    return l >= lmin - eps && l <= lmax + eps;
+  };
+  const auto first = static_cast<long>(std::floor(lmin)) - stride;
+  const auto last = static_cast<long>(std::ceil(lmax)) + 2 * stride;
+  for (long d = first; d < last; d += stride) {
+    const double v = std::pow(10.0, static_cast<double>(d));
+    if (inside(v)) major.push_back(v);
+    // The minor locator puts 2..9 x 10^d in every decade, only when the major stride is 1 and
+    // the view spans at most 10 decades (else there would be too many marks to read).
+    if (stride == 1 && numdec <= 10) {
+      for (int sub = 2; sub <= 9; ++sub) {
+        if (inside(sub * v)) minor.push_back(sub * v);
+      }
+    }
+  }
+}
 
 // ---- drawing helpers ----------------------------------------------------------------------------
 
@@ -304,6 +360,7 @@ void axes::plot(std::span<const double> x, std::span<const double> y, line_style
   ATTNPOOL_EXPECTS(style.line_width_pt >= 0 && style.marker_size_pt >= 0,
                    "plot: line width and marker size must be >= 0, got ", style.line_width_pt,
                    " and ", style.marker_size_pt);
+  if (xscale_ == axis_scale::log) check_log_x("plot", x);
   if (!style.color) style.color = kTab10[cycle_++ % kTab10.size()];
   series_.push_back({{x.begin(), x.end()}, {y.begin(), y.end()}, std::move(style)});
 }
@@ -339,6 +396,7 @@ void axes::scatter(std::span<const float> x, std::span<const float> y, double si
 }
 
 void axes::matshow(const_view m, const matshow_options& opts) {
+  ATTNPOOL_EXPECTS(xscale_ == axis_scale::linear, "matshow: needs a linear x axis, got a log one");
   ATTNPOOL_EXPECTS(m.data != nullptr && m.rows > 0 && m.cols > 0 && m.ld >= m.cols,
                    "matshow: matrix must be non-empty with ld >= cols, got ", m.rows, " x ", m.cols,
                    " ld ", m.ld);
@@ -382,7 +440,48 @@ void axes::colorbar() {
 void axes::set_xlim(double lo, double hi) {
   ATTNPOOL_EXPECTS(finite(lo) && finite(hi) && lo != hi,
                    "set_xlim: need finite, distinct limits, got ", lo, ", ", hi);
+  ATTNPOOL_EXPECTS(xscale_ == axis_scale::linear || (lo > 0 && hi > 0),
+                   "set_xlim: limits of a log x axis must be > 0, got ", lo, ", ", hi);
   xlim_ = std::array<double, 2>{lo, hi};
+}
+
+void axes::set_xscale(axis_scale scale) {
+  if (scale == axis_scale::log) {
+    ATTNPOOL_EXPECTS(!matrix_.has_value(), "set_xscale: a matshow axes cannot have a log x axis");
+    ATTNPOOL_EXPECTS(xticks_.step <= 0,
+                     "set_xscale: a fixed tick step does not apply to a log x axis, got step ",
+                     xticks_.step);
+    for (const auto& s : series_) check_log_x("set_xscale", s.x);
+    for (const double p : xticks_.positions) {
+      ATTNPOOL_EXPECTS(p > 0, "set_xscale: x tick positions on a log axis must be > 0, got ", p);
+    }
+    if (xlim_) {
+      ATTNPOOL_EXPECTS((*xlim_)[0] > 0 && (*xlim_)[1] > 0,
+                       "set_xscale: x limits of a log axis must be > 0, got ", (*xlim_)[0], ", ",
+                       (*xlim_)[1]);
+    }
+  }
+  xscale_ = scale;
+}
+
+void axes::set_xticks(tick_spec ticks) {
+  if (xscale_ == axis_scale::log) {
+    ATTNPOOL_EXPECTS(ticks.step <= 0,
+                     "set_xticks: a fixed tick step does not apply to a log x axis, got step ",
+                     ticks.step);
+    for (const double p : ticks.positions) {
+      ATTNPOOL_EXPECTS(p > 0, "set_xticks: x tick positions on a log axis must be > 0, got ", p);
+    }
+  }
+  xticks_ = std::move(ticks);
+}
+
+void axes::check_log_x(const char* what, std::span<const double> x) {
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    // NaN passes (it breaks the line, as on a linear axis); -inf, 0 and negatives do not.
+    ATTNPOOL_EXPECTS(!(x[i] <= 0), what, ": x values on a log x axis must be > 0, got x[", i,
+                     "] = ", x[i]);
+  }
 }
 
 void axes::set_ylim(double lo, double hi) {
@@ -408,11 +507,14 @@ class axes_painter {
   double dpi_;
   int fig_w_, fig_h_;
   rect box_{};              // the axes in pixels
-  double x0_ = 0, x1_ = 1;  // x limits: left, right
+  double x0_ = 0, x1_ = 1;  // x limits: left, right (log10 of them on a log axis)
   double yb_ = 0, yt_ = 1;  // y limits: bottom, top
+  bool xlog_ = ax_.xscale_ == axis_scale::log;
 
+  // x data to the linear coordinate that x0_ and x1_ are in.
+  [[nodiscard]] double tx(double x) const { return xlog_ ? std::log10(x) : x; }
   [[nodiscard]] double px(double x) const {
-    return box_.x0 + (x - x0_) / (x1_ - x0_) * box_.width();
+    return box_.x0 + (tx(x) - x0_) / (x1_ - x0_) * box_.width();
   }
   [[nodiscard]] double py(double y) const {
     return box_.y1 - (y - yb_) / (yt_ - yb_) * box_.height();
@@ -423,10 +525,11 @@ class axes_painter {
   std::vector<tick> ticks(const tick_spec& spec, double lo, double hi, bool x_axis, bool is_matrix,
                           double length_px) const;
   void thin(std::vector<tick>& t, const tick_spec& spec, bool x_axis, double spacing_px) const;
+  std::vector<tick> log_ticks(const tick_spec& spec, double length_px) const;
   void draw_series();
   void draw_spines(rect b);
   rect draw_ticks(const std::vector<tick>& t, bool x_axis, bool far_side, bool labels, rect b,
-                  double lo, double hi);
+                  double lo, double hi, bool log = false);
   void draw_legend();
   void draw_colorbar(rect b);
 };
@@ -442,8 +545,10 @@ void axes_painter::limits() {
     for (const auto& s : ax_.series_) {
       for (std::size_t i = 0; i < s.x.size(); ++i) {
         if (!finite(s.x[i]) || !finite(s.y[i])) continue;
-        xl = std::min(xl, s.x[i]);
-        xh = std::max(xh, s.x[i]);
+        // On a log axis the limits and margins are worked out in log10 space, as matplotlib
+        // applies its margins in the transformed coordinates.
+        xl = std::min(xl, tx(s.x[i]));
+        xh = std::max(xh, tx(s.x[i]));
         yl = std::min(yl, s.y[i]);
         yh = std::max(yh, s.y[i]);
       }
@@ -463,7 +568,21 @@ void axes_painter::limits() {
       lo -= m;
       hi += m;
     };
-    expand(xl, xh);
+    if (!xlog_) {
+      expand(xl, xh);
+    } else if (!(xl <= xh)) {
+      xl = 0;  // no data: empty log axes show [1, 10]
+      xh = 1;
+    } else {
+      if (xl == xh) {
+        // LogLocator.nonsingular: a single value widens to the powers of ten strictly around
+        // it, before the margins.
+        const double d = std::floor(xl), u = std::ceil(xh);
+        xl = d == xl ? d - 1 : d;
+        xh = u == xh ? xh + 1 : u;
+      }
+      expand(xl, xh);
+    }
     expand(yl, yh);
     x0_ = xl;
     x1_ = xh;
@@ -471,8 +590,8 @@ void axes_painter::limits() {
     yt_ = yh;
   }
   if (ax_.xlim_) {
-    x0_ = (*ax_.xlim_)[0];
-    x1_ = (*ax_.xlim_)[1];
+    x0_ = tx((*ax_.xlim_)[0]);
+    x1_ = tx((*ax_.xlim_)[1]);
   }
   if (ax_.ylim_) {
     yb_ = (*ax_.ylim_)[0];
@@ -520,6 +639,53 @@ std::vector<tick> axes_painter::ticks(const tick_spec& spec, double lo, double h
   if (spec.thin_labels && out.size() > 1) {
     const double spacing = std::abs(length_px / (hi - lo) * (out[1].value - out[0].value));
     thin(out, spec, x_axis, spacing);
+  }
+  return out;
+}
+
+std::vector<tick> axes_painter::log_ticks(const tick_spec& spec, double length_px) const {
+  const double vmin = std::pow(10.0, std::min(x0_, x1_)), vmax = std::pow(10.0, std::max(x0_, x1_));
+  std::vector<tick> out;
+  if (!spec.positions.empty()) {
+    for (std::size_t k = 0; k < spec.positions.size(); ++k) {
+      const double v = spec.positions[k];
+      if (!(v >= vmin * (1 - 1e-10) && v <= vmax * (1 + 1e-10))) continue;
+      out.push_back({v, k < spec.labels.size() ? spec.labels[k] : log_label(v)});
+    }
+    return out;
+  }
+  // LogLocator's numticks 'auto': the axis' tick space (as for the linear x axis), in [2, 9].
+  const double length_pt = length_px / dpi_ * 72.0;
+  const int numticks = std::clamp(static_cast<int>(std::floor(length_pt / (kFontPt * 3))), 2, 9);
+  std::vector<double> major, minor;
+  log_locator(vmin, vmax, numticks, major, minor);
+  for (const double v : major) out.push_back({v, log_label(v)});
+  // Under two decades in view the decades alone do not show the scale: label the minor ticks too
+  // (matplotlib's LogFormatter does so below its minor_thresholds), left to right, skipping
+  // any label that would come within half an em of one already kept or of a decade label.
+  const bool label_minor = major.size() < 2;
+  std::vector<std::array<double, 2>> taken;  // label extents along the axis, in pixels
+  const auto extent = [&](double v, const std::string& label) {
+    const double c = px(v);
+    const double half = measure_text(f_, label, fs()).width() / 2 + 0.25 * fs();
+    return std::array<double, 2>{c - half, c + half};
+  };
+  if (label_minor) {
+    for (const tick& t : out) taken.push_back(extent(t.value, t.label));
+  }
+  for (const double v : minor) {
+    std::string label;
+    if (label_minor) {
+      std::string text = log_label(v);
+      const auto e = extent(v, text);
+      const bool clear = std::none_of(taken.begin(), taken.end(),
+                                      [&](const auto& o) { return e[0] < o[1] && o[0] < e[1]; });
+      if (clear) {
+        taken.push_back(e);
+        label = std::move(text);
+      }
+    }
+    out.push_back({v, std::move(label), true});
   }
   return out;
 }
@@ -600,14 +766,17 @@ void axes_painter::draw_spines(rect b) {
 // Tick marks pointing out of `b` on one side, and (optionally) their labels. Returns the box of
 // the labels drawn.
 rect axes_painter::draw_ticks(const std::vector<tick>& t, bool x_axis, bool far_side, bool labels,
-                              rect b, double lo, double hi) {
-  const double w = kTickWidthPt * pt_, len = kTickLenPt * pt_, h = w / 2;
-  const double gap = len + kTickPadPt * pt_;
+                              rect b, double lo, double hi, bool log) {
+  // Labels keep the major ticks' distance from the spine whatever the mark's size.
+  const double gap = kTickLenPt * pt_ + kTickPadPt * pt_;
   rect covered{};
   for (const tick& k : t) {
+    const double w = (k.minor ? kMinorWidthPt : kTickWidthPt) * pt_, h = w / 2;
+    const double len = (k.minor ? kMinorLenPt : kTickLenPt) * pt_;
     if (x_axis) {
       // The mark is snapped to the pixel grid; the label is centred on the exact position.
-      const double xl = b.x0 + (k.value - lo) / (hi - lo) * b.width();
+      const double v = log ? std::log10(k.value) : k.value;
+      const double xl = b.x0 + (v - lo) / (hi - lo) * b.width();
       const double x = snap(xl, w);
       const double edge = snap(far_side ? b.y0 : b.y1, w);
       const rect mark =
@@ -777,7 +946,8 @@ void axes_painter::paint() {
   draw_spines(box_);
 
   const bool is_matrix = ax_.matrix_.has_value();
-  const std::vector<tick> xt = ticks(ax_.xticks_, x0_, x1_, true, is_matrix, box_.width());
+  const std::vector<tick> xt = xlog_ ? log_ticks(ax_.xticks_, box_.width())
+                                     : ticks(ax_.xticks_, x0_, x1_, true, is_matrix, box_.width());
   const std::vector<tick> yt = ticks(ax_.yticks_, yb_, yt_, false, is_matrix, box_.height());
   rect xlabels{}, xlabels_top{};
   if (is_matrix) {
@@ -785,7 +955,7 @@ void axes_painter::paint() {
     xlabels_top = draw_ticks(xt, true, true, true, box_, x0_, x1_);
     draw_ticks(xt, true, false, false, box_, x0_, x1_);
   } else {
-    xlabels = draw_ticks(xt, true, false, true, box_, x0_, x1_);
+    xlabels = draw_ticks(xt, true, false, true, box_, x0_, x1_, xlog_);
   }
   // y ticks: value lo maps to the bottom edge.
   const rect ylabels = draw_ticks(yt, false, false, true, box_, yb_, yt_);

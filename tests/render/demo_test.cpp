@@ -1,4 +1,4 @@
-// attnpool-demo end to end: it runs, writes five decodable PNGs of the expected sizes, and
+// attnpool-demo end to end: it runs, writes nine decodable PNGs of the expected sizes, and
 // rejects bad arguments with exit status 2.
 #include <png_decode.hpp>
 
@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 namespace fs = std::filesystem;
@@ -30,7 +31,7 @@ fs::path fresh_dir(const std::string& name) {
 
 }  // namespace
 
-TEST(render_demo, WritesTheFiveFigures) {
+TEST(render_demo, WritesTheNineFigures) {
   const fs::path dir = fresh_dir("ok");
   ASSERT_EQ(run_demo("--out '" + dir.string() + "' --seed 7 --backend cpu"), 0);
   const struct {
@@ -40,13 +41,21 @@ TEST(render_demo, WritesTheFiveFigures) {
                   {"data.png", 640, 480},
                   {"average_pooling.png", 640, 480},
                   {"nadaraya_watson.png", 640, 480},
-                  {"nadaraya_watson_weights.png", 1000, 1000}};
+                  {"nadaraya_watson_weights.png", 1000, 1000},
+                  {"parametric_fit.png", 640, 480},
+                  {"parametric_weights.png", 640, 480},
+                  {"loss.png", 640, 480},
+                  {"bandwidth_cv.png", 640, 480}};
   for (const auto& e : expected) {
     const auto img = render_test::load_png(dir / e.file);
     ASSERT_TRUE(img.has_value()) << e.file << " missing or not a PNG";
     EXPECT_EQ(img->width(), e.w) << e.file;
     EXPECT_EQ(img->height(), e.h) << e.file;
   }
+  // Nothing else: exactly the nine figures.
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir)) ++files;
+  EXPECT_EQ(files, std::size(expected));
   fs::remove_all(dir);
 }
 

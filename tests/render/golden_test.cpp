@@ -157,3 +157,23 @@ TEST(render_golden, MatshowFigure) {
   ax.colorbar();
   check_golden("matshow_figure", fig.render());
 }
+
+// A log x axis (matplotlib's set_xscale('log')): decade ticks labelled 10⁻¹ .. 10¹, unlabelled
+// minor ticks at 2..9 x 10^k, a curve and markers over three decades and a legend. (Axis labels
+// would fall off a figure this small with matplotlib's default margins.)
+TEST(render_golden, LogXFigure) {
+  ar::figure fig(3.2, 2.4, 100);  // 320 x 240
+  ar::axes& ax = fig.add_subplot();
+  std::vector<double> h, cv, hm, cvm;
+  for (int i = 0; i < 40; ++i) {
+    h.push_back(0.05 * std::pow(400.0, i / 39.0));  // 0.05 .. 20, log-spaced
+    cv.push_back(std::pow(std::log(h.back() / 0.8), 2) + 1);
+  }
+  hm.push_back(0.8);
+  cvm.push_back(1);
+  ax.set_xscale(ar::axis_scale::log);
+  ax.plot(h, cv, "-", "CV error");
+  ax.plot(hm, cvm, "o", "h = 0.8");
+  ax.legend(ar::legend_loc::upper_right);
+  check_golden("log_x_figure", fig.render());
+}
