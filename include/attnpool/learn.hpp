@@ -45,7 +45,7 @@ struct pool_gradients {
 /// \param grads   where to write; any subset
 /// \param params  bandwidth, kernel and mask, as for pool()
 /// \param opts    backend (cpu, reference, automatic = cpu), threads, check_finite
-/// 	hrows invalid_argument as pool() does, on a gradient view of the wrong shape, or for a
+/// \throws invalid_argument as pool() does, on a gradient view of the wrong shape, or for a
 ///         cuda_* backend (not implemented on the GPU yet).
 void pool_backward(const_view queries, const_view keys, const_view values, const_view dout,
                    const pool_gradients& grads, const pool_params& params = {},
@@ -107,7 +107,7 @@ struct parametric_fit {
 /// not depend on the thread count).
 /// \param x n x d training inputs, n >= 2
 /// \param y n x dv training targets
-/// 	hrows invalid_argument on a bad shape, a bad setting (learning_rate <= 0 or not finite,
+/// \throws invalid_argument on a bad shape, a bad setting (learning_rate <= 0 or not finite,
 ///         initial_w of the wrong size or not finite), non-finite data or weights that overflow
 ///         float32 scores during training, or a cuda_* backend (not implemented on the GPU yet).
 parametric_fit train_parametric(const_view x, const_view y, const train_options& train = {},

@@ -106,20 +106,29 @@ TEST(TrainParametric, GradientMatchesFiniteDifferencesOfTheFp64Loss) {
   }
 }
 
-TEST(TrainParametric, CpuFollowsTheReference) {
+TEST(TrainParametric, CpuFollowsTheReferenceStepByStep) {
   const std::uint64_t seed = attnpool::test::fresh_seed();
   SCOPED_TRACE("seed=" + std::to_string(seed));
   const dataset data = book_data(50, 1, seed);
+  // Whole trajectories are not comparable: five steps of lr 0.5 on a non-convex loss amplify a
+  // gradient difference by up to prod |1 - lr L''|, which has no useful bound (seed
+  // 504194040167159377 diverged by 2e-3 relative in w). Each step is compared instead, both
+  // backends starting from the reference's w: the loss to the engines' 1e-5 relative accuracy
+  // (1e-4 leaves room for the sum over 50 rows), the step w' - w to 1e-3 of its length (the
+  // gradient sums dq + dk terms of both signs, which loses up to two digits to cancellation).
   attnpool::train_options t;
-  t.seed = seed;
-  const auto cpu = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cpu));
-  const auto ref =
-      attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::reference));
-  // Five steps of lr 0.5 amplify the CPU engine's ~1e-5 relative gradient error by at most the
-  // product of |1 - lr L''| over the steps; 1e-3 leaves room for that on the book's data.
-  EXPECT_NEAR(cpu.w[0], ref.w[0], 1e-3 * std::fabs(ref.w[0]));
-  for (std::size_t e = 0; e < t.epochs; ++e)
-    EXPECT_NEAR(cpu.loss[e], ref.loss[e], 1e-3 * ref.loss[e]) << "epoch " << e;
+  t.epochs = 1;
+  t.initial_w = {0.5};
+  for (int step = 0; step < 5; ++step) {
+    const auto cpu = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cpu));
+    const auto ref =
+        attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::reference));
+    const double w0 = t.initial_w[0];
+    EXPECT_NEAR(cpu.loss[0], ref.loss[0], 1e-4 * ref.loss[0]) << "step " << step;
+    EXPECT_NEAR(cpu.w[0], ref.w[0], 1e-3 * std::fabs(ref.w[0] - w0) + 1e-7 * std::fabs(w0))
+        << "step " << step << " from w = " << w0;
+    t.initial_w = ref.w;
+  }
 }
 
 TEST(TrainParametric, DeterministicForASeed) {
