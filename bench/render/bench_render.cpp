@@ -1,7 +1,7 @@
 // The renderer and the demo, end to end (issue 5: one suite per module). CPU only.
 //   figure_*      build and rasterise a figure (no file I/O)
 //   png_*         encode + write a rendered figure
-//   demo          the whole attnpool-demo program (five figures), as a user runs it
+//   demo          the whole attnpool-demo program (all its figures), as a user runs it
 #include <attnpool/pool.hpp>
 #include <attnpool/render.hpp>
 
