@@ -29,7 +29,8 @@ std::size_t ceil_div(std::size_t a, std::size_t b) {
 
 // Merges the splits of each (row, column) in split order 0, 1, ..., S-1 with the shared
 // associative merge: a fixed order and no atomics, so the result is bitwise reproducible.
-// Every split holds at least one key (plan_fused), so the final sum is >= 1.
+// Every split holds at least one key (plan_fused), so the final sum is >= 1, except for a row
+// with no key in a compact kernel's support: that row is NaN, as in the unsplit kernel.
 __global__ void __launch_bounds__(kMergeThreads)
     fused_merge_kernel(const float* __restrict__ state, const float* __restrict__ acc, int splits,
                        std::size_t n, int dv, float* __restrict__ out, std::size_t ldo) {
@@ -47,25 +48,28 @@ __global__ void __launch_bounds__(kMergeThreads)
           softmax.merge(detail::online_softmax{state[2 * slot], state[2 * slot + 1]});
       a = a * r.self + r.other * acc[slot * static_cast<std::size_t>(dv) + c];
     }
-    out[row * ldo + c] = a * softmax.inv_sum();
+    out[row * ldo + c] = softmax.empty() ? __int_as_float(0x7fffffff) : a * softmax.inv_sum();
   }
 }
 
 }  // namespace
 
 fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
-                      int forced_splits) {
+                      int forced_splits, bool any_kernel) {
   fused_plan plan;
-  plan.d_bucket = fused_d_bucket(d);
+  plan.d_bucket = any_kernel ? 0 : fused_d_bucket(d);
   plan.dv_bucket = fused_dv_bucket(dv);
   struct shape_consts {
     std::size_t rows_per_block, blocks_per_sm;
   };
-  const shape_consts k = dispatch_dims(d, dv, [](auto dc, auto dvc) {
+  const auto consts = [](auto dc, auto dvc) {
     using traits = fused_traits<decltype(dc)::value, decltype(dvc)::value>;
     return shape_consts{static_cast<std::size_t>(traits::kRowsPerBlock),
                         static_cast<std::size_t>(traits::kBlocksPerSm)};
-  });
+  };
+  // The any-kernel path is compiled for the generic D = 0 only.
+  const shape_consts k = any_kernel ? dispatch_impl::dispatch_dv<0>(plan.dv_bucket, consts)
+                                    : dispatch_dims(d, dv, consts);
   plan.rows_per_block = k.rows_per_block;
   const std::size_t gx = ceil_div(n, k.rows_per_block);
   const std::size_t gy = ceil_div(dv, static_cast<std::size_t>(plan.dv_bucket));
@@ -103,7 +107,8 @@ std::size_t fused_partial_bytes(const fused_plan& plan, std::size_t n, std::size
   return align_up(s * n * 2 * sizeof(float)) + align_up(s * n * dv * sizeof(float));
 }
 
-void launch_fused(fused_args args, const fused_plan& plan, stream_t stream) {
+void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
+                  const any_kernel_args* any) {
   args.splits = plan.splits;
   args.keys_per_split = plan.keys_per_split;
   const std::size_t n = args.n;
@@ -113,9 +118,18 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream) {
     // Partial results only; the merge kernel writes `out`.
     args.out = nullptr;
   }
-  dispatch_dims(static_cast<std::size_t>(args.d), dv, [&](auto dc, auto dvc) {
-    launch_fused_config<decltype(dc)::value, decltype(dvc)::value>(args, plan, stream);
-  });
+  if (any != nullptr) {
+    ATTNPOOL_EXPECTS(plan.d_bucket == 0, "launch_fused: a non-Gaussian or anisotropic call needs ",
+                     "a plan made with any_kernel = true");
+    dispatch_impl::dispatch_dv<0>(plan.dv_bucket, [&](auto dc, auto dvc) {
+      launch_fused_config<decltype(dc)::value, decltype(dvc)::value, detail::any_log2_score>(
+          args, plan, stream, any);
+    });
+  } else {
+    dispatch_dims(static_cast<std::size_t>(args.d), dv, [&](auto dc, auto dvc) {
+      launch_fused_config<decltype(dc)::value, decltype(dvc)::value>(args, plan, stream);
+    });
+  }
   if (plan.splits > 1) {
     const std::size_t blocks =
         std::min<std::size_t>(ceil_div(n * dv, kMergeThreads), std::size_t{1} << 20);

@@ -16,11 +16,26 @@
 
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 namespace attnpool::kernels {
 
-template <int D, int DV>
+/// The score functor of a launch, from its arguments.
+template <class Score>
+__device__ Score score_from_args(const fused_args& a, const any_kernel_args* any) {
+  if constexpr (std::is_same_v<Score, detail::gaussian_log2_score>) {
+    return Score{a.neg_scale};
+  } else {
+    return Score{any->kind, a.neg_scale};
+  }
+}
+
+template <int D, int DV, class Score>
 struct fused_agent {
   using traits = fused_traits<D, DV>;
+  /// The any-kernel path: may see -inf scores (compact supports) and weighted distances.
+  static constexpr bool kAny = !std::is_same_v<Score, detail::gaussian_log2_score>;
+  static_assert(!kAny || traits::kGeneric, "the any-kernel path is instantiated for D = 0 only");
   static constexpr int kR = traits::kRowsPerThread;
   static constexpr int kC = traits::kChunk;
   static constexpr int kTile = traits::kTileKeys;
@@ -36,7 +51,8 @@ struct fused_agent {
 
   shared_storage& smem;
   const fused_args& a;
-  const detail::gaussian_log2_score score;
+  const any_kernel_args* x;  // the any-kernel path's extra parameters; null on the Gaussian path
+  const Score score;
 
   // Block coordinates.
   const std::size_t row0;  // this thread's first row; its rows are row0 + r * kThreads
@@ -51,10 +67,12 @@ struct fused_agent {
   detail::online_softmax softmax[kR];
   float acc[kR][DV];
 
-  __device__ fused_agent(shared_storage& s, const fused_args& args)
+  __device__ fused_agent(shared_storage& s, const fused_args& args,
+                         const any_kernel_args* any = nullptr)
       : smem(s),
         a(args),
-        score{args.neg_scale},
+        x(any),
+        score(score_from_args<Score>(args, any)),
         row0(static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock + threadIdx.x),
         col0(static_cast<int>(blockIdx.y) * DV),
         cols(min(DV, args.dv - static_cast<int>(blockIdx.y) * DV)),
@@ -145,8 +163,16 @@ struct fused_agent {
         const bool live = kFull || j0 + j < valid;
         const float* kj = a.k + (tile0 + static_cast<std::size_t>(j0 + j)) * a.ldk;
 #pragma unroll
-        for (int r = 0; r < kR; ++r)
-          p[r][j] = live ? detail::squared_distance(q_row[r], kj, a.d) : 0.0f;
+        for (int r = 0; r < kR; ++r) {
+          if constexpr (kAny) {
+            p[r][j] = !live ? 0.0f
+                      : x->weighted
+                          ? detail::weighted_squared_distance(q_row[r], kj, x->dim_weights, a.d)
+                          : detail::squared_distance(q_row[r], kj, a.d);
+          } else {
+            p[r][j] = live ? detail::squared_distance(q_row[r], kj, a.d) : 0.0f;
+          }
+        }
       } else {
         // Dead keys of a partial tile read the zero-filled rows: finite, and masked below.
         const float* kj = smem.keys + (j0 + j) * D;
@@ -158,13 +184,19 @@ struct fused_agent {
     detail::rescale rs[kR];
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
-      // The largest score is the score of the smallest distance: neg_scale <= 0 and rounding
-      // is monotone, so score(min_j dist_j) == max_j score(dist_j) bitwise. Key j0 is live.
+      // The largest score is the score of the smallest distance: every kernel's score is
+      // non-increasing in the distance and rounding is monotone, so score(min_j dist_j) ==
+      // max_j score(dist_j) (bitwise for the Gaussian). Key j0 is live.
       float mn = p[r][0];
 #pragma unroll
       for (int j = 1; j < kC; ++j)
         if (kFull || j0 + j < valid) mn = fminf(mn, p[r][j]);
-      const float cmax = score(mn);
+      float cmax = score(mn);
+      if constexpr (kAny) {
+        // No key of the chunk inside a compact support: every weight is 2^(-inf - 0) = 0 and
+        // the merge of {-inf, 0} is the identity; -inf - -inf would be NaN.
+        if (cmax == -INFINITY) cmax = 0.0f;
+      }
       float csum = 0.0f;
 #pragma unroll
       for (int j = 0; j < kC; ++j) {
@@ -176,7 +208,11 @@ struct fused_agent {
         p[r][j] = (kFull || j0 + j < valid) ? w : 0.0f;
         csum += p[r][j];
       }
-      rs[r] = softmax[r].merge(detail::online_softmax{cmax, csum});
+      if constexpr (kAny) {
+        rs[r] = softmax[r].merge(detail::online_softmax{csum > 0.0f ? cmax : -INFINITY, csum});
+      } else {
+        rs[r] = softmax[r].merge(detail::online_softmax{cmax, csum});
+      }
     }
 
     if constexpr (traits::kChunkAccumulators) {
@@ -236,7 +272,10 @@ struct fused_agent {
       if (!row_valid(r)) continue;
       const std::size_t row = row_index(r);
       if (a.splits == 1) {
-        const float inv = softmax[r].inv_sum();
+        float inv = softmax[r].inv_sum();
+        // A row with no key in a compact support: NaN, which the host side turns into the
+        // empty_support policy (error naming the row, or the NaN itself).
+        if constexpr (kAny) inv = softmax[r].empty() ? __int_as_float(0x7fffffff) : inv;
         float* dst = a.out + row * a.ldo + col0;
 #pragma unroll
         for (int c = 0; c < DV; ++c)
@@ -258,30 +297,57 @@ struct fused_agent {
   }
 };
 
-/// Thin entry point: the agent does the work.
+/// Thin entry points: the agent does the work. The Gaussian fast path keeps its one-parameter
+/// signature (and code); the any-kernel path takes its extra parameters beside it.
 template <int D, int DV>
 __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
     fused_pool_kernel(const fused_args args) {
-  __shared__ typename fused_agent<D, DV>::shared_storage smem;
-  fused_agent<D, DV> agent(smem, args);
+  __shared__ typename fused_agent<D, DV, detail::gaussian_log2_score>::shared_storage smem;
+  fused_agent<D, DV, detail::gaussian_log2_score> agent(smem, args);
   agent.run();
 }
 
-template <int D, int DV>
-void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream) {
-  using traits = fused_traits<D, DV>;
-  const dim3 grid(plan.grid_x, plan.grid_y, static_cast<unsigned>(plan.splits));
-  fused_pool_kernel<D, DV><<<grid, traits::kThreads, 0, stream>>>(args);
-  ATTNPOOL_CHECK_LAUNCH("fused_pool_kernel");
+template <int DV>
+__global__ void __launch_bounds__(fused_traits<0, DV>::kThreads)
+    fused_pool_any_kernel(const fused_args args, const any_kernel_args any) {
+  __shared__ typename fused_agent<0, DV, detail::any_log2_score>::shared_storage smem;
+  fused_agent<0, DV, detail::any_log2_score> agent(smem, args, &any);
+  agent.run();
 }
 
-#define ATTNPOOL_FUSED_INSTANTIATE(D)                                                       \
-  template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t);  \
-  template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t);  \
-  template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t);  \
-  template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t);  \
-  template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t); \
-  template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t); \
-  template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t);
+template <int D, int DV, class Score>
+void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream,
+                         const any_kernel_args* any) {
+  using traits = fused_traits<D, DV>;
+  const dim3 grid(plan.grid_x, plan.grid_y, static_cast<unsigned>(plan.splits));
+  if constexpr (std::is_same_v<Score, detail::gaussian_log2_score>) {
+    fused_pool_kernel<D, DV><<<grid, traits::kThreads, 0, stream>>>(args);
+    ATTNPOOL_CHECK_LAUNCH("fused_pool_kernel");
+  } else {
+    static_assert(D == 0, "the any-kernel path is instantiated for D = 0 only");
+    fused_pool_any_kernel<DV><<<grid, traits::kThreads, 0, stream>>>(args, *any);
+    ATTNPOOL_CHECK_LAUNCH("fused_pool_any_kernel");
+  }
+}
+
+#define ATTNPOOL_FUSED_INSTANTIATE(D)                                                      \
+  template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t,  \
+                                          const any_kernel_args*);                         \
+  template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t,  \
+                                          const any_kernel_args*);                         \
+  template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t,  \
+                                          const any_kernel_args*);                         \
+  template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t,  \
+                                          const any_kernel_args*);                         \
+  template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t, \
+                                           const any_kernel_args*);                        \
+  template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t, \
+                                           const any_kernel_args*);                        \
+  template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t, \
+                                           const any_kernel_args*);
+
+#define ATTNPOOL_FUSED_ANY_INSTANTIATE(DV)                          \
+  template void launch_fused_config<0, DV, detail::any_log2_score>( \
+      const fused_args&, const fused_plan&, stream_t, const any_kernel_args*);
 
 }  // namespace attnpool::kernels

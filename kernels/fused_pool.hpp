@@ -8,10 +8,12 @@
 //   attnpool::cuda::pool            public call, validation          (src/cuda/cuda_api.cpp)
 //   plan_fused / launch_fused       picks D, DV, the grid and split-K (here, fused_launch.cu)
 //   fused_pool_kernel<D, DV>        thin __global__ entry            (fused_pool.cuh)
-//   fused_agent<D, DV>              walks the key tiles of one block (fused_pool.cuh)
+//   fused_pool_any_kernel<DV>       same, every kernel of the family (fused_pool.cuh, D = 0)
+//   fused_agent<D, DV, Score>       walks the key tiles of one block (fused_pool.cuh)
 //   fused_merge_kernel              merges split-K partial states    (fused_launch.cu)
 #pragma once
 
+#include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/types.hpp>
 
 #include <cstddef>
@@ -29,13 +31,26 @@ struct fused_args {
   std::size_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
   std::size_t n = 0, m = 0;
   int d = 0, dv = 0;
-  float neg_scale = 0.0f;  ///< -log2(e) / (2 h^2): gaussian_log2_score's constant
+  float neg_scale = 0.0f;  ///< the score functor's constant: detail::kernel_constant(kind, h)
 
   // Split-K (flash-decoding): block z handles keys [z * keys_per_split, (z + 1) * keys_per_split).
   int splits = 1;
   std::size_t keys_per_split = 0;
   float* partial_state = nullptr;  ///< splits x n x {max, sum}          (splits > 1 only)
   float* partial_acc = nullptr;    ///< splits x n x dv unnormalised acc (splits > 1 only)
+};
+
+/// What the any-kernel instantiations (fused_pool_any.cu: non-Gaussian kernels, anisotropic
+/// bandwidths) read on top of fused_args. A second kernel parameter rather than more fields of
+/// fused_args, so that the Gaussian fast path's parameter block, and with it its code, stays
+/// exactly as it was (a 256-byte array in fused_args changed how nvcc addresses the whole block).
+struct any_kernel_args {
+  attnpool::kernel kind = attnpool::kernel::gaussian;
+  /// Anisotropic bandwidth: 1 = squared differences are weighted by dim_weights[c] = 1 / h_c^2
+  /// (d <= kMaxGpuAnisotropicDims; the functor's h is then 1). In the parameter block, so no
+  /// device copy is needed and the call stays asynchronous.
+  int weighted = 0;
+  float dim_weights[kMaxGpuAnisotropicDims] = {};
 };
 
 /// Tile constants of fused_pool_kernel<D, DV>. D is the query dimension the kernel is compiled
@@ -179,10 +194,11 @@ struct fused_plan {
 
 /// Picks the configuration and split-K for a problem. `sm_count` is the device's multiprocessor
 /// count; `forced_splits` 0 lets the heuristic decide, >= 1 requests that many key ranges
-/// (clamped so that every range holds at least one key). Pure function of its arguments, so the
-/// workspace query and the launch agree on the same device.
+/// (clamped so that every range holds at least one key). `any_kernel`: the call runs the
+/// any-kernel instantiations (uses_any_kernel), whose tiles are those of D = 0. Pure function of
+/// its arguments, so the workspace query and the launch agree on the same device.
 fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
-                      int forced_splits = 0);
+                      int forced_splits = 0, bool any_kernel = false);
 
 /// Bytes of workspace the split-K partial states of `plan` need (0 when splits == 1); each of
 /// the two arrays starts on a kWorkspaceAlign boundary.
@@ -197,21 +213,37 @@ constexpr std::size_t align_up(std::size_t x, std::size_t a = kWorkspaceAlign) {
 
 /// Enqueues the fused kernel (and the merge kernel when plan.splits > 1) on `stream`. `args`
 /// holds the problem and, for split-K, partial_state / partial_acc carved from the workspace;
-/// the split fields of `args` are filled in from `plan`. Throws cuda_error on a launch failure.
-void launch_fused(fused_args args, const fused_plan& plan, stream_t stream);
+/// the split fields of `args` are filled in from `plan`. `any` null: the Gaussian fast path;
+/// else the any-kernel path (plan made with any_kernel = true). Throws cuda_error on a launch
+/// failure.
+void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
+                  const any_kernel_args* any = nullptr);
 
-/// One compiled configuration's launch (defined in fused_pool.cuh, instantiated per D).
-template <int D, int DV>
-void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream);
+/// One compiled configuration's launch (defined in fused_pool.cuh, instantiated per D). Score is
+/// the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the
+/// run-time-switched detail::any_log2_score (every kernel, anisotropic distances) only for the
+/// generic D = 0 path and the 7 value windows (kernels/fused_pool_any.cu), so the kernel family
+/// costs 7 instantiations, not 4 x 63. Non-Gaussian kernels are therefore not the fast path for
+/// small d: they read query and key rows through L1 instead of registers / shared memory.
+template <int D, int DV, class Score = detail::gaussian_log2_score>
+void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream,
+                         const any_kernel_args* any = nullptr);
 
-#define ATTNPOOL_FUSED_EXTERN(D)                                                                   \
-  extern template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t);  \
-  extern template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t);  \
-  extern template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t);  \
-  extern template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t);  \
-  extern template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t); \
-  extern template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t); \
-  extern template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t);
+#define ATTNPOOL_FUSED_EXTERN(D)                                                                  \
+  extern template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t,  \
+                                                 const any_kernel_args*);                         \
+  extern template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t,  \
+                                                 const any_kernel_args*);                         \
+  extern template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t,  \
+                                                 const any_kernel_args*);                         \
+  extern template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t,  \
+                                                 const any_kernel_args*);                         \
+  extern template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t, \
+                                                  const any_kernel_args*);                        \
+  extern template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t, \
+                                                  const any_kernel_args*);                        \
+  extern template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t, \
+                                                  const any_kernel_args*);
 ATTNPOOL_FUSED_EXTERN(0)
 ATTNPOOL_FUSED_EXTERN(1)
 ATTNPOOL_FUSED_EXTERN(2)
@@ -222,5 +254,16 @@ ATTNPOOL_FUSED_EXTERN(16)
 ATTNPOOL_FUSED_EXTERN(32)
 ATTNPOOL_FUSED_EXTERN(64)
 #undef ATTNPOOL_FUSED_EXTERN
+#define ATTNPOOL_FUSED_ANY_EXTERN(DV)                                      \
+  extern template void launch_fused_config<0, DV, detail::any_log2_score>( \
+      const fused_args&, const fused_plan&, stream_t, const any_kernel_args*);
+ATTNPOOL_FUSED_ANY_EXTERN(1)
+ATTNPOOL_FUSED_ANY_EXTERN(2)
+ATTNPOOL_FUSED_ANY_EXTERN(4)
+ATTNPOOL_FUSED_ANY_EXTERN(8)
+ATTNPOOL_FUSED_ANY_EXTERN(16)
+ATTNPOOL_FUSED_ANY_EXTERN(32)
+ATTNPOOL_FUSED_ANY_EXTERN(64)
+#undef ATTNPOOL_FUSED_ANY_EXTERN
 
 }  // namespace attnpool::kernels

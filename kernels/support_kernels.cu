@@ -57,25 +57,26 @@ __global__ void __launch_bounds__(kScanThreads)
 
 __global__ void __launch_bounds__(kNormThreads)
     center_norms_kernel(const float* __restrict__ x, std::size_t rows, std::size_t ldx,
-                        const float* __restrict__ centre, int d, float* __restrict__ xc,
-                        float* __restrict__ xn) {
+                        const float* __restrict__ centre, int d, const dim_scales scales,
+                        float* __restrict__ xc, float* __restrict__ xn) {
   const std::size_t i = static_cast<std::size_t>(blockIdx.x) * kNormThreads + threadIdx.x;
   if (i >= rows) return;  // no barrier in this kernel
   const float* src = x + i * ldx;
   float* dst = xc + i * static_cast<std::size_t>(d);
   float norm = 0.0f;
   for (int c = 0; c < d; ++c) {
-    const float y = src[c] - centre[c];
+    const float y = scales.active != 0 ? (src[c] - centre[c]) * scales.s[c] : src[c] - centre[c];
     dst[c] = y;
     norm = fmaf(y, y, norm);
   }
   xn[i] = norm;
 }
 
+template <class Score>
 __global__ void __launch_bounds__(kRowThreads)
     row_softmax_kernel(float* __restrict__ s, std::size_t lds, std::size_t m,
                        const float* __restrict__ qn, const float* __restrict__ kn,
-                       float neg_scale) {
+                       const Score score) {
   using reduce = cub::BlockReduce<float, kRowThreads>;
   __shared__ typename reduce::TempStorage tmp;
   __shared__ float broadcast;
@@ -83,7 +84,6 @@ __global__ void __launch_bounds__(kRowThreads)
   const std::size_t row = blockIdx.x;
   float* srow = s + row * lds;
   const float nq = qn[row];
-  const detail::gaussian_log2_score score{neg_scale};
 
   // Pass 1: log2 scores in place, and their maximum. Rounding can push the expanded distance
   // slightly below 0; clamp, as the direct form never goes negative. Each element is owned by
@@ -98,6 +98,10 @@ __global__ void __launch_bounds__(kRowThreads)
   if (threadIdx.x == 0) broadcast = mx;
   __syncthreads();  // broadcast written; tmp free for reuse
   mx = broadcast;
+  // A row with no key in a compact kernel's support: every weight 2^(-inf - 0) = 0, the sum 0
+  // and the row 0 * inf = NaN, on purpose (-inf - -inf would give NaN less explicitly).
+  const bool empty = mx == -INFINITY;
+  if (empty) mx = 0.0f;
 
   // Pass 2: one exp2 per element against the row maximum, and the row sum (>= 1).
   float sum = 0.0f;
@@ -110,7 +114,7 @@ __global__ void __launch_bounds__(kRowThreads)
   __syncthreads();  // every thread has read `broadcast` (pass 1) before thread 0 rewrites it
   if (threadIdx.x == 0) broadcast = sum;
   __syncthreads();
-  const float inv = 1.0f / broadcast;
+  const float inv = empty ? __int_as_float(0x7fffffff) : 1.0f / broadcast;
 
   // Pass 3: normalise.
   for (std::size_t j = threadIdx.x; j < m; j += kRowThreads) srow[j] *= inv;
@@ -145,23 +149,30 @@ void scan_inputs(const_view a, unsigned long long* first_bad, unsigned int* max_
 }
 
 void center_and_norms(const_view q, const_view k, float* qc, float* kc, float* qn, float* kn,
-                      stream_t stream) {
+                      const dim_scales& scales, stream_t stream) {
   const int d = static_cast<int>(q.cols);
   // Keys row 0 is the centre; it is read in place (the kernels only read k).
   const float* centre = k.data;
   center_norms_kernel<<<static_cast<unsigned>(ceil_div(q.rows, kNormThreads)), kNormThreads, 0,
-                        stream>>>(q.data, q.rows, q.ld, centre, d, qc, qn);
+                        stream>>>(q.data, q.rows, q.ld, centre, d, scales, qc, qn);
   ATTNPOOL_CHECK_LAUNCH("center_norms_kernel(queries)");
   center_norms_kernel<<<static_cast<unsigned>(ceil_div(k.rows, kNormThreads)), kNormThreads, 0,
-                        stream>>>(k.data, k.rows, k.ld, centre, d, kc, kn);
+                        stream>>>(k.data, k.rows, k.ld, centre, d, scales, kc, kn);
   ATTNPOOL_CHECK_LAUNCH("center_norms_kernel(keys)");
 }
 
 void row_softmax(float* s, std::size_t lds, std::size_t n, std::size_t m, const float* qn,
-                 const float* kn, float neg_scale, stream_t stream) {
+                 const float* kn, kernel kind, float constant, stream_t stream) {
   if (n == 0) return;
-  row_softmax_kernel<<<static_cast<unsigned>(n), kRowThreads, 0, stream>>>(s, lds, m, qn, kn,
-                                                                           neg_scale);
+  // Two instantiations: the Gaussian's own functor (unchanged code), and the run-time switch
+  // over the kernel family for the rest.
+  if (kind == kernel::gaussian) {
+    row_softmax_kernel<<<static_cast<unsigned>(n), kRowThreads, 0, stream>>>(
+        s, lds, m, qn, kn, detail::gaussian_log2_score{constant});
+  } else {
+    row_softmax_kernel<<<static_cast<unsigned>(n), kRowThreads, 0, stream>>>(
+        s, lds, m, qn, kn, detail::any_log2_score{kind, constant});
+  }
   ATTNPOOL_CHECK_LAUNCH("row_softmax_kernel");
 }
 

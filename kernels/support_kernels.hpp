@@ -25,17 +25,27 @@ struct input_scan {
 void scan_inputs(const_view a, unsigned long long* first_bad, unsigned int* max_abs_bits,
                  int sm_count, stream_t stream);
 
-/// Unfused path, step 1: qc = q - c and kc = k - c with the centre c = keys row 0 (dense,
-/// ld = d), and their squared norms qn, kn. Centring makes ||q||^2 + ||k||^2 - 2 q.k lose
-/// precision relative to the spread of the data, not to its distance from the origin.
+/// Per-dimension scales of the anisotropic bandwidth on the unfused path (s_c = 1 / h_c), passed
+/// by value in the parameter block. active == 0: isotropic, no scaling.
+struct dim_scales {
+  int active = 0;
+  float s[kMaxGpuAnisotropicDims] = {};
+};
+
+/// Unfused path, step 1: qc = (q - c) * s and kc = (k - c) * s (s = 1 unless scales.active)
+/// with the centre c = keys row 0 (dense, ld = d), and their squared norms qn, kn. Centring
+/// makes ||q||^2 + ||k||^2 - 2 q.k lose precision relative to the spread of the data, not to
+/// its distance from the origin.
 void center_and_norms(const_view q, const_view k, float* qc, float* kc, float* qn, float* kn,
-                      stream_t stream);
+                      const dim_scales& scales, stream_t stream);
 
 /// Unfused path, step 3: turns row i of s, which holds -2 qc_i . kc_j, into the softmax weights
-/// w_ij = 2^(s2_ij - max_j s2_ij) / sum, with s2_ij = neg_scale * max(qn_i + kn_j + s_ij, 0).
-/// One block per row with CUB block reductions; writes only columns [0, m) of each row.
+/// w_ij = 2^(s2_ij - max_j s2_ij) / sum, with s2_ij = score(max(qn_i + kn_j + s_ij, 0)) and
+/// score the kernel's log2-score functor (constant = detail::kernel_constant). A row with no
+/// key in a compact kernel's support becomes NaN (the host side applies the policy). One block
+/// per row with CUB block reductions; writes only columns [0, m) of each row.
 void row_softmax(float* s, std::size_t lds, std::size_t n, std::size_t m, const float* qn,
-                 const float* kn, float neg_scale, stream_t stream);
+                 const float* kn, kernel kind, float constant, stream_t stream);
 
 /// Column means of `values` accumulated in double, broadcast to every row of `out`.
 void column_mean(const_view values, mutable_view out, stream_t stream);

@@ -251,6 +251,7 @@ void reference_backward_into(const_view q, const_view k, const_view v, const_vie
 reference::gradients reference::pool_backward(const_view q, const_view k, const_view v,
                                               const_view dout, const pool_params& params,
                                               double score_rel_error) {
+  detail::reject_non_gaussian("reference::pool_backward", params);
   const auto shape = detail::check_pool_args("reference::pool_backward", q, k, v, dout, params,
                                              detail::mask_support::host);
   const std::size_t n = shape.n, m = shape.m, d = shape.d, dv = shape.dv;
@@ -341,6 +342,7 @@ void pool_backward(const_view q, const_view k, const_view v, const_view dout,
                    const pool_gradients& grads, const pool_params& params, const options& opts) {
   constexpr const char* fn = "pool_backward";
   const backend b = detail::resolve_learn_backend(fn, opts.backend);
+  detail::reject_non_gaussian(fn, params);
   const auto shape = detail::check_pool_args(fn, q, k, v, dout, params, detail::mask_support::host);
   detail::check_optional_output(fn, "grads.queries", grads.queries, shape.n, shape.d);
   detail::check_optional_output(fn, "grads.keys", grads.keys, shape.m, shape.d);

@@ -16,6 +16,8 @@
 #include "backends.hpp"
 #include "cpu_common.hpp"
 
+#include <attnpool/error.hpp>
+
 #include <attnpool/detail/online_softmax.hpp>
 
 #include <algorithm>
@@ -23,6 +25,7 @@
 #include <cmath>
 #include <limits>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace attnpool::detail {
@@ -47,11 +50,13 @@ std::vector<float> pack_blocks(const_view a) {
 // pass; returns max_j s[j]. j0 is a multiple of kLanes; lanes past len score -inf.
 // D > 0 is the dimension at compile time: the c loop unrolls inside the vectorised lane loop, so
 // each lane's distance stays in a register and the loads are whole 64-byte lines. D == 0 reads
-// the run-time d (the fallback: a lane accumulator that GCC keeps in memory).
-template <int D>
+// the run-time d (the fallback: a lane accumulator that GCC keeps in memory). Weighted (D == 0
+// only): the anisotropic bandwidth, each squared difference times w[c] = 1 / h_c^2.
+template <int D, bool Weighted, class Score>
 ATTNPOOL_MULTIVERSION
 float score_tile_blocked(const float* q, const float* kb, std::size_t d, std::size_t j0,
-                         std::size_t len, gaussian_log2_score score, float* s) {
+                         std::size_t len, Score score, const float* w, float* s) {
+  static_assert(!Weighted || D == 0, "the anisotropic distance runs on the generic path only");
   const std::size_t dd = D > 0 ? static_cast<std::size_t>(D) : d;
   float mx = -std::numeric_limits<float>::infinity();
   for (std::size_t b = 0; b * kLanes < len; ++b) {
@@ -67,6 +72,11 @@ float score_tile_blocked(const float* q, const float* kb, std::size_t d, std::si
           const float diff = q[c] - kblk[c * kLanes + l];
           acc = diff * diff + acc;
         }
+      } else if constexpr (Weighted) {
+        for (std::size_t c = 0; c < dd; ++c) {
+          const float diff = q[c] - kblk[c * kLanes + l];
+          acc = (w[c] * diff) * diff + acc;
+        }
       } else {
         for (std::size_t c = 0; c < dd; ++c) {
           const float diff = q[c] - kblk[c * kLanes + l];
@@ -81,19 +91,31 @@ float score_tile_blocked(const float* q, const float* kb, std::size_t d, std::si
   return mx;
 }
 
-// The run-time d -> compile-time D switch for the blocked score tile.
+// The run-time d -> compile-time D switch for the blocked score tile. The Gaussian gets every
+// compiled D; the other kernels get d = 2 and 3 (the plotting cases) and the generic path, to
+// keep the instantiations (x3 ISA clones each) in check. An anisotropic bandwidth (w != null)
+// always takes the generic path.
+template <class Score>
 float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j0,
-                   std::size_t len, gaussian_log2_score score, float* s) {
+                   std::size_t len, Score score, const float* w, float* s) {
+  if (w != nullptr) return score_tile_blocked<0, true>(q, kb, d, j0, len, score, w, s);
+  constexpr bool kAllDims = std::is_same_v<Score, gaussian_log2_score>;
   switch (d) {
-    case 2: return score_tile_blocked<2>(q, kb, d, j0, len, score, s);
-    case 3: return score_tile_blocked<3>(q, kb, d, j0, len, score, s);
-    case 4: return score_tile_blocked<4>(q, kb, d, j0, len, score, s);
-    case 8: return score_tile_blocked<8>(q, kb, d, j0, len, score, s);
-    case 16: return score_tile_blocked<16>(q, kb, d, j0, len, score, s);
-    case 32: return score_tile_blocked<32>(q, kb, d, j0, len, score, s);
-    case 64: return score_tile_blocked<64>(q, kb, d, j0, len, score, s);
-    default: return score_tile_blocked<0>(q, kb, d, j0, len, score, s);
+    case 2: return score_tile_blocked<2, false>(q, kb, d, j0, len, score, w, s);
+    case 3: return score_tile_blocked<3, false>(q, kb, d, j0, len, score, w, s);
+    default: break;
   }
+  if constexpr (kAllDims) {
+    switch (d) {
+      case 4: return score_tile_blocked<4, false>(q, kb, d, j0, len, score, w, s);
+      case 8: return score_tile_blocked<8, false>(q, kb, d, j0, len, score, w, s);
+      case 16: return score_tile_blocked<16, false>(q, kb, d, j0, len, score, w, s);
+      case 32: return score_tile_blocked<32, false>(q, kb, d, j0, len, score, w, s);
+      case 64: return score_tile_blocked<64, false>(q, kb, d, j0, len, score, w, s);
+      default: break;
+    }
+  }
+  return score_tile_blocked<0, false>(q, kb, d, j0, len, score, w, s);
 }
 
 // What one pass over a tile returns: the largest log2 score seen, and relative to the reference
@@ -119,10 +141,13 @@ inline constexpr float kRefSlack = 16.0f;
 // Skip: key `skip` of the tile (the leave-one-out mask) scores -inf through a select, so the
 // loop stays vectorised; only the one tile per row that holds the masked key runs this
 // instantiation, the others run the unmasked loop unchanged.
-template <bool Skip>
+// With a compact kernel, keys outside the support score -inf and get exp2_poly(-inf) = 0 (ref
+// is the finite running maximum here); a tile with no key inside returns max = -inf, which
+// passes the slack check and adds sum = 0.
+template <bool Skip, class Score>
 ATTNPOOL_MULTIVERSION
-tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len,
-                        gaussian_log2_score score, float ref, std::size_t skip) {
+tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len, Score score,
+                        float ref, std::size_t skip) {
   float mx = -std::numeric_limits<float>::infinity(), sum = 0.0f, dot = 0.0f;
 #pragma omp simd reduction(max : mx) reduction(+ : sum, dot)
   for (std::size_t j = 0; j < len; ++j) {
@@ -137,32 +162,45 @@ tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len
   return {mx, sum, dot};
 }
 
-tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len,
-                        gaussian_log2_score score, float ref, std::size_t skip) {
+template <class Score>
+tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len, Score score,
+                        float ref, std::size_t skip) {
   return skip < len ? fused_tile_d1<true>(q, k, v, len, score, ref, skip)
                     : fused_tile_d1<false>(q, k, v, len, score, ref, skip);
 }
 
-// s[j] = log2 score of the query against keys [j0, j0 + len); returns max_j s[j].
+// s[j] = log2 score of the query against keys [j0, j0 + len); returns max_j s[j]. Weighted:
+// the anisotropic distance, coordinate c's squared differences times w[c].
+template <bool Weighted, class Score>
 ATTNPOOL_MULTIVERSION
 float score_tile(const float* q, const float* kt, std::size_t m, std::size_t d, std::size_t j0,
-                 std::size_t len, gaussian_log2_score score, float* s) {
+                 std::size_t len, Score score, const float* w, float* s) {
   {
     const float qc = q[0];
     const float* k0 = kt + j0;
+    const float w0 = Weighted ? w[0] : 1.0f;
 #pragma omp simd
     for (std::size_t j = 0; j < len; ++j) {
       const float diff = qc - k0[j];
-      s[j] = diff * diff;
+      if constexpr (Weighted) {
+        s[j] = (w0 * diff) * diff;
+      } else {
+        s[j] = diff * diff;
+      }
     }
   }
   for (std::size_t c = 1; c < d; ++c) {
     const float qc = q[c];
     const float* kc = kt + c * m + j0;
+    const float wc = Weighted ? w[c] : 1.0f;
 #pragma omp simd
     for (std::size_t j = 0; j < len; ++j) {
       const float diff = qc - kc[j];
-      s[j] = diff * diff + s[j];
+      if constexpr (Weighted) {
+        s[j] = (wc * diff) * diff + s[j];
+      } else {
+        s[j] = diff * diff + s[j];
+      }
     }
   }
   float mx = -std::numeric_limits<float>::infinity();
@@ -217,9 +255,66 @@ float mask_one(float* s, std::size_t len, std::size_t skip) {
   return mx;
 }
 
-gaussian_log2_score make_score(const pool_params& params) {
-  return {static_cast<float>(-gaussian_log2_scale(params.bandwidth))};
+// How a call measures distance: an isotropic bandwidth h (no weights), or for an anisotropic
+// one with d >= 2 the weights w_c = 1 / h_c^2 (rounded once to float) and h = 1 in the score.
+// d = 1 anisotropic is just isotropic with h = h_0, and takes the fast paths.
+struct distance_setup {
+  double h = 1.0;
+  std::vector<float> w;  // empty: isotropic
+  const float* weights() const { return w.empty() ? nullptr : w.data(); }
+};
+
+distance_setup make_distance(const pool_params& params) {
+  distance_setup ds;
+  if (params.bandwidths.empty()) {
+    ds.h = params.bandwidth;
+  } else if (params.bandwidths.size() == 1) {
+    ds.h = params.bandwidths[0];
+  } else {
+    ds.w.resize(params.bandwidths.size());
+    for (std::size_t c = 0; c < ds.w.size(); ++c)
+      ds.w[c] = static_cast<float>(1.0 / (params.bandwidths[c] * params.bandwidths[c]));
+  }
+  return ds;
 }
+
+// The empty_support::nearest policy: the visible key closest to query i under the engine's own
+// distance, the lowest index on a tie. A plain loop: it runs once per empty row.
+std::size_t nearest_key(const_view q, const_view k, std::size_t i, const float* w, row_mask rm) {
+  std::size_t best = rm.row_keys;
+  float best_d = std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < rm.row_keys; ++j) {
+    if (j == rm.skip) continue;
+    float acc = 0.0f;
+    for (std::size_t c = 0; c < q.cols; ++c) {
+      const float diff = q(i, c) - k(j, c);
+      acc = (w != nullptr ? w[c] * diff : diff) * diff + acc;
+    }
+    if (best == rm.row_keys || acc < best_d) {
+      best = j;
+      best_d = acc;
+    }
+  }
+  return best;
+}
+
+// Rows left with no key in a compact kernel's support, for empty_support::error: the workers
+// cannot throw, so they lower this to the first such row and the caller throws afterwards.
+struct empty_rows {
+  std::atomic<std::size_t> first;
+  explicit empty_rows(std::size_t none) : first(none) {}
+  void note(std::size_t i) {
+    std::size_t cur = first.load(std::memory_order_relaxed);
+    while (i < cur && !first.compare_exchange_weak(cur, i, std::memory_order_relaxed)) {
+    }
+  }
+  void throw_if_any(const char* fn, const pool_params& params, std::size_t none) const {
+    const std::size_t i = first.load();
+    ATTNPOOL_EXPECTS(i == none, fn, ": query row ", i, " has no key inside the support of the ",
+                     to_string(params.kernel), " kernel (every weight would be 0/0); widen the ",
+                     "bandwidth, or choose params.empty = nan or nearest");
+  }
+};
 
 // The running state of one query row: the shared online softmax plus the dv accumulators.
 struct row_state {
@@ -233,13 +328,12 @@ struct row_state {
   }
 };
 
-}  // namespace
-
-void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
-                  const pool_params& params, unsigned threads, float* lse2) {
+template <class Score>
+void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
+                   const pool_params& params, unsigned threads, float* lse2, Score score,
+                   const float* w) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
-  if (n == 0) return;
-  const gaussian_log2_score score = make_score(params);
+  empty_rows empties(n);
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
   const std::vector<float> vt = pack_columns(v);
@@ -270,11 +364,16 @@ void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
         continue;
       }
       // Two passes: exact tile maximum first (always so for the first tile of a row).
-      float ref = d > 1 ? score_tile_d(q.row(i), kb.data(), d, j0, len, score, s)
-                        : score_tile(q.row(i), kt.data(), m, d, j0, len, score, s);
+      float ref = d > 1 ? score_tile_d(q.row(i), kb.data(), d, j0, len, score, w, s)
+                        : score_tile<false>(q.row(i), kt.data(), m, d, j0, len, score, w, s);
       if (skip < len) {
         ref = mask_one(s, len, skip);
         // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
+        if (ref == -std::numeric_limits<float>::infinity()) continue;
+      }
+      // Likewise a tile with no key in a compact kernel's support. (Only there: for the other
+      // kernels a -inf maximum means NaN inputs, which must stay NaN.)
+      if constexpr (Score::kCompact) {
         if (ref == -std::numeric_limits<float>::infinity()) continue;
       }
       if (dv == 1) {
@@ -286,11 +385,34 @@ void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
         row.add(ref, sum, tile_acc, dv);
       }
     }
+    if (Score::kCompact && row.softmax.empty()) {  // no key in the support: the policy decides
+      if (params.empty == empty_support::nearest) {
+        const std::size_t j = nearest_key(q, k, i, w, rm);
+        for (std::size_t c = 0; c < dv; ++c) out(i, c) = v(j, c);
+      } else {
+        if (params.empty == empty_support::error) empties.note(i);
+        for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
+      }
+      if (lse2 != nullptr) lse2[i] = -std::numeric_limits<float>::infinity();
+      return;
+    }
     const float inv = row.softmax.inv_sum();
     for (std::size_t c = 0; c < dv; ++c) out(i, c) = row.acc[c] * inv;
     // log2 of the row's normaliser sum_j 2^s_j: what the backward pass subtracts from its
     // recomputed scores to get the weights in one exp2 each.
     if (lse2 != nullptr) lse2[i] = row.softmax.max + std::log2(row.softmax.sum);
+  });
+  empties.throw_if_any("pool", params, n);
+}
+
+}  // namespace
+
+void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
+                  const pool_params& params, unsigned threads, float* lse2) {
+  if (q.rows == 0) return;
+  const distance_setup ds = make_distance(params);
+  with_kernel_score(params.kernel, ds.h, [&](auto score) {
+    cpu_pool_impl(q, k, v, out, params, threads, lse2, score, ds.weights());
   });
 }
 
@@ -299,23 +421,36 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
   cpu_pool_lse(q, k, v, out, params, threads, nullptr);
 }
 
-void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
-                 unsigned threads) {
+namespace {
+
+template <bool Weighted, class Score>
+void cpu_weights_impl(const_view q, const_view k, mutable_view w, const pool_params& params,
+                      unsigned threads, Score score, const float* dw) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols;
-  if (n == 0) return;
-  const gaussian_log2_score score = make_score(params);
   const std::vector<float> kt = pack_columns(k);
+  empty_rows empties(n);
   parallel_rows(n, m * d, threads, 0, [&](std::size_t i, float*) {
     float* row = w.row(i);
     const row_mask rm = mask_for_row(params, i, m);
-    // Scores straight into the output row, tile by tile, then one exp pass. Masked keys score
-    // -inf and so get weight exactly 0.
+    // Scores straight into the output row, tile by tile, then one exp pass. Masked keys, and
+    // keys outside a compact kernel's support, score -inf and so get weight exactly 0.
     float mx = -std::numeric_limits<float>::infinity();
     for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
-      mx = std::max(mx, score_tile(q.row(i), kt.data(), m, d, j0, len, score, row + j0));
+      mx = std::max(mx, score_tile<Weighted>(q.row(i), kt.data(), m, d, j0, len, score, dw,
+                                             row + j0));
     }
     if (rm.skip < rm.row_keys) mx = mask_one(row, rm.row_keys, rm.skip);
+    if (Score::kCompact && mx == -std::numeric_limits<float>::infinity()) {  // empty support
+      if (params.empty == empty_support::nearest) {
+        std::fill(row, row + m, 0.0f);
+        row[nearest_key(q, k, i, dw, rm)] = 1.0f;
+      } else {
+        if (params.empty == empty_support::error) empties.note(i);
+        std::fill(row, row + m, std::numeric_limits<float>::quiet_NaN());
+      }
+      return;
+    }
     // Exponentiate tile by tile and add the tile sums in double: the normaliser of a long row
     // then stays within the float rounding of one tile's sum, vectorised or not (sanitizer
     // builds do not vectorise, and a sequential float sum of m terms drifts by ~sqrt(m) eps).
@@ -325,6 +460,22 @@ void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& 
     const auto inv = static_cast<float>(1.0 / sum);
     for (std::size_t j = 0; j < rm.row_keys; ++j) row[j] *= inv;
     std::fill(row + rm.row_keys, row + m, 0.0f);
+  });
+  empties.throw_if_any("attention_weights", params, n);
+}
+
+}  // namespace
+
+void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
+                 unsigned threads) {
+  if (q.rows == 0) return;
+  const distance_setup ds = make_distance(params);
+  with_kernel_score(params.kernel, ds.h, [&](auto score) {
+    if (ds.weights() != nullptr) {
+      cpu_weights_impl<true>(q, k, w, params, threads, score, ds.weights());
+    } else {
+      cpu_weights_impl<false>(q, k, w, params, threads, score, nullptr);
+    }
   });
 }
 

@@ -43,6 +43,28 @@ const char* to_string(mask m) noexcept {
   return "unknown";
 }
 
+const char* to_string(kernel k) noexcept {
+  switch (k) {
+    case kernel::gaussian: return "gaussian";
+    case kernel::laplacian: return "laplacian";
+    case kernel::epanechnikov: return "epanechnikov";
+    case kernel::boxcar: return "boxcar";
+    case kernel::tricube: return "tricube";
+  }
+  return "unknown";
+}
+
+kernel parse_kernel(const char* name) {
+  ATTNPOOL_EXPECTS(name != nullptr, "parse_kernel: name is null");
+  for (kernel k : {kernel::gaussian, kernel::laplacian, kernel::epanechnikov, kernel::boxcar,
+                   kernel::tricube}) {
+    if (std::string_view(name) == to_string(k)) return k;
+  }
+  throw invalid_argument(detail::concat(
+      "kernel must be one of gaussian, laplacian, epanechnikov, boxcar, tricube; got '", name,
+      "'"));
+}
+
 backend parse_backend(const char* name) {
   ATTNPOOL_EXPECTS(name != nullptr, "parse_backend: name is null");
   for (backend b : {backend::automatic, backend::reference, backend::cpu, backend::cuda_fused,
@@ -68,7 +90,7 @@ void pool(const_view q, const_view k, const_view v, mutable_view out, const pool
       detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
   if (shape.n == 0) return;
   const backend b = resolve_backend(opts.backend);
-  if (b == backend::cuda_fused || b == backend::cuda_unfused) detail::reject_gpu_mask(fn, params);
+  if (b == backend::cuda_fused || b == backend::cuda_unfused) detail::reject_gpu_params(fn, params, q.cols);
   check_data(fn, opts, q, k, v, params);
   switch (b) {
     case backend::reference: return detail::reference_pool(q, k, v, out, params);
@@ -87,7 +109,7 @@ void attention_weights(const_view q, const_view k, mutable_view w, const pool_pa
       detail::check_weights_args(fn, q, k, w, params, detail::mask_support::host);
   if (shape.n == 0) return;
   const backend b = resolve_backend(opts.backend);
-  if (b == backend::cuda_fused || b == backend::cuda_unfused) detail::reject_gpu_mask(fn, params);
+  if (b == backend::cuda_fused || b == backend::cuda_unfused) detail::reject_gpu_params(fn, params, q.cols);
   check_data(fn, opts, q, k, const_view{}, params);
   switch (b) {
     case backend::reference: return detail::reference_weights(q, k, w, params);

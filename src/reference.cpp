@@ -12,26 +12,97 @@
 namespace attnpool {
 namespace {
 
-// Natural-log Gaussian scores of query row i against every key; a masked key scores -inf.
+// u^2 = ||q_i - k_j||^2 / h^2, or sum_c (q_ic - k_jc)^2 / h_c^2 for an anisotropic bandwidth.
+double scaled_dist2(const_view q, const_view k, std::size_t i, std::size_t j,
+                    const pool_params& params) {
+  double u2 = 0.0;
+  for (std::size_t c = 0; c < q.cols; ++c) {
+    const double diff = static_cast<double>(q(i, c)) - static_cast<double>(k(j, c));
+    const double h = params.bandwidths.empty() ? params.bandwidth : params.bandwidths[c];
+    u2 += diff * diff / (h * h);
+  }
+  return u2;
+}
+
+// The natural-log score ln K(u) of each kernel, straight from its definition (types.hpp).
+double log_kernel(kernel kind, double u2) {
+  const double inf = std::numeric_limits<double>::infinity();
+  switch (kind) {
+    case kernel::gaussian: return -u2 / 2.0;
+    case kernel::laplacian: return -std::sqrt(u2);
+    case kernel::epanechnikov: return u2 < 1.0 ? std::log(1.0 - u2) : -inf;
+    case kernel::boxcar: return u2 < 1.0 ? 0.0 : -inf;
+    case kernel::tricube: {
+      if (!(u2 < 1.0)) return -inf;
+      const double u = std::sqrt(u2);
+      return 3.0 * std::log(1.0 - u * u * u);
+    }
+  }
+  return -inf;
+}
+
+// D_j: a bound on the error of a float32 engine's score s = ln K(u), given its relative error
+// `rel` on u^2 (and on Gaussian / Laplacian scores: those are u^2 / 2 and u = sqrt(u^2) times a
+// constant, so the relative bound carries over, sqrt halving it). For the compact kernels the
+// score is ln(1 - x) with x = u^2 (Epanechnikov) or u^3 (tricube, relative error <= 2 rel:
+// 3/2 of u^2's through the sqrt and product, plus their roundings): 1 - x is off by at most
+// rel * x absolutely, i.e. by the factor 1 + rel x / (1 - x), and log2 / exp2 / the rounding
+// of the result add rel (1 + |s|). Boxcar scores are exactly 0 inside the support (keys at
+// the edge, where float and double may disagree, are the tests' business to avoid).
+double score_error(kernel kind, double u2, double s, double rel) {
+  switch (kind) {
+    case kernel::gaussian:
+    case kernel::laplacian: return rel * std::fabs(s);
+    case kernel::epanechnikov: return std::log1p(rel * u2 / (1.0 - u2)) + rel * (1.0 + std::fabs(s));
+    case kernel::boxcar: return 0.0;
+    case kernel::tricube: {
+      const double u3 = u2 * std::sqrt(u2);
+      return 3.0 * std::log1p(2.0 * rel * u3 / (1.0 - u3)) + rel * (1.0 + std::fabs(s));
+    }
+  }
+  return 0.0;
+}
+
+// Natural-log scores of query row i against every key; a masked key, or one outside a compact
+// kernel's support, scores -inf. u2[j] receives u^2 (inf for masked keys).
 void row_scores(const_view q, const_view k, std::size_t i, const pool_params& params,
-                std::vector<double>& s) {
-  const double h = params.bandwidth;
+                std::vector<double>& s, std::vector<double>& u2) {
   for (std::size_t j = 0; j < k.rows; ++j) {
     if (!reference::key_visible(params, i, j)) {
       s[j] = -std::numeric_limits<double>::infinity();
+      u2[j] = std::numeric_limits<double>::infinity();
       continue;
     }
-    double dist2 = 0.0;
-    for (std::size_t c = 0; c < q.cols; ++c) {
-      const double diff = static_cast<double>(q(i, c)) - static_cast<double>(k(j, c));
-      dist2 += diff * diff;
-    }
-    s[j] = -dist2 / (2.0 * h * h);
+    u2[j] = scaled_dist2(q, k, i, j, params);
+    s[j] = log_kernel(params.kernel, u2[j]);
   }
 }
 
+// A row whose every score is -inf: a query with no key in the kernel's support (check_mask
+// already ruled out rows with no visible key). Returns the one-hot weights of the
+// empty_support::nearest policy (the visible key of smallest u^2, lowest index on a tie), an
+// all-NaN row for empty_support::nan, or throws for empty_support::error.
+void empty_row(const char* fn, const pool_params& params, std::size_t i,
+               const std::vector<double>& u2, std::vector<double>& w) {
+  ATTNPOOL_EXPECTS(params.empty != empty_support::error, fn, ": query row ", i,
+                   " has no key inside the support of the ", to_string(params.kernel),
+                   " kernel (every weight would be 0/0); widen the bandwidth, or choose "
+                   "params.empty = nan or nearest");
+  if (params.empty == empty_support::nan) {
+    std::fill(w.begin(), w.end(), std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
+  const auto best = std::min_element(u2.begin(), u2.end()) - u2.begin();
+  std::fill(w.begin(), w.end(), 0.0);
+  w[static_cast<std::size_t>(best)] = 1.0;
+}
+
+bool row_is_empty(const std::vector<double>& s) {
+  return std::all_of(s.begin(), s.end(), [](double x) { return std::isinf(x); });
+}
+
 // Turns scores into softmax weights in place; returns nothing, the row sums to 1. Masked keys
-// (-inf) get weight 0; check_mask guarantees every row has a visible key, so mx is finite.
+// (-inf) get weight 0; the caller handled rows with no finite score, so mx is finite.
 void softmax_in_place(std::vector<double>& s) {
   const double mx = *std::max_element(s.begin(), s.end());
   double sum = 0.0;
@@ -58,6 +129,8 @@ bool reference::key_visible(const pool_params& params, std::size_t i, std::size_
 }
 
 double reference::float32_score_error(std::size_t d) {
+  // An anisotropic bandwidth adds the rounding of each 1/h_c^2 and one product per coordinate
+  // (about eps32 more), which the factor-2 slack of d + 4 covers.
   return static_cast<double>(d + 4) * std::numeric_limits<float>::epsilon();
 }
 
@@ -73,9 +146,21 @@ reference::pooled reference::pool(const_view q, const_view k, const_view v,
   r.out.assign(shape.n * shape.dv, 0.0);
   r.abs_scale.assign(shape.n * shape.dv, 0.0);
   r.score_bound.assign(shape.n * shape.dv, 0.0);
-  std::vector<double> s(shape.m), w(shape.m), w_up(shape.m);
+  std::vector<double> s(shape.m), u2(shape.m), w(shape.m), w_up(shape.m);
   for (std::size_t i = 0; i < shape.n; ++i) {
-    row_scores(q, k, i, params, s);
+    row_scores(q, k, i, params, s, u2);
+    if (row_is_empty(s)) {
+      // The policy's output is exact (a copied value row, or NaN): no rounding to bound.
+      empty_row("reference::pool", params, i, u2, w);
+      for (std::size_t c = 0; c < shape.dv; ++c) {
+        double out = 0.0;
+        for (std::size_t j = 0; j < shape.m; ++j)
+          if (w[j] != 0.0) out += w[j] * v(j, c);
+        r.out[i * shape.dv + c] = out;
+        r.abs_scale[i * shape.dv + c] = std::isnan(out) ? 0.0 : std::fabs(out);
+      }
+      continue;
+    }
     w = s;
     softmax_in_place(w);
     // w_j e^{+-D_j} in log space: w_j itself may underflow where e^D_j does not.
@@ -88,7 +173,7 @@ reference::pooled reference::pool(const_view q, const_view k, const_view v,
         w_up[j] = 0.0;
         continue;
       }
-      const double dj = rel * std::fabs(s[j]);
+      const double dj = score_error(params.kernel, u2[j], s[j], rel);
       w_up[j] = std::exp(s[j] - mx + dj) / norm - w[j];  // w_j (e^D_j - 1)
       den += std::exp(s[j] - mx - dj) / norm;             // w_j e^-D_j
     }
@@ -113,10 +198,14 @@ std::vector<double> reference::weights(const_view q, const_view k, const pool_pa
   const auto shape = detail::check_weights_args("reference::weights", q, k,
                                                 const_view{&kShapeOnly, q.rows, k.rows, k.rows},
                                                 params, detail::mask_support::host);
-  std::vector<double> w(shape.n * shape.m), s(shape.m);
+  std::vector<double> w(shape.n * shape.m), s(shape.m), u2(shape.m);
   for (std::size_t i = 0; i < shape.n; ++i) {
-    row_scores(q, k, i, params, s);
-    softmax_in_place(s);
+    row_scores(q, k, i, params, s, u2);
+    if (row_is_empty(s)) {
+      empty_row("reference::weights", params, i, u2, s);
+    } else {
+      softmax_in_place(s);
+    }
     std::copy(s.begin(), s.end(), w.begin() + static_cast<std::ptrdiff_t>(i * shape.m));
   }
   return w;

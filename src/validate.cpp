@@ -2,8 +2,10 @@
 
 #include <attnpool/detail/online_softmax.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 
 namespace attnpool::detail {
 namespace {
@@ -21,15 +23,40 @@ void check_view(const char* fn, const char* name, const_view a) {
   }
 }
 
-void check_bandwidth(const char* fn, const pool_params& params) {
-  const double h = params.bandwidth;
-  ATTNPOOL_EXPECTS(std::isfinite(h) && h > 0.0, fn, ": bandwidth must be finite and > 0, got ", h);
-  // The float32 engines fold log2(e) / (2 h^2) into one float; it must be finite.
-  ATTNPOOL_EXPECTS(gaussian_log2_scale(h) < std::numeric_limits<float>::max(), fn,
-                   ": bandwidth ", h, " is too small for float32 scores (log2(e)/(2h^2) overflows"
+void check_one_bandwidth(const char* fn, const char* name, double h) {
+  ATTNPOOL_EXPECTS(std::isfinite(h) && h > 0.0, fn, ": ", name, " must be finite and > 0, got ", h);
+  // The float32 engines fold log2(e) / (2 h^2) (or 1 / h^2) into one float; it must be finite.
+  ATTNPOOL_EXPECTS(gaussian_log2_scale(h) < std::numeric_limits<float>::max(), fn, ": ", name,
+                   " ", h, " is too small for float32 scores (log2(e)/(2h^2) overflows"
                    " float); rescale the inputs so that h >= 1e-18");
-  ATTNPOOL_EXPECTS(params.kernel == kernel::gaussian, fn, ": unknown kernel ",
-                   static_cast<int>(params.kernel));
+}
+
+// The bandwidth(s), the kernel and the empty-support policy. d = 0: not known yet (the
+// anisotropic size is then checked by check_pool_args / check_weights_args).
+void check_bandwidth(const char* fn, const pool_params& params, std::size_t d) {
+  if (params.bandwidths.empty()) {
+    check_one_bandwidth(fn, "bandwidth", params.bandwidth);
+  } else {
+    ATTNPOOL_EXPECTS(params.bandwidths.size() == d, fn, ": params.bandwidths must hold one ",
+                     "bandwidth per input dimension (d = ", d, "), got ",
+                     params.bandwidths.size());
+    for (std::size_t c = 0; c < d; ++c) {
+      const std::string name = concat("bandwidths[", c, "]");
+      check_one_bandwidth(fn, name.c_str(), params.bandwidths[c]);
+    }
+  }
+  switch (params.kernel) {
+    case kernel::gaussian:
+    case kernel::laplacian:
+    case kernel::epanechnikov:
+    case kernel::boxcar:
+    case kernel::tricube: break;
+    default:
+      throw invalid_argument(concat(fn, ": unknown kernel ", static_cast<int>(params.kernel)));
+  }
+  ATTNPOOL_EXPECTS(params.empty == empty_support::error || params.empty == empty_support::nan ||
+                       params.empty == empty_support::nearest,
+                   fn, ": unknown empty_support policy ", static_cast<int>(params.empty));
 }
 
 }  // namespace
@@ -38,6 +65,31 @@ std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::si
   ATTNPOOL_EXPECTS(b == 0 || a <= std::numeric_limits<std::size_t>::max() / b, fn, ": ", what,
                    " size ", a, " * ", b, " overflows size_t");
   return a * b;
+}
+
+double smallest_bandwidth(const pool_params& params) {
+  if (params.bandwidths.empty()) return params.bandwidth;
+  return *std::min_element(params.bandwidths.begin(), params.bandwidths.end());
+}
+
+void reject_non_gaussian(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.kernel == kernel::gaussian, fn, ": params.kernel = ",
+                   to_string(params.kernel), " is not supported by the learning API (gradients, ",
+                   "bandwidth selection and training are derived for the Gaussian); use ",
+                   "kernel::gaussian");
+  ATTNPOOL_EXPECTS(params.bandwidths.empty(), fn, ": an anisotropic bandwidth (params.bandwidths",
+                   ", ", params.bandwidths.size(), " values) is not supported by the learning ",
+                   "API; use the isotropic params.bandwidth");
+}
+
+void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d) {
+  reject_gpu_mask(fn, params);
+  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
+                   ": params.empty = nearest is not implemented on the GPU yet; use ",
+                   "empty_support::error or nan, or backend cpu or reference");
+  ATTNPOOL_EXPECTS(params.bandwidths.empty() || d <= kMaxGpuAnisotropicDims, fn,
+                   ": an anisotropic bandwidth with d = ", d, " > ", kMaxGpuAnisotropicDims,
+                   " is not implemented on the GPU yet; use backend cpu or reference");
 }
 
 void reject_gpu_mask(const char* fn, const pool_params& params) {
@@ -93,8 +145,8 @@ void check_mask(const char* fn, const pool_params& params, std::size_t n, std::s
 problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
                               const_view values, const_view out, const pool_params& params,
                               mask_support masks) {
-  check_bandwidth(fn, params);
-  if (masks == mask_support::gpu_none) reject_gpu_mask(fn, params);
+  check_bandwidth(fn, params, queries.cols);
+  if (masks == mask_support::gpu_none) reject_gpu_params(fn, params, queries.cols);
   const problem_shape s{queries.rows, keys.rows, queries.cols, values.cols};
   ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
   ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
@@ -120,8 +172,8 @@ problem_shape check_pool_args(const char* fn, const_view queries, const_view key
 problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
                                  const_view weights, const pool_params& params,
                                  mask_support masks) {
-  check_bandwidth(fn, params);
-  if (masks == mask_support::gpu_none) reject_gpu_mask(fn, params);
+  check_bandwidth(fn, params, queries.cols);
+  if (masks == mask_support::gpu_none) reject_gpu_params(fn, params, queries.cols);
   const problem_shape s{queries.rows, keys.rows, queries.cols, 0};
   ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
   ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
@@ -162,6 +214,9 @@ void check_finite_host(const char* fn, const char* name, const_view a) {
 }
 
 double max_safe_coordinate(std::size_t d, double bandwidth) {
+  // For every kernel the squared distance (before the kernel's scale) must be finite, and the
+  // Gaussian's scaled score is the largest of the kernels' scores in magnitude, so its limit
+  // serves them all (conservatively: compact kernels only need the distance itself finite).
   // |q - k| <= 2R per coordinate, so ||q - k||^2 <= 4 d R^2. Both the squared distance and the
   // scaled score must stay below FLT_MAX; keep a factor 2 of headroom for rounding.
   const double flt_max = std::numeric_limits<float>::max();
@@ -177,9 +232,10 @@ void check_score_range_host(const char* fn, const_view queries, const_view keys,
       for (std::size_t j = 0; j < a.cols; ++j) r = std::max(r, std::fabs(a(i, j)));
     }
   }
-  const double safe = max_safe_coordinate(queries.cols, params.bandwidth);
+  const double h = smallest_bandwidth(params);
+  const double safe = max_safe_coordinate(queries.cols, h);
   ATTNPOOL_EXPECTS(r <= safe, fn, ": coordinates up to ", r, " overflow float32 scores at ",
-                   "bandwidth ", params.bandwidth, " and d = ", queries.cols,
+                   "bandwidth ", h, " and d = ", queries.cols,
                    " (the limit is ", safe, "); centre or rescale the inputs");
 }
 

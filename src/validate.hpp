@@ -42,6 +42,17 @@ void check_mask(const char* fn, const pool_params& params, std::size_t n, std::s
 // Throws invalid_argument "<fn>: params.mask = <mask> is not implemented on the GPU yet" for
 // any mask but none (for host entry points that dispatch to a CUDA backend).
 void reject_gpu_mask(const char* fn, const pool_params& params);
+
+// What the GPU paths do not implement yet, each an invalid_argument naming it: masks,
+// empty_support::nearest (for compact kernels) and anisotropic bandwidths with d > 64.
+void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d);
+
+// The learning API (backward, bandwidth selection, training) is derived for the isotropic
+// Gaussian: anything else is an invalid_argument naming the kernel / the bandwidths.
+void reject_non_gaussian(const char* fn, const pool_params& params);
+
+// min_c h_c for an anisotropic bandwidth, else params.bandwidth.
+double smallest_bandwidth(const pool_params& params);
 void check_average_args(const char* fn, const_view values, const_view out);
 
 // Host-memory data checks (options.check_finite): every element finite, and the coordinates

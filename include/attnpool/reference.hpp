@@ -14,7 +14,10 @@ namespace attnpool::reference {
 /// fp64 pooled output with, per element (i, c), the two scales of a float32 engine's error:
 ///   abs_scale(i, c)   = sum_j w_ij |v_jc|                 (rounding of the weighted sums)
 ///   score_bound(i, c) = sum_j w_ij (e^D_ij - 1) |v_jc - out_ic| / sum_j w_ij e^-D_ij
-/// where D_ij = score_rel_error * |s_ij| bounds the error of the natural-log score s_ij. If every
+/// where D_ij bounds the error of the natural-log score s_ij: score_rel_error * |s_ij| for the
+/// gaussian and laplacian kernels; for the compact kernels, whose score ln(1 - x) is
+/// ill-conditioned near the edge of the support, the bound that follows from a relative error
+/// score_rel_error on u^2 (src/reference.cpp, score_error, derives it). If every
 /// score the engine exponentiates is off by at most D_ij (up to a shift common to the row, which
 /// cancels), its output is off by at most score_bound: the numerator bounds
 /// |sum_j w_j (e^d_j - 1)(v_j - out)| and the denominator the perturbed normaliser. For small D
@@ -30,7 +33,9 @@ struct pooled {
 /// give (d / 2 + 5 / 2) eps32; d + 4 leaves a factor of about 2.
 double float32_score_error(std::size_t d);
 
-/// The oracle for pool(), masks included (a masked key has weight exactly 0 and adds nothing
+/// The oracle for pool(), every kernel, anisotropic bandwidths and the empty_support policy
+/// included (a row handled by the policy has abs_scale |out| and score_bound 0: its output is
+/// exact), masks included (a masked key has weight exactly 0 and adds nothing
 /// to either scale). score_rel_error < 0 means float32_score_error(d).
 /// Throws invalid_argument as attnpool::pool does.
 pooled pool(const_view queries, const_view keys, const_view values, const pool_params& params,

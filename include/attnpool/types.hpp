@@ -48,9 +48,25 @@ struct matrix_view {
 using const_view = matrix_view<const float>;  ///< read-only float32 matrix
 using mutable_view = matrix_view<float>;      ///< writable float32 matrix
 
-/// The kernel that turns a distance into a score. Today: the Gaussian.
+/// The kernel K(u), u = ||q - k|| / h, that turns a distance into a weight: w_ij is
+/// proportional to K(u_ij). Compact kernels (epanechnikov, boxcar, tricube) give weight exactly 0
+/// to keys with u >= 1; a query with no key inside its support is handled by
+/// pool_params::empty. The learning API (learn.hpp) supports only the Gaussian.
 enum class kernel {
-  gaussian,  ///< score = -||q - k||^2 / (2 h^2)
+  gaussian,      ///< exp(-u^2 / 2)
+  laplacian,     ///< exp(-u)
+  epanechnikov,  ///< max(0, 1 - u^2)
+  boxcar,        ///< 1 for u < 1, else 0
+  tricube,       ///< (1 - u^3)^3 for u < 1, else 0
+};
+
+/// What a compact kernel does with a query that has no key inside its support (every weight
+/// would be 0/0). Never reached with gaussian or laplacian, whose support is everything.
+enum class empty_support {
+  error,    ///< throw invalid_argument naming the first such query row (the default)
+  nan,      ///< that row's output (or weights row) is NaN, on purpose and documented
+  nearest,  ///< that row gets the value of its nearest visible key (weight 1 there, 0 elsewhere;
+            ///< the lowest key index on a tie). Host backends only.
 };
 
 /// Where the computation runs.
@@ -75,8 +91,15 @@ enum class mask {
 
 /// What is computed.
 struct pool_params {
-  double bandwidth = 1.0;                       ///< h > 0, finite
+  double bandwidth = 1.0;                       ///< h > 0, finite (ignored if bandwidths is set)
   attnpool::kernel kernel = attnpool::kernel::gaussian;
+  /// Anisotropic bandwidth: empty (the default) means the isotropic `bandwidth`; otherwise d
+  /// host-memory values h_c, each finite and > 0, and u^2 = sum_c (q_c - k_c)^2 / h_c^2. Not
+  /// copied; it must stay valid for the duration of the call. Not supported by the learning API,
+  /// nor by the GPU paths for d > kMaxGpuAnisotropicDims.
+  std::span<const double> bandwidths{};
+  /// Compact kernels only: the policy for a query with no key in the support.
+  attnpool::empty_support empty = attnpool::empty_support::error;
   attnpool::mask mask = attnpool::mask::none;   ///< which keys each query may see
   /// mask::valid_length only: n host-memory counts, each in [1, m]. Not copied; it must stay
   /// valid for the duration of the call. Ignored (and may be empty) for other masks.
@@ -102,5 +125,20 @@ backend parse_backend(const char* name);
 
 /// The name of a mask ("none", "leave_one_out", "valid_length").
 const char* to_string(mask m) noexcept;
+
+/// The name of a kernel ("gaussian", "laplacian", "epanechnikov", "boxcar", "tricube").
+const char* to_string(kernel k) noexcept;
+
+/// Parses a kernel name as printed by to_string. Throws invalid_argument naming the value.
+kernel parse_kernel(const char* name);
+
+/// Whether a kernel has compact support (weight exactly 0 for u >= 1).
+constexpr bool is_compact(kernel k) noexcept {
+  return k == kernel::epanechnikov || k == kernel::boxcar || k == kernel::tricube;
+}
+
+/// The largest d for which the GPU paths take an anisotropic bandwidth (the per-dimension
+/// weights travel in the kernel's parameter block).
+inline constexpr std::size_t kMaxGpuAnisotropicDims = 64;
 
 }  // namespace attnpool

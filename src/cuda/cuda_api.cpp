@@ -13,10 +13,12 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 namespace attnpool {
@@ -39,9 +41,10 @@ struct fused_layout {
 };
 
 fused_layout fused_layout_for(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-                              const fused_tuning& tuning) {
+                              const fused_tuning& tuning, const pool_params& params) {
   fused_layout l;
-  l.plan = kernels::plan_fused(n, m, d, dv, current_sm_count(), tuning.forced_splits);
+  l.plan = kernels::plan_fused(n, m, d, dv, current_sm_count(), tuning.forced_splits,
+                               uses_any_kernel(params));
   l.state_offset = kScanBytes;
   if (l.plan.splits > 1) {
     const auto s = static_cast<std::size_t>(l.plan.splits);
@@ -75,6 +78,49 @@ int current_sm_count() {
 
 float neg_log2_scale(const pool_params& params) {
   return static_cast<float>(-::attnpool::detail::gaussian_log2_scale(params.bandwidth));
+}
+
+bool uses_any_kernel(const pool_params& params) {
+  return params.kernel != kernel::gaussian || params.bandwidths.size() > 1;
+}
+
+gpu_kernel gpu_kernel_for(const pool_params& params) {
+  gpu_kernel g;
+  g.kind = params.kernel;
+  // d = 1 anisotropic is isotropic with h = h_0 (and keeps the Gaussian fast path); d >= 2
+  // weights each squared difference by 1 / h_c^2 and scores with h = 1.
+  double h = params.bandwidth;
+  if (params.bandwidths.size() == 1) h = params.bandwidths[0];
+  if (params.bandwidths.size() > 1) {
+    h = 1.0;
+    g.weighted = true;
+    for (std::size_t c = 0; c < params.bandwidths.size(); ++c)
+      g.dim_weights[c] = static_cast<float>(1.0 / (params.bandwidths[c] * params.bandwidths[c]));
+  }
+  g.constant = ::attnpool::detail::kernel_constant(params.kernel, h);
+  return g;
+}
+
+bool needs_empty_check(const pool_params& params) {
+  return is_compact(params.kernel) && params.empty == empty_support::error;
+}
+
+void check_empty_rows_on_device(const char* fn, const pool_params& params, const_view result,
+                                void* scan_slot, stream_t stream) {
+  if (!needs_empty_check(params) || result.rows == 0) return;
+  auto* scan = static_cast<kernels::input_scan*>(scan_slot);
+  ATTNPOOL_CUDA_TRY(cudaMemsetAsync(scan->first_bad, 0xFF, sizeof scan->first_bad, stream));
+  kernels::scan_inputs(result, &scan->first_bad[0], nullptr, current_sm_count(), stream);
+  unsigned long long bad = 0;
+  ATTNPOOL_CUDA_TRY(
+      cudaMemcpyAsync(&bad, &scan->first_bad[0], sizeof bad, cudaMemcpyDeviceToHost, stream));
+  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
+  // The inputs were finite (or the caller switched check_finite off), so a non-finite result
+  // element belongs to a row the kernels left empty: the same words as the host engines.
+  ATTNPOOL_EXPECTS(bad == ~0ULL, fn, ": query row ", bad / result.cols,
+                   " has no key inside the support of the ", to_string(params.kernel),
+                   " kernel (every weight would be 0/0); widen the bandwidth, or choose "
+                   "params.empty = nan or nearest");
 }
 
 void check_workspace(const char* fn, const options& opts, std::size_t required) {
@@ -131,15 +177,15 @@ void check_inputs_on_device(const char* fn, const_view q, const_view k, const_vi
 }
 
 std::size_t fused_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-                                 const fused_tuning& tuning) {
+                                 const fused_tuning& tuning, const pool_params& params) {
   if (n == 0 || m == 0 || d == 0 || dv == 0) return kScanBytes;
-  return fused_layout_for(n, m, d, dv, tuning).total;
+  return fused_layout_for(n, m, d, dv, tuning, params).total;
 }
 
 int fused_splits(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-                 const fused_tuning& tuning) {
+                 const fused_tuning& tuning, const pool_params& params) {
   if (n == 0 || m == 0 || d == 0 || dv == 0) return 1;
-  return fused_layout_for(n, m, d, dv, tuning).plan.splits;
+  return fused_layout_for(n, m, d, dv, tuning, params).plan.splits;
 }
 
 void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
@@ -148,10 +194,11 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params);
   check_int_dims(fn, s.d, s.dv);
   if (s.n == 0) return;
-  const fused_layout l = fused_layout_for(s.n, s.m, s.d, s.dv, tuning);
-  // The scan slot is only needed with check_finite, but the layout keeps it so that the
-  // offsets do not depend on the options.
-  check_workspace(fn, opts, l.plan.splits > 1 || opts.check_finite ? l.total : 0);
+  const fused_layout l = fused_layout_for(s.n, s.m, s.d, s.dv, tuning, params);
+  // The scan slot is only needed with check_finite or the empty-support check, but the layout
+  // keeps it so that the offsets do not depend on the options.
+  const bool scan = opts.check_finite || needs_empty_check(params);
+  check_workspace(fn, opts, l.plan.splits > 1 || scan ? l.total : 0);
   if (opts.check_finite) check_inputs_on_device(fn, q, k, v, params, ws_at(opts, 0), opts.stream);
 
   kernels::fused_args a;
@@ -167,12 +214,18 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
   a.m = s.m;
   a.d = static_cast<int>(s.d);
   a.dv = static_cast<int>(s.dv);
-  a.neg_scale = neg_log2_scale(params);
+  const gpu_kernel g = gpu_kernel_for(params);
+  a.neg_scale = g.constant;
+  kernels::any_kernel_args any;
+  any.kind = g.kind;
+  any.weighted = g.weighted ? 1 : 0;
+  std::copy(std::begin(g.dim_weights), std::end(g.dim_weights), std::begin(any.dim_weights));
   if (l.plan.splits > 1) {
     a.partial_state = reinterpret_cast<float*>(ws_at(opts, l.state_offset));
     a.partial_acc = reinterpret_cast<float*>(ws_at(opts, l.acc_offset));
   }
-  kernels::launch_fused(a, l.plan, opts.stream);
+  kernels::launch_fused(a, l.plan, opts.stream, uses_any_kernel(params) ? &any : nullptr);
+  check_empty_rows_on_device(fn, params, out, ws_at(opts, 0), opts.stream);
 }
 
 }  // namespace cuda::detail
@@ -190,10 +243,10 @@ backend cuda_backend_for(const char* fn, backend requested) {
 }  // namespace
 
 std::size_t cuda::pool_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-                                      const pool_params&, backend which) {
+                                      const pool_params& params, backend which) {
   if (cuda_backend_for("cuda::pool_workspace_size", which) == backend::cuda_unfused)
     return detail::unfused_pool_workspace_size(n, m, d);
-  return detail::fused_workspace_size(n, m, d, dv, {});
+  return detail::fused_workspace_size(n, m, d, dv, {}, params);
 }
 
 void cuda::pool(const_view q, const_view k, const_view v, mutable_view out,

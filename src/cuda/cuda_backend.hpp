@@ -15,11 +15,12 @@ struct fused_tuning {
 };
 
 /// Bytes of workspace the fused path needs, including the check_finite scan slot.
+/// `params` matters only through uses_any_kernel (the plan of the any-kernel path differs).
 std::size_t fused_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-                                 const fused_tuning& tuning);
+                                 const fused_tuning& tuning, const pool_params& params = {});
 /// The number of key ranges the fused path will use on the current device.
 int fused_splits(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-                 const fused_tuning& tuning);
+                 const fused_tuning& tuning, const pool_params& params = {});
 /// cuda::pool on the fused path with explicit tuning. Same contract as cuda::pool.
 void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
                 const pool_params& params, const options& opts, const fused_tuning& tuning);
@@ -51,5 +52,31 @@ void check_inputs_on_device(const char* fn, const_view q, const_view k, const_vi
 
 /// The float constant of gaussian_log2_score for a validated bandwidth.
 float neg_log2_scale(const pool_params& params);
+
+/// Whether a call runs the any-kernel instantiations (a non-Gaussian kernel, or an anisotropic
+/// bandwidth with d >= 2) instead of the Gaussian fast path.
+bool uses_any_kernel(const pool_params& params);
+
+/// The kernel as the GPU code takes it: the functor constant (detail::kernel_constant), and for
+/// an anisotropic bandwidth (d >= 2, validated <= kMaxGpuAnisotropicDims) the per-dimension
+/// weights 1 / h_c^2 with h = 1 in the functor.
+struct gpu_kernel {
+  kernel kind = kernel::gaussian;
+  float constant = 0.0f;
+  bool weighted = false;
+  float dim_weights[kMaxGpuAnisotropicDims] = {};
+};
+gpu_kernel gpu_kernel_for(const pool_params& params);
+
+/// Whether a call must look for empty rows afterwards (a compact kernel with
+/// empty_support::error): it then needs the workspace's scan slot, and synchronises.
+bool needs_empty_check(const pool_params& params);
+
+/// empty_support::error on the GPU: the kernels write NaN for a row with no key in a compact
+/// support; this scans `result` (device memory, n x cols) for the first non-finite element,
+/// synchronises `stream` and throws invalid_argument naming its row. No-op unless
+/// needs_empty_check(params).
+void check_empty_rows_on_device(const char* fn, const pool_params& params, const_view result,
+                                void* scan_slot, stream_t stream);
 
 }  // namespace attnpool::cuda::detail

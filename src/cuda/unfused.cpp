@@ -124,7 +124,16 @@ void weights_into(const_view q, const_view k, float* w, std::size_t ldw, const p
   auto* kc = reinterpret_cast<float*>(at(opts, l.kc));
   auto* qn = reinterpret_cast<float*>(at(opts, l.qn));
   auto* kn = reinterpret_cast<float*>(at(opts, l.kn));
-  kernels::center_and_norms(q, k, qc, kc, qn, kn, opts.stream);
+  // The anisotropic bandwidth scales the centred coordinates by 1 / h_c (the expansion below
+  // is not exact in any case; the fused path weights exact differences instead).
+  const gpu_kernel g = gpu_kernel_for(params);
+  kernels::dim_scales scales;
+  if (g.weighted) {
+    scales.active = 1;
+    for (std::size_t c = 0; c < d; ++c)
+      scales.s[c] = static_cast<float>(1.0 / params.bandwidths[c]);
+  }
+  kernels::center_and_norms(q, k, qc, kc, qn, kn, scales, opts.stream);
 
   cublasHandle_t h = handle_for(opts.stream, at(opts, l.cublas));
   // Row-major S (n x m, ld ldw) = -2 qc kc^T  <=>  column-major S^T (m x n) = -2 kc qc^T, where
@@ -134,7 +143,7 @@ void weights_into(const_view q, const_view k, float* w, std::size_t ldw, const p
       h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<std::int64_t>(m), static_cast<std::int64_t>(n),
       static_cast<std::int64_t>(d), &alpha, kc, static_cast<std::int64_t>(d), qc,
       static_cast<std::int64_t>(d), &beta, w, static_cast<std::int64_t>(ldw)));
-  kernels::row_softmax(w, ldw, n, m, qn, kn, neg_log2_scale(params), opts.stream);
+  kernels::row_softmax(w, ldw, n, m, qn, kn, g.kind, g.constant, opts.stream);
 }
 
 }  // namespace
@@ -165,6 +174,8 @@ void unfused_pool(const char* fn, const_view q, const_view k, const_view v, muta
       h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<std::int64_t>(s.dv), static_cast<std::int64_t>(s.n),
       static_cast<std::int64_t>(s.m), &one, v.data, static_cast<std::int64_t>(v.ld), w,
       static_cast<std::int64_t>(s.m), &zero, out.data, static_cast<std::int64_t>(out.ld)));
+  // An empty row's NaN weights make its output row NaN through the GEMM.
+  check_empty_rows_on_device(fn, params, out, at(opts, 0), opts.stream);
 }
 
 void unfused_weights(const char* fn, const_view q, const_view k, mutable_view w,
@@ -177,6 +188,7 @@ void unfused_weights(const char* fn, const_view q, const_view k, mutable_view w,
     check_inputs_on_device(fn, q, k, const_view{}, params, at(opts, 0), opts.stream);
   }
   weights_into(q, k, w.data, w.ld, params, opts, l);
+  check_empty_rows_on_device(fn, params, w, at(opts, 0), opts.stream);
 }
 
 }  // namespace attnpool::cuda::detail

@@ -122,7 +122,7 @@ inline std::vector<float> run_fused(const problem& p, const pool_params& params,
   const device_problem dp(p);
   poisoned_output out(p.n, p.dv, out_pad);
   const cuda::detail::fused_tuning tuning{splits};
-  device_workspace ws(cuda::detail::fused_workspace_size(p.n, p.m, p.d, p.dv, tuning));
+  device_workspace ws(cuda::detail::fused_workspace_size(p.n, p.m, p.d, p.dv, tuning, params));
   options opts;
   opts.backend = backend::cuda_fused;
   opts.check_finite = check_finite;
