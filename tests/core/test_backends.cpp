@@ -16,12 +16,7 @@ using attnpool::backend;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
 
-attnpool::options opts_for(backend b, unsigned threads = 0) {
-  attnpool::options o;
-  o.backend = b;
-  o.threads = threads;
-  return o;
-}
+using attnpool::test::opts_for;
 
 // Runs pool() into a NaN-poisoned, padded output and checks it against the oracle.
 void check_pool(const problem& p, double h, backend b, unsigned threads = 0) {

@@ -29,11 +29,7 @@ constexpr kernel kAllKernels[] = {kernel::gaussian, kernel::laplacian, kernel::e
                                   kernel::boxcar, kernel::tricube};
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-attnpool::options opts_for(backend b) {
-  attnpool::options o;
-  o.backend = b;
-  return o;
-}
+using attnpool::test::opts_for;
 
 // K(u) from its definition, in double.
 double kernel_value(kernel k, double u) {

@@ -24,12 +24,7 @@ using attnpool::test::fresh_seed;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
 
-attnpool::options opts_for(backend b, unsigned threads = 0) {
-  attnpool::options o;
-  o.backend = b;
-  o.threads = threads;
-  return o;
-}
+using attnpool::test::opts_for;
 
 std::vector<float> random_dout(std::size_t n, std::size_t dv, std::uint64_t seed) {
   std::mt19937_64 rng(seed ^ 0xd007u);

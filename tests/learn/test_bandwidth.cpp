@@ -19,12 +19,7 @@ using attnpool::test::fresh_seed;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
 
-attnpool::options opts_for(backend b, unsigned threads = 0) {
-  attnpool::options o;
-  o.backend = b;
-  o.threads = threads;
-  return o;
-}
+using attnpool::test::opts_for;
 
 // The notebook's data: x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2).
 struct dataset {

@@ -20,12 +20,7 @@ using attnpool::test::fresh_seed;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
 
-attnpool::options opts_for(backend b, unsigned threads = 0) {
-  attnpool::options o;
-  o.backend = b;
-  o.threads = threads;
-  return o;
-}
+using attnpool::test::opts_for;
 
 // Random counts in [1, m], with the extremes 1 and m always present (n >= 2).
 std::vector<std::size_t> random_lens(std::size_t n, std::size_t m, std::uint64_t seed) {

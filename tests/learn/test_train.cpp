@@ -16,12 +16,7 @@ namespace {
 
 using attnpool::backend;
 
-attnpool::options opts_for(backend b, unsigned threads = 0) {
-  attnpool::options o;
-  o.backend = b;
-  o.threads = threads;
-  return o;
-}
+using attnpool::test::opts_for;
 
 // The book's training set: 50 sorted x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2);
 // with d = 2 a second, irrelevant input column uniform on [0, 5).

@@ -81,6 +81,14 @@ inline double tolerance_for(const reference::pooled& ref, std::size_t idx, std::
   return rtol * ref.abs_scale[idx] + ref.score_bound[idx] + 1e-30;
 }
 
+/// Options for one backend (and a CPU thread count; 0 = all hardware threads).
+inline options opts_for(backend b, unsigned threads = 0) {
+  options o;
+  o.backend = b;
+  o.threads = threads;
+  return o;
+}
+
 /// Names a backend-parameterised test instance after the backend ("cpu", "cuda_fused", ...).
 inline std::string backend_name(const ::testing::TestParamInfo<backend>& info) {
   return attnpool::to_string(info.param);
