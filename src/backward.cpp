@@ -122,13 +122,6 @@ float weighted_diff_sum(const float* w, float a, const float* b, std::size_t len
   return acc;
 }
 
-ATTNPOOL_MULTIVERSION
-float dot(const float* a, const float* b, std::size_t len) {
-  float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-  for (std::size_t t = 0; t < len; ++t) acc = a[t] * b[t] + acc;
-  return acc;
-}
 
 // valid_length in phase 2: query t of the tile sees key j iff j < lens[t]. A select, so the loop
 // stays vectorised.
@@ -217,7 +210,7 @@ void cpu_backward(const_view q, const_view k, const_view v, const_view dout,
       dot_cols(vj, dt.data(), n, dv, i0, len, ds);
       ds_col_tile(s, lse2.data() + i0, dsum.data() + i0, p, ds, len);
       if (want_dv)
-        for (std::size_t c = 0; c < dv; ++c) dvv[c] += dot(p, dt.data() + c * n + i0, len);
+        for (std::size_t c = 0; c < dv; ++c) dvv[c] += detail::dot_tile(p, dt.data() + c * n + i0, len);
       if (want_dk)
         for (std::size_t c = 0; c < d; ++c)
           dk[c] -= weighted_diff_sum(ds, k(j, c), qt.data() + c * n + i0, len);  // sum ds (q - k)

@@ -98,13 +98,6 @@ float exp_only(const float* t, float* p, std::size_t len, float neg_c) {
   return sum;
 }
 
-ATTNPOOL_MULTIVERSION
-float dot(const float* p, const float* y, std::size_t len) {
-  float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-  for (std::size_t j = 0; j < len; ++j) acc = p[j] * y[j] + acc;
-  return acc;
-}
 
 // The CPU sweep: cv for every bandwidth (validated by the caller).
 std::vector<double> cpu_loo_cv(const_view x, const_view y, std::span<const double> hs,
@@ -142,7 +135,7 @@ std::vector<double> cpu_loo_cv(const_view x, const_view y, std::span<const doubl
           } else {
             sum[b] += exp_only(r + j0, p, len, neg_c[b]);
             for (std::size_t c = 0; c < dv; ++c)
-              acc[b * dv + c] += dot(p, yt.data() + c * n + j0, len);
+              acc[b * dv + c] += detail::dot_tile(p, yt.data() + c * n + j0, len);
           }
         }
       }

@@ -67,6 +67,10 @@ void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
   worker(0);
 }
 
+// sum_j p[j] * v[j], vectorised (defined once in cpu_engine.cpp, multiversioned there). The
+// engine's, the backward pass's and the bandwidth sweep's dot products over a tile.
+float dot_tile(const float* p, const float* v, std::size_t len);
+
 // The keys query i sees under the mask: [0, row_keys) minus key `skip` (skip >= row_keys: none).
 struct row_mask {
   std::size_t row_keys, skip;

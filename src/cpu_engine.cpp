@@ -29,6 +29,14 @@
 #include <vector>
 
 namespace attnpool::detail {
+ATTNPOOL_MULTIVERSION
+float dot_tile(const float* p, const float* v, std::size_t len) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (std::size_t j = 0; j < len; ++j) dot = p[j] * v[j] + dot;
+  return dot;
+}
+
 namespace {
 
 // Keys in blocks of kLanes: kb[(j / kLanes) * d * kLanes + c * kLanes + j % kLanes] = k(j, c),
@@ -238,13 +246,6 @@ tile_sums exp_dot_tile(const float* s, const float* v, std::size_t len, float re
   return {ref, sum, dot};
 }
 
-ATTNPOOL_MULTIVERSION
-float dot_tile(const float* p, const float* v, std::size_t len) {
-  float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-  for (std::size_t j = 0; j < len; ++j) dot = p[j] * v[j] + dot;
-  return dot;
-}
 
 // The leave-one-out mask on a stored score tile: s[skip] = -inf, and the tile's maximum again
 // (the masked key may have been it). Runs on one tile per row.
