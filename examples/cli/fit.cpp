@@ -149,7 +149,8 @@ void render_heatmap(const fs::path& path, const numeric_table& q, const numeric_
   std::vector<float> w(q.rows * train_x.rows);
   attention_weights(const_view(q.values.data(), q.rows, q.cols()),
                     const_view(train_x.values.data(), train_x.rows, train_x.cols()),
-                    mutable_view(w.data(), q.rows, train_x.rows), {.bandwidth = h}, opts);
+                    mutable_view(w.data(), q.rows, train_x.rows),
+                    {.bandwidth = h, .kernel = a.kernel}, opts);
   ar::figure fig(7.2, 6.0);
   ar::axes& ax = fig.add_subplot();
   ar::matshow_options show;
@@ -272,7 +273,7 @@ int run_fit(const fit_args& a) {
   options opts;
   opts.backend = a.backend;
   opts.threads = a.threads;
-  const pool_params params{.bandwidth = h};
+  const pool_params params{.bandwidth = h, .kernel = a.kernel};
 
   std::vector<float> y_hat(n * dv);
   {

@@ -29,6 +29,8 @@ struct fit_args {
   /// --bandwidth auto (false, the default): leave-one-out cross-validation
   /// (attnpool::select_bandwidth); --bandwidth silverman (true): Silverman's rule of thumb.
   bool silverman = false;
+  /// --kernel: the weighting kernel (auto and silverman bandwidths assume the Gaussian).
+  attnpool::kernel kernel = attnpool::kernel::gaussian;
   std::optional<std::filesystem::path> out;  ///< empty: standard output
   std::optional<std::filesystem::path> plot;
   std::optional<std::filesystem::path> heatmap;

@@ -71,6 +71,9 @@ constexpr const char* kFitUsage =
     "  --plot FILE         PNG of the fit (d = 1 only): training points and the prediction line\n"
     "  --heatmap FILE      PNG of the queries x training points attention weights, with a\n"
     "                      colorbar (at most 4096 x 4096 weights)\n"
+    "  --kernel K          gaussian (default), laplacian, epanechnikov, boxcar or tricube; the\n"
+    "                      compact ones need --bandwidth H, and a query with no training point\n"
+    "                      within h is an error naming it\n"
     "  --cmap NAME         heatmap colormap: viridis (default), bone or gray\n"
     "  --backend B         automatic (default: cuda_fused where a GPU is usable, else cpu),\n"
     "                      reference, cpu, cuda_fused or cuda_unfused\n"
@@ -219,6 +222,13 @@ attnpool::cli::fit_args parse_fit(int argc, char** argv) {
       a.heatmap = take_path();
     } else if (arg == "--cmap") {
       a.cmap = std::string(take());
+    } else if (arg == "--kernel") {
+      const std::string k(take());
+      try {
+        a.kernel = attnpool::parse_kernel(k.c_str());
+      } catch (const attnpool::invalid_argument& e) {
+        throw usage_error(std::string("--kernel: ") + e.what());
+      }
     } else if (arg == "--backend") {
       const std::string b(take());
       try {
@@ -238,6 +248,10 @@ attnpool::cli::fit_args parse_fit(int argc, char** argv) {
   if (a.x.empty()) throw usage_error("--x COLS is required (the input columns)");
   if (a.y.empty()) throw usage_error("--y COLS is required (the output columns)");
   if (!a.query && !a.query_x.empty()) throw usage_error("--query-x needs --query");
+  if (a.kernel != attnpool::kernel::gaussian && !a.bandwidth) {
+    throw usage_error(std::string("--kernel ") + attnpool::to_string(a.kernel) +
+                      " needs --bandwidth H: auto and silverman choose h for the Gaussian");
+  }
   return a;
 }
 

@@ -173,6 +173,10 @@ TEST_F(cli, UsageErrorsExitWithTwo) {
       {"fit --train t.csv --x x --y y --out a.png --plot a.png",
        "attnpool: --out, --plot and --heatmap must name different files\n"},
       {"fit --train t.csv --x x --y y --query-x x", "attnpool: --query-x needs --query\n"},
+      {"fit --train t.csv --x x --y y --kernel cosine", "attnpool: --kernel: kernel must be"},
+      {"fit --train t.csv --x x --y y --kernel boxcar",
+       "attnpool: --kernel boxcar needs --bandwidth H: auto and silverman choose h for the "
+       "Gaussian\n"},
   };
   for (const auto& c : cases) {
     const result r = run(c.args);
@@ -233,6 +237,38 @@ TEST_F(cli, OneDimensionalFitMatchesTheLibrary) {
     EXPECT_EQ(std::strtof(rows[i + 1][1].c_str(), nullptr), expected[i]) << "row " << i;
   }
   EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "grid.csv", "pred.csv"}));
+}
+
+TEST_F(cli, KernelOptionMatchesTheLibrary) {
+  const std::uint64_t seed = attnpool::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) +
+               " (replay with ATTNPOOL_TEST_SEED=" + std::to_string(seed) + ")");
+  const data_1d train = make_1d(100, seed);
+  write("train.csv", train.csv);
+  write("grid.csv", "x\n1\n2.5\n4\n");
+  const std::vector<float> q = {1.0f, 2.5f, 4.0f};
+  attnpool::options opts;
+  opts.backend = attnpool::backend::cpu;
+  for (const char* name : {"laplacian", "epanechnikov", "tricube"}) {
+    const result r = run(std::string("fit --train train.csv --x x --y y --query grid.csv ") +
+                         "--bandwidth 1.5 --backend cpu --kernel " + name);
+    ASSERT_EQ(r.status, 0) << name << ": " << r.err;
+    const std::vector<float> expected = attnpool::pool(
+        q, train.x, train.y, {.bandwidth = 1.5, .kernel = attnpool::parse_kernel(name)}, opts);
+    const auto rows = read_csv(r.out);
+    ASSERT_EQ(rows.size(), q.size() + 1) << name;
+    for (std::size_t i = 0; i < q.size(); ++i)
+      EXPECT_EQ(std::strtof(rows[i + 1][1].c_str(), nullptr), expected[i]) << name << " row " << i;
+  }
+  // A compact kernel narrower than the gaps: the empty query is an error, and nothing is written.
+  write("far.csv", "x\n100\n");
+  const result r = run("fit --train train.csv --x x --y y --query far.csv --bandwidth 0.5 "
+                       "--kernel boxcar --backend cpu --out pred.csv");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("query row 0 has no key inside the support of the boxcar kernel"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "pred.csv"));
 }
 
 TEST_F(cli, AutoBandwidthIsLeaveOneOutSelection) {
