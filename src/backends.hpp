@@ -3,6 +3,9 @@
 
 #include <attnpool/types.hpp>
 
+#include <cstddef>
+#include <span>
+
 namespace attnpool::detail {
 
 void reference_pool(const_view q, const_view k, const_view v, mutable_view out,
@@ -15,6 +18,17 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
 // (lse2 may be null). The backward pass's forward.
 void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
                   const pool_params& params, unsigned threads, float* lse2);
+// B problems in one call (pool_batched): problem b is query rows [query_offsets[b],
+// query_offsets[b + 1]) against key rows [key_offsets[b], key_offsets[b + 1]). mask::none only.
+void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out,
+                      std::span<const std::size_t> query_offsets,
+                      std::span<const std::size_t> key_offsets, const pool_params& params,
+                      unsigned threads);
+// The unnormalised streaming state of every row over the keys given (pool_partial): max[i] and
+// sum[i] of the row's online softmax, acc row i its dv accumulators. mask::none only; a compact
+// kernel's row with no key in the support gets the empty state (max -inf, sum 0, acc 0).
+void cpu_pool_partial(const_view q, const_view k, const_view v, float* max, float* sum,
+                      mutable_view acc, const pool_params& params, unsigned threads);
 void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
                  unsigned threads);
 

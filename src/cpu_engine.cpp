@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <span>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -329,6 +330,94 @@ struct row_state {
   }
 };
 
+// One problem's keys and values as the row loop reads them: packed once per call, never per row.
+struct packed_keys {
+  const float* kt;  // d == 1: the keys as one column (key j at kt[j])
+  const float* kb;  // d > 1: this problem's keys in blocks (pack_blocks), its key 0 in lane 0
+  const float* vt;  // value column c of key j at vt[c * ld + j]
+  std::size_t ld;   // column stride of vt
+  std::size_t m;    // keys in the problem
+};
+
+// Streams query row `qi` over the keys rm leaves visible in `pk`: the row's online softmax state
+// is returned, its dv accumulators (relative to state.max) are left in acc = buf + kCpuTile.
+// buf holds kCpuTile + 2 * dv floats (the per-thread scratch of parallel_rows). The same code,
+// key order and tile boundaries for pool(), pool_batched() and pool_partial().
+template <class Score>
+online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d, std::size_t dv,
+                          row_mask rm, Score score, const float* w, float* buf) {
+  float* s = buf;
+  row_state row{online_softmax{}, s + kCpuTile};
+  float* tile_acc = row.acc + dv;
+  std::fill(row.acc, row.acc + dv, 0.0f);
+  // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
+  // key of one tile. check_mask guaranteed that every row keeps at least one key.
+  for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
+    const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
+    const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: no key skipped
+    const float* vp = pk.vt + j0;
+    if (d == 1 && dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
+      // Single pass against the running maximum; repeat the tile against its own maximum when
+      // that exceeds the reference by more than the slack (a much closer key turned up).
+      float ref = row.softmax.max;
+      tile_sums t = fused_tile_d1(qi[0], pk.kt + j0, vp, len, score, ref, skip);
+      if (!(t.max <= ref + kRefSlack)) {
+        ref = t.max;
+        t = fused_tile_d1(qi[0], pk.kt + j0, vp, len, score, ref, skip);
+      }
+      row.add(ref, t.sum, &t.dot, 1);
+      continue;
+    }
+    // Two passes: exact tile maximum first (always so for the first tile of a row).
+    float ref = d > 1 ? score_tile_d(qi, pk.kb, d, j0, len, score, w, s)
+                      : score_tile<false>(qi, pk.kt, pk.m, d, j0, len, score, w, s);
+    if (skip < len) {
+      ref = mask_one(s, len, skip);
+      // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
+      if (ref == -std::numeric_limits<float>::infinity()) continue;
+    }
+    // Likewise a tile with no key in a compact kernel's support. (Only there: for the other
+    // kernels a -inf maximum means NaN inputs, which must stay NaN.)
+    if constexpr (Score::kCompact) {
+      if (ref == -std::numeric_limits<float>::infinity()) continue;
+    }
+    if (dv == 1) {
+      const tile_sums t = exp_dot_tile(s, vp, len, ref);
+      row.add(ref, t.sum, &t.dot, 1);
+    } else {
+      const float sum = exp_tile(s, len, ref);
+      for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, pk.vt + c * pk.ld + j0, len);
+      row.add(ref, sum, tile_acc, dv);
+    }
+  }
+  return row.softmax;
+}
+
+// Turns a streamed row into output row i (and lse2[i]), applying the empty-support policy to a
+// compact kernel's empty row. k and v are the row's problem's keys and values (for nearest).
+template <class Score>
+void finish_row(const online_softmax& sm, const float* acc, const_view q, std::size_t i,
+                const_view k, const_view v, row_mask rm, const pool_params& params,
+                const float* w, mutable_view out, float* lse2, empty_rows& empties) {
+  const std::size_t dv = v.cols;
+  if (Score::kCompact && sm.empty()) {  // no key in the support: the policy decides
+    if (params.empty == empty_support::nearest) {
+      const std::size_t j = nearest_key(q, k, i, w, rm);
+      for (std::size_t c = 0; c < dv; ++c) out(i, c) = v(j, c);
+    } else {
+      if (params.empty == empty_support::error) empties.note(i);
+      for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
+    }
+    if (lse2 != nullptr) lse2[i] = -std::numeric_limits<float>::infinity();
+    return;
+  }
+  const float inv = sm.inv_sum();
+  for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
+  // log2 of the row's normaliser sum_j 2^s_j: what the backward pass subtracts from its
+  // recomputed scores to get the weights in one exp2 each.
+  if (lse2 != nullptr) lse2[i] = sm.max + std::log2(sm.sum);
+}
+
 template <class Score>
 void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
                    const pool_params& params, unsigned threads, float* lse2, Score score,
@@ -338,72 +427,96 @@ void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
   const std::vector<float> vt = pack_columns(v);
+  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m};
   // Scratch per thread: one tile of squared distances / weights, the row's accumulator and the
   // tile's.
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
-    float* s = buf;
-    row_state row{online_softmax{}, s + kCpuTile};
-    float* tile_acc = row.acc + dv;
-    std::fill(row.acc, row.acc + dv, 0.0f);
-    // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
-    // key of one tile. check_mask guaranteed that every row keeps at least one key.
     const row_mask rm = mask_for_row(params, i, m);
-    for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
-      const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
-      const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: no key skipped
-      const float* vp = vt.data() + j0;
-      if (d == 1 && dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
-        // Single pass against the running maximum; repeat the tile against its own maximum when
-        // that exceeds the reference by more than the slack (a much closer key turned up).
-        float ref = row.softmax.max;
-        tile_sums t = fused_tile_d1(q(i, 0), kt.data() + j0, vp, len, score, ref, skip);
-        if (!(t.max <= ref + kRefSlack)) {
-          ref = t.max;
-          t = fused_tile_d1(q(i, 0), kt.data() + j0, vp, len, score, ref, skip);
-        }
-        row.add(ref, t.sum, &t.dot, 1);
-        continue;
-      }
-      // Two passes: exact tile maximum first (always so for the first tile of a row).
-      float ref = d > 1 ? score_tile_d(q.row(i), kb.data(), d, j0, len, score, w, s)
-                        : score_tile<false>(q.row(i), kt.data(), m, d, j0, len, score, w, s);
-      if (skip < len) {
-        ref = mask_one(s, len, skip);
-        // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
-        if (ref == -std::numeric_limits<float>::infinity()) continue;
-      }
-      // Likewise a tile with no key in a compact kernel's support. (Only there: for the other
-      // kernels a -inf maximum means NaN inputs, which must stay NaN.)
-      if constexpr (Score::kCompact) {
-        if (ref == -std::numeric_limits<float>::infinity()) continue;
-      }
-      if (dv == 1) {
-        const tile_sums t = exp_dot_tile(s, vp, len, ref);
-        row.add(ref, t.sum, &t.dot, 1);
-      } else {
-        const float sum = exp_tile(s, len, ref);
-        for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, vt.data() + c * m + j0, len);
-        row.add(ref, sum, tile_acc, dv);
-      }
-    }
-    if (Score::kCompact && row.softmax.empty()) {  // no key in the support: the policy decides
-      if (params.empty == empty_support::nearest) {
-        const std::size_t j = nearest_key(q, k, i, w, rm);
-        for (std::size_t c = 0; c < dv; ++c) out(i, c) = v(j, c);
-      } else {
-        if (params.empty == empty_support::error) empties.note(i);
-        for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
-      }
-      if (lse2 != nullptr) lse2[i] = -std::numeric_limits<float>::infinity();
-      return;
-    }
-    const float inv = row.softmax.inv_sum();
-    for (std::size_t c = 0; c < dv; ++c) out(i, c) = row.acc[c] * inv;
-    // log2 of the row's normaliser sum_j 2^s_j: what the backward pass subtracts from its
-    // recomputed scores to get the weights in one exp2 each.
-    if (lse2 != nullptr) lse2[i] = row.softmax.max + std::log2(row.softmax.sum);
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
+    finish_row<Score>(sm, buf + kCpuTile, q, i, k, v, rm, params, w, out, lse2, empties);
   });
   empties.throw_if_any("pool", params, n);
+}
+
+// Keys of several problems in blocks, each problem starting on a block boundary: problem b's
+// blocks start at block first_block[b].
+std::vector<float> pack_blocks_segmented(const_view a, std::span<const std::size_t> offsets,
+                                         std::vector<std::size_t>& first_block) {
+  const std::size_t problems = offsets.size() - 1;
+  first_block.assign(problems + 1, 0);
+  for (std::size_t b = 0; b < problems; ++b)
+    first_block[b + 1] = first_block[b] + (offsets[b + 1] - offsets[b] + kLanes - 1) / kLanes;
+  std::vector<float> out(first_block[problems] * a.cols * kLanes, 0.0f);
+  for (std::size_t b = 0; b < problems; ++b) {
+    float* base = out.data() + first_block[b] * a.cols * kLanes;
+    for (std::size_t j = 0; j < offsets[b + 1] - offsets[b]; ++j)
+      for (std::size_t c = 0; c < a.cols; ++c)
+        base[(j / kLanes) * a.cols * kLanes + c * kLanes + j % kLanes] = a(offsets[b] + j, c);
+  }
+  return out;
+}
+
+// Sub-view of rows [r0, r1).
+const_view rows_of(const_view a, std::size_t r0, std::size_t r1) {
+  return {a.data + r0 * a.ld, r1 - r0, a.cols, a.ld};
+}
+
+template <class Score>
+void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_view out,
+                           std::span<const std::size_t> qoff, std::span<const std::size_t> koff,
+                           const pool_params& params, unsigned threads, Score score,
+                           const float* w) {
+  const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
+  const std::size_t problems = qoff.size() - 1;
+  std::vector<std::size_t> first_block;
+  const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
+  const std::vector<float> kb =
+      d > 1 ? pack_blocks_segmented(k, koff, first_block) : std::vector<float>{};
+  const std::vector<float> vt = pack_columns(v);
+  std::size_t pairs = 0;
+  for (std::size_t b = 0; b < problems; ++b) pairs += (qoff[b + 1] - qoff[b]) * (koff[b + 1] - koff[b]);
+  empty_rows empties(n);
+  parallel_rows(n, pairs / n * (d + dv), threads, kCpuTile + 2 * dv,
+                [&](std::size_t i, float* buf) {
+    // The problem of row i: the last b with qoff[b] <= i (problems without queries are skipped
+    // by upper_bound, since their qoff[b] == qoff[b + 1]).
+    const auto b = static_cast<std::size_t>(
+        std::upper_bound(qoff.begin(), qoff.end(), i) - qoff.begin() - 1);
+    const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
+    const packed_keys pk{d == 1 ? kt.data() + k0 : nullptr,
+                         d > 1 ? kb.data() + first_block[b] * d * kLanes : nullptr,
+                         vt.data() + k0, m, mb};
+    const row_mask rm{mb, mb};
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
+    finish_row<Score>(sm, buf + kCpuTile, q, i, rows_of(k, k0, k0 + mb),
+                      rows_of(v, k0, k0 + mb), rm, params, w, out, nullptr, empties);
+  });
+  const std::size_t i = empties.first.load();
+  if (i != n) {
+    const auto b = static_cast<std::size_t>(
+        std::upper_bound(qoff.begin(), qoff.end(), i) - qoff.begin() - 1);
+    throw invalid_argument(concat("pool_batched: query row ", i - qoff[b], " of problem ", b,
+                                  " (row ", i, " of the concatenated queries) has no key inside ",
+                                  "the support of the ", to_string(params.kernel), " kernel ",
+                                  "(every weight would be 0/0); widen the bandwidth, or choose ",
+                                  "params.empty = nan or nearest"));
+  }
+}
+
+template <class Score>
+void cpu_pool_partial_impl(const_view q, const_view k, const_view v, float* max, float* sum,
+                           mutable_view acc, unsigned threads, Score score, const float* w) {
+  const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
+  const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
+  const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
+  const std::vector<float> vt = pack_columns(v);
+  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m};
+  parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, row_mask{m, m}, score, w, buf);
+    max[i] = sm.max;
+    sum[i] = sm.sum;
+    std::copy(buf + kCpuTile, buf + kCpuTile + dv, acc.row(i));
+  });
 }
 
 }  // namespace
@@ -420,6 +533,27 @@ void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
 void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
               const pool_params& params, unsigned threads) {
   cpu_pool_lse(q, k, v, out, params, threads, nullptr);
+}
+
+void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out,
+                      std::span<const std::size_t> query_offsets,
+                      std::span<const std::size_t> key_offsets, const pool_params& params,
+                      unsigned threads) {
+  if (q.rows == 0) return;
+  const distance_setup ds = make_distance(params);
+  with_kernel_score(params.kernel, ds.h, [&](auto score) {
+    cpu_pool_batched_impl(q, k, v, out, query_offsets, key_offsets, params, threads, score,
+                          ds.weights());
+  });
+}
+
+void cpu_pool_partial(const_view q, const_view k, const_view v, float* max, float* sum,
+                      mutable_view acc, const pool_params& params, unsigned threads) {
+  if (q.rows == 0) return;
+  const distance_setup ds = make_distance(params);
+  with_kernel_score(params.kernel, ds.h, [&](auto score) {
+    cpu_pool_partial_impl(q, k, v, max, sum, acc, threads, score, ds.weights());
+  });
 }
 
 namespace {

@@ -2,6 +2,7 @@
 /// Umbrella header: the whole host API of attnpool.
 #pragma once
 
+#include <attnpool/batched.hpp>
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>

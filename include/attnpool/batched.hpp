@@ -1,0 +1,83 @@
+/// \file
+/// Many small problems in one call, and keys sharded into pieces whose partial softmax states
+/// are merged exactly (issue 7, "Batched problems" and "Keys sharded over devices").
+///
+/// Host memory, CPU and reference backends for now; the CUDA backends throw invalid_argument
+/// "... not implemented on the GPU yet".
+#pragma once
+
+#include <attnpool/types.hpp>
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace attnpool {
+
+/// B independent attention-pooling problems in one call, in the variable-length style: the
+/// queries, keys and values of every problem are concatenated row-wise (d and dv are shared),
+/// and problem b is
+///
+///   query rows [query_offsets[b], query_offsets[b + 1]) against
+///   key / value rows [key_offsets[b], key_offsets[b + 1]),
+///
+/// writing out rows [query_offsets[b], query_offsets[b + 1]). Each problem's result is what
+/// pool() computes for it alone (the CPU engine runs the same per-row code and key order, so
+/// the results are bitwise those of separate pool() calls, for any thread count); the call
+/// spreads the rows of all problems over the threads at once, which is what makes many tiny
+/// problems cheap.
+///
+/// \param queries        sum_b n_b x d
+/// \param keys           sum_b m_b x d
+/// \param values         sum_b m_b x dv
+/// \param out            sum_b n_b x dv; written only if every check passes
+/// \param query_offsets  B + 1 row offsets: 0 first, non-decreasing, queries.rows last
+/// \param key_offsets    B + 1 row offsets: 0 first, non-decreasing, keys.rows last
+/// \param params         as for pool(); params.mask must be mask::none
+/// \param opts           backend automatic, cpu or reference (cuda_* are not implemented yet)
+/// \throws invalid_argument as pool() does, and for bad offsets or a problem with queries but
+///         no keys; the message names the problem index. A problem with n_b = 0 may have any
+///         m_b, including 0.
+void pool_batched(const_view queries, const_view keys, const_view values, mutable_view out,
+                  std::span<const std::size_t> query_offsets,
+                  std::span<const std::size_t> key_offsets, const pool_params& params = {},
+                  const options& opts = {});
+
+/// The partial streaming-softmax states of n query rows over one shard of the keys: for row i,
+/// max[i] is the largest log2 score seen, sum[i] = sum_j 2^(s_ij - max[i]) and acc row i is
+/// sum_j 2^(s_ij - max[i]) v_j (unnormalised). A row that saw no key with a finite score (a
+/// compact kernel's empty support) has max = -inf, sum = 0 and acc = 0: the merge's identity.
+struct partial_states {
+  std::size_t n = 0;        ///< query rows
+  std::size_t dv = 0;       ///< value columns
+  std::vector<float> max;   ///< n, log2 units
+  std::vector<float> sum;   ///< n
+  std::vector<float> acc;   ///< n x dv, row-major
+
+  /// acc as a view.
+  const_view accumulators() const { return {acc.data(), n, dv}; }
+};
+
+/// The partial states of `queries` over one key shard (keys_shard / values_shard: any subset of
+/// the keys, with their values). Merging the shards' states with merge_partials() gives pool()
+/// over all keys, up to float32 rounding.
+/// \param params as for pool(); params.mask must be mask::none, and params.empty must not be
+///        empty_support::nearest (a shard does not know the other shards' keys)
+/// \param opts   backend automatic or cpu (reference and cuda_* throw invalid_argument)
+/// \throws invalid_argument as pool() does.
+partial_states pool_partial(const_view queries, const_view keys_shard, const_view values_shard,
+                            const pool_params& params = {}, const options& opts = {});
+
+/// Merges the shards' partial states with the associative online-softmax merge
+/// (detail::online_softmax::merge), in the order given, and writes the normalised n x dv
+/// result. The order is fixed, so the result is bitwise deterministic.
+/// \param shards at least one, all with the same n and dv
+/// \param out    n x dv; written only if every check passes
+/// \param params only params.empty and params.kernel are read: a row that no shard saw a key
+///               for (compact kernels) is an error naming the row (empty_support::error) or NaN
+///               (empty_support::nan)
+/// \throws invalid_argument on a shape mismatch or an empty row under empty_support::error.
+void merge_partials(std::span<const partial_states> shards, mutable_view out,
+                    const pool_params& params = {});
+
+}  // namespace attnpool
