@@ -20,15 +20,7 @@ using attnpool::test::opts_for;
 
 // Runs pool() into a NaN-poisoned, padded output and checks it against the oracle.
 void check_pool(const problem& p, double h, backend b, unsigned threads = 0) {
-  SCOPED_TRACE(attnpool::test::describe(p, h) + " backend=" + attnpool::to_string(b));
-  const attnpool::pool_params params{h};
-  const std::size_t ld = p.dv + 3;
-  std::vector<float> out(p.n * ld);
-  attnpool::test::poison(out);
-  attnpool::pool(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv, ld}, params,
-                 opts_for(b, threads));
-  const auto ref = attnpool::reference::pool(p.queries(), p.keys(), p.values(), params);
-  attnpool::test::expect_matches_reference(p, params, out.data(), ld, ref);
+  attnpool::test::check_pool_against_reference(p, attnpool::pool_params{h}, b, threads);
 }
 
 class HostBackend : public ::testing::TestWithParam<backend> {};

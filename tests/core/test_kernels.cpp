@@ -137,32 +137,7 @@ void snap_to_grid(problem& p) {
 // the oracle makes NaN (empty_support::nan) must be NaN; every other value finite and within
 // the derived tolerance.
 void check_kernel_pool(const problem& p, const attnpool::pool_params& params, backend b) {
-  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " kernel=" +
-               attnpool::to_string(params.kernel) + " backend=" + attnpool::to_string(b));
-  const std::size_t ld = p.dv + 2;
-  std::vector<float> out(p.n * ld);
-  attnpool::test::poison(out);
-  attnpool::pool(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv, ld}, params,
-                 opts_for(b));
-  const auto ref = attnpool::reference::pool(p.queries(), p.keys(), p.values(), params);
-  std::size_t failures = 0;
-  for (std::size_t i = 0; i < p.n; ++i) {
-    for (std::size_t c = 0; c < p.dv; ++c) {
-      const std::size_t idx = i * p.dv + c;
-      const float got = out[i * ld + c];
-      if (std::isnan(ref.out[idx])) {
-        if (!std::isnan(got) && ++failures <= 5)
-          ADD_FAILURE() << "out(" << i << ", " << c << ") = " << got << ", want NaN (empty row)";
-        continue;
-      }
-      const double tol = attnpool::test::tolerance_for(ref, idx);
-      const double err = std::fabs(static_cast<double>(got) - ref.out[idx]);
-      if (!(std::isfinite(got) && err <= tol) && ++failures <= 5)
-        ADD_FAILURE() << "out(" << i << ", " << c << ") = " << got << ", reference " << ref.out[idx]
-                      << ", |err| " << err << " > tol " << tol;
-    }
-  }
-  if (failures > 5) ADD_FAILURE() << failures << " elements out of tolerance in total";
+  attnpool::test::check_pool_against_reference(p, params, b);
 }
 
 class HostKernels : public ::testing::TestWithParam<backend> {};

@@ -35,25 +35,8 @@ void snap_to_grid(problem& p) {
 void expect_kernel_matches(const problem& p, const pool_params& params,
                            const std::vector<float>& out, std::size_t ld, const char* path) {
   SCOPED_TRACE(describe(p, params.bandwidth) + " kernel=" + to_string(params.kernel) + " " + path);
-  const reference::pooled ref = reference::pool(p.queries(), p.keys(), p.values(), params);
-  std::size_t failures = 0;
-  for (std::size_t i = 0; i < p.n; ++i) {
-    for (std::size_t c = 0; c < p.dv; ++c) {
-      const std::size_t idx = i * p.dv + c;
-      const float got = out[i * ld + c];
-      if (std::isnan(ref.out[idx])) {
-        if (!std::isnan(got) && ++failures <= 5)
-          ADD_FAILURE() << "out(" << i << ", " << c << ") = " << got << ", want NaN (empty row)";
-        continue;
-      }
-      const double tol = tolerance_for(ref, idx);
-      const double err = std::fabs(static_cast<double>(got) - ref.out[idx]);
-      if (!(std::isfinite(got) && err <= tol) && ++failures <= 5)
-        ADD_FAILURE() << "out(" << i << ", " << c << ") = " << got << ", reference " << ref.out[idx]
-                      << ", |err| " << err << " > tol " << tol;
-    }
-  }
-  if (failures > 5) ADD_FAILURE() << failures << " elements out of tolerance in total";
+  expect_matches_reference(p, params, out.data(), ld,
+                           reference::pool(p.queries(), p.keys(), p.values(), params));
 }
 
 pool_params params_for(kernel k, double h) {

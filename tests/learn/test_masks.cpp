@@ -34,15 +34,7 @@ std::vector<std::size_t> random_lens(std::size_t n, std::size_t m, std::uint64_t
 
 void check_masked_pool(const problem& p, const attnpool::pool_params& params, backend b,
                        unsigned threads = 0) {
-  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " mask=" +
-               attnpool::to_string(params.mask) + " backend=" + attnpool::to_string(b));
-  const std::size_t ld = p.dv + 2;
-  std::vector<float> out(p.n * ld);
-  attnpool::test::poison(out);
-  attnpool::pool(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv, ld}, params,
-                 opts_for(b, threads));
-  const auto ref = attnpool::reference::pool(p.queries(), p.keys(), p.values(), params);
-  attnpool::test::expect_matches_reference(p, params, out.data(), ld, ref);
+  attnpool::test::check_pool_against_reference(p, params, b, threads);
 }
 
 class MaskedHostBackend : public ::testing::TestWithParam<backend> {};

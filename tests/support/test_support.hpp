@@ -99,7 +99,9 @@ inline void poison(std::vector<float>& a) {
   std::fill(a.begin(), a.end(), std::numeric_limits<float>::quiet_NaN());
 }
 
-/// Compares an n x dv output (ld = out_ld) with the fp64 oracle. Every value must be finite.
+/// Compares an n x dv output (ld = out_ld) with the fp64 oracle. Where the oracle's row is NaN
+/// on purpose (empty_support::nan: no key in a compact kernel's support) the output must be NaN
+/// too; everywhere else it must be finite and within tolerance_for().
 /// Returns the largest error as a fraction of its tolerance (<= 1 passes), for reporting.
 inline double expect_matches_reference(const problem& p, const pool_params& params,
                                        const float* out, std::size_t out_ld,
@@ -111,6 +113,12 @@ inline double expect_matches_reference(const problem& p, const pool_params& para
       const std::size_t idx = i * p.dv + c;
       const float got = out[i * out_ld + c];
       const double want = ref.out[idx];
+      if (std::isnan(want)) {
+        if (!std::isnan(got) && ++failures <= 5)
+          ADD_FAILURE() << "out(" << i << ", " << c << ") = " << got << ", want NaN (empty row)  ["
+                        << describe(p, params.bandwidth) << "]";
+        continue;
+      }
       const double tol = tolerance_for(ref, idx, p.d);
       const double err = std::fabs(static_cast<double>(got) - want);
       const bool ok = std::isfinite(got) && err <= tol;
@@ -124,6 +132,21 @@ inline double expect_matches_reference(const problem& p, const pool_params& para
   }
   if (failures > 5) ADD_FAILURE() << failures << " elements out of tolerance in total";
   return worst;
+}
+
+/// Runs attnpool::pool on backend b into a NaN-poisoned output padded to ld = dv + 2 (so a
+/// skipped or out-of-row write is caught) and checks it against the fp64 oracle.
+inline void check_pool_against_reference(const problem& p, const pool_params& params, backend b,
+                                         unsigned threads = 0) {
+  SCOPED_TRACE(describe(p, params.bandwidth) + " kernel=" + to_string(params.kernel) +
+               " mask=" + to_string(params.mask) + " backend=" + to_string(b));
+  const std::size_t ld = p.dv + 2;
+  std::vector<float> out(p.n * ld);
+  poison(out);
+  pool(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv, ld}, params,
+       opts_for(b, threads));
+  expect_matches_reference(p, params, out.data(), ld,
+                           reference::pool(p.queries(), p.keys(), p.values(), params));
 }
 
 }  // namespace attnpool::test
