@@ -35,31 +35,6 @@ namespace {
 using detail::kCpuTile;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// r[t] = sum_c (a_c - bt[c * stride + t0 + t])^2 for t in [0, len): distances of one point a to
-// a tile of column-major points.
-ATTNPOOL_MULTIVERSION
-void dist_tile(const float* a, const float* bt, std::size_t stride, std::size_t d, std::size_t t0,
-               std::size_t len, float* r) {
-  {
-    const float a0 = a[0];
-    const float* b0 = bt + t0;
-#pragma omp simd
-    for (std::size_t t = 0; t < len; ++t) {
-      const float diff = a0 - b0[t];
-      r[t] = diff * diff;
-    }
-  }
-  for (std::size_t c = 1; c < d; ++c) {
-    const float ac = a[c];
-    const float* bc = bt + c * stride + t0;
-#pragma omp simd
-    for (std::size_t t = 0; t < len; ++t) {
-      const float diff = ac - bc[t];
-      r[t] = diff * diff + r[t];
-    }
-  }
-}
-
 // s[t] = score(r[t]), stored (see the file comment).
 ATTNPOOL_MULTIVERSION
 void score_tile(const float* r, std::size_t len, detail::gaussian_log2_score score, float* s) {
@@ -164,7 +139,7 @@ void cpu_backward(const_view q, const_view k, const_view v, const_view dout,
       const detail::row_mask rm = detail::mask_for_row(params, i, m);
       for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
         const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
-        dist_tile(q.row(i), kt.data(), m, d, j0, len, r);
+        detail::dist_tile(q.row(i), kt.data(), m, d, j0, len, r);
         score_tile(r, len, score, s);
         if (rm.skip - j0 < len) s[rm.skip - j0] = kNegInf;
         dot_cols(di, vt.data(), m, dv, j0, len, ds);
@@ -203,7 +178,7 @@ void cpu_backward(const_view q, const_view k, const_view v, const_view dout,
     const std::size_t skip = params.mask == mask::leave_one_out ? j : n;
     for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, n - i0);
-      dist_tile(k.row(j), qt.data(), n, d, i0, len, r);
+      detail::dist_tile(k.row(j), qt.data(), n, d, i0, len, r);
       score_tile(r, len, score, s);
       if (skip - i0 < len) s[skip - i0] = kNegInf;
       if (!lens.empty()) mask_by_length(s, lens.data() + i0, static_cast<std::int64_t>(j), len);

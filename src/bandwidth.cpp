@@ -35,28 +35,6 @@ using detail::kCpuTile;
 // the blocks are added in order, so the result does not depend on the thread count.
 constexpr std::size_t kBlockRows = 16;
 
-// r[j] = ||q - x_j||^2 for every j, from column-major xt (n x d); returns nothing.
-ATTNPOOL_MULTIVERSION
-void row_distances(const float* q, const float* xt, std::size_t n, std::size_t d, float* r) {
-  {
-    const float q0 = q[0];
-#pragma omp simd
-    for (std::size_t j = 0; j < n; ++j) {
-      const float diff = q0 - xt[j];
-      r[j] = diff * diff;
-    }
-  }
-  for (std::size_t c = 1; c < d; ++c) {
-    const float qc = q[c];
-    const float* xc = xt + c * n;
-#pragma omp simd
-    for (std::size_t j = 0; j < n; ++j) {
-      const float diff = qc - xc[j];
-      r[j] = diff * diff + r[j];
-    }
-  }
-}
-
 // r[j] -= min_j r[j], returning that minimum (+inf entries stay +inf).
 ATTNPOOL_MULTIVERSION
 float subtract_min(float* r, std::size_t n) {
@@ -121,7 +99,7 @@ std::vector<double> cpu_loo_cv(const_view x, const_view y, std::span<const doubl
     double* err = partial.data() + blk * nb;
     const std::size_t end = std::min(n, (blk + 1) * kBlockRows);
     for (std::size_t i = blk * kBlockRows; i < end; ++i) {
-      row_distances(x.row(i), xt.data(), n, d, r);
+      detail::dist_tile(x.row(i), xt.data(), n, d, 0, n, r);
       r[i] = std::numeric_limits<float>::infinity();  // leave one out
       subtract_min(r, n);
       std::fill(sum, sum + nb * (1 + dv), 0.0f);

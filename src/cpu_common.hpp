@@ -67,6 +67,12 @@ void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
   worker(0);
 }
 
+// r[t] = sum_c (a_c - bt[c * stride + t0 + t])^2 for t in [0, len): squared distances of one
+// point to a tile of column-major points (defined once in cpu_engine.cpp, multiversioned). The
+// backward pass's and the bandwidth sweep's distance tiles.
+void dist_tile(const float* a, const float* bt, std::size_t stride, std::size_t d, std::size_t t0,
+               std::size_t len, float* r);
+
 // sum_j p[j] * v[j], vectorised (defined once in cpu_engine.cpp, multiversioned there). The
 // engine's, the backward pass's and the bandwidth sweep's dot products over a tile.
 float dot_tile(const float* p, const float* v, std::size_t len);

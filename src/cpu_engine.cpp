@@ -30,6 +30,31 @@
 #include <vector>
 
 namespace attnpool::detail {
+// r[t] = sum_c (a_c - bt[c * stride + t0 + t])^2 for t in [0, len): distances of one point a to
+// a tile of column-major points.
+ATTNPOOL_MULTIVERSION
+void dist_tile(const float* a, const float* bt, std::size_t stride, std::size_t d, std::size_t t0,
+               std::size_t len, float* r) {
+  {
+    const float a0 = a[0];
+    const float* b0 = bt + t0;
+#pragma omp simd
+    for (std::size_t t = 0; t < len; ++t) {
+      const float diff = a0 - b0[t];
+      r[t] = diff * diff;
+    }
+  }
+  for (std::size_t c = 1; c < d; ++c) {
+    const float ac = a[c];
+    const float* bc = bt + c * stride + t0;
+#pragma omp simd
+    for (std::size_t t = 0; t < len; ++t) {
+      const float diff = ac - bc[t];
+      r[t] = diff * diff + r[t];
+    }
+  }
+}
+
 ATTNPOOL_MULTIVERSION
 float dot_tile(const float* p, const float* v, std::size_t len) {
   float dot = 0.0f;
