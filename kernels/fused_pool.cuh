@@ -64,6 +64,10 @@ struct fused_agent {
   // unrolling, which is what keeps these arrays out of local memory).
   float q[kR][kQRegs];
   const float* q_row[kR];  // generic path: the query rows in global memory
+  // Any-kernel path, masks: row r sees key j iff j < key_limit[r] and j != skip_key[r]
+  // (mask::none: no limit and no skipped key).
+  std::size_t key_limit[kAny ? kR : 1];
+  std::size_t skip_key[kAny ? kR : 1];
   detail::online_softmax softmax[kR];
   float acc[kR][DV];
 
@@ -116,6 +120,12 @@ struct fused_agent {
     for (int r = 0; r < kR; ++r) {
       const bool ok = row_valid(r);
       const float* src = a.q + (ok ? row_index(r) : 0) * a.ldq;  // row 0 exists: n >= 1
+      if constexpr (kAny) {
+        // Rows past n keep no limit; they are never stored. valid_lens is read for rows < n only.
+        key_limit[r] = (ok && x->mask == attnpool::mask::valid_length) ? x->valid_lens[row_index(r)]
+                                                                       : ~std::size_t{0};
+        skip_key[r] = x->mask == attnpool::mask::leave_one_out ? row_index(r) : ~std::size_t{0};
+      }
       if constexpr (traits::kGeneric) {
         q_row[r] = src;
       } else {
@@ -165,7 +175,12 @@ struct fused_agent {
 #pragma unroll
         for (int r = 0; r < kR; ++r) {
           if constexpr (kAny) {
+            const std::size_t key = tile0 + static_cast<std::size_t>(j0 + j);
+            // A masked key: distance +inf, so score -inf for every kernel of the family and
+            // weight 2^-inf = 0; it never becomes the chunk's minimum unless all keys are
+            // masked, and then the chunk is the empty state (cmax = -inf below).
             p[r][j] = !live ? 0.0f
+                      : (key >= key_limit[r] || key == skip_key[r]) ? INFINITY
                       : x->weighted
                           ? detail::weighted_squared_distance(q_row[r], kj, x->dim_weights, a.d)
                           : detail::squared_distance(q_row[r], kj, a.d);

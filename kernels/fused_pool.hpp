@@ -41,7 +41,7 @@ struct fused_args {
 };
 
 /// What the any-kernel instantiations (fused_pool_any.cu: non-Gaussian kernels, anisotropic
-/// bandwidths) read on top of fused_args. A second kernel parameter rather than more fields of
+/// bandwidths, masks) read on top of fused_args. A second kernel parameter rather than more fields of
 /// fused_args, so that the Gaussian fast path's parameter block, and with it its code, stays
 /// exactly as it was (a 256-byte array in fused_args changed how nvcc addresses the whole block).
 struct any_kernel_args {
@@ -51,6 +51,13 @@ struct any_kernel_args {
   /// device copy is needed and the call stays asynchronous.
   int weighted = 0;
   float dim_weights[kMaxGpuAnisotropicDims] = {};
+  /// Which keys each query sees (pool_params::mask): a masked key's distance becomes +inf, so
+  /// its score is -inf and its weight exactly 0, with no n x m mask stored. Masked calls run
+  /// this path whatever the kernel, so the Gaussian fast path's code stays mask-free.
+  attnpool::mask mask = attnpool::mask::none;
+  /// mask::valid_length only: n counts in device memory (the caller's workspace), row i sees
+  /// keys [0, valid_lens[i]).
+  const std::size_t* valid_lens = nullptr;
 };
 
 /// Tile constants of fused_pool_kernel<D, DV>. D is the query dimension the kernel is compiled

@@ -1,6 +1,7 @@
 // The backends behind the public entry points. Arguments arrive validated (validate.hpp).
 #pragma once
 
+#include <attnpool/learn.hpp>
 #include <attnpool/types.hpp>
 
 #include <cstddef>
@@ -38,5 +39,9 @@ void cuda_pool_host(const_view q, const_view k, const_view v, mutable_view out,
                     const pool_params& params, backend which);
 void cuda_weights_host(const_view q, const_view k, mutable_view w, const pool_params& params);
 void cuda_average_host(const_view values, mutable_view out);
+// pool_backward on cuda_fused with host memory (src/cuda/backward.cpp): copy in, the fused
+// backward kernels, copy back the gradients asked for, synchronise.
+void cuda_backward_host(const_view q, const_view k, const_view v, const_view dout,
+                        const pool_gradients& grads, const pool_params& params);
 
 }  // namespace attnpool::detail

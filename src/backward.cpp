@@ -309,7 +309,7 @@ reference::gradients reference::pool_backward(const_view q, const_view k, const_
 void pool_backward(const_view q, const_view k, const_view v, const_view dout,
                    const pool_gradients& grads, const pool_params& params, const options& opts) {
   constexpr const char* fn = "pool_backward";
-  const backend b = detail::resolve_learn_backend(fn, opts.backend);
+  const backend b = detail::resolve_backward_backend(fn, opts.backend);
   detail::reject_non_gaussian(fn, params);
   const auto shape = detail::check_pool_args(fn, q, k, v, dout, params, detail::mask_support::host);
   detail::check_optional_output(fn, "grads.queries", grads.queries, shape.n, shape.d);
@@ -330,6 +330,14 @@ void pool_backward(const_view q, const_view k, const_view v, const_view dout,
     return;
   }
   if (b == backend::reference) return reference_backward_into(q, k, v, dout, grads, params);
+  if (b == backend::cuda_fused) {
+    // Checked here, before any CUDA call, so that the limit reads the same with or without a
+    // device (and in a build without CUDA).
+    ATTNPOOL_EXPECTS(shape.d <= kMaxGpuBackwardDims, fn, ": d = ", shape.d, " exceeds the GPU ",
+                     "backward pass's limit of ", kMaxGpuBackwardDims,
+                     " (its gradient sums live in registers); use backend cpu");
+    return detail::cuda_backward_host(q, k, v, dout, grads, params);
+  }
   cpu_backward(q, k, v, dout, grads, params, opts.threads);
 }
 

@@ -21,6 +21,18 @@ void detail::cuda_weights_host(const_view, const_view, mutable_view, const pool_
   no_cuda("attention_weights(cuda)");
 }
 void detail::cuda_average_host(const_view, mutable_view) { no_cuda("average_pool(cuda)"); }
+void detail::cuda_backward_host(const_view, const_view, const_view, const_view,
+                                const pool_gradients&, const pool_params&) {
+  no_cuda("pool_backward(cuda_fused)");
+}
+std::size_t cuda::pool_backward_workspace_size(std::size_t, std::size_t, std::size_t,
+                                               std::size_t, const pool_params&) {
+  no_cuda("cuda::pool_backward_workspace_size");
+}
+void cuda::pool_backward(const_view, const_view, const_view, const_view, const pool_gradients&,
+                         const pool_params&, const options&) {
+  no_cuda("cuda::pool_backward");
+}
 
 std::size_t cuda::pool_workspace_size(std::size_t, std::size_t, std::size_t, std::size_t,
                                       const pool_params&, backend) {

@@ -25,7 +25,9 @@ double unit_uniform(std::mt19937_64& rng) {
 parametric_fit train_parametric(const_view x, const_view y, const train_options& train,
                                 const options& opts) {
   constexpr const char* fn = "train_parametric";
-  detail::resolve_learn_backend(fn, opts.backend);
+  // One backend for every pool() and pool_backward() call of the run (automatic resolved once).
+  options run_opts = opts;
+  run_opts.backend = detail::resolve_backward_backend(fn, opts.backend);
   ATTNPOOL_EXPECTS(x.rows >= 2, fn, ": x.rows (n) must be >= 2 for leave-one-out, got ", x.rows);
   ATTNPOOL_EXPECTS(y.rows == x.rows, fn, ": y.rows must equal x.rows (n = ", x.rows, "), got ",
                    y.rows);
@@ -61,7 +63,7 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
       for (std::size_t c = 0; c < d; ++c)
         xs[i * d + c] = static_cast<float>(static_cast<double>(x(i, c)) * fit.w[nw == 1 ? 0 : c]);
     const const_view xv{xs.data(), n, d};
-    pool(xv, xv, y, mutable_view{yhat.data(), n, dv}, params, opts);
+    pool(xv, xv, y, mutable_view{yhat.data(), n, dv}, params, run_opts);
     double loss = 0.0;
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t c = 0; c < dv; ++c) {
@@ -73,7 +75,7 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
     pool_gradients g;
     g.queries = mutable_view{dq.data(), n, d};
     g.keys = mutable_view{dk.data(), n, d};
-    pool_backward(xv, xv, y, const_view{dout.data(), n, dv}, g, params, opts);
+    pool_backward(xv, xv, y, const_view{dout.data(), n, dv}, g, params, run_opts);
     grad->assign(nw, 0.0);
     // x * w feeds both the queries and the keys: dL/dw_c = sum_i (dq_ic + dk_ic) x_ic.
     for (std::size_t i = 0; i < n; ++i)

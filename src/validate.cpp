@@ -1,6 +1,7 @@
 #include "validate.hpp"
 
 #include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/pool.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -82,8 +83,8 @@ void reject_non_gaussian(const char* fn, const pool_params& params) {
                    "API; use the isotropic params.bandwidth");
 }
 
-void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d) {
-  reject_gpu_mask(fn, params);
+void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d, bool masks_ok) {
+  if (!masks_ok) reject_gpu_mask(fn, params);
   ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
                    ": params.empty = nearest is not implemented on the GPU yet; use ",
                    "empty_support::error or nan, or backend cpu or reference");
@@ -94,7 +95,9 @@ void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d)
 
 void reject_gpu_mask(const char* fn, const pool_params& params) {
   ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not implemented on the GPU yet; use backend cpu or reference");
+                   " is not implemented on the GPU yet for this call or backend (pool and ",
+                   "pool_backward take masks on cuda_fused); use backend cuda_fused, cpu or "
+                   "reference");
 }
 
 void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,
@@ -115,6 +118,19 @@ backend resolve_learn_backend(const char* fn, backend requested) {
   }
   throw invalid_argument(concat(fn, ": backend ", to_string(requested),
                                 " is not implemented on the GPU yet; use backend cpu or reference"));
+}
+
+backend resolve_backward_backend(const char* fn, backend requested) {
+  switch (requested) {
+    case backend::automatic: return cuda_available() ? backend::cuda_fused : backend::cpu;
+    case backend::cpu:
+    case backend::reference:
+    case backend::cuda_fused: return requested;
+    case backend::cuda_unfused: break;
+  }
+  throw invalid_argument(concat(fn, ": backend ", to_string(requested),
+                                " is not implemented for the learning API (it has no fused ",
+                                "backward pass); use backend cuda_fused, cpu or reference"));
 }
 
 void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m) {
@@ -146,7 +162,8 @@ problem_shape check_pool_args(const char* fn, const_view queries, const_view key
                               const_view values, const_view out, const pool_params& params,
                               mask_support masks) {
   check_bandwidth(fn, params, queries.cols);
-  if (masks == mask_support::gpu_none) reject_gpu_params(fn, params, queries.cols);
+  if (masks != mask_support::host)
+    reject_gpu_params(fn, params, queries.cols, masks == mask_support::gpu_fused);
   const problem_shape s{queries.rows, keys.rows, queries.cols, values.cols};
   ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
   ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
@@ -173,7 +190,8 @@ problem_shape check_weights_args(const char* fn, const_view queries, const_view 
                                  const_view weights, const pool_params& params,
                                  mask_support masks) {
   check_bandwidth(fn, params, queries.cols);
-  if (masks == mask_support::gpu_none) reject_gpu_params(fn, params, queries.cols);
+  if (masks != mask_support::host)
+    reject_gpu_params(fn, params, queries.cols, masks == mask_support::gpu_fused);
   const problem_shape s{queries.rows, keys.rows, queries.cols, 0};
   ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
   ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,

@@ -16,10 +16,12 @@ struct problem_shape {
   std::size_t dv = 0;  // value dimension
 };
 
-// Whether the caller implements params.mask. The CUDA paths call the checks with the default,
-// so a mask handed to them is rejected loudly ("not implemented on the GPU yet") instead of
-// being ignored; the host entry points pass `host` and get the mask validated against the shape.
-enum class mask_support { gpu_none, host };
+// Whether the caller implements params.mask. The unfused CUDA path calls the checks with the
+// default, so a mask handed to it is rejected loudly ("not implemented on ... yet") instead of
+// being ignored; the host entry points pass `host` and get the mask validated against the shape;
+// the fused CUDA path passes `gpu_fused`: masks validated as on the host, and the other GPU
+// limits (reject_gpu_params without the mask) still apply.
+enum class mask_support { gpu_none, host, gpu_fused };
 
 // Shapes, leading dimensions, null pointers, size_t overflow, the bandwidth and the mask.
 // `fn` prefixes every message ("pool", "attention_weights", ...).
@@ -40,12 +42,15 @@ void check_optional_output(const char* fn, const char* name, const_view a, std::
 void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m);
 
 // Throws invalid_argument "<fn>: params.mask = <mask> is not implemented on the GPU yet" for
-// any mask but none (for host entry points that dispatch to a CUDA backend).
+// any mask but none (for entry points whose CUDA path has no masks: the unfused path,
+// attention_weights, batched).
 void reject_gpu_mask(const char* fn, const pool_params& params);
 
-// What the GPU paths do not implement yet, each an invalid_argument naming it: masks,
-// empty_support::nearest (for compact kernels) and anisotropic bandwidths with d > 64.
-void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d);
+// What the GPU paths do not implement yet, each an invalid_argument naming it: masks (unless
+// `masks_ok`: the fused path implements them), empty_support::nearest (for compact kernels) and
+// anisotropic bandwidths with d > 64.
+void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d,
+                       bool masks_ok = false);
 
 // The learning API (backward, bandwidth selection, training) is derived for the isotropic
 // Gaussian: anything else is an invalid_argument naming the kernel / the bandwidths.
@@ -66,8 +71,13 @@ double max_safe_coordinate(std::size_t d, double bandwidth);
 
 // The backend a learning entry point (learn.hpp) runs on: cpu or reference; automatic means cpu
 // until the GPU versions exist; cuda_* throw invalid_argument "<fn>: ... not implemented on the
-// GPU yet".
+// GPU yet". (Bandwidth selection.)
 backend resolve_learn_backend(const char* fn, backend requested);
+
+// The backend of pool_backward and train_parametric: reference, cpu or cuda_fused; automatic
+// means cuda_fused where a device exists, else cpu; cuda_unfused throws invalid_argument
+// "<fn>: backend cuda_unfused is not implemented ...; use cuda_fused".
+backend resolve_backward_backend(const char* fn, backend requested);
 
 // A checked product for sizes ("n * m overflows size_t").
 std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b);

@@ -4,10 +4,14 @@
 /// trained by gradient descent.
 ///
 /// Every function here takes host memory, is synchronous and thread-safe, and runs on
-/// backend::cpu (the fused float32 engine) or backend::reference (fp64 oracle loops). The
-/// CUDA backends are not implemented for these functions yet: backend::cuda_fused and
-/// backend::cuda_unfused throw invalid_argument "... not implemented on the GPU yet", never a
-/// silent fallback. backend::automatic means cpu here until they are.
+/// backend::cpu (the fused float32 engine) or backend::reference (fp64 oracle loops).
+/// pool_backward() and train_parametric() also run on backend::cuda_fused (the fused GPU
+/// backward pass, kernels/backward*; d <= kMaxGpuBackwardDims), and there backend::automatic
+/// means cuda_fused where a device exists, else cpu; backend::cuda_unfused throws
+/// invalid_argument. The device-pointer backward is attnpool::cuda::pool_backward (cuda.hpp).
+/// Bandwidth selection (loo_cv_error, select_bandwidth) is not implemented on the GPU yet:
+/// cuda_* throw invalid_argument "... not implemented on the GPU yet", never a silent
+/// fallback, and automatic means cpu there.
 #pragma once
 
 #include <attnpool/types.hpp>
@@ -20,6 +24,10 @@
 namespace attnpool {
 
 // ---- backward pass ----------------------------------------------------------------------------
+
+/// The largest input dimension d that pool_backward() takes on backend::cuda_fused (each
+/// thread keeps its d gradient sums in registers); larger d needs backend::cpu.
+inline constexpr std::size_t kMaxGpuBackwardDims = 64;
 
 /// Where pool_backward() writes the gradients of a scalar loss L. Each view is optional: leave
 /// it default-constructed (data == nullptr) and that gradient is not computed (dq and dh share
@@ -39,14 +47,18 @@ struct pool_gradients {
 /// backend::cpu is fused in the FlashAttention style and never stores the n x m matrix: a
 /// forward pass keeps each row's log-sum-exp; one pass over the rows recomputes the scores tile
 /// by tile for dq and dh, one pass over the keys does the same for dk and dv. Memory
-/// O((n + m)(d + dv)). Results do not depend on the thread count.
+/// O((n + m)(d + dv)). Results do not depend on the thread count. backend::cuda_fused runs the
+/// same phases as GPU kernels (cuda::pool_backward), each gradient summed in a fixed order, so
+/// its results are bitwise repeatable too.
 /// \param queries n x d, keys m x d, values m x dv: as for pool()
 /// \param dout    n x dv: dL/d(out)
 /// \param grads   where to write; any subset
 /// \param params  bandwidth, kernel and mask, as for pool()
-/// \param opts    backend (cpu, reference, automatic = cpu), threads, check_finite
-/// \throws invalid_argument as pool() does, on a gradient view of the wrong shape, or for a
-///         cuda_* backend (not implemented on the GPU yet).
+/// \param opts    backend (cpu, reference, cuda_fused; automatic = cuda_fused where a device
+///                exists, else cpu), threads, check_finite
+/// \throws invalid_argument as pool() does, on a gradient view of the wrong shape, for
+///         backend::cuda_unfused, or for d > kMaxGpuBackwardDims on cuda_fused; cuda_error on
+///         cuda_fused without a usable device (or in a build without CUDA).
 void pool_backward(const_view queries, const_view keys, const_view values, const_view dout,
                    const pool_gradients& grads, const pool_params& params = {},
                    const options& opts = {});
@@ -107,9 +119,12 @@ struct parametric_fit {
 /// not depend on the thread count).
 /// \param x n x d training inputs, n >= 2
 /// \param y n x dv training targets
+/// Backends as pool_backward(): cpu, reference or cuda_fused (every pool() and pool_backward()
+/// of the run on the GPU; automatic = cuda_fused where a device exists, else cpu).
 /// \throws invalid_argument on a bad shape, a bad setting (learning_rate <= 0 or not finite,
 ///         initial_w of the wrong size or not finite), non-finite data or weights that overflow
-///         float32 scores during training, or a cuda_* backend (not implemented on the GPU yet).
+///         float32 scores during training, or backend::cuda_unfused; cuda_error on cuda_fused
+///         without a usable device.
 parametric_fit train_parametric(const_view x, const_view y, const train_options& train = {},
                                 const options& opts = {});
 

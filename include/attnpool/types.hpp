@@ -81,8 +81,10 @@ enum class backend {
 /// Which keys a query may attend to. Masks are described by rule, never stored as an n x m
 /// matrix: a masked key gets score -inf (weight 0) inside the tile loops. A query row left with
 /// no key is rejected up front (invalid_argument naming the row).
-/// Host backends only for now: cuda_fused / cuda_unfused (and the device-pointer API) reject any
-/// mask other than `none` with invalid_argument "... not implemented on the GPU yet".
+/// On the GPU, pool() and pool_backward() take masks on cuda_fused (masked calls run the fused
+/// family's any-kernel instantiations; valid_lens is copied into the workspace). cuda_unfused
+/// and attention_weights() on the GPU reject any mask other than `none` with invalid_argument
+/// "... not implemented on the GPU yet".
 enum class mask {
   none,           ///< every query sees every key
   leave_one_out,  ///< query i skips key i (queries and keys are the same set; needs n == m)

@@ -34,10 +34,11 @@ void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
                    " exceeds the CUDA backends' limit of 2^31 - 1");
 }
 
-// Byte offsets of the fused path's workspace: [scan slot][partial states][partial acc].
+// Byte offsets of the fused path's workspace:
+//   [scan slot][valid_lens (mask::valid_length only)][partial states][partial acc].
 struct fused_layout {
   kernels::fused_plan plan;
-  std::size_t state_offset = 0, acc_offset = 0, total = 0;
+  std::size_t lens_offset = 0, state_offset = 0, acc_offset = 0, total = 0;
 };
 
 fused_layout fused_layout_for(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
@@ -45,7 +46,8 @@ fused_layout fused_layout_for(std::size_t n, std::size_t m, std::size_t d, std::
   fused_layout l;
   l.plan = kernels::plan_fused(n, m, d, dv, current_sm_count(), tuning.forced_splits,
                                uses_any_kernel(params));
-  l.state_offset = kScanBytes;
+  l.lens_offset = kScanBytes;
+  l.state_offset = l.lens_offset + valid_lens_bytes("cuda::pool_workspace_size", n, params);
   if (l.plan.splits > 1) {
     const auto s = static_cast<std::size_t>(l.plan.splits);
     const char* fn = "cuda::pool_workspace_size";
@@ -57,7 +59,7 @@ fused_layout fused_layout_for(std::size_t n, std::size_t m, std::size_t d, std::
                                  ::attnpool::detail::checked_mul(fn, "n * dv", n, dv)));
   } else {
     l.acc_offset = l.state_offset;
-    l.total = kScanBytes;
+    l.total = l.state_offset;
   }
   return l;
 }
@@ -81,7 +83,21 @@ float neg_log2_scale(const pool_params& params) {
 }
 
 bool uses_any_kernel(const pool_params& params) {
-  return params.kernel != kernel::gaussian || params.bandwidths.size() > 1;
+  return params.kernel != kernel::gaussian || params.bandwidths.size() > 1 ||
+         params.mask != mask::none;
+}
+
+std::size_t valid_lens_bytes(const char* fn, std::size_t n, const pool_params& params) {
+  if (params.mask != mask::valid_length) return 0;
+  return align_up(::attnpool::detail::checked_mul(fn, "valid_lens", n, sizeof(std::size_t)));
+}
+
+void upload_valid_lens(const pool_params& params, std::size_t n, void* dst, stream_t stream) {
+  if (params.mask != mask::valid_length || n == 0) return;
+  // From pageable host memory: the runtime stages the source before cudaMemcpyAsync returns,
+  // so the caller's span may go away once this call has returned (cuda.hpp documents this).
+  ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(dst, params.valid_lens.data(), n * sizeof(std::size_t),
+                                    cudaMemcpyHostToDevice, stream));
 }
 
 gpu_kernel gpu_kernel_for(const pool_params& params) {
@@ -191,14 +207,16 @@ int fused_splits(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
 void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
                 const pool_params& params, const options& opts, const fused_tuning& tuning) {
   constexpr const char* fn = "cuda::pool";
-  const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params);
+  const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params,
+                                                     ::attnpool::detail::mask_support::gpu_fused);
   check_int_dims(fn, s.d, s.dv);
   if (s.n == 0) return;
   const fused_layout l = fused_layout_for(s.n, s.m, s.d, s.dv, tuning, params);
   // The scan slot is only needed with check_finite or the empty-support check, but the layout
   // keeps it so that the offsets do not depend on the options.
   const bool scan = opts.check_finite || needs_empty_check(params);
-  check_workspace(fn, opts, l.plan.splits > 1 || scan ? l.total : 0);
+  const bool lens = params.mask == mask::valid_length;
+  check_workspace(fn, opts, l.plan.splits > 1 || scan || lens ? l.total : 0);
   if (opts.check_finite) check_inputs_on_device(fn, q, k, v, params, ws_at(opts, 0), opts.stream);
 
   kernels::fused_args a;
@@ -220,6 +238,11 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
   any.kind = g.kind;
   any.weighted = g.weighted ? 1 : 0;
   std::copy(std::begin(g.dim_weights), std::end(g.dim_weights), std::begin(any.dim_weights));
+  any.mask = params.mask;
+  if (lens) {
+    upload_valid_lens(params, s.n, ws_at(opts, l.lens_offset), opts.stream);
+    any.valid_lens = reinterpret_cast<const std::size_t*>(ws_at(opts, l.lens_offset));
+  }
   if (l.plan.splits > 1) {
     a.partial_state = reinterpret_cast<float*>(ws_at(opts, l.state_offset));
     a.partial_acc = reinterpret_cast<float*>(ws_at(opts, l.acc_offset));

@@ -15,7 +15,8 @@ struct fused_tuning {
 };
 
 /// Bytes of workspace the fused path needs, including the check_finite scan slot.
-/// `params` matters only through uses_any_kernel (the plan of the any-kernel path differs).
+/// `params` matters through uses_any_kernel (the plan of the any-kernel path differs) and
+/// mask::valid_length (a device copy of valid_lens).
 std::size_t fused_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
                                  const fused_tuning& tuning, const pool_params& params = {});
 /// The number of key ranges the fused path will use on the current device.
@@ -53,9 +54,17 @@ void check_inputs_on_device(const char* fn, const_view q, const_view k, const_vi
 /// The float constant of gaussian_log2_score for a validated bandwidth.
 float neg_log2_scale(const pool_params& params);
 
-/// Whether a call runs the any-kernel instantiations (a non-Gaussian kernel, or an anisotropic
-/// bandwidth with d >= 2) instead of the Gaussian fast path.
+/// Whether a call runs the any-kernel instantiations (a non-Gaussian kernel, an anisotropic
+/// bandwidth with d >= 2, or a mask) instead of the Gaussian fast path.
 bool uses_any_kernel(const pool_params& params);
+
+/// Workspace bytes for a device copy of params.valid_lens (n size_t, 256-byte aligned); 0
+/// unless mask::valid_length.
+std::size_t valid_lens_bytes(const char* fn, std::size_t n, const pool_params& params);
+
+/// Enqueues the copy of params.valid_lens (host memory, n counts) to `dst` (device) on
+/// `stream`; no-op unless mask::valid_length. The host span is consumed before it returns.
+void upload_valid_lens(const pool_params& params, std::size_t n, void* dst, stream_t stream);
 
 /// The kernel as the GPU code takes it: the functor constant (detail::kernel_constant), and for
 /// an anisotropic bandwidth (d >= 2, validated <= kMaxGpuAnisotropicDims) the per-dimension

@@ -3,6 +3,7 @@
 // reference::pool, with and without masks, on fresh random data.
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
+#include <attnpool/pool.hpp>
 #include <attnpool/reference.hpp>
 
 #include <gtest/gtest.h>
@@ -242,8 +243,46 @@ TEST(Backward, RejectsBadGradientViewsAndTheGpu) {
   g = {};
   g.values = mutable_view{buf.data(), 4, 2};
   expect_invalid(g, backend::reference, "grads.values must be 4 x 1");
-  expect_invalid({}, backend::cuda_fused, "not implemented on the GPU yet");
-  expect_invalid({}, backend::cuda_unfused, "not implemented on the GPU yet");
+  expect_invalid({}, backend::cuda_unfused,
+                 "backend cuda_unfused is not implemented for the learning API");
+}
+
+// cuda_fused runs the GPU backward (tests/cuda/test_cuda_learn.cpp checks its numbers): here,
+// without a device it fails loudly with cuda_error (never a silent CPU fallback), and d above
+// the GPU limit is refused before any CUDA call, with or without a device.
+TEST(Backward, CudaFusedRunsOnTheGpuOrSaysWhyNot) {
+  const problem wide = make_problem(2, 3, attnpool::kMaxGpuBackwardDims + 1, 1, 7);
+  const std::vector<float> dout(2, 1.0f);
+  std::vector<float> dq(wide.n * wide.d);
+  attnpool::pool_gradients g;
+  g.queries = mutable_view{dq.data(), wide.n, wide.d};
+  try {
+    attnpool::pool_backward(wide.queries(), wide.keys(), wide.values(), {dout.data(), 2, 1}, g,
+                            {1.0}, opts_for(backend::cuda_fused));
+    ADD_FAILURE() << "no exception for d = 65";
+  } catch (const attnpool::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("d = 65 exceeds the GPU backward pass's limit of 64"),
+              std::string::npos)
+        << e.what();
+  }
+  const problem p = make_problem(3, 4, 2, 1, 7);
+  std::vector<float> dq2(p.n * p.d);
+  g.queries = mutable_view{dq2.data(), p.n, p.d};
+  auto run = [&] {
+    attnpool::pool_backward(p.queries(), p.keys(), p.values(), {dout.data(), 2, 1}, g, {1.0},
+                            opts_for(backend::cuda_fused));
+  };
+  const std::vector<float> dout3(3, 1.0f);
+  auto run3 = [&] {
+    attnpool::pool_backward(p.queries(), p.keys(), p.values(), {dout3.data(), 3, 1}, g, {1.0},
+                            opts_for(backend::cuda_fused));
+  };
+  EXPECT_THROW(run(), attnpool::invalid_argument);  // dout is 2 x 1, not 3 x 1
+  if (attnpool::cuda_available()) {
+    EXPECT_NO_THROW(run3());
+  } else {
+    EXPECT_THROW(run3(), attnpool::cuda_error);
+  }
 }
 
 }  // namespace

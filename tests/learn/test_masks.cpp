@@ -194,16 +194,38 @@ TEST(MaskErrors, ValidLengthsAreCheckedUpFront) {
   }
 }
 
-TEST(MaskErrors, CudaBackendsSayNotImplementedOnTheGpuYet) {
+// pool() takes masks on cuda_fused (tests/cuda/test_cuda_learn.cpp checks the numbers); the
+// unfused path and attention_weights on the GPU still refuse them, before any CUDA call.
+TEST(MaskErrors, UnfusedAndGpuWeightsSayNotImplementedOnTheGpuYet) {
   const std::vector<float> x = {0, 1, 2}, y = {1, 2, 3};
   attnpool::pool_params params{1.0};
   params.mask = mask::leave_one_out;
+  expect_invalid(
+      [&] { (void)attnpool::pool(x, x, y, params, opts_for(backend::cuda_unfused)); },
+      {"leave_one_out", "not implemented on the GPU yet", "cuda_fused"});
   for (backend b : {backend::cuda_fused, backend::cuda_unfused}) {
-    expect_invalid([&] { (void)attnpool::pool(x, x, y, params, opts_for(b)); },
-                   {"leave_one_out", "not implemented on the GPU yet"});
     expect_invalid([&] { (void)attnpool::attention_weights(x, x, 1, params, opts_for(b)); },
                    {"leave_one_out", "not implemented on the GPU yet"});
   }
+}
+
+TEST(MaskErrors, CudaFusedRunsMasksOnTheGpuOrSaysWhyNot) {
+  const std::vector<float> x = {0, 1, 2}, y = {1, 2, 3};
+  attnpool::pool_params params{1.0};
+  params.mask = mask::leave_one_out;
+  auto run = [&] { return attnpool::pool(x, x, y, params, opts_for(backend::cuda_fused)); };
+  if (attnpool::cuda_available()) {
+    const auto gpu = run();
+    const auto ref = attnpool::pool(x, x, y, params, opts_for(backend::reference));
+    for (std::size_t i = 0; i < 3; ++i) EXPECT_NEAR(gpu[i], ref[i], 1e-5) << i;
+  } else {
+    EXPECT_THROW(run(), attnpool::cuda_error);  // no device (or no CUDA): loud, no fallback
+  }
+  // The mask's own rules hold on the GPU path too, checked before any CUDA call.
+  params.mask = mask::valid_length;
+  const std::vector<std::size_t> zero = {1, 0, 2};
+  params.valid_lens = zero;
+  expect_invalid(run, {"valid_lens[1] = 0", "row 1"});
 }
 
 }  // namespace

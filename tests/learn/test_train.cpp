@@ -2,6 +2,7 @@
 // differences of the fp64 loss, CPU against the reference, and determinism.
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
+#include <attnpool/pool.hpp>
 
 #include <gtest/gtest.h>
 
@@ -156,7 +157,14 @@ TEST(TrainParametric, RejectsBadSettingsAndTheGpu) {
   t = {};
   t.initial_w = {1.0, 2.0};
   expect_invalid(t, backend::cpu, "initial_w must hold 1");
-  expect_invalid({}, backend::cuda_fused, "not implemented on the GPU yet");
+  expect_invalid({}, backend::cuda_unfused,
+                 "backend cuda_unfused is not implemented for the learning API");
+  // cuda_fused trains on the GPU (tests/cuda/test_cuda_learn.cpp); without one it says so.
+  if (!attnpool::cuda_available()) {
+    EXPECT_THROW((void)attnpool::train_parametric(data.xv(), data.yv(), {},
+                                                  opts_for(backend::cuda_fused)),
+                 attnpool::cuda_error);
+  }
 }
 
 }  // namespace

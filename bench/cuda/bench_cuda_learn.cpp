@@ -1,0 +1,154 @@
+// GPU benchmarks of issue 6's learning paths (STYLE.md section 7): the fused forward (the
+// Gaussian fast path, and the masked any-kernel path the trainer uses) against the fused
+// backward pass (all four gradients), through the device-pointer API, timed with CUDA events
+// (UseManualTime), every allocation and upload outside the timed region.
+//
+// The issue's goal: backward <= 2.5x forward at n = m = 2^16, d = dv = 1; compare
+// "backward/..." with "forward/..." of the same shape (and "backward_loo" with "forward_loo").
+// Shapes: n = m = 2^16 with d = dv = 1, and n = m = 2^14 with d = 16, dv = 1.
+// Counter pairs/s = n * m per second. Without a device the program says so and exits 0.
+#include <attnpool/cuda.hpp>
+#include <attnpool/error.hpp>
+#include <attnpool/learn.hpp>
+
+#include <benchmark/benchmark.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw attnpool::cuda_error(std::string(what) + ": " + cudaGetErrorName(e));
+}
+
+// Device array filled with a cheap LCG in [lo, lo + 1) (uploaded once, outside timing).
+struct dev_floats {
+  float* p = nullptr;
+  dev_floats(std::size_t count, std::uint32_t seed, float lo) {
+    check(cudaMalloc(&p, count * sizeof(float) + 1), "cudaMalloc");
+    std::vector<float> h(count);
+    std::uint32_t s = seed;
+    for (float& x : h) {
+      s = s * 1664525u + 1013904223u;
+      x = lo + static_cast<float>(s >> 8) * (1.0f / 16777216.0f);
+    }
+    check(cudaMemcpy(p, h.data(), count * sizeof(float), cudaMemcpyHostToDevice), "upload");
+  }
+  dev_floats(const dev_floats&) = delete;
+  dev_floats& operator=(const dev_floats&) = delete;
+  ~dev_floats() { static_cast<void>(cudaFree(p)); }
+};
+
+struct dev_bytes {
+  void* p = nullptr;
+  explicit dev_bytes(std::size_t n) {
+    if (n > 0) check(cudaMalloc(&p, n), "cudaMalloc(workspace)");
+  }
+  dev_bytes(const dev_bytes&) = delete;
+  dev_bytes& operator=(const dev_bytes&) = delete;
+  ~dev_bytes() { static_cast<void>(cudaFree(p)); }
+};
+
+enum class what { forward, backward };
+
+void bm_learn(benchmark::State& state, what w, std::size_t n, std::size_t d, std::size_t dv,
+              attnpool::mask mk) {
+  const std::size_t m = n;
+  attnpool::pool_params params{0.5};
+  params.mask = mk;
+  try {
+    const std::size_t ws_bytes =
+        w == what::forward
+            ? attnpool::cuda::pool_workspace_size(n, m, d, dv, params,
+                                                  attnpool::backend::cuda_fused)
+            : attnpool::cuda::pool_backward_workspace_size(n, m, d, dv, params);
+    const dev_floats q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
+        out(n * dv, 4, 0.0f), dout(n * dv, 5, -0.5f), dq(n * d, 6, 0.0f), dk(m * d, 7, 0.0f),
+        dvv(m * dv, 8, 0.0f);
+    const dev_bytes ws(ws_bytes), dh(sizeof(double));
+    cudaStream_t stream = nullptr;
+    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+    cudaEvent_t start = nullptr, stop = nullptr;
+    check(cudaEventCreate(&start), "event");
+    check(cudaEventCreate(&stop), "event");
+    attnpool::options opts;
+    opts.backend = attnpool::backend::cuda_fused;
+    opts.stream = stream;
+    opts.check_finite = false;
+    opts.workspace = ws.p;
+    opts.workspace_bytes = ws_bytes;
+    const attnpool::const_view qv{q.p, n, d}, kv{k.p, m, d}, vv{v.p, m, dv}, dov{dout.p, n, dv};
+    attnpool::pool_gradients g;
+    g.queries = {dq.p, n, d};
+    g.keys = {dk.p, m, d};
+    g.values = {dvv.p, m, dv};
+    g.bandwidth = static_cast<double*>(dh.p);
+    auto run = [&] {
+      if (w == what::forward) {
+        attnpool::cuda::pool(qv, kv, vv, {out.p, n, dv}, params, opts);
+      } else {
+        attnpool::cuda::pool_backward(qv, kv, vv, dov, g, params, opts);
+      }
+    };
+    run();  // warm-up
+    check(cudaStreamSynchronize(stream), "warm-up");
+    for (auto _ : state) {
+      check(cudaEventRecord(start, stream), "record");
+      run();
+      check(cudaEventRecord(stop, stream), "record");
+      check(cudaEventSynchronize(stop), "sync");
+      float ms = 0.0f;
+      check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+      state.SetIterationTime(ms * 1e-3);
+    }
+    static_cast<void>(cudaEventDestroy(start));
+    static_cast<void>(cudaEventDestroy(stop));
+    static_cast<void>(cudaStreamDestroy(stream));
+    const double pairs = static_cast<double>(n) * static_cast<double>(m);
+    state.counters["pairs/s"] = benchmark::Counter(
+        pairs * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+void register_all() {
+  using attnpool::mask;
+  auto add = [](const char* kind, what w, std::size_t n, std::size_t d, std::size_t dv, mask mk) {
+    const std::string name = std::string(kind) + "/n:" + std::to_string(n) +
+                             "/d:" + std::to_string(d) + "/dv:" + std::to_string(dv);
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [=](benchmark::State& s) { bm_learn(s, w, n, d, dv, mk); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+  };
+  for (auto [n, d] : {std::pair<std::size_t, std::size_t>{65536, 1}, {16384, 16}}) {
+    add("forward", what::forward, n, d, 1, mask::none);
+    add("backward", what::backward, n, d, 1, mask::none);
+    add("forward_loo", what::forward, n, d, 1, mask::leave_one_out);
+    add("backward_loo", what::backward, n, d, 1, mask::leave_one_out);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (attnpool::cuda::device_count() == 0) {
+    std::printf("bench_cuda_learn: no CUDA device found; nothing to measure.\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+    std::printf("bench_cuda_learn: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  std::fflush(stdout);
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
