@@ -309,7 +309,7 @@ reference::gradients reference::pool_backward(const_view q, const_view k, const_
 void pool_backward(const_view q, const_view k, const_view v, const_view dout,
                    const pool_gradients& grads, const pool_params& params, const options& opts) {
   constexpr const char* fn = "pool_backward";
-  const backend b = detail::resolve_backward_backend(fn, opts.backend);
+  const backend b = detail::resolve_backward_backend(fn, opts.backend, q.cols);
   detail::reject_non_gaussian(fn, params);
   const auto shape = detail::check_pool_args(fn, q, k, v, dout, params, detail::mask_support::host);
   detail::check_optional_output(fn, "grads.queries", grads.queries, shape.n, shape.d);

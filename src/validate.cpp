@@ -1,6 +1,7 @@
 #include "validate.hpp"
 
 #include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 
 #include <algorithm>
@@ -120,9 +121,10 @@ backend resolve_learn_backend(const char* fn, backend requested) {
                                 " is not implemented on the GPU yet; use backend cpu or reference"));
 }
 
-backend resolve_backward_backend(const char* fn, backend requested) {
+backend resolve_backward_backend(const char* fn, backend requested, std::size_t d) {
   switch (requested) {
-    case backend::automatic: return cuda_available() ? backend::cuda_fused : backend::cpu;
+    case backend::automatic:
+      return cuda_available() && d <= kMaxGpuBackwardDims ? backend::cuda_fused : backend::cpu;
     case backend::cpu:
     case backend::reference:
     case backend::cuda_fused: return requested;

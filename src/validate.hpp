@@ -74,10 +74,11 @@ double max_safe_coordinate(std::size_t d, double bandwidth);
 // GPU yet". (Bandwidth selection.)
 backend resolve_learn_backend(const char* fn, backend requested);
 
-// The backend of pool_backward and train_parametric: reference, cpu or cuda_fused; automatic
-// means cuda_fused where a device exists, else cpu; cuda_unfused throws invalid_argument
-// "<fn>: backend cuda_unfused is not implemented ...; use cuda_fused".
-backend resolve_backward_backend(const char* fn, backend requested);
+// The backend of pool_backward and train_parametric for input dimension d: reference, cpu or
+// cuda_fused; automatic means cuda_fused where a device exists and d <= kMaxGpuBackwardDims,
+// else cpu; cuda_unfused throws invalid_argument "<fn>: backend cuda_unfused is not
+// implemented ...; use cuda_fused".
+backend resolve_backward_backend(const char* fn, backend requested, std::size_t d);
 
 // A checked product for sizes ("n * m overflows size_t").
 std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b);

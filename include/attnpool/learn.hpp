@@ -7,8 +7,9 @@
 /// backend::cpu (the fused float32 engine) or backend::reference (fp64 oracle loops).
 /// pool_backward() and train_parametric() also run on backend::cuda_fused (the fused GPU
 /// backward pass, kernels/backward*; d <= kMaxGpuBackwardDims), and there backend::automatic
-/// means cuda_fused where a device exists, else cpu; backend::cuda_unfused throws
-/// invalid_argument. The device-pointer backward is attnpool::cuda::pool_backward (cuda.hpp).
+/// means cuda_fused where a device exists and d <= kMaxGpuBackwardDims, else cpu;
+/// backend::cuda_unfused throws invalid_argument. The device-pointer backward is
+/// attnpool::cuda::pool_backward (cuda.hpp).
 /// Bandwidth selection (loo_cv_error, select_bandwidth) is not implemented on the GPU yet:
 /// cuda_* throw invalid_argument "... not implemented on the GPU yet", never a silent
 /// fallback, and automatic means cpu there.
@@ -55,7 +56,7 @@ struct pool_gradients {
 /// \param grads   where to write; any subset
 /// \param params  bandwidth, kernel and mask, as for pool()
 /// \param opts    backend (cpu, reference, cuda_fused; automatic = cuda_fused where a device
-///                exists, else cpu), threads, check_finite
+///                exists and d <= kMaxGpuBackwardDims, else cpu), threads, check_finite
 /// \throws invalid_argument as pool() does, on a gradient view of the wrong shape, for
 ///         backend::cuda_unfused, or for d > kMaxGpuBackwardDims on cuda_fused; cuda_error on
 ///         cuda_fused without a usable device (or in a build without CUDA).

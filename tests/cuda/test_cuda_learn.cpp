@@ -127,19 +127,6 @@ TEST(CudaMaskedForward, CompactKernelWithMaskFollowsTheEmptyRowPolicy) {
   attnpool::test::check_pool_against_reference(p, params, backend::cuda_fused);
 }
 
-TEST(CudaMaskedForward, UnfusedStillRefusesMasksClearly) {
-  ATTNPOOL_REQUIRE_DEVICE();
-  const std::vector<float> x = {0, 1, 2}, y = {1, 2, 3};
-  pool_params params{1.0};
-  params.mask = mask::leave_one_out;
-  try {
-    (void)attnpool::pool(x, x, y, params, opts_for(backend::cuda_unfused));
-    ADD_FAILURE() << "no exception";
-  } catch (const attnpool::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("leave_one_out"), std::string::npos) << e.what();
-  }
-}
-
 // ---- backward -------------------------------------------------------------------------------
 
 struct grads32 {

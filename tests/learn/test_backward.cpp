@@ -265,6 +265,15 @@ TEST(Backward, CudaFusedRunsOnTheGpuOrSaysWhyNot) {
               std::string::npos)
         << e.what();
   }
+  // automatic never picks the GPU for d above its limit: it runs the CPU engine, bitwise.
+  std::vector<float> dq_auto(wide.n * wide.d), dq_cpu(wide.n * wide.d);
+  g.queries = mutable_view{dq_auto.data(), wide.n, wide.d};
+  attnpool::pool_backward(wide.queries(), wide.keys(), wide.values(), {dout.data(), 2, 1}, g,
+                          {1.0}, opts_for(backend::automatic));
+  g.queries = mutable_view{dq_cpu.data(), wide.n, wide.d};
+  attnpool::pool_backward(wide.queries(), wide.keys(), wide.values(), {dout.data(), 2, 1}, g,
+                          {1.0}, opts_for(backend::cpu));
+  EXPECT_EQ(dq_auto, dq_cpu);
   const problem p = make_problem(3, 4, 2, 1, 7);
   std::vector<float> dq2(p.n * p.d);
   g.queries = mutable_view{dq2.data(), p.n, p.d};
