@@ -1,20 +1,21 @@
 // The fused backward pass of attention pooling on the GPU (issue 6), FlashAttention style: the
 // n x m matrix is never stored. Host-includable (no device code): src/cuda/backward.cpp plans
 // and launches through this header; kernels/backward.cuh holds the device side and
-// kernels/backward_rows.cu / backward_keys.cu instantiate it.
+// kernels/backward_rows.cu / backward_keys.cu instantiate it; the per-thread work is
+// kernels/backward_agent.hpp, host-testable.
 //
 // With P the weights (Gaussian, log2 scores s2_ij = neg_scale * ||q_i - k_j||^2, masked keys
 // -inf), dp_ij = dout_i . v_j, D_i = dout_i . out_i = sum_j P_ij dp_ij, dS_ij = P_ij (dp_ij - D_i):
-//   1. stats (one thread per query row): a forward pass over the row's keys with the shared
-//      online softmax. Its "value" is the scalar dp_ij instead of the dv-wide v_j, so it needs
-//      no dv-wide accumulator and no output buffer: it writes lse2_i = max + log2(sum) (log2
-//      units, as the online_softmax state gives it) and D_i = sum_j P_ij dp_ij.
-//   2. rows (one thread per query row): P_ij = 2^(s2_ij - lse2_i) recomputed with the same
-//      score functor; dq_i = -1/h^2 sum_j dS_ij (q_i - k_j) and the row's share of dh,
-//      sum_j dS_ij ||q_i - k_j||^2.
-//   3. keys (one thread per key, grid.y = value windows): dk_j = 1/h^2 sum_i dS_ij (q_i - k_j)
-//      and dv_j = sum_i P_ij dout_i.
-//   4. dh: one block sums the per-row shares in double, in a fixed order, times 1/h^3.
+//   1. rows (one thread per query row): ONE streaming pass over the row's visible keys with
+//      the shared online softmax, keeping the max-rescaled sums that give, at the end,
+//      lse2_i = max + log2(sum) (log2 units, as the online_softmax state gives it),
+//      D_i = sum_j P_ij dp_ij (no dv-wide accumulator, no forward output needed),
+//      dq_i = -1/h^2 sum_j dS_ij (q_i - k_j) and the row's share of dh,
+//      sum_j dS_ij ||q_i - k_j||^2 (kernels/backward_agent.hpp says how).
+//   2. keys (one thread per key, grid.y = value windows): P_ij = 2^(s2_ij - lse2_i)
+//      recomputed with the same score functor; dk_j = 1/h^2 sum_i dS_ij (q_i - k_j) and
+//      dv_j = sum_i P_ij dout_i.
+//   3. dh: one block sums the per-row shares in double, in a fixed order, times 1/h^3.
 // Every output element is one thread's sum in a fixed order: no atomics, bitwise repeatable.
 #pragma once
 
@@ -41,8 +42,8 @@ struct backward_args {
   attnpool::mask mask = attnpool::mask::none;
   const std::size_t* valid_lens = nullptr;  ///< mask::valid_length: n counts (device memory)
 
-  float* lse2 = nullptr;     ///< n: written by stats, read by rows and keys
-  float* dsum = nullptr;     ///< n: D_i, written by stats
+  float* lse2 = nullptr;     ///< n: written by the rows phase, read by the keys phase
+  float* dsum = nullptr;     ///< n: D_i, written by the rows phase
   float* dh_rows = nullptr;  ///< n: per-row share of dh (rows), or null
 
   float* dq = nullptr;  ///< n x d, row stride lddq, or null
@@ -56,10 +57,11 @@ struct backward_args {
 ///
 /// NOT MEASURED ON A GPU YET; chosen on paper for simplicity first:
 ///  - kThreads 128: four warps per block, as the forward.
-///  - One row (stats, rows) or one key (keys) per thread. Its q_i or k_j and its gradient
+///  - One row (rows) or one key (keys) per thread. Its q_i or k_j and its gradient
 ///    accumulators (D floats) live in registers; the other side is read from global memory,
 ///    every thread of a warp reading the same element at once (a broadcast served by L1).
-///  - kChunk 16 (stats): one online-softmax merge per 16 keys, as the forward's chunks.
+///  - kChunk 16 (rows): one online-softmax merge per 16 keys, as the forward's chunks; the
+//    chunk's scores and dp stay in registers, its key rows are read twice (L1).
 ///  - kValueWindow 8 (keys, dv > 1): value columns of dv_j one thread accumulates; wider dv
 ///    runs ceil(dv / 8) windows (grid.y), each recomputing the pair terms.
 template <int D>
@@ -70,7 +72,9 @@ struct backward_traits {
   static constexpr int kChunk = 16;
   static constexpr int kValueWindow = 8;
   static_assert(kThreads % 32 == 0, "whole warps only");
-  static_assert(kChunk * 2 + D <= 160, "live registers per thread stay well under the cap");
+  // Row phase: kChunk scores and dp values plus q_i, b and g (3 D) live per thread. D = 64
+  // reaches 224 of the 255 registers, so nvcc may spill there (correct, slower).
+  static_assert(kChunk * 2 + 3 * D <= 255, "live registers per thread stay under the cap");
 };
 
 /// The largest d the GPU backward takes (the gradient accumulators live in registers).
@@ -84,13 +88,12 @@ constexpr int backward_d_bucket(std::size_t d) {
   return b;
 }
 
-/// Phase 1: lse2 and dsum. Throws cuda_error on a launch failure.
-void launch_backward_stats(const backward_args& a, stream_t stream);
-/// Phase 2: dq (when a.dq) and dh_rows (when a.dh_rows); needs lse2 and dsum.
+/// Phase 1: lse2 and dsum (always), dq (when a.dq) and dh_rows (when a.dh_rows). Throws
+/// cuda_error on a launch failure.
 void launch_backward_rows(const backward_args& a, stream_t stream);
-/// Phase 3: dk (when a.dk) and dv (when a.dvv); needs lse2 and dsum.
+/// Phase 2: dk (when a.dk) and dv (when a.dvv); needs phase 1's lse2 and dsum.
 void launch_backward_keys(const backward_args& a, stream_t stream);
-/// Phase 4: *dh = scale * sum_i dh_rows[i], summed in double in a fixed order (one block).
+/// Phase 3: *dh = scale * sum_i dh_rows[i], summed in double in a fixed order (one block).
 void launch_backward_dh(const float* dh_rows, std::size_t n, double scale, double* dh,
                         stream_t stream);
 

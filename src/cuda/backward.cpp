@@ -145,7 +145,6 @@ void fused_backward(const char* fn, const_view q, const_view k, const_view v, co
   a.dvv = grads.values.data;
   a.lddv = grads.values.ld;
 
-  kernels::launch_backward_stats(a, stream);
   kernels::launch_backward_rows(a, stream);
   kernels::launch_backward_keys(a, stream);
   if (grads.bandwidth != nullptr)

@@ -1,0 +1,182 @@
+// The GPU backward pass's arithmetic on the CPU: kernels/backward_agent.hpp holds the per-row
+// and per-key work that the CUDA kernels run one thread at a time; here the same functions run
+// in plain loops over every row and key (with the shared exp2_poly in place of the hardware
+// ex2) and are checked against the fp64 oracle with the error model of tests/learn/
+// test_backward.cpp. So the GPU code's maths (masks, the one-pass row sums, the value windows,
+// the d padding) is tested in CI without a GPU; tests/cuda/test_cuda_learn.cpp runs the
+// kernels themselves where a device exists.
+#include <attnpool/learn.hpp>
+#include <attnpool/reference.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backward_agent.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using attnpool::mask;
+using attnpool::pool_params;
+using attnpool::test::fresh_seed;
+using attnpool::test::make_problem;
+using attnpool::test::problem;
+
+std::vector<float> random_dout(std::size_t n, std::size_t dv, std::uint64_t seed) {
+  std::mt19937_64 rng(seed ^ 0xd007u);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> a(n * dv);
+  for (float& x : a) x = u(rng);
+  return a;
+}
+
+std::vector<std::size_t> random_lens(std::size_t n, std::size_t m, std::uint64_t seed) {
+  std::mt19937_64 rng(seed ^ 0x1e5u);
+  std::vector<std::size_t> lens(n);
+  for (auto& l : lens) l = 1 + rng() % m;
+  lens[0] = m;
+  if (n >= 2) lens[n - 1] = 1;
+  return lens;
+}
+
+constexpr std::size_t kPad = 2;
+
+struct grads {
+  std::vector<float> dq, dk, dv;  // ld = cols + kPad, pads NaN
+  double dh = 0.0;
+};
+
+// The GPU's three phases as host loops: rows, then keys window by window, then dh in double.
+grads run_agents(const problem& p, const std::vector<float>& dout, const pool_params& params) {
+  grads g{std::vector<float>(p.n * (p.d + kPad)), std::vector<float>(p.m * (p.d + kPad)),
+          std::vector<float>(p.m * (p.dv + kPad))};
+  attnpool::test::poison(g.dq);
+  attnpool::test::poison(g.dk);
+  attnpool::test::poison(g.dv);
+  std::vector<float> lse2(p.n), dsum(p.n), dh_rows(p.n);
+  attnpool::kernels::backward_args a;
+  a.q = p.q.data();
+  a.k = p.k.data();
+  a.v = p.v.data();
+  a.dout = dout.data();
+  a.ldq = a.ldk = p.d + p.pad;
+  a.ldv = p.dv + p.pad;
+  a.lddo = p.dv;
+  a.n = p.n;
+  a.m = p.m;
+  a.d = static_cast<int>(p.d);
+  a.dv = static_cast<int>(p.dv);
+  a.neg_scale = static_cast<float>(-attnpool::detail::gaussian_log2_scale(params.bandwidth));
+  a.inv_h2 = 1.0 / (params.bandwidth * params.bandwidth);
+  a.mask = params.mask;
+  a.valid_lens = params.valid_lens.data();
+  a.lse2 = lse2.data();
+  a.dsum = dsum.data();
+  a.dh_rows = dh_rows.data();
+  a.dq = g.dq.data();
+  a.dk = g.dk.data();
+  a.dvv = g.dv.data();
+  a.lddq = a.lddk = p.d + kPad;
+  a.lddv = p.dv + kPad;
+  attnpool::kernels::dispatch_backward(p.d, a.dv, [&](auto dc, auto dv1) {
+    constexpr int D = decltype(dc)::value;
+    constexpr bool kDv1 = decltype(dv1)::value;
+    constexpr int kW = attnpool::kernels::backward_value_window<D, kDv1>;
+    for (std::size_t i = 0; i < p.n; ++i) attnpool::kernels::backward_row<D, kDv1>(a, i);
+    const int windows = (a.dv + kW - 1) / kW;
+    for (int w = 0; w < windows; ++w)
+      for (std::size_t j = 0; j < p.m; ++j)
+        attnpool::kernels::backward_key<D, kDv1, kW>(a, j, w * kW, std::min(kW, a.dv - w * kW),
+                                                     w == 0);
+  });
+  double dh = 0.0;
+  for (float x : dh_rows) dh += static_cast<double>(x);
+  g.dh = dh * a.inv_h2 / params.bandwidth;
+  return g;
+}
+
+void expect_close(const char* what, const std::vector<float>& got, std::size_t rows,
+                  std::size_t cols, const std::vector<double>& want,
+                  const std::vector<double>& scale, const std::vector<double>& bound) {
+  std::size_t failures = 0, pads = 0;
+  const std::size_t ld = cols + kPad;
+  for (std::size_t i = 0; i < rows; ++i) {
+    for (std::size_t c = 0; c < ld; ++c) {
+      const float x = got[i * ld + c];
+      if (c >= cols) {
+        pads += std::isnan(x) ? 0 : 1;
+        continue;
+      }
+      const std::size_t e = i * cols + c;
+      const double tol = 1e-5 * scale[e] + bound[e] + 1e-30;
+      const double err = std::fabs(static_cast<double>(x) - want[e]);
+      if ((!std::isfinite(x) || err > tol) && ++failures <= 5)
+        ADD_FAILURE() << what << "(" << i << ", " << c << ") = " << x << ", reference " << want[e]
+                      << ", |err| " << err << " > tol " << tol;
+    }
+  }
+  if (failures > 5) ADD_FAILURE() << what << ": " << failures << " elements out of tolerance";
+  EXPECT_EQ(pads, 0u) << what << ": pad elements were written";
+}
+
+void check(const problem& p, const pool_params& params) {
+  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " mask=" +
+               attnpool::to_string(params.mask));
+  const auto dout = random_dout(p.n, p.dv, p.seed);
+  const grads g = run_agents(p, dout, params);
+  const auto ref = attnpool::reference::pool_backward(p.queries(), p.keys(), p.values(),
+                                                      {dout.data(), p.n, p.dv}, params);
+  expect_close("dq", g.dq, p.n, p.d, ref.dq, ref.dq_scale, ref.dq_bound);
+  expect_close("dk", g.dk, p.m, p.d, ref.dk, ref.dk_scale, ref.dk_bound);
+  expect_close("dv", g.dv, p.m, p.dv, ref.dv, ref.dv_scale, ref.dv_bound);
+  EXPECT_NEAR(g.dh, ref.dh, 1e-5 * ref.dh_scale + ref.dh_bound + 1e-30);
+}
+
+TEST(BackwardAgent, MatchesTheOracle) {
+  for (auto [n, m] : {std::pair<std::size_t, std::size_t>{1, 1}, {7, 7}, {129, 300}, {300, 129},
+                      {40, 1500}}) {
+    for (std::size_t d : {1, 3, 16}) {
+      for (std::size_t dv : {1, 3, 9}) {  // 9: two value windows of the key phase
+        for (double h : {0.1, 0.5, 3.0}) check(make_problem(n, m, d, dv, fresh_seed()), {h});
+      }
+    }
+  }
+  // Far keys at small h (|scores| ~ 1e7), d = 33 padded to 64, and d = 64.
+  check(make_problem(60, 50, 2, 2, fresh_seed(), 30.0f), {1e-2});
+  check(make_problem(30, 40, 33, 1, fresh_seed()), {2.0});
+  check(make_problem(30, 40, 64, 2, fresh_seed()), {2.0});
+}
+
+TEST(BackwardAgent, MatchesTheOracleWithMasks) {
+  for (std::size_t n : {2, 7, 129, 1025}) {
+    for (std::size_t d : {1, 3}) {
+      for (std::size_t dv : {1, 2, 9}) {
+        const problem p = make_problem(n, n, d, dv, fresh_seed());
+        pool_params loo{0.3};
+        loo.mask = mask::leave_one_out;
+        check(p, loo);
+        const auto lens = random_lens(p.n, p.m, p.seed);
+        pool_params vl{0.3};
+        vl.mask = mask::valid_length;
+        vl.valid_lens = lens;
+        check(p, vl);
+      }
+    }
+  }
+  for (auto [n, m] : {std::pair<std::size_t, std::size_t>{1, 1}, {1, 50}, {40, 1}, {300, 77}}) {
+    const problem p = make_problem(n, m, 2, 3, fresh_seed());
+    const auto lens = random_lens(p.n, p.m, p.seed);
+    pool_params vl{0.4};
+    vl.mask = mask::valid_length;
+    vl.valid_lens = lens;
+    check(p, vl);
+  }
+}
+
+}  // namespace
