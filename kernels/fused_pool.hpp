@@ -8,7 +8,8 @@
 //   attnpool::cuda::pool            public call, validation          (src/cuda/cuda_api.cpp)
 //   plan_fused / launch_fused       picks D, DV, the grid and split-K (here, fused_launch.cu)
 //   fused_pool_kernel<D, DV>        thin __global__ entry            (fused_pool.cuh)
-//   fused_pool_any_kernel<DV>       same, every kernel of the family (fused_pool.cuh, D = 0)
+//   fused_pool_any_kernel<DV>       same, every kernel of the family and masks (fused_pool.cuh,
+//                                   D = 0)
 //   fused_agent<D, DV, Score>       walks the key tiles of one block (fused_pool.cuh)
 //   fused_merge_kernel              merges split-K partial states    (fused_launch.cu)
 #pragma once

@@ -8,6 +8,9 @@
 /// through a flag in the workspace, which costs one synchronisation of opts.stream; switch it
 /// off for a fully asynchronous call.
 ///
+/// pool() takes masks on cuda_fused, and pool_backward() is the fused backward pass (issue 6);
+/// the unfused path and attention_weights() refuse masks ("not implemented on the GPU yet").
+///
 /// The workspace must start on a 256-byte boundary (cudaMalloc's pointers do). The workspace
 /// queries read the current device's multiprocessor count (split-K sizing depends on it), so
 /// they throw cuda_error where no device is usable. The unfused path keeps one cuBLAS handle per
