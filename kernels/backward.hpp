@@ -60,8 +60,12 @@ struct backward_args {
 ///  - One row (rows) or one key (keys) per thread. Its q_i or k_j and its gradient
 ///    accumulators (D floats) live in registers; the other side is read from global memory,
 ///    every thread of a warp reading the same element at once (a broadcast served by L1).
-///  - kChunk 16 (rows): one online-softmax merge per 16 keys, as the forward's chunks; the
-//    chunk's scores and dp stay in registers, its key rows are read twice (L1).
+///  - kChunk 16 (rows; 8 for D >= 16): one online-softmax merge per chunk, as the forward's
+//    chunks; the chunk's scores and dp stay in registers, its key rows are read twice (L1).
+//    nvcc (CUDA 13, sm_90, -Xptxas -v) reports for the row kernel: 92-156 registers for
+//    D <= 4, 156-212 for D = 8, 148-198 for D = 16 (247 with kChunk 16), 255 plus a few hundred
+//    bytes of spills for D = 32 and ~3 KB for D = 64 (correct, slower; not measured).
+//    The key kernel: 27-64 registers for D <= 8, up to 231-255 for D = 64.
 ///  - kValueWindow 8 (keys, dv > 1): value columns of dv_j one thread accumulates; wider dv
 ///    runs ceil(dv / 8) windows (grid.y), each recomputing the pair terms.
 template <int D>
@@ -69,7 +73,7 @@ struct backward_traits {
   static_assert(D == 1 || D == 2 || D == 4 || D == 8 || D == 16 || D == 32 || D == 64,
                 "backward_traits: D must be one of the compiled query dimensions");
   static constexpr int kThreads = 128;
-  static constexpr int kChunk = 16;
+  static constexpr int kChunk = D <= 8 ? 16 : 8;
   static constexpr int kValueWindow = 8;
   static_assert(kThreads % 32 == 0, "whole warps only");
   // Row phase: kChunk scores and dp values plus q_i, b and g (3 D) live per thread. D = 64
