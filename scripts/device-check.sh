@@ -61,6 +61,7 @@ fi
 out=${OUT:-$root/device-check-out}
 mkdir -p "$out"
 build=$root/build-device
+scratch=$(mktemp -d)  # per-binary logs and the peers' files; $out gets the digests
 summary=$out/00-summary.txt
 : >"$summary"
 start=$(date +%s)
@@ -138,7 +139,7 @@ tlog=$out/03-tests.log
 pids=()
 for t in "${gpu_tests[@]}"; do
   if [[ -x $bindir/$t ]]; then
-    timeout "$(cap 150)" "$bindir/$t" --gtest_brief=1 >"$build-$t.log" 2>&1 &
+    timeout "$(cap 150)" "$bindir/$t" --gtest_brief=1 >"$scratch/$t.log" 2>&1 &
     pids+=("$!:$t")
   else
     echo "$t: not built" >>"$tlog"
@@ -150,13 +151,13 @@ for pt in "${pids[@]}"; do
   wait "$pid" || rc=$?
   {
     echo "==== $t (exit $rc)"
-    cat "$build-$t.log"
+    cat "$scratch/$t.log"
   } >>"$tlog"
-  line="$(grep -E '^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test|^\[  SKIPPED \] [0-9]+ test' "$build-$t.log" | tr '\n' ' ')"
+  line="$(grep -E '^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test|^\[  SKIPPED \] [0-9]+ test' "$scratch/$t.log" | tr '\n' ' ')"
   if ((rc == 0)); then note "$t: ok $line"; else
     status=1
     note "$t: FAILED (exit $rc) $line"
-    grep -E '^\[  FAILED  \] ' "$build-$t.log" | head -20 | tee -a "$summary" || true
+    grep -E '^\[  FAILED  \] ' "$scratch/$t.log" | head -20 | tee -a "$summary" || true
   fi
 done
 
@@ -227,7 +228,7 @@ if ((left > 40)) && [[ -x $bindir/attnpool_peer ]]; then
   fi
   # peers.py writes several files; only its log and results.csv (appended) come back, to
   # stay within 8 files under $out.
-  peers_out=$build-peers
+  peers_out=$scratch/peers
   if PYTHONUNBUFFERED=1 timeout "$budget" python3 "$root/bench/peers/peers.py" \
     --out "$peers_out" --attnpool-bin "$bindir/attnpool_peer" \
     --time-budget $((budget - 15)) ${PEERS_ARGS:-} >"$out/07-peers.log" 2>&1; then
