@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 gpu_tests=(test_cuda_fused test_cuda_unfused test_cuda_api test_cuda_kernels test_cuda_learn
   test_cuda_bandwidth test_cuda_batched test_cuda_nccl)
-benches=(bench_cuda bench_cuda_learn bench_cuda_cv bench_cuda_batched)
+benches=(bench_cuda bench_fused_tuning bench_cuda_learn bench_cuda_cv bench_cuda_batched)
 
 if [[ "${1:-}" == "--stage-deps" ]]; then
   lib=/usr/lib/x86_64-linux-gnu
@@ -197,7 +197,8 @@ done
 # The headline (n = m = 2^20, d = dv = 1), fused vs unfused at 16384, n = m = 2^22 on the fused
 # path (memory O(n + m)), and the skinny shapes; then each bench_cuda_* suite whole (each keeps
 # its own cases few and short).
-bench_filter=${BENCH_FILTER:-'^(fused|unfused)/n:16384/m:16384/d:(1|16)/dv:1$|^fused/n:1048576/m:1048576/d:1/dv:(1|16)$|^fused/n:4194304/m:4194304/d:1/dv:1$|^skinny|bound'}
+# (Manual-time benchmarks carry a /manual_time suffix: no $ anchors.)
+bench_filter=${BENCH_FILTER:-'^(fused|unfused)/n:16384/m:16384/d:(1|16)/dv:1/|^fused/n:1048576/m:1048576/d:1/dv:(1|16)/|^fused/n:4194304/m:4194304/d:1/dv:1/|^skinny'}
 blog=$out/06-bench.log
 : >"$blog"
 for b in "${benches[@]}"; do
@@ -214,6 +215,14 @@ for b in "${benches[@]}"; do
   fi
 done
 grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 " "$blog" | tee -a "$summary" || true
+
+# statsmodels' leave-one-out bandwidth selection on this machine's CPU, n = 1000: issue 6 compares
+# it with bench_cuda_cv's select_bandwidth at the same n.
+if python3 -c 'import statsmodels' 2>/dev/null; then
+  echo "==== statsmodels_cv.py --n 1000 (this machine's CPU)" >>"$blog"
+  timeout "$(cap 40)" python3 "$root/bench/peers/statsmodels_cv.py" --n 1000 >>"$blog" 2>&1 || true
+  note "$(grep 'KernelReg(cv_ls)' "$blog" | tail -1)"
+fi
 
 # ---- 6. peers ----------------------------------------------------------------------------------
 # $PEERS_ARGS narrows a short run, e.g. "--shapes 16384x16384x1x1 --no-probe".
@@ -241,6 +250,21 @@ if ((left > 40)) && [[ -x $bindir/attnpool_peer ]]; then
   fi
 else
   note "peers.py skipped: no time left or no attnpool_peer"
+fi
+
+# ---- 7. machine code ----------------------------------------------------------------------------
+# Registers / spills of every kernel, and the SASS of the headline kernel (d = dv = 1), read with
+# the GPU machine's cuobjdump (the development machine's toolkit lacks it).
+if command -v cuobjdump >/dev/null; then
+  obj=$root/.prebuilt/lib/libattnpool.so
+  [[ -f $obj && $bindir == "$root/.prebuilt/bin" ]] || obj=$bindir/bench_cuda
+  {
+    timeout "$(cap 20)" cuobjdump -res-usage "$obj" 2>&1 | grep -E 'Function|REG' || true
+    echo "==== SASS of fused_pool_kernel<1, 1>"
+    timeout "$(cap 20)" cuobjdump -sass "$obj" 2>/dev/null |
+      awk '/Function : .*fused_pool_kernelILi1ELi1E/ {p = 1} p && /Function : / && !/ILi1ELi1E/ {p = 0} p' || true
+  } >"$out/08-sass.txt"
+  note "cuobjdump: $(grep -c MUFU.EX2 "$out/08-sass.txt" || true) MUFU.EX2 in the d = dv = 1 kernel"
 fi
 
 note "total $(($(date +%s) - start))s, status $status"

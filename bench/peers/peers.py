@@ -686,7 +686,16 @@ def write_outputs(out_dir: Path, rows: list[Row], ctx: Context, fused_name: str)
                        "probe": s.probe} for s in shapes]
     meta["unavailable"] = ctx.unavailable
     meta["oom_at"] = ctx.oom_at
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    (out_dir / "meta.json").write_text(json.dumps(json_safe(meta), indent=2, default=str) + "\n")
+
+
+def json_safe(obj):
+    """meta with every dict key a string (peers cache things under tuple keys)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def parse_shapes(text: str) -> list[Shape]:
