@@ -30,9 +30,11 @@ __device__ Score score_from_args(const fused_args& a, const any_kernel_args* any
   }
 }
 
-template <int D, int DV, class Score>
+/// Traits defaults to fused_traits<D, DV>; bench/cuda/bench_fused_tuning.cu instantiates the
+/// agent with variants of it to measure the constants (any type with fused_traits' members).
+template <int D, int DV, class Score, class Traits = fused_traits<D, DV>>
 struct fused_agent {
-  using traits = fused_traits<D, DV>;
+  using traits = Traits;
   /// The any-kernel path: may see -inf scores (compact supports) and weighted distances.
   static constexpr bool kAny = !std::is_same_v<Score, detail::gaussian_log2_score>;
   static_assert(!kAny || traits::kGeneric, "the any-kernel path is instantiated for D = 0 only");
@@ -93,13 +95,20 @@ struct fused_agent {
 #pragma unroll
       for (int c = 0; c < DV; ++c) acc[r][c] = 0.0f;
     }
-    // The plan gives every split at least one key, so key_begin < key_end and every softmax
-    // state below ends non-empty (sum >= 1).
+    // A warp whose rows all lie past n (the last block's tail; most of every block when n is
+    // tiny) still loads tiles and meets every barrier, but skips the maths: warp-uniform, so
+    // nothing diverges. For n = 1 this leaves one warp of four issuing instructions.
+    const bool warp_live =
+        static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock + (threadIdx.x & ~31u) < a.n;
+    // The plan gives every split at least one key, so key_begin < key_end and every live
+    // softmax state below ends non-empty (sum >= 1).
     for (std::size_t tile0 = key_begin; tile0 < key_end; tile0 += kTile) {
       const int valid = static_cast<int>(min(static_cast<std::size_t>(kTile), key_end - tile0));
       load_tile(tile0, valid);
       __syncthreads();  // the tile is complete before anyone reads it
-      if (valid == kTile) {
+      if (!warp_live) {
+        // nothing to compute
+      } else if (valid == kTile) {
         consume<true>(tile0, kTile);
       } else {
         consume<false>(tile0, valid);

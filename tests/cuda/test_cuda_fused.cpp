@@ -100,7 +100,7 @@ std::vector<fused_case> split_cases() {
   std::vector<fused_case> cases;
   for (std::size_t n : {1, 7, 129})
     for (std::size_t m : {4097, 20000})
-      for (int s : {1, 3, 16, 1000}) cases.push_back({n, m, 3, 2, 1.0, s, 0.0f});
+      for (int s : {1, 3, 16, 33, 1000}) cases.push_back({n, m, 3, 2, 1.0, s, 0.0f});
   return cases;
 }
 
