@@ -1,0 +1,359 @@
+// Bandwidth selection on the GPU (issue 6): loo_cv_error and select_bandwidth on cuda_fused
+// against the CPU engine and the fp64 oracle, the sweep kernel's coverage of its output
+// (NaN-poisoned), determinism, and degenerate data. The host-side parts (batch planning,
+// dispatch buckets, argument errors) run without a device; every GPU case starts with
+// ATTNPOOL_REQUIRE_DEVICE() and skips visibly without one.
+#include <attnpool/cuda.hpp>
+#include <attnpool/error.hpp>
+#include <attnpool/learn.hpp>
+#include <attnpool/reference.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <attnpool/detail/online_softmax.hpp>
+
+#include "bandwidth_sweep.hpp"
+#include "cuda_test_support.hpp"
+
+namespace {
+
+using attnpool::backend;
+using attnpool::test::describe;
+using attnpool::test::fresh_seed;
+using attnpool::test::loo_cv_tolerance;
+using attnpool::test::make_problem;
+using attnpool::test::opts_for;
+using attnpool::test::problem;
+
+// Bandwidths from far below the data's spacing to far above its range (inputs in [0, 1)^d),
+// 9 of them: one full group of 8 plus a group with a single active lane.
+const std::vector<double> kWideHs = {1e-3, 1e-2, 0.05, 0.1, 0.3, 1.0, 3.0, 100.0, 1e4};
+
+// The notebook's data: x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2).
+problem notebook_problem(std::size_t n, std::uint64_t seed) {
+  problem p = make_problem(n, n, 1, 1, seed);  // shapes and NaN pads; values replaced below
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 5.0f);
+  std::normal_distribution<float> noise(0.0f, 0.5f);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float x = u(rng);
+    p.q[i * (1 + p.pad)] = x;
+    p.v[i * (1 + p.pad)] = 2.0f * std::sin(x) + std::pow(x, 0.8f) + noise(rng);
+  }
+  return p;
+}
+
+// GPU and CPU loo_cv_error against the fp64 oracle, each within the derived tolerance, and
+// finite everywhere.
+void check_loo(const problem& p, const std::vector<double>& hs) {
+  SCOPED_TRACE(describe(p, 0.0));
+  const auto gpu = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused));
+  const auto cpu = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu));
+  const auto ref =
+      attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::reference));
+  ASSERT_EQ(gpu.size(), hs.size());
+  for (std::size_t b = 0; b < hs.size(); ++b) {
+    const double tol = loo_cv_tolerance(p, hs[b]);
+    ASSERT_TRUE(std::isfinite(gpu[b])) << "h=" << hs[b];
+    EXPECT_NEAR(gpu[b], ref[b], tol) << "h=" << hs[b] << " (gpu vs fp64)";
+    // Both float32 sweeps are within tol of the oracle, so within 2 tol of each other.
+    EXPECT_NEAR(gpu[b], cpu[b], 2.0 * tol) << "h=" << hs[b] << " (gpu vs cpu)";
+  }
+}
+
+// ---- host-side: no device needed -------------------------------------------------------------
+
+TEST(CudaBandwidthPlan, BatchesWholeGroupsWithinTheBudget) {
+  using attnpool::kernels::kLooGroup;
+  using attnpool::kernels::loo_batch_bandwidths;
+  const auto g = static_cast<std::size_t>(kLooGroup);
+  EXPECT_EQ(g, 8u);
+  // Everything fits: one launch for all bandwidths.
+  EXPECT_EQ(loo_batch_bandwidths(1000, 64, std::size_t{256} << 20), 64u);
+  EXPECT_EQ(loo_batch_bandwidths(2, 1, 1024), 1u);
+  // n = 1e6, 64 bandwidths, 256 MiB: 33 bandwidths of 8 MB fit, rounded down to 32.
+  EXPECT_EQ(loo_batch_bandwidths(1000000, 64, std::size_t{256} << 20), 32u);
+  // Never less than one group, even where one group exceeds the budget.
+  EXPECT_EQ(loo_batch_bandwidths(std::size_t{1} << 30, 64, 1024), g);
+  // Never more than grid.y (65535 groups) allows.
+  EXPECT_EQ(loo_batch_bandwidths(2, std::size_t{1} << 30, std::size_t{1} << 40), 65535u * g);
+}
+
+TEST(CudaBandwidthPlan, DimensionBuckets) {
+  using attnpool::kernels::loo_d_bucket;
+  using attnpool::kernels::loo_dv_bucket;
+  EXPECT_EQ(loo_d_bucket(1), 1);
+  EXPECT_EQ(loo_d_bucket(2), 2);
+  EXPECT_EQ(loo_d_bucket(3), 4);
+  EXPECT_EQ(loo_d_bucket(4), 4);
+  EXPECT_EQ(loo_d_bucket(5), 8);
+  EXPECT_EQ(loo_d_bucket(8), 8);
+  EXPECT_EQ(loo_d_bucket(9), 0);
+  EXPECT_EQ(loo_d_bucket(1000), 0);
+  EXPECT_EQ(loo_dv_bucket(1), 1);
+  EXPECT_EQ(loo_dv_bucket(2), 4);
+  EXPECT_EQ(loo_dv_bucket(17), 4);
+}
+
+// Argument errors come from the shared host checks before any device work: the same words as
+// the CPU's, with or without a GPU.
+TEST(CudaBandwidthArgs, RejectedOnTheHostWithTheCpuWords) {
+  const problem p = make_problem(5, 5, 2, 1, 7);
+  auto message = [](auto&& call) -> std::string {
+    try {
+      call();
+    } catch (const attnpool::invalid_argument& e) {
+      return e.what();
+    }
+    return "(no invalid_argument)";
+  };
+  const std::vector<double> good = {1.0};
+  for (const std::vector<double>& hs : {std::vector<double>{-1.0}, std::vector<double>{}}) {
+    const std::string gpu = message([&] {
+      (void)attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused));
+    });
+    const std::string cpu = message(
+        [&] { (void)attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu)); });
+    EXPECT_EQ(gpu, cpu);
+    EXPECT_NE(gpu.find("loo_cv_error: "), std::string::npos) << gpu;
+  }
+  // n = 1: leave-one-out has no key; both refuse it the same way.
+  const problem one = make_problem(1, 1, 1, 1, 7);
+  const std::string gpu1 = message([&] {
+    (void)attnpool::loo_cv_error(one.queries(), one.values(), good, opts_for(backend::cuda_fused));
+  });
+  EXPECT_NE(gpu1.find("x.rows (n) must be >= 2"), std::string::npos) << gpu1;
+  EXPECT_EQ(gpu1, message([&] {
+              (void)attnpool::loo_cv_error(one.queries(), one.values(), good,
+                                           opts_for(backend::cpu));
+            }));
+  // A NaN input is named with its position (check_finite runs on the host data).
+  problem bad = make_problem(5, 5, 2, 1, 7);
+  bad.q[3 * (2 + bad.pad) + 1] = std::numeric_limits<float>::quiet_NaN();
+  const std::string nan_msg = message([&] {
+    (void)attnpool::select_bandwidth(bad.queries(), bad.values(), {},
+                                     opts_for(backend::cuda_fused));
+  });
+  EXPECT_NE(nan_msg.find("x(3, 1)"), std::string::npos) << nan_msg;
+  // cuda_unfused has no sweep: named, not silently replaced.
+  const std::string unfused = message([&] {
+    (void)attnpool::loo_cv_error(p.queries(), p.values(), good, opts_for(backend::cuda_unfused));
+  });
+  EXPECT_NE(unfused.find("backend cuda_unfused has no leave-one-out sweep"), std::string::npos)
+      << unfused;
+}
+
+TEST(CudaBandwidthArgs, NoDeviceIsACudaError) {
+  if (attnpool::cuda::device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  const problem p = make_problem(5, 5, 1, 1, 7);
+  const std::vector<double> hs = {1.0};
+  EXPECT_THROW((void)attnpool::loo_cv_error(p.queries(), p.values(), hs,
+                                            opts_for(backend::cuda_fused)),
+               attnpool::cuda_error);
+  // automatic picks the CPU where no device exists.
+  EXPECT_EQ(attnpool::loo_cv_error(p.queries(), p.values(), hs),
+            attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu)));
+}
+
+// ---- on the GPU ----------------------------------------------------------------------------
+
+TEST(CudaLooCv, MatchesCpuAndReferenceAcrossShapes) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  // d: each compiled bucket (1, 2, 4, 8), zero-padded ones (3, 5) and the generic path (13);
+  // dv: the 1-column kernel, the 4-column window (3) and two windows (6).
+  for (std::size_t n : {2, 7, 129}) {
+    for (std::size_t d : {1, 2, 3, 5, 8, 13}) {
+      for (std::size_t dv : {1, 3, 6}) check_loo(make_problem(n, n, d, dv, fresh_seed()), kWideHs);
+    }
+  }
+}
+
+TEST(CudaLooCv, MatchesCpuAndReferenceAt4097) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  // Not a multiple of the 128-row block nor of the 16-key chunk.
+  check_loo(make_problem(4097, 4097, 1, 1, fresh_seed()), kWideHs);
+  check_loo(make_problem(4097, 4097, 3, 2, fresh_seed()), {1e-3, 0.1, 1.0, 100.0});
+  check_loo(make_problem(1000, 1000, 20, 5, fresh_seed()), {0.05, 0.3, 1.0, 3.0});
+}
+
+TEST(CudaLooCv, FarAwayRowsAndExtremeBandwidths) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  // Rows 1e4 away from the rest: with h = 1e-3 their every score overflows float32 (-inf), yet
+  // the nearest key still gets weight 1 (the sweep works in distance differences).
+  problem p = make_problem(300, 300, 2, 1, fresh_seed());
+  for (std::size_t i = 0; i < p.n; i += 37)
+    for (std::size_t c = 0; c < p.d; ++c) p.q[i * (p.d + p.pad) + c] += 1e4f;
+  check_loo(p, {1e-3, 1e-2, 1.0, 1e3, 1e6});
+}
+
+TEST(CudaLooCv, SweepWritesEveryRowError) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  // The kernels directly, on a NaN-poisoned row_error: every (bandwidth, row) is written and
+  // finite, for a row count that leaves the last block partly empty and 9 bandwidths (a group
+  // with one active lane), and the reduction matches the host sum of the rows.
+  using attnpool::test::cuda_ok;
+  using attnpool::test::device_array;
+  for (std::size_t d : {1, 13}) {
+    const problem p = make_problem(131, 131, d, 6, fresh_seed(), 0.0f, 0);  // dense rows
+    SCOPED_TRACE(describe(p, 0.0));
+    const std::size_t nb = kWideHs.size();
+    std::vector<float> neg(nb);
+    for (std::size_t b = 0; b < nb; ++b)
+      neg[b] = static_cast<float>(-attnpool::detail::gaussian_log2_scale(kWideHs[b]));
+    device_array x(p.q), y(p.v), dneg(neg);
+    std::vector<double> host_err(nb * p.n, std::numeric_limits<double>::quiet_NaN());
+    double* rows = nullptr;
+    double* cv = nullptr;
+    cuda_ok(cudaMalloc(&rows, host_err.size() * sizeof(double)), "cudaMalloc");
+    cuda_ok(cudaMalloc(&cv, nb * sizeof(double)), "cudaMalloc");
+    cuda_ok(cudaMemcpy(rows, host_err.data(), host_err.size() * sizeof(double),
+                       cudaMemcpyHostToDevice),
+            "poison");
+    attnpool::kernels::loo_sweep_args a;
+    a.x = x.data();
+    a.y = y.data();
+    a.ldx = p.d;
+    a.ldy = p.dv;
+    a.n = p.n;
+    a.d = static_cast<int>(p.d);
+    a.dv = static_cast<int>(p.dv);
+    a.neg_scale = dneg.data();
+    a.nb = static_cast<int>(nb);
+    a.row_error = rows;
+    attnpool::kernels::launch_loo_sweep(a, nullptr);
+    const double count = static_cast<double>(p.n * p.dv);
+    attnpool::kernels::launch_loo_reduce(rows, p.n, static_cast<int>(nb), count, cv, nullptr);
+    std::vector<double> got_cv(nb);
+    cuda_ok(cudaMemcpy(host_err.data(), rows, host_err.size() * sizeof(double),
+                       cudaMemcpyDeviceToHost),
+            "download");
+    cuda_ok(cudaMemcpy(got_cv.data(), cv, nb * sizeof(double), cudaMemcpyDeviceToHost),
+            "download");
+    static_cast<void>(cudaFree(rows));
+    static_cast<void>(cudaFree(cv));
+    std::size_t bad = 0;
+    for (double e : host_err) bad += std::isfinite(e) && e >= 0.0 ? 0 : 1;
+    EXPECT_EQ(bad, 0u) << "row errors not written or not finite";
+    for (std::size_t b = 0; b < nb; ++b) {
+      double s = 0.0;
+      for (std::size_t i = 0; i < p.n; ++i) s += host_err[b * p.n + i];
+      EXPECT_NEAR(got_cv[b], s / count, 1e-12 * (s / count)) << "h=" << kWideHs[b];
+    }
+  }
+}
+
+TEST(CudaLooCv, BitwiseDeterministicAndAutomaticIsTheGpu) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  const problem p = make_problem(4097, 4097, 3, 2, fresh_seed());
+  SCOPED_TRACE(describe(p, 0.0));
+  std::vector<double> hs(64);
+  for (std::size_t k = 0; k < hs.size(); ++k) hs[k] = 1e-3 * std::pow(1e4, static_cast<double>(k) / 63.0);
+  const auto first = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused));
+  for (int rep = 0; rep < 2; ++rep)
+    EXPECT_EQ(first, attnpool::loo_cv_error(p.queries(), p.values(), hs,
+                                            opts_for(backend::cuda_fused)));
+  // automatic runs the GPU sweep where a device exists: bitwise the same numbers.
+  EXPECT_EQ(first, attnpool::loo_cv_error(p.queries(), p.values(), hs));
+  // One bandwidth at a time (what the refinement does) gives the same numbers as the batch.
+  for (std::size_t k : {0, 31, 63}) {
+    const auto one = attnpool::loo_cv_error(p.queries(), p.values(), std::span(&hs[k], 1),
+                                            opts_for(backend::cuda_fused));
+    EXPECT_EQ(one[0], first[k]) << "h=" << hs[k];
+  }
+}
+
+TEST(CudaSelectBandwidth, AgreesWithTheCpuAndABruteForceFp64Grid) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  for (std::size_t n : {200, 1000}) {
+    const problem p = notebook_problem(n, fresh_seed());
+    SCOPED_TRACE(describe(p, 0.0));
+    const auto gpu = attnpool::select_bandwidth(p.queries(), p.values(), {},
+                                                opts_for(backend::cuda_fused));
+    const auto cpu =
+        attnpool::select_bandwidth(p.queries(), p.values(), {}, opts_for(backend::cpu));
+    ASSERT_TRUE(std::isfinite(gpu.bandwidth));
+    ASSERT_GT(gpu.bandwidth, 0.0);
+    EXPECT_EQ(gpu.grid, cpu.grid);  // the same search ...
+    EXPECT_EQ(gpu.cv.size(), 64u);
+    EXPECT_GT(gpu.evaluations, 64u);
+    EXPECT_FALSE(gpu.at_boundary);
+    for (std::size_t k = 0; k < gpu.cv.size(); ++k)
+      EXPECT_NEAR(gpu.cv[k], cpu.cv[k], 2.0 * loo_cv_tolerance(p, gpu.grid[k])) << "k=" << k;
+    // ... lands where the CPU's does, within the refinement's tolerance (plus float noise on a
+    // flat minimum: a fine-grid step below).
+    const std::size_t fine = 8 * 63 + 1;
+    std::vector<double> hs(fine);
+    for (std::size_t k = 0; k < fine; ++k)
+      hs[k] = gpu.grid.front() * std::pow(gpu.grid.back() / gpu.grid.front(),
+                                          static_cast<double>(k) / static_cast<double>(fine - 1));
+    const double fine_step = std::log(hs[1] / hs[0]);
+    EXPECT_LE(std::fabs(std::log(gpu.bandwidth / cpu.bandwidth)), fine_step)
+        << "gpu h=" << gpu.bandwidth << " cpu h=" << cpu.bandwidth;
+    // Brute force in fp64 on a grid 8x finer (n = 200 only: 505 fp64 sweeps at n = 1000 would
+    // take seconds): the GPU's h is as good as its optimum up to the float32 evaluation error,
+    // and lies within one fine step of it.
+    if (n <= 200) {
+      const auto cv64 =
+          attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::reference));
+      std::size_t best = 0;
+      for (std::size_t k = 1; k < fine; ++k)
+        if (cv64[k] < cv64[best]) best = k;
+      EXPECT_LE(std::fabs(std::log(gpu.bandwidth / hs[best])), fine_step + 1e-3)
+          << "h=" << gpu.bandwidth << " brute force h=" << hs[best];
+      const double at_sel = attnpool::loo_cv_error(p.queries(), p.values(),
+                                                   std::span<const double>(&gpu.bandwidth, 1),
+                                                   opts_for(backend::reference))[0];
+      EXPECT_LE(at_sel, cv64[best] * (1.0 + 1e-5))
+          << "h=" << gpu.bandwidth << " brute force h=" << hs[best];
+      EXPECT_NEAR(gpu.cv_error, at_sel, 1e-5 * at_sel);
+    }
+    // Deterministic end to end.
+    const auto again = attnpool::select_bandwidth(p.queries(), p.values(), {},
+                                                  opts_for(backend::cuda_fused));
+    EXPECT_EQ(again.bandwidth, gpu.bandwidth);
+    EXPECT_EQ(again.cv, gpu.cv);
+    EXPECT_EQ(again.evaluations, gpu.evaluations);
+  }
+}
+
+TEST(CudaSelectBandwidth, NeverReturnsANonPositiveBandwidth) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  // All x equal (every h predicts the others' mean), n = 2, and duplicated x with different y.
+  std::vector<float> same(50, 3.0f), same_y(50);
+  for (std::size_t i = 0; i < same_y.size(); ++i) same_y[i] = static_cast<float>(i % 7);
+  const std::vector<float> two = {0.0f, 1.0f}, two_y = {1.0f, -1.0f};
+  std::vector<float> dup, dup_y;
+  for (int i = 0; i < 20; ++i) {
+    dup.insert(dup.end(), {static_cast<float>(i), static_cast<float>(i)});
+    dup_y.insert(dup_y.end(), {static_cast<float>(i % 3), static_cast<float>(i % 3) + 0.1f});
+  }
+  struct named {
+    const char* name;
+    const std::vector<float>& x;
+    const std::vector<float>& y;
+  };
+  for (const named& c : {named{"all equal", same, same_y}, named{"n = 2", two, two_y},
+                         named{"duplicates", dup, dup_y}}) {
+    SCOPED_TRACE(c.name);
+    const attnpool::const_view xv{c.x.data(), c.x.size(), 1}, yv{c.y.data(), c.y.size(), 1};
+    const auto gpu = attnpool::select_bandwidth(xv, yv, {}, opts_for(backend::cuda_fused));
+    const auto cpu = attnpool::select_bandwidth(xv, yv, {}, opts_for(backend::cpu));
+    EXPECT_TRUE(std::isfinite(gpu.bandwidth));
+    EXPECT_GT(gpu.bandwidth, 0.0);
+    EXPECT_GE(gpu.bandwidth, gpu.grid.front());
+    EXPECT_LE(gpu.bandwidth, gpu.grid.back());
+    for (std::size_t k = 0; k < gpu.cv.size(); ++k) {
+      ASSERT_TRUE(std::isfinite(gpu.cv[k])) << "k=" << k;
+      EXPECT_NEAR(gpu.cv[k], cpu.cv[k], 1e-5 * cpu.cv[k] + 1e-12) << "k=" << k;
+    }
+  }
+}
+
+}  // namespace
