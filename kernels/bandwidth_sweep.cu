@@ -1,18 +1,8 @@
 // The leave-one-out bandwidth sweep and its fixed-order reduction; see bandwidth_sweep.hpp.
 //
-// Numerics, per row i and bandwidth b (c_b = -neg_scale[b] > 0, the Gaussian's log2 scale):
-// every score is -c_b r_j with r_j = ||x_i - x_j||^2, so the row's largest score is its nearest
-// key's for EVERY bandwidth. The thread therefore keeps one running minimum distance r_min for
-// the row (shared by all bandwidths) instead of one running maximum score per bandwidth, and
-// weighs key j with 2^(-c_b (r_j - r_min)) <= 1: the max-subtracted softmax numerator. When a
-// chunk lowers r_min, each bandwidth's sum and accumulators are rescaled by
-// 2^(-c_b (r_min_old - r_min_new)), the online-softmax rescale written in distances. This is
-// the CPU sweep's scheme (src/bandwidth.cpp subtracts the row's minimum distance) made
-// streaming, and it is why the per-bandwidth state is not detail::online_softmax: that state
-// tracks the maximum score, which for a tiny h and a far-away row overflows to -inf (its score
-// -c_b r_min does), where the distance difference stays finite and the nearest key keeps its
-// weight 1. The weights use the shared fast_exp2 (ex2.approx) and squared_distance, and c_b
-// is the shared gaussian_log2_score constant, so the arithmetic per pair is the fused kernel's.
+// The per-row arithmetic (running nearest distance, rescale, masked weights, error) is
+// loo_row_sweep in bandwidth_sweep.hpp, shared with the host tests; this file stages the keys
+// through shared memory, computes each pair's distance once, and launches.
 #include <attnpool/detail/online_softmax.hpp>
 
 #include "bandwidth_sweep.hpp"
@@ -30,8 +20,6 @@ namespace {
 // The reduction is memory-bound and tiny (nb x n doubles read once): not measured on a GPU
 // yet; 256 threads is the usual streaming choice and keeps CUB's temp storage small.
 constexpr int kReduceThreads = 256;
-
-constexpr float kInf = std::numeric_limits<float>::infinity();
 
 template <int D, int DVC>
 __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
@@ -67,14 +55,7 @@ __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
   // Value-column windows one after the other: the row's error stays in this thread.
   for (int c0 = 0; c0 < a.dv; c0 += DVC) {
     const int cols = min(DVC, a.dv - c0);
-    float run_min = kInf;  // smallest distance seen to a key j != i; +inf until one is seen
-    float sum[kG], acc[kG][DVC];
-#pragma unroll
-    for (int g = 0; g < kG; ++g) {
-      sum[g] = 0.0f;
-#pragma unroll
-      for (int c = 0; c < DVC; ++c) acc[g][c] = 0.0f;
-    }
+    loo_row_sweep<kG, DVC> row;
 
     for (std::size_t j0 = 0; j0 < n; j0 += kTile) {
       const int len = static_cast<int>(min(static_cast<std::size_t>(kTile), n - j0));
@@ -99,12 +80,10 @@ __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
         // The chunk's distances, computed once per pair and shared by every bandwidth.
         float r[kChunk];
         unsigned valid = 0;
-        float cmin = kInf;
 #pragma unroll
         for (int k = 0; k < kChunk; ++k) {
           const int kk = k0 + k;  // < kTile: chunks never straddle a tile
           const std::size_t j = j0 + static_cast<std::size_t>(kk);
-          const bool ok = kk < len && j != i;  // j == i: leave one out
           float dist = 0.0f;
           if constexpr (D > 0) {
             dist = detail::squared_distance<D>(q, &skeys[kk * D]);
@@ -112,67 +91,12 @@ __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
             if (kk < len) dist = detail::squared_distance(xi, a.x + j * a.ldx, a.d);
           }
           r[k] = dist;
-          if (ok) {
-            valid |= 1u << k;
-            cmin = fminf(cmin, dist);
-          }
+          if (kk < len && j != i) valid |= 1u << k;  // j == i: leave one out
         }
-        if (valid == 0) continue;  // only the masked key or padding in this chunk
-
-        if (cmin < run_min) {
-          // A nearer key: rescale every bandwidth onto the new minimum. Before the first key
-          // the sums are 0 and the factor is irrelevant (and would be 2^(-c * inf)).
-#pragma unroll
-          for (int g = 0; g < kG; ++g) {
-            const float f =
-                run_min == kInf ? 0.0f : detail::fast_exp2(neg_c[g] * (run_min - cmin));
-            sum[g] *= f;
-#pragma unroll
-            for (int c = 0; c < DVC; ++c) acc[g][c] *= f;
-          }
-          run_min = cmin;
-        }
-#pragma unroll
-        for (int k = 0; k < kChunk; ++k) r[k] -= run_min;  // t_j >= 0 for every valid key
-
-#pragma unroll
-        for (int g = 0; g < kG; ++g) {
-          if (g >= active) break;  // uniform across the block
-          float s = 0.0f;
-          float part[DVC];
-#pragma unroll
-          for (int c = 0; c < DVC; ++c) part[c] = 0.0f;
-#pragma unroll
-          for (int k = 0; k < kChunk; ++k) {
-            // The masked key and padding get weight exactly 0 by selection, not by 2^-inf:
-            // neg_c may be -0 for a huge h, and -0 * inf would be NaN.
-            const float p = (valid >> k) & 1u ? detail::fast_exp2(neg_c[g] * r[k]) : 0.0f;
-            s += p;
-#pragma unroll
-            for (int c = 0; c < DVC; ++c) part[c] = fmaf(p, svals[(k0 + k) * DVC + c], part[c]);
-          }
-          sum[g] += s;
-#pragma unroll
-          for (int c = 0; c < DVC; ++c) acc[g][c] += part[c];
-        }
+        row.add_chunk(r, valid, neg_c, active, &svals[k0 * DVC]);
       }
     }
-
-    if (row_ok) {
-      // sum >= 1: the nearest key j != i (n >= 2) contributes 2^0 for every bandwidth.
-#pragma unroll
-      for (int g = 0; g < kG; ++g) {
-        const float inv = 1.0f / sum[g];
-#pragma unroll
-        for (int c = 0; c < DVC; ++c) {
-          if (c < cols) {
-            const double e = static_cast<double>(a.y[i * a.ldy + c0 + c]) -
-                             static_cast<double>(acc[g][c] * inv);
-            err[g] += e * e;
-          }
-        }
-      }
-    }
+    if (row_ok) row.add_errors(a.y + i * a.ldy + c0, cols, active, err);
   }
 
   if (!row_ok) return;

@@ -18,10 +18,21 @@
 // row's squared error sum_c (y_ic - yhat_ic)^2, and loo_reduce_kernel adds the rows.
 #pragma once
 
+#include <attnpool/detail/host_device.hpp>
+#include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/types.hpp>
 
 #include <cstddef>
+#include <limits>
 #include <type_traits>
+
+// Full unrolling of loo_row_sweep's short constant loops on the device, so that its arrays
+// stay in registers (indexed by constants only); host compilers would warn on the pragma.
+#if defined(__CUDA_ARCH__)
+#define ATTNPOOL_LOO_UNROLL _Pragma("unroll")
+#else
+#define ATTNPOOL_LOO_UNROLL
+#endif
 
 namespace attnpool::kernels {
 
@@ -92,6 +103,96 @@ struct loo_sweep_traits {
 
 /// Bandwidths per thread of every instantiation (loo_sweep_traits<*, *>::kGroup).
 inline constexpr int kLooGroup = loo_sweep_traits<1, 1>::kGroup;
+
+/// One training row's leave-one-out sums for a group of G bandwidths and a window of DVC value
+/// columns: what one thread of loo_sweep_kernel holds in registers, written once for the device
+/// and the host (tests/cuda/test_cuda_bandwidth.cpp drives it on the CPU without a GPU).
+///
+/// Every Gaussian score of the row is -c_b r_j (c_b = -neg_c[b] > 0, r_j the squared
+/// distance), so the row's largest score is its nearest key's for EVERY bandwidth. The state
+/// therefore keeps one running minimum distance (shared by the group) instead of one running
+/// maximum score per bandwidth, and weighs key j with 2^(-c_b (r_j - run_min)) <= 1, the
+/// max-subtracted softmax numerator; when a chunk lowers run_min, each bandwidth's sum and
+/// accumulators are rescaled by 2^(-c_b (run_min_old - run_min_new)): the online-softmax
+/// rescale (detail::online_softmax::merge) written in distances. That is the CPU sweep's scheme
+/// (src/bandwidth.cpp subtracts the row's minimum distance) made streaming, and it is why this
+/// is not detail::online_softmax: its maximum score -c_b r_min overflows to -inf for a tiny h
+/// and a far-away row, where the distance difference stays finite and the nearest key keeps
+/// weight 1. The exp2 is the shared detail::fast_exp2 (ex2.approx on the device).
+template <int G, int DVC>
+struct loo_row_sweep {
+  float run_min = std::numeric_limits<float>::infinity();  ///< +inf until a key is seen
+  float sum[G] = {};       ///< per bandwidth: sum_j 2^(-c (r_j - run_min)); >= 1 once a key is seen
+  float acc[G][DVC] = {};  ///< per bandwidth: the same weights times the key's values
+
+  /// Adds a chunk of K keys: r[k] their squared distances (overwritten with r[k] - run_min),
+  /// bit k of `valid` set for each key that counts (clear for the row's own key and for
+  /// padding; those get weight exactly 0 by selection, never by 2^-inf, since neg_c may be -0
+  /// for a huge h and -0 * inf is NaN). vals[k * DVC + c]: key k's value in column c. Only the
+  /// first `active` bandwidths are updated (a uniform branch on the device).
+  template <int K>
+  ATTNPOOL_HD void add_chunk(float (&r)[K], unsigned valid, const float (&neg_c)[G], int active,
+                             const float* vals) {
+    static_assert(K <= 32, "the validity mask is one 32-bit word");
+    if (valid == 0) return;
+    float cmin = std::numeric_limits<float>::infinity();
+    ATTNPOOL_LOO_UNROLL
+    for (int k = 0; k < K; ++k)
+      if ((valid >> k) & 1u) cmin = cmin < r[k] ? cmin : r[k];
+    if (cmin < run_min) {
+      // A nearer key: rescale every bandwidth onto it. Before the first key the sums are 0 and
+      // the factor is irrelevant (it would be 2^(-c * inf)).
+      ATTNPOOL_LOO_UNROLL
+      for (int g = 0; g < G; ++g) {
+        const float f = run_min == std::numeric_limits<float>::infinity()
+                            ? 0.0f
+                            : detail::fast_exp2(neg_c[g] * (run_min - cmin));
+        sum[g] *= f;
+        ATTNPOOL_LOO_UNROLL
+        for (int c = 0; c < DVC; ++c) acc[g][c] *= f;
+      }
+      run_min = cmin;
+    }
+    ATTNPOOL_LOO_UNROLL
+    for (int k = 0; k < K; ++k) r[k] -= run_min;  // >= 0 for every valid key
+    ATTNPOOL_LOO_UNROLL
+    for (int g = 0; g < G; ++g) {
+      if (g >= active) break;
+      // The chunk's partial sums first, folded in once: short sums round less.
+      float s = 0.0f;
+      float part[DVC];
+      ATTNPOOL_LOO_UNROLL
+      for (int c = 0; c < DVC; ++c) part[c] = 0.0f;
+      ATTNPOOL_LOO_UNROLL
+      for (int k = 0; k < K; ++k) {
+        const float p = (valid >> k) & 1u ? detail::fast_exp2(neg_c[g] * r[k]) : 0.0f;
+        s += p;
+        ATTNPOOL_LOO_UNROLL
+        for (int c = 0; c < DVC; ++c) part[c] = p * vals[k * DVC + c] + part[c];
+      }
+      sum[g] += s;
+      ATTNPOOL_LOO_UNROLL
+      for (int c = 0; c < DVC; ++c) acc[g][c] += part[c];
+    }
+  }
+
+  /// err[g] += sum_{c < cols} (y[c] - yhat_c)^2 for the first `active` bandwidths, with
+  /// yhat = acc / sum (sum >= 1 once a key was seen: the nearest contributes 2^0).
+  ATTNPOOL_HD void add_errors(const float* y, int cols, int active, double (&err)[G]) const {
+    ATTNPOOL_LOO_UNROLL
+    for (int g = 0; g < G; ++g) {
+      if (g >= active) break;
+      const float inv = 1.0f / sum[g];
+      ATTNPOOL_LOO_UNROLL
+      for (int c = 0; c < DVC; ++c) {
+        if (c < cols) {
+          const double e = static_cast<double>(y[c]) - static_cast<double>(acc[g][c] * inv);
+          err[g] += e * e;
+        }
+      }
+    }
+  }
+};
 
 /// The compiled input dimension that serves a run-time d: 1, 2, 4 or 8 (zero-padded), else 0.
 constexpr int loo_d_bucket(std::size_t d) {
