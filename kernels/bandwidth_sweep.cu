@@ -146,11 +146,21 @@ void launch_sweep_dv(const loo_sweep_args& a, stream_t stream) {
 void launch_loo_sweep(const loo_sweep_args& a, stream_t stream) {
   if (a.n == 0 || a.nb <= 0 || a.dv <= 0) return;
   switch (loo_d_bucket(static_cast<std::size_t>(a.d))) {
-    case 1: launch_sweep_dv<1>(a, stream); break;
-    case 2: launch_sweep_dv<2>(a, stream); break;
-    case 4: launch_sweep_dv<4>(a, stream); break;
-    case 8: launch_sweep_dv<8>(a, stream); break;
-    default: launch_sweep_dv<0>(a, stream); break;
+    case 1:
+      launch_sweep_dv<1>(a, stream);
+      break;
+    case 2:
+      launch_sweep_dv<2>(a, stream);
+      break;
+    case 4:
+      launch_sweep_dv<4>(a, stream);
+      break;
+    case 8:
+      launch_sweep_dv<8>(a, stream);
+      break;
+    default:
+      launch_sweep_dv<0>(a, stream);
+      break;
   }
 }
 
@@ -158,7 +168,7 @@ void launch_loo_reduce(const double* row_error, std::size_t n, int nb, double co
                        stream_t stream) {
   if (nb <= 0) return;
   loo_reduce_kernel<<<static_cast<unsigned>(nb), kReduceThreads, 0, stream>>>(row_error, n, count,
-                                                                               cv);
+                                                                              cv);
   ATTNPOOL_CHECK_LAUNCH("loo_reduce_kernel");
 }
 

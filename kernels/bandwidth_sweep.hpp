@@ -203,7 +203,9 @@ constexpr int loo_d_bucket(std::size_t d) {
 }
 
 /// The value-column window that serves a run-time dv: 1 for dv == 1, else 4.
-constexpr int loo_dv_bucket(std::size_t dv) { return dv <= 1 ? 1 : 4; }
+constexpr int loo_dv_bucket(std::size_t dv) {
+  return dv <= 1 ? 1 : 4;
+}
 
 /// How many bandwidths one sweep launch evaluates, so that its nb x n row errors (doubles) fit
 /// in `budget_bytes`: all nb when they fit, else the largest multiple of kLooGroup that does,

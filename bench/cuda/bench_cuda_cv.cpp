@@ -96,8 +96,8 @@ void bm_select(benchmark::State& state, std::size_t n, attnpool::backend which) 
       seconds += dt.count();
     }
     const double iters = static_cast<double>(state.iterations());
-    const double pair_bw = static_cast<double>(n) * static_cast<double>(n - 1) *
-                           static_cast<double>(sel.evaluations);
+    const double pair_bw =
+        static_cast<double>(n) * static_cast<double>(n - 1) * static_cast<double>(sel.evaluations);
     state.counters["h"] = sel.bandwidth;
     state.counters["evals"] = static_cast<double>(sel.evaluations);
     state.counters["pair_bw/s"] = seconds > 0 ? pair_bw * iters / seconds : 0.0;
@@ -181,8 +181,7 @@ void register_all() {
   using attnpool::backend;
   auto add_select = [](const char* kind, backend which, std::size_t n) {
     const std::string name = std::string("select/") + kind + "/n:" + std::to_string(n);
-    benchmark::RegisterBenchmark(name.c_str(),
-                                 [=](benchmark::State& s) { bm_select(s, n, which); })
+    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { bm_select(s, n, which); })
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
   };
@@ -191,8 +190,8 @@ void register_all() {
   add_select("cuda_fused", backend::cuda_fused, 10000);
   add_select("cuda_fused", backend::cuda_fused, 100000);
   auto add_sweep = [](std::size_t n, std::size_t d, std::size_t dv) {
-    const std::string name = "sweep/n:" + std::to_string(n) + "/d:" + std::to_string(d) +
-                             "/dv:" + std::to_string(dv);
+    const std::string name =
+        "sweep/n:" + std::to_string(n) + "/d:" + std::to_string(d) + "/dv:" + std::to_string(dv);
     benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { bm_sweep(s, n, d, dv); })
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);

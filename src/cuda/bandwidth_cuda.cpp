@@ -56,8 +56,9 @@ struct cuda_loo_cv::state {
 cuda_loo_cv::cuda_loo_cv(const_view x, const_view y) {
   constexpr const char* fn = "loo_cv_error(cuda_fused)";
   if (cuda::device_count() == 0)
-    throw cuda_error(concat(fn, ": no CUDA device is available (use backend cpu or reference, or "
-                                "automatic, which picks the CPU where no GPU exists)"));
+    throw cuda_error(concat(fn,
+                            ": no CUDA device is available (use backend cpu or reference, or "
+                            "automatic, which picks the CPU where no GPU exists)"));
   ATTNPOOL_EXPECTS(x.cols <= static_cast<std::size_t>(INT_MAX), fn, ": d = ", x.cols,
                    " exceeds the CUDA backends' limit of 2^31 - 1");
   ATTNPOOL_EXPECTS(y.cols <= static_cast<std::size_t>(INT_MAX), fn, ": dv = ", y.cols,

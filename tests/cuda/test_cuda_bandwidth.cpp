@@ -55,7 +55,8 @@ problem notebook_problem(std::size_t n, std::uint64_t seed) {
 // finite everywhere.
 void check_loo(const problem& p, const std::vector<double>& hs) {
   SCOPED_TRACE(describe(p, 0.0));
-  const auto gpu = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused));
+  const auto gpu =
+      attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused));
   const auto cpu = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu));
   const auto ref =
       attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::reference));
@@ -237,9 +238,9 @@ TEST(CudaBandwidthArgs, NoDeviceIsACudaError) {
   if (attnpool::cuda::device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
   const problem p = make_problem(5, 5, 1, 1, 7);
   const std::vector<double> hs = {1.0};
-  EXPECT_THROW((void)attnpool::loo_cv_error(p.queries(), p.values(), hs,
-                                            opts_for(backend::cuda_fused)),
-               attnpool::cuda_error);
+  EXPECT_THROW(
+      (void)attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused)),
+      attnpool::cuda_error);
   // automatic picks the CPU where no device exists.
   EXPECT_EQ(attnpool::loo_cv_error(p.queries(), p.values(), hs),
             attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu)));
@@ -297,9 +298,9 @@ TEST(CudaLooCv, SweepWritesEveryRowError) {
     double* cv = nullptr;
     cuda_ok(cudaMalloc(&rows, host_err.size() * sizeof(double)), "cudaMalloc");
     cuda_ok(cudaMalloc(&cv, nb * sizeof(double)), "cudaMalloc");
-    cuda_ok(cudaMemcpy(rows, host_err.data(), host_err.size() * sizeof(double),
-                       cudaMemcpyHostToDevice),
-            "poison");
+    cuda_ok(
+        cudaMemcpy(rows, host_err.data(), host_err.size() * sizeof(double), cudaMemcpyHostToDevice),
+        "poison");
     attnpool::kernels::loo_sweep_args a;
     a.x = x.data();
     a.y = y.data();
@@ -315,11 +316,10 @@ TEST(CudaLooCv, SweepWritesEveryRowError) {
     const double count = static_cast<double>(p.n * p.dv);
     attnpool::kernels::launch_loo_reduce(rows, p.n, static_cast<int>(nb), count, cv, nullptr);
     std::vector<double> got_cv(nb);
-    cuda_ok(cudaMemcpy(host_err.data(), rows, host_err.size() * sizeof(double),
-                       cudaMemcpyDeviceToHost),
-            "download");
-    cuda_ok(cudaMemcpy(got_cv.data(), cv, nb * sizeof(double), cudaMemcpyDeviceToHost),
-            "download");
+    cuda_ok(
+        cudaMemcpy(host_err.data(), rows, host_err.size() * sizeof(double), cudaMemcpyDeviceToHost),
+        "download");
+    cuda_ok(cudaMemcpy(got_cv.data(), cv, nb * sizeof(double), cudaMemcpyDeviceToHost), "download");
     static_cast<void>(cudaFree(rows));
     static_cast<void>(cudaFree(cv));
     std::size_t bad = 0;
@@ -338,11 +338,13 @@ TEST(CudaLooCv, BitwiseDeterministicAndAutomaticIsTheGpu) {
   const problem p = make_problem(4097, 4097, 3, 2, fresh_seed());
   SCOPED_TRACE(describe(p, 0.0));
   std::vector<double> hs(64);
-  for (std::size_t k = 0; k < hs.size(); ++k) hs[k] = 1e-3 * std::pow(1e4, static_cast<double>(k) / 63.0);
-  const auto first = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused));
+  for (std::size_t k = 0; k < hs.size(); ++k)
+    hs[k] = 1e-3 * std::pow(1e4, static_cast<double>(k) / 63.0);
+  const auto first =
+      attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused));
   for (int rep = 0; rep < 2; ++rep)
-    EXPECT_EQ(first, attnpool::loo_cv_error(p.queries(), p.values(), hs,
-                                            opts_for(backend::cuda_fused)));
+    EXPECT_EQ(first,
+              attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused)));
   // automatic runs the GPU sweep where a device exists: bitwise the same numbers.
   EXPECT_EQ(first, attnpool::loo_cv_error(p.queries(), p.values(), hs));
   // One bandwidth at a time (what the refinement does) gives the same numbers as the batch.
@@ -358,8 +360,8 @@ TEST(CudaSelectBandwidth, AgreesWithTheCpuAndABruteForceFp64Grid) {
   for (std::size_t n : {200, 1000}) {
     const problem p = notebook_problem(n, fresh_seed());
     SCOPED_TRACE(describe(p, 0.0));
-    const auto gpu = attnpool::select_bandwidth(p.queries(), p.values(), {},
-                                                opts_for(backend::cuda_fused));
+    const auto gpu =
+        attnpool::select_bandwidth(p.queries(), p.values(), {}, opts_for(backend::cuda_fused));
     const auto cpu =
         attnpool::select_bandwidth(p.queries(), p.values(), {}, opts_for(backend::cpu));
     ASSERT_TRUE(std::isfinite(gpu.bandwidth));
@@ -399,8 +401,8 @@ TEST(CudaSelectBandwidth, AgreesWithTheCpuAndABruteForceFp64Grid) {
       EXPECT_NEAR(gpu.cv_error, at_sel, 1e-5 * at_sel);
     }
     // Deterministic end to end.
-    const auto again = attnpool::select_bandwidth(p.queries(), p.values(), {},
-                                                  opts_for(backend::cuda_fused));
+    const auto again =
+        attnpool::select_bandwidth(p.queries(), p.values(), {}, opts_for(backend::cuda_fused));
     EXPECT_EQ(again.bandwidth, gpu.bandwidth);
     EXPECT_EQ(again.cv, gpu.cv);
     EXPECT_EQ(again.evaluations, gpu.evaluations);
