@@ -20,12 +20,11 @@
 // src/cuda/bandwidth_cuda.cpp), and select_bandwidth's search is written once
 // (grid_then_golden) over a pluggable evaluator: the CPU / reference loo_cv_error, or one
 // device session that holds x and y for the whole search.
+#include <attnpool/cuda.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/reference.hpp>
-
-#include <attnpool/cuda.hpp>
 
 #include "backends.hpp"
 #include "cpu_common.hpp"
@@ -191,7 +190,6 @@ void check_cv_args(const char* fn, const_view x, const_view y, std::span<const d
                        " overflows float32 squared distances (|x| <= ", limit,
                        "); centre or rescale the inputs");
 }
-
 
 // The backend a cross-validation call runs on. The learning API's shared rule
 // (resolve_learn_backend) except that the GPU sweep exists: cuda_fused runs it, automatic picks
