@@ -178,12 +178,48 @@ TEST(CudaBandwidthRowSweep, MatchesTheOracleOnTheHost) {
       for (std::size_t dv : {1, 6}) run(make_problem(n, n, d, dv, fresh_seed()));
     }
   }
-  // Rows 1e4 away from the others: their scores overflow float32 at h = 1e-3, the distance
-  // differences do not.
+  // Rows 1e4 away from the others (a cluster of their own): 2^-huge weights across clusters.
   problem far = make_problem(200, 200, 2, 1, fresh_seed());
   for (std::size_t i = 0; i < far.n; i += 23)
     for (std::size_t c = 0; c < far.d; ++c) far.q[i * (far.d + far.pad) + c] += 1e4f;
   run(far);
+  // Rows 7 and 8 1e17 and 1.5e17 away from the rest, each the other's nearest key (5e16 apart):
+  // at h = 1e-3 that key's score (-2.5e33 * 7.2e5 in log2 units) is -inf in float32, yet in
+  // distance differences it keeps weight exactly 1 and every other key gets 0: row 7's
+  // prediction must be row 8's value exactly. (Not through run(): the oracle's float32 error
+  // bound is not finite for such scores.)
+  problem lone = make_problem(50, 50, 2, 1, fresh_seed());
+  lone.q[7 * (lone.d + lone.pad)] += 1e17f;
+  lone.q[8 * (lone.d + lone.pad)] += 1.5e17f;
+  std::size_t nearest = 0;
+  double best = INFINITY;
+  for (std::size_t j = 0; j < lone.n; ++j) {
+    if (j == 7) continue;
+    double r = 0.0;
+    for (std::size_t c = 0; c < lone.d; ++c) {
+      const double diff = double{lone.queries()(7, c)} - double{lone.queries()(j, c)};
+      r += diff * diff;
+    }
+    if (r < best) best = r, nearest = j;
+  }
+  loo_row_sweep<kG, 1> row;
+  float neg_c[kG];
+  for (float& c : neg_c) c = static_cast<float>(-attnpool::detail::gaussian_log2_scale(1e-3));
+  for (std::size_t j0 = 0; j0 < lone.n; j0 += kChunk) {
+    float r[kChunk] = {}, vals[kChunk] = {};
+    unsigned valid = 0;
+    for (int k = 0; k < kChunk && j0 + static_cast<std::size_t>(k) < lone.n; ++k) {
+      const std::size_t j = j0 + static_cast<std::size_t>(k);
+      r[k] = attnpool::detail::squared_distance(&lone.q[7 * (lone.d + lone.pad)],
+                                                &lone.q[j * (lone.d + lone.pad)], 2);
+      vals[k] = lone.values()(j, 0);
+      if (j != 7) valid |= 1u << k;
+    }
+    row.add_chunk(r, valid, neg_c, 1, vals);
+  }
+  ASSERT_EQ(nearest, 8u);
+  EXPECT_EQ(row.sum[0], 1.0f);
+  EXPECT_EQ(row.acc[0][0], lone.values()(nearest, 0)) << "nearest key " << nearest;
 }
 
 // Argument errors come from the shared host checks before any device work: the same words as
@@ -270,12 +306,38 @@ TEST(CudaLooCv, MatchesCpuAndReferenceAt4097) {
 
 TEST(CudaLooCv, FarAwayRowsAndExtremeBandwidths) {
   ATTNPOOL_REQUIRE_DEVICE();
-  // Rows 1e4 away from the rest: with h = 1e-3 their every score overflows float32 (-inf), yet
-  // the nearest key still gets weight 1 (the sweep works in distance differences).
+  // Rows 1e4 away from the rest (a cluster of their own): scores down to -1e14 in log2 units
+  // against the others, 2^-huge weights, and the derived tolerance still meaningful.
   problem p = make_problem(300, 300, 2, 1, fresh_seed());
   for (std::size_t i = 0; i < p.n; i += 37)
     for (std::size_t c = 0; c < p.d; ++c) p.q[i * (p.d + p.pad) + c] += 1e4f;
   check_loo(p, {1e-3, 1e-2, 1.0, 1e3, 1e6});
+}
+
+TEST(CudaLooCv, IsolatedRowBeyondFloat32Scores) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  // Two rows 1e17 and 1.5e17 away from the rest (allowed: squared distances stay finite
+  // floats), each the other's nearest key, 5e16 away: with h = 1e-3 that key's score,
+  // -2.5e33 * 7.2e5 in log2 units, is -inf in float32, so a softmax that kept the maximum score
+  // would lose both rows (0/0). The sweep works in distance differences, as the CPU does: each is
+  // predicted by the other, exactly. The fp64 oracle's tolerance is infinite for those rows, so
+  // this compares at 1e-4 relative: float32 rounding of the other rows moves cv by ~1e-7, one row
+  // predicted wrongly moves it by ~1e-2.
+  problem p = make_problem(300, 300, 2, 1, fresh_seed());
+  p.q[7 * (p.d + p.pad)] += 1e17f;
+  p.q[8 * (p.d + p.pad)] += 1.5e17f;
+  SCOPED_TRACE(describe(p, 0.0));
+  const std::vector<double> hs = {1e-3, 1e-2, 1.0, 100.0};
+  const auto gpu =
+      attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cuda_fused));
+  const auto cpu = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu));
+  const auto ref =
+      attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::reference));
+  for (std::size_t b = 0; b < hs.size(); ++b) {
+    ASSERT_TRUE(std::isfinite(gpu[b])) << "h=" << hs[b];
+    EXPECT_NEAR(gpu[b], cpu[b], 1e-4 * cpu[b]) << "h=" << hs[b];
+    EXPECT_NEAR(gpu[b], ref[b], 1e-4 * ref[b]) << "h=" << hs[b];
+  }
 }
 
 TEST(CudaLooCv, SweepWritesEveryRowError) {
