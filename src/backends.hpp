@@ -4,7 +4,9 @@
 #include <attnpool/types.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <span>
+#include <vector>
 
 namespace attnpool::detail {
 
@@ -38,5 +40,23 @@ void cuda_pool_host(const_view q, const_view k, const_view v, mutable_view out,
                     const pool_params& params, backend which);
 void cuda_weights_host(const_view q, const_view k, mutable_view w, const pool_params& params);
 void cuda_average_host(const_view values, mutable_view out);
+
+// The leave-one-out bandwidth sweep on the GPU (loo_cv_error / select_bandwidth on cuda_fused):
+// constructing it copies x and y to the device once; each call evaluates cv(h) for a set of
+// bandwidths there (arguments validated by the caller, n >= 2) and synchronises. Defined in
+// src/cuda/bandwidth_cuda.cpp, or in src/cuda_stub.cpp, where the constructor throws cuda_error.
+// Without a device the constructor throws cuda_error too.
+class cuda_loo_cv {
+ public:
+  cuda_loo_cv(const_view x, const_view y);
+  cuda_loo_cv(const cuda_loo_cv&) = delete;
+  cuda_loo_cv& operator=(const cuda_loo_cv&) = delete;
+  ~cuda_loo_cv();
+  std::vector<double> operator()(std::span<const double> bandwidths);
+
+ private:
+  struct state;
+  std::unique_ptr<state> s_;
+};
 
 }  // namespace attnpool::detail

@@ -22,6 +22,13 @@ void detail::cuda_weights_host(const_view, const_view, mutable_view, const pool_
 }
 void detail::cuda_average_host(const_view, mutable_view) { no_cuda("average_pool(cuda)"); }
 
+struct detail::cuda_loo_cv::state {};
+detail::cuda_loo_cv::cuda_loo_cv(const_view, const_view) { no_cuda("loo_cv_error(cuda_fused)"); }
+detail::cuda_loo_cv::~cuda_loo_cv() = default;
+std::vector<double> detail::cuda_loo_cv::operator()(std::span<const double>) {
+  no_cuda("loo_cv_error(cuda_fused)");
+}
+
 std::size_t cuda::pool_workspace_size(std::size_t, std::size_t, std::size_t, std::size_t,
                                       const pool_params&, backend) {
   no_cuda("cuda::pool_workspace_size");
