@@ -59,18 +59,31 @@ struct any_kernel_args {
 /// (L1) instead of registers and shared memory. DV is the width of the value-column window one
 /// block accumulates in registers; wider dv uses several windows (grid.y).
 ///
-/// NOT YET MEASURED ON A GPU. These constants were chosen on paper (no GPU was available when
-/// they were written) from the H100's per-SM budget: 64K registers, 228 KiB shared memory,
-/// 16 MUFU.EX2 and 128 FP32 lanes per clock. Rationale, to be replaced by measurements from
-/// bench_cuda on an H100 (record them here with the GPU and the numbers):
-///  - kThreads 128: four warps per block, several blocks per SM for latency hiding without
-///    double buffering.
-///  - kRowsPerThread 2 for tiny D + DV: two query rows share every shared-memory key and value
-///    read; 1 otherwise, where the q and acc registers dominate.
-///  - kChunk 16 (8 for wide rows): one online-softmax merge per chunk, which costs 2 exp2 per
-///    chunk on top of the one exp2 per pair (12.5% extra MUFU at 16); the chunk's distances
-///    stay in registers (kRowsPerThread * kChunk of them).
-///  - kTileKeys: keys staged per __syncthreads pair; 128 amortises the two barriers.
+/// Measured for d = dv = 1 on an NVIDIA H100 80GB HBM3 (132 SMs, 1980 MHz; 2026-11-26) with
+/// bench/cuda/bench_fused_tuning at n = m = 2^20 (pairs/s; exp2 bound 4.18e12):
+///
+///   threads rows/thread chunk tile | regs blocks/SM | pairs/s
+///   128     2           16    128  |  72   7        | 2.53e12 (60.4 %)   <- these traits
+///   128     1           16    128  |  47  10        | 2.53e12
+///    64     2           16    128  |  72  14        | 2.50e12
+///   256     2           16    256  |  64   4        | 2.47e12
+///   128     2           32    128  | 127   4        | 2.40e12
+///   128     4           16    128  | 128   4        | 2.31e12
+///   256     4           16    256  | 128   2        | 2.31e12
+///   128     4           32    256  | 255   2        | 2.27e12
+///   128     2            8    128  |  53   9        | 2.09e12
+///
+/// Chunk 8 pays its per-chunk merge (2 exp2 and a rescale per row) twice as often; chunk 32 and
+/// 4 rows per thread double the registers and halve the resident blocks. The SASS of the chosen
+/// configuration (cuobjdump on that machine) has 303 instructions per full 16-key chunk of 2 rows,
+/// 36 of them MUFU.EX2: 9.5 issue slots per pair, so issue, not the MUFU pipe, bounds it near
+/// 84 % of the exp2 bound; it reaches 72 % of that ceiling. The other shapes' constants follow
+/// the same rules by register count and are not separately measured: kRowsPerThread 2 only
+/// while the per-row registers (D + DV) stay <= 8, kChunk 8 and kTileKeys 64 for wide rows.
+///  - kThreads 128: four warps per block.
+///  - kRowsPerThread: two query rows share every shared-memory key and value read.
+///  - kChunk 16: one online-softmax merge per chunk; its distances stay in registers.
+///  - kTileKeys 128: keys staged per __syncthreads pair.
 template <int D, int DV>
 struct fused_traits {
   static_assert(D == 0 || D == 1 || D == 2 || D == 3 || D == 4 || D == 8 || D == 16 || D == 32 ||
@@ -98,7 +111,8 @@ struct fused_traits {
   static constexpr std::size_t kSmemBytes = sizeof(float) * (kKeyFloats + kValueFloats);
 
   /// Resident blocks per SM assumed when sizing split-K (the grid should cover every SM this
-  /// many times). An estimate from the register budget, not measured.
+  /// many times). Below the 7 the occupancy API reports for d = dv = 1 on an H100, so that the
+  /// split ranges stay long; the split heuristic itself is not tuned.
   static constexpr int kBlocksPerSm = 4;
 
   static_assert(kThreads % 32 == 0, "whole warps only");

@@ -183,9 +183,9 @@ for tool in memcheck racecheck; do
       timeout "$(cap 60)" compute-sanitizer --tool "$tool" --error-exitcode 9 \
         "$bindir/$bin" --gtest_brief=1 --gtest_filter="$filter" >>"$log" 2>&1 || ok=0
     done
-    if ((ok)); then note "$tool: clean ($(grep -h 'ERROR SUMMARY' "$log" | tr '\n' ' '))"; else
+    if ((ok)); then note "$tool: clean ($(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | sort | uniq -c | tr '\n' ' '))"; else
       status=1
-      note "$tool: FAILED or timed out ($(grep -h 'ERROR SUMMARY' "$log" | tr '\n' ' '))"
+      note "$tool: FAILED or timed out ($(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | sort | uniq -c | tr '\n' ' '))"
     fi
   else
     echo "compute-sanitizer not found" >"$log"
