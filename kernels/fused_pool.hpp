@@ -101,6 +101,13 @@ struct fused_traits {
   static constexpr int kChunk = kRowRegs <= 48 ? 16 : 8;
   static constexpr int kTileKeys = kRowRegs <= 64 ? 128 : 64;
   static constexpr int kRowsPerBlock = kThreads * kRowsPerThread;
+  /// Gaussian weights relative to each row's running reference, rebased only when a chunk's
+  /// weights sum past a limit (fused_agent::lazy_weights): saves the per-pair FMNMX and the
+  /// per-chunk merge (2 of the 36 MUFU.EX2 per chunk of 2 rows), for 24 more registers at
+  /// d = dv = 1 (72 -> 96 with ptxas 13.0: 5 instead of 7 blocks per SM) and more elsewhere
+  /// (80 -> 128 at dv = 4), which is why it is limited to d = dv = 1. Not yet measured on a GPU:
+  /// bench_fused_tuning times it against the eager variant ("t128_r2_c16_k128_eager").
+  static constexpr bool kLazyRescale = !kGeneric && kRowRegs <= 2;
   /// Accumulate each chunk's p . v in a second register array and fold it in once per chunk
   /// (saves a multiply per pair) where that array is small; else scale the weights.
   static constexpr bool kChunkAccumulators = kRowsPerThread * DV <= 16;

@@ -7,7 +7,8 @@
 // spill (local-memory bytes per thread; must be 0), blocks/SM (resident, from the occupancy
 // API), max_diff (vs attnpool::cuda::pool). The variant named "default" is fused_traits<1, 1>.
 //
-// Variant names: t<threads>_r<rows per thread>_c<chunk>_k<keys per tile>.
+// Variant names: t<threads>_r<rows per thread>_c<chunk>_k<keys per tile>[_eager|_lazy] (the
+// rescale strategy, fused_traits::kLazyRescale; without a suffix: the default's).
 #include <attnpool/cuda.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 
@@ -29,8 +30,10 @@ namespace {
 using attnpool::kernels::fused_args;
 using attnpool::kernels::fused_traits;
 
-template <int Threads, int Rows, int Chunk, int Tile>
+template <int Threads, int Rows, int Chunk, int Tile,
+          bool Lazy = fused_traits<1, 1>::kLazyRescale>
 struct variant : fused_traits<1, 1> {
+  static constexpr bool kLazyRescale = Lazy;
   static constexpr int kThreads = Threads;
   static constexpr int kRowsPerThread = Rows;
   static constexpr int kChunk = Chunk;
@@ -178,6 +181,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   add<fused_traits<1, 1>>("default");
+  add<variant<128, 2, 16, 128, false>>("t128_r2_c16_k128_eager");
+  add<variant<128, 2, 16, 128, true>>("t128_r2_c16_k128_lazy");
+  add<variant<128, 1, 16, 128, true>>("t128_r1_c16_k128_lazy");
   add<variant<128, 1, 16, 128>>("t128_r1_c16_k128");
   add<variant<128, 4, 16, 128>>("t128_r4_c16_k128");
   add<variant<128, 2, 8, 128>>("t128_r2_c8_k128");
