@@ -169,8 +169,8 @@ TEST(Batched, ErrorsNameTheArgumentAndTheProblem) {
   expect_error([&] { call({0, 3, 5}, {0, 4, 8}); }, "keys.rows (9)");
   expect_error([&] { call({0, 3, 5}, {0, 9, 9}); }, "problem 1 has 2 queries but no keys");
   expect_error([&] { call({}, {}); }, "B + 1 >= 1");
-  expect_error([&] { call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cuda_fused)); },
-               "not implemented on the GPU yet");
+  expect_error([&] { call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cuda_unfused)); },
+               "backend cuda_unfused is not implemented");
   attnpool::pool_params loo;
   loo.mask = attnpool::mask::leave_one_out;
   expect_error([&] { call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cpu), loo); },
@@ -261,7 +261,10 @@ TEST(Sharded, Errors) {
   EXPECT_THROW(attnpool::pool_partial(p.queries(), p.keys(), p.values(), params),
                attnpool::invalid_argument);
   EXPECT_THROW(attnpool::pool_partial(p.queries(), p.keys(), p.values(), {},
-                                      opts_for(backend::cuda_fused)),
+                                      opts_for(backend::cuda_unfused)),
+               attnpool::invalid_argument);
+  EXPECT_THROW(attnpool::pool_partial(p.queries(), p.keys(), p.values(), {},
+                                      opts_for(backend::reference)),
                attnpool::invalid_argument);
 }
 
