@@ -37,7 +37,7 @@ struct fused_args {
   const float* q = nullptr;  ///< n x d, row stride ldq
   const float* k = nullptr;  ///< m x d, row stride ldk
   const float* v = nullptr;  ///< m x dv, row stride ldv
-  float* out = nullptr;      ///< n x dv, row stride ldo (written when splits == 1)
+  float* out = nullptr;      ///< n x dv, row stride ldo (written when partial_acc is null)
   std::size_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
   std::size_t n = 0, m = 0;
   int d = 0, dv = 0;
