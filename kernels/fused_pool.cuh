@@ -61,6 +61,7 @@ struct fused_agent {
   const int col0;          // first value column of this block's window
   const int cols;          // value columns in the window, 1..DV
   const std::size_t key_begin, key_end;
+  const std::size_t row_end;  // one past this block's last row (n, or the batch block's end)
 
   // Per-thread state, in registers (every index below is a compile-time constant after
   // unrolling, which is what keeps these arrays out of local memory).
@@ -75,14 +76,28 @@ struct fused_agent {
         a(args),
         x(any),
         score(score_from_args<Score>(args, any)),
-        row0(static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock + threadIdx.x),
+        row0((args.batch_blocks != nullptr
+                  ? args.batch_blocks[blockIdx.x].row_begin
+                  : static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock) +
+             threadIdx.x),
         col0(static_cast<int>(blockIdx.y) * DV),
         cols(min(DV, args.dv - static_cast<int>(blockIdx.y) * DV)),
-        key_begin(static_cast<std::size_t>(blockIdx.z) * args.keys_per_split),
-        key_end(min(args.m, static_cast<std::size_t>(blockIdx.z + 1) * args.keys_per_split)) {}
+        key_begin(args.batch_blocks != nullptr
+                      ? args.batch_blocks[blockIdx.x].key_begin
+                      : static_cast<std::size_t>(blockIdx.z) * args.keys_per_split),
+        key_end(args.batch_blocks != nullptr
+                    ? args.batch_blocks[blockIdx.x].key_end
+                    : min(args.m, static_cast<std::size_t>(blockIdx.z + 1) * args.keys_per_split)),
+        // A batch block never holds more than kRowsPerBlock rows (plan_batch_blocks); the min
+        // keeps a bad table from walking into the next block's rows all the same.
+        row_end(args.batch_blocks != nullptr
+                    ? min(args.batch_blocks[blockIdx.x].row_end,
+                          min(args.n, args.batch_blocks[blockIdx.x].row_begin +
+                                          static_cast<std::size_t>(traits::kRowsPerBlock)))
+                    : args.n) {}
 
   __device__ bool row_valid(int r) const {
-    return row0 + static_cast<std::size_t>(r) * traits::kThreads < a.n;
+    return row0 + static_cast<std::size_t>(r) * traits::kThreads < row_end;
   }
   __device__ std::size_t row_index(int r) const {
     return row0 + static_cast<std::size_t>(r) * traits::kThreads;
@@ -95,13 +110,13 @@ struct fused_agent {
 #pragma unroll
       for (int c = 0; c < DV; ++c) acc[r][c] = 0.0f;
     }
-    // A warp whose rows all lie past n (the last block's tail; most of every block when n is
-    // tiny) still loads tiles and meets every barrier, but skips the maths: warp-uniform, so
-    // nothing diverges. For n = 1 this leaves one warp of four issuing instructions.
-    const bool warp_live =
-        static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock + (threadIdx.x & ~31u) < a.n;
-    // The plan gives every split at least one key, so key_begin < key_end and every live
-    // softmax state below ends non-empty (sum >= 1).
+    // A warp whose rows all lie past the block's last row (the last block's tail; most of every
+    // block when n is tiny) still loads tiles and meets every barrier, but skips the maths:
+    // warp-uniform, so nothing diverges. For n = 1 this leaves one warp of four issuing
+    // instructions. (row0 - threadIdx.x is the block's first row, batched or not.)
+    const bool warp_live = row0 - threadIdx.x + (threadIdx.x & ~31u) < row_end;
+    // The plan gives every split (and plan_batch_blocks every batch block) at least one key, so
+    // key_begin < key_end and every live softmax state below ends non-empty (sum >= 1).
     for (std::size_t tile0 = key_begin; tile0 < key_end; tile0 += kTile) {
       const int valid = static_cast<int>(min(static_cast<std::size_t>(kTile), key_end - tile0));
       load_tile(tile0, valid);
@@ -360,7 +375,7 @@ struct fused_agent {
     for (int r = 0; r < kR; ++r) {
       if (!row_valid(r)) continue;
       const std::size_t row = row_index(r);
-      if (a.splits == 1) {
+      if (a.partial_acc == nullptr) {  // no split-K and no pool_partial: normalised output
         float inv = softmax[r].inv_sum();
         // A row with no key in a compact support: NaN, which the host side turns into the
         // empty_support policy (error naming the row, or the NaN itself).

@@ -10,16 +10,26 @@
 //   fused_pool_kernel<D, DV>        thin __global__ entry            (fused_pool.cuh)
 //   fused_pool_any_kernel<DV>       same, every kernel of the family (fused_pool.cuh, D = 0)
 //   fused_agent<D, DV, Score>       walks the key tiles of one block (fused_pool.cuh)
-//   fused_merge_kernel              merges split-K partial states    (fused_launch.cu)
+//   merge_states_kernel             merges split-K partial states    (merge_states.cu)
 #pragma once
 
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/types.hpp>
 
 #include <cstddef>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 namespace attnpool::kernels {
+
+/// One block of a batched launch (pool_batched): query rows [row_begin, row_end) of one problem
+/// (at most kRowsPerBlock of them) against that problem's keys [key_begin, key_end). Row and key
+/// indices are into the concatenated buffers, so the output row is the query row.
+struct fused_block {
+  std::size_t row_begin = 0, row_end = 0;
+  std::size_t key_begin = 0, key_end = 0;
+};
 
 /// Everything one launch reads: pointers, leading dimensions (in elements) and sizes. Plain
 /// data, passed by value as the kernel parameter (FlashAttention's params struct).
@@ -27,7 +37,7 @@ struct fused_args {
   const float* q = nullptr;  ///< n x d, row stride ldq
   const float* k = nullptr;  ///< m x d, row stride ldk
   const float* v = nullptr;  ///< m x dv, row stride ldv
-  float* out = nullptr;      ///< n x dv, row stride ldo (written when splits == 1)
+  float* out = nullptr;      ///< n x dv, row stride ldo (written when partial_acc is null)
   std::size_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
   std::size_t n = 0, m = 0;
   int d = 0, dv = 0;
@@ -38,6 +48,13 @@ struct fused_args {
   std::size_t keys_per_split = 0;
   float* partial_state = nullptr;  ///< splits x n x {max, sum}          (splits > 1 only)
   float* partial_acc = nullptr;    ///< splits x n x dv unnormalised acc (splits > 1 only)
+  // (When partial_acc is set the kernel writes partial states even for splits == 1: that is how
+  // pool_partial gets unnormalised states; the merge kernel then writes them out.)
+
+  // Batched launch (pool_batched): block x runs batch_blocks[blockIdx.x] (device memory, grid_x
+  // entries, built by plan_batch_blocks) instead of rows [x * kRowsPerBlock, ...) against
+  // every key; n is then the total number of query rows, splits 1. Null: one problem.
+  const fused_block* batch_blocks = nullptr;
 };
 
 /// What the any-kernel instantiations (fused_pool_any.cu: non-Gaussian kernels, anisotropic
@@ -221,6 +238,27 @@ struct fused_plan {
 fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
                       int forced_splits = 0, bool any_kernel = false);
 
+/// Query rows one block of the (d, dv) configuration handles (fused_traits::kRowsPerBlock).
+std::size_t fused_rows_per_block(std::size_t d, std::size_t dv, bool any_kernel = false);
+
+/// The block table of a batched launch: problem b's query rows [query_offsets[b],
+/// query_offsets[b + 1]) cut into blocks of at most rows_per_block rows, each against the keys
+/// [key_offsets[b], key_offsets[b + 1]); problems without queries get no block. Offsets must be
+/// validated (B + 1 each, non-decreasing). Host code, no device needed.
+std::vector<fused_block> plan_batch_blocks(std::span<const std::size_t> query_offsets,
+                                           std::span<const std::size_t> key_offsets,
+                                           std::size_t rows_per_block);
+
+/// An upper bound on plan_batch_blocks(...).size() that needs only the totals: every problem
+/// wastes at most one partial block, so ceil(total_rows / rows_per_block) + problems.
+std::size_t max_batch_blocks(std::size_t problems, std::size_t total_rows,
+                             std::size_t rows_per_block);
+
+/// The plan of a batched launch over `blocks` table entries: the compiled (D, DV), grid_x =
+/// blocks, the value windows, no split-K.
+fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
+                              bool any_kernel = false);
+
 /// Bytes of workspace the split-K partial states of `plan` need (0 when splits == 1); each of
 /// the two arrays starts on a kWorkspaceAlign boundary.
 std::size_t fused_partial_bytes(const fused_plan& plan, std::size_t n, std::size_t dv);
@@ -239,6 +277,21 @@ constexpr std::size_t align_up(std::size_t x, std::size_t a = kWorkspaceAlign) {
 /// failure.
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
                   const any_kernel_args* any = nullptr);
+
+/// Where launch_fused_partial writes the merged, unnormalised state of every query row: max[i],
+/// sum[i] and acc row i (n x dv, row stride acc_ld). Device memory.
+struct partial_target {
+  float* max = nullptr;
+  float* sum = nullptr;
+  float* acc = nullptr;
+  std::size_t acc_ld = 0;
+};
+
+/// pool_partial's launch: the fused kernel writes per-split partial states into
+/// args.partial_state / args.partial_acc (required, also for plan.splits == 1: splits x n x 2
+/// and splits x n x dv floats), then the merge kernel merges the splits in order into `dst`.
+void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
+                          const any_kernel_args* any, const partial_target& dst);
 
 /// One compiled configuration's launch (defined in fused_pool.cuh, instantiated per D). Score is
 /// the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the

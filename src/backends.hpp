@@ -40,6 +40,12 @@ void cuda_pool_host(const_view q, const_view k, const_view v, mutable_view out,
                     const pool_params& params, backend which);
 void cuda_weights_host(const_view q, const_view k, mutable_view w, const pool_params& params);
 void cuda_average_host(const_view values, mutable_view out);
+// pool_batched / pool_partial on cuda_fused (arguments validated by src/batched.cpp; n >= 1).
+void cuda_pool_batched_host(const_view q, const_view k, const_view v, mutable_view out,
+                            std::span<const std::size_t> query_offsets,
+                            std::span<const std::size_t> key_offsets, const pool_params& params);
+void cuda_pool_partial_host(const_view q, const_view k, const_view v, float* max, float* sum,
+                            mutable_view acc, const pool_params& params);
 
 // The leave-one-out bandwidth sweep on the GPU (loo_cv_error / select_bandwidth on cuda_fused):
 // constructing it copies x and y to the device once; each call evaluates cv(h) for a set of

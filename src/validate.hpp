@@ -6,6 +6,7 @@
 #include <attnpool/types.hpp>
 
 #include <cstddef>
+#include <span>
 
 namespace attnpool::detail {
 
@@ -68,6 +69,13 @@ double max_safe_coordinate(std::size_t d, double bandwidth);
 // until the GPU versions exist; cuda_* throw invalid_argument "<fn>: ... not implemented on the
 // GPU yet".
 backend resolve_learn_backend(const char* fn, backend requested);
+
+// pool_batched's offsets: B + 1 each (B >= 0), 0 first, non-decreasing, query_offsets ending at
+// query_rows and key_offsets at key_rows, and every problem with queries has >= 1 key. Messages
+// name the offset array, the index and the problem.
+void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offsets,
+                         std::span<const std::size_t> key_offsets, std::size_t query_rows,
+                         std::size_t key_rows);
 
 // A checked product for sizes ("n * m overflows size_t").
 std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b);
