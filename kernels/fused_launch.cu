@@ -1,10 +1,11 @@
-// Dispatch layer of the fused family: the launch plan (configuration, grid, split-K), the
-// launch through dispatch_dims, and the split-K merge kernel.
+// Dispatch layer of the fused family: the launch plan (configuration, grid, split-K, batch
+// blocks) and the launch through dispatch_dims; split-K's merge is kernels/merge_states.cu.
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/error.hpp>
 
 #include "cuda/cuda_check.hpp"
 #include "fused_pool.hpp"
+#include "merge_states.hpp"
 
 #include <cuda_runtime.h>
 
@@ -21,34 +22,56 @@ constexpr std::size_t kMinKeysPerSplit = 512;
 // gridDim.z's hardware limit.
 constexpr std::size_t kMaxSplits = 65535;
 
-constexpr unsigned kMergeThreads = 256;
-
 std::size_t ceil_div(std::size_t a, std::size_t b) {
   return (a + b - 1) / b;
 }
 
-// Merges the splits of each (row, column) in split order 0, 1, ..., S-1 with the shared
-// associative merge: a fixed order and no atomics, so the result is bitwise reproducible.
-// Every split holds at least one key (plan_fused), so the final sum is >= 1, except for a row
-// with no key in a compact kernel's support: that row is NaN, as in the unsplit kernel.
-__global__ void __launch_bounds__(kMergeThreads)
-    fused_merge_kernel(const float* __restrict__ state, const float* __restrict__ acc, int splits,
-                       std::size_t n, int dv, float* __restrict__ out, std::size_t ldo) {
-  const std::size_t total = n * static_cast<std::size_t>(dv);
-  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
-  for (std::size_t e = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += stride) {
-    const std::size_t row = e / static_cast<std::size_t>(dv);
-    const std::size_t c = e - row * static_cast<std::size_t>(dv);
-    detail::online_softmax softmax;
-    float a = 0.0f;
-    for (int z = 0; z < splits; ++z) {
-      const std::size_t slot = static_cast<std::size_t>(z) * n + row;
-      const detail::rescale r =
-          softmax.merge(detail::online_softmax{state[2 * slot], state[2 * slot + 1]});
-      a = a * r.self + r.other * acc[slot * static_cast<std::size_t>(dv) + c];
-    }
-    out[row * ldo + c] = softmax.empty() ? __int_as_float(0x7fffffff) : a * softmax.inv_sum();
+// rows_per_block and blocks_per_sm of the configuration serving (d, dv).
+struct shape_consts {
+  std::size_t rows_per_block, blocks_per_sm;
+};
+shape_consts shape_consts_for(std::size_t d, std::size_t dv, bool any_kernel) {
+  const auto consts = [](auto dc, auto dvc) {
+    using traits = fused_traits<decltype(dc)::value, decltype(dvc)::value>;
+    return shape_consts{static_cast<std::size_t>(traits::kRowsPerBlock),
+                        static_cast<std::size_t>(traits::kBlocksPerSm)};
+  };
+  // The any-kernel path is compiled for the generic D = 0 only.
+  return any_kernel ? dispatch_impl::dispatch_dv<0>(fused_dv_bucket(dv), consts)
+                    : dispatch_dims(d, dv, consts);
+}
+
+// The split-K layout of the workspace as stacked states: {max, sum} interleaved per row.
+stacked_states split_states(const fused_args& args, int splits) {
+  stacked_states src;
+  src.max = args.partial_state;
+  src.sum = args.partial_state + 1;
+  src.state_row_step = 2;
+  src.state_shard_stride = 2 * args.n;
+  src.acc = args.partial_acc;
+  src.acc_ld = static_cast<std::size_t>(args.dv);
+  src.acc_shard_stride = args.n * static_cast<std::size_t>(args.dv);
+  src.shards = splits;
+  src.n = args.n;
+  src.dv = args.dv;
+  return src;
+}
+
+void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stream,
+                   const any_kernel_args* any) {
+  if (any != nullptr) {
+    ATTNPOOL_EXPECTS(plan.d_bucket == 0, "launch_fused: a non-Gaussian or anisotropic call needs ",
+                     "a plan made with any_kernel = true");
+    dispatch_impl::dispatch_dv<0>(plan.dv_bucket, [&](auto dc, auto dvc) {
+      launch_fused_config<decltype(dc)::value, decltype(dvc)::value, detail::any_log2_score>(
+          args, plan, stream, any);
+    });
+  } else {
+    dispatch_dims(static_cast<std::size_t>(args.d), static_cast<std::size_t>(args.dv),
+                  [&](auto dc, auto dvc) {
+                    launch_fused_config<decltype(dc)::value, decltype(dvc)::value>(args, plan,
+                                                                                   stream);
+                  });
   }
 }
 
@@ -59,17 +82,7 @@ fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t d
   fused_plan plan;
   plan.d_bucket = any_kernel ? 0 : fused_d_bucket(d);
   plan.dv_bucket = fused_dv_bucket(dv);
-  struct shape_consts {
-    std::size_t rows_per_block, blocks_per_sm;
-  };
-  const auto consts = [](auto dc, auto dvc) {
-    using traits = fused_traits<decltype(dc)::value, decltype(dvc)::value>;
-    return shape_consts{static_cast<std::size_t>(traits::kRowsPerBlock),
-                        static_cast<std::size_t>(traits::kBlocksPerSm)};
-  };
-  // The any-kernel path is compiled for the generic D = 0 only.
-  const shape_consts k = any_kernel ? dispatch_impl::dispatch_dv<0>(plan.dv_bucket, consts)
-                                    : dispatch_dims(d, dv, consts);
+  const shape_consts k = shape_consts_for(d, dv, any_kernel);
   plan.rows_per_block = k.rows_per_block;
   const std::size_t gx = ceil_div(n, k.rows_per_block);
   const std::size_t gy = ceil_div(dv, static_cast<std::size_t>(plan.dv_bucket));
@@ -101,6 +114,47 @@ fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t d
   return plan;
 }
 
+std::size_t fused_rows_per_block(std::size_t d, std::size_t dv, bool any_kernel) {
+  return shape_consts_for(d, dv, any_kernel).rows_per_block;
+}
+
+std::vector<fused_block> plan_batch_blocks(std::span<const std::size_t> query_offsets,
+                                           std::span<const std::size_t> key_offsets,
+                                           std::size_t rows_per_block) {
+  std::vector<fused_block> blocks;
+  const std::size_t problems = query_offsets.empty() ? 0 : query_offsets.size() - 1;
+  for (std::size_t b = 0; b < problems; ++b) {
+    for (std::size_t r = query_offsets[b]; r < query_offsets[b + 1]; r += rows_per_block) {
+      blocks.push_back({r, std::min(r + rows_per_block, query_offsets[b + 1]), key_offsets[b],
+                        key_offsets[b + 1]});
+    }
+  }
+  return blocks;
+}
+
+std::size_t max_batch_blocks(std::size_t problems, std::size_t total_rows,
+                             std::size_t rows_per_block) {
+  return ceil_div(total_rows, rows_per_block) + problems;
+}
+
+fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv, bool any_kernel) {
+  fused_plan plan;
+  plan.d_bucket = any_kernel ? 0 : fused_d_bucket(d);
+  plan.dv_bucket = fused_dv_bucket(dv);
+  plan.rows_per_block = shape_consts_for(d, dv, any_kernel).rows_per_block;
+  const std::size_t gy = ceil_div(dv, static_cast<std::size_t>(plan.dv_bucket));
+  ATTNPOOL_EXPECTS(blocks <= static_cast<std::size_t>(std::numeric_limits<int>::max()),
+                   "cuda fused pool_batched: the batch needs ", blocks,
+                   " blocks, more than 2^31 - 1");
+  ATTNPOOL_EXPECTS(gy <= 65535, "cuda fused pool_batched: dv = ", dv,
+                   " needs more than 65535 value windows of ", plan.dv_bucket, " columns");
+  plan.grid_x = static_cast<unsigned>(blocks);
+  plan.grid_y = static_cast<unsigned>(gy);
+  plan.splits = 1;
+  plan.keys_per_split = 0;  // unused: each block's keys come from its table entry
+  return plan;
+}
+
 std::size_t fused_partial_bytes(const fused_plan& plan, std::size_t n, std::size_t dv) {
   if (plan.splits <= 1) return 0;
   const auto s = static_cast<std::size_t>(plan.splits);
@@ -111,32 +165,40 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
                   const any_kernel_args* any) {
   args.splits = plan.splits;
   args.keys_per_split = plan.keys_per_split;
-  const std::size_t n = args.n;
-  const auto dv = static_cast<std::size_t>(args.dv);
   float* final_out = args.out;
   if (plan.splits > 1) {
     // Partial results only; the merge kernel writes `out`.
     args.out = nullptr;
-  }
-  if (any != nullptr) {
-    ATTNPOOL_EXPECTS(plan.d_bucket == 0, "launch_fused: a non-Gaussian or anisotropic call needs ",
-                     "a plan made with any_kernel = true");
-    dispatch_impl::dispatch_dv<0>(plan.dv_bucket, [&](auto dc, auto dvc) {
-      launch_fused_config<decltype(dc)::value, decltype(dvc)::value, detail::any_log2_score>(
-          args, plan, stream, any);
-    });
   } else {
-    dispatch_dims(static_cast<std::size_t>(args.d), dv, [&](auto dc, auto dvc) {
-      launch_fused_config<decltype(dc)::value, decltype(dvc)::value>(args, plan, stream);
-    });
+    // Normalised output straight from the kernel (it writes partials whenever partial_acc is
+    // set).
+    args.partial_state = nullptr;
+    args.partial_acc = nullptr;
   }
+  launch_kernel(args, plan, stream, any);
   if (plan.splits > 1) {
-    const std::size_t blocks =
-        std::min<std::size_t>(ceil_div(n * dv, kMergeThreads), std::size_t{1} << 20);
-    fused_merge_kernel<<<static_cast<unsigned>(blocks), kMergeThreads, 0, stream>>>(
-        args.partial_state, args.partial_acc, plan.splits, n, args.dv, final_out, args.ldo);
-    ATTNPOOL_CHECK_LAUNCH("fused_merge_kernel");
+    merge_target dst;
+    dst.out = final_out;
+    dst.ldo = args.ldo;
+    launch_merge_states(split_states(args, plan.splits), dst, stream);
   }
+}
+
+void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
+                          const any_kernel_args* any, const partial_target& dst) {
+  ATTNPOOL_EXPECTS(args.partial_state != nullptr && args.partial_acc != nullptr,
+                   "launch_fused_partial: the split states need workspace");
+  ATTNPOOL_EXPECTS(args.batch_blocks == nullptr, "launch_fused_partial: no batched launch");
+  args.splits = plan.splits;
+  args.keys_per_split = plan.keys_per_split;
+  args.out = nullptr;
+  launch_kernel(args, plan, stream, any);
+  merge_target t;
+  t.max = dst.max;
+  t.sum = dst.sum;
+  t.acc = dst.acc;
+  t.acc_ld = dst.acc_ld;
+  launch_merge_states(split_states(args, plan.splits), t, stream);
 }
 
 }  // namespace attnpool::kernels

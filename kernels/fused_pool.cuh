@@ -30,9 +30,11 @@ __device__ Score score_from_args(const fused_args& a, const any_kernel_args* any
   }
 }
 
-template <int D, int DV, class Score>
+/// Traits defaults to fused_traits<D, DV>; bench/cuda/bench_fused_tuning.cu instantiates the
+/// agent with variants of it to measure the constants (any type with fused_traits' members).
+template <int D, int DV, class Score, class Traits = fused_traits<D, DV>>
 struct fused_agent {
-  using traits = fused_traits<D, DV>;
+  using traits = Traits;
   /// The any-kernel path: may see -inf scores (compact supports) and weighted distances.
   static constexpr bool kAny = !std::is_same_v<Score, detail::gaussian_log2_score>;
   static_assert(!kAny || traits::kGeneric, "the any-kernel path is instantiated for D = 0 only");
@@ -59,6 +61,7 @@ struct fused_agent {
   const int col0;          // first value column of this block's window
   const int cols;          // value columns in the window, 1..DV
   const std::size_t key_begin, key_end;
+  const std::size_t row_end;  // one past this block's last row (n, or the batch block's end)
 
   // Per-thread state, in registers (every index below is a compile-time constant after
   // unrolling, which is what keeps these arrays out of local memory).
@@ -77,14 +80,28 @@ struct fused_agent {
         a(args),
         x(any),
         score(score_from_args<Score>(args, any)),
-        row0(static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock + threadIdx.x),
+        row0((args.batch_blocks != nullptr
+                  ? args.batch_blocks[blockIdx.x].row_begin
+                  : static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock) +
+             threadIdx.x),
         col0(static_cast<int>(blockIdx.y) * DV),
         cols(min(DV, args.dv - static_cast<int>(blockIdx.y) * DV)),
-        key_begin(static_cast<std::size_t>(blockIdx.z) * args.keys_per_split),
-        key_end(min(args.m, static_cast<std::size_t>(blockIdx.z + 1) * args.keys_per_split)) {}
+        key_begin(args.batch_blocks != nullptr
+                      ? args.batch_blocks[blockIdx.x].key_begin
+                      : static_cast<std::size_t>(blockIdx.z) * args.keys_per_split),
+        key_end(args.batch_blocks != nullptr
+                    ? args.batch_blocks[blockIdx.x].key_end
+                    : min(args.m, static_cast<std::size_t>(blockIdx.z + 1) * args.keys_per_split)),
+        // A batch block never holds more than kRowsPerBlock rows (plan_batch_blocks); the min
+        // keeps a bad table from walking into the next block's rows all the same.
+        row_end(args.batch_blocks != nullptr
+                    ? min(args.batch_blocks[blockIdx.x].row_end,
+                          min(args.n, args.batch_blocks[blockIdx.x].row_begin +
+                                          static_cast<std::size_t>(traits::kRowsPerBlock)))
+                    : args.n) {}
 
   __device__ bool row_valid(int r) const {
-    return row0 + static_cast<std::size_t>(r) * traits::kThreads < a.n;
+    return row0 + static_cast<std::size_t>(r) * traits::kThreads < row_end;
   }
   __device__ std::size_t row_index(int r) const {
     return row0 + static_cast<std::size_t>(r) * traits::kThreads;
@@ -97,13 +114,20 @@ struct fused_agent {
 #pragma unroll
       for (int c = 0; c < DV; ++c) acc[r][c] = 0.0f;
     }
-    // The plan gives every split at least one key, so key_begin < key_end and every softmax
-    // state below ends non-empty (sum >= 1).
+    // A warp whose rows all lie past the block's last row (the last block's tail; most of every
+    // block when n is tiny) still loads tiles and meets every barrier, but skips the maths:
+    // warp-uniform, so nothing diverges. For n = 1 this leaves one warp of four issuing
+    // instructions. (row0 - threadIdx.x is the block's first row, batched or not.)
+    const bool warp_live = row0 - threadIdx.x + (threadIdx.x & ~31u) < row_end;
+    // The plan gives every split (and plan_batch_blocks every batch block) at least one key, so
+    // key_begin < key_end and every live softmax state below ends non-empty (sum >= 1).
     for (std::size_t tile0 = key_begin; tile0 < key_end; tile0 += kTile) {
       const int valid = static_cast<int>(min(static_cast<std::size_t>(kTile), key_end - tile0));
       load_tile(tile0, valid);
       __syncthreads();  // the tile is complete before anyone reads it
-      if (valid == kTile) {
+      if (!warp_live) {
+        // nothing to compute
+      } else if (valid == kTile) {
         consume<true>(tile0, kTile);
       } else {
         consume<false>(tile0, valid);
@@ -162,8 +186,112 @@ struct fused_agent {
     for (int j0 = 0; j0 < (kFull ? kTile : valid); j0 += kC) chunk<kFull>(tile0, j0, valid);
   }
 
-  // One chunk of kC keys: distances, the chunk's maximum score, one exp2 per pair relative to
-  // it, then a single merge into each row's running softmax state.
+  // The chunk's weights of row r, rebased on the chunk's own maximum score: p holds the kC
+  // squared distances on entry and the weights 2^(s_j - chunk max) on return; the row's state
+  // absorbs the chunk by the associative merge, whose rescale factors are returned.
+  template <bool kFull>
+  __device__ detail::rescale rebase_weights(int r, float (&p)[kC], int j0, int valid) {
+    // The largest score is the score of the smallest distance: every kernel's score is
+    // non-increasing in the distance and rounding is monotone, so score(min_j dist_j) ==
+    // max_j score(dist_j) (bitwise for the Gaussian). Key j0 is live.
+    float mn = p[0];
+#pragma unroll
+    for (int j = 1; j < kC; ++j)
+      if (kFull || j0 + j < valid) mn = fminf(mn, p[j]);
+    float cmax = score(mn);
+    if constexpr (kAny) {
+      // No key of the chunk inside a compact support: every weight is 2^(-inf - 0) = 0 and
+      // the merge of {-inf, 0} is the identity; -inf - -inf would be NaN.
+      if (cmax == -INFINITY) cmax = 0.0f;
+    }
+    float csum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kC; ++j) {
+      // __fsub_rn forbids contracting score * dist - cmax into one FMA. Contracted, the
+      // chunk's best key would get 2^(rounding error of its score) instead of 2^0 = 1, and
+      // for far keys at small h (|score| ~ 1e13, ulp ~ 1e6) that is 0 or inf: the sum must
+      // keep its >= 1 invariant (up to ex2.approx's 2^-22 relative error).
+      const float w = detail::fast_exp2(__fsub_rn(score(p[j]), cmax));
+      p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
+      csum += p[j];
+    }
+    if constexpr (kAny) {
+      return softmax[r].merge(detail::online_softmax{csum > 0.0f ? cmax : -INFINITY, csum});
+    } else {
+      return softmax[r].merge(detail::online_softmax{cmax, csum});
+    }
+  }
+
+  // The Gaussian path's weights: relative to the row's running reference softmax[r].max (an
+  // attained score, not necessarily the largest seen), so that the common chunk, one without a
+  // key that beats the reference by much, needs neither its own maximum (one FMNMX per pair)
+  // nor a merge (2 exp2 and a rescale per row): its weights 2^(s_j - ref) are added as they
+  // are, each at most kLazyLimit. Only a chunk whose sum exceeds kLazyLimit (a key better than
+  // the reference by more than log2(kLazyLimit / kC), the first chunk, or an overflow to inf)
+  // is redone by rebase_weights on distances recomputed from the tile, which moves the
+  // reference to that chunk's maximum. The state (ref, sum, acc) always means
+  // sum_j 2^(s_j - ref) (v_j), which is all the merge kernel and store() assume, and sum >= 1
+  // still holds: the key that set the reference contributed 2^0.
+  // Used where fused_traits::kLazyRescale says (measured there).
+  static constexpr float kLazyLimit = 1024.0f;
+  /// Below this |reference| (log2 units) lazy_weights fuses score - ref into one FFMA.
+  static constexpr float kFmaRefLimit = 65536.0f;
+
+  template <bool kFull>
+  __device__ detail::rescale lazy_weights(int r, float (&p)[kC], std::size_t tile0, int j0,
+                                          int valid) {
+    const float ref = softmax[r].max;  // -inf before the first chunk: every weight is inf
+    float csum = 0.0f;
+    if (fabsf(ref) < kFmaRefLimit) {
+      // One FFMA for score - ref: c * d_j - ref rounded once, more accurate than the rounded
+      // score minus ref. The key that set ref = round(c * d_ref) gets 2^(c * d_ref - ref), off
+      // from 2^0 by at most half an ulp of ref in the exponent (<= 2^-8 below kFmaRefLimit),
+      // which every weight of the chunk shares, so the normalised output does not see it.
+#pragma unroll
+      for (int j = 0; j < kC; ++j) {
+        const float w = detail::fast_exp2(fmaf(score.neg_scale, p[j], -ref));
+        p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
+        csum += p[j];
+      }
+    } else {
+      // Far from every key at a small h (|ref| ~ 1e13, ulp ~ 1e6), that residual would be
+      // 2^(+-1e6): subtract the rounded score instead (__fsub_rn keeps nvcc from contracting
+      // it into the FFMA above), so the key that set ref gets exactly 2^0. Also the first
+      // chunk (ref = -inf: every weight inf, so it rebases).
+#pragma unroll
+      for (int j = 0; j < kC; ++j) {
+        const float w = detail::fast_exp2(__fsub_rn(score(p[j]), ref));
+        p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
+        csum += p[j];
+      }
+    }
+    if (csum <= kLazyLimit) {  // false for inf and NaN too
+      softmax[r].sum += csum;
+      return {1.0f, 1.0f};
+    }
+    // The weights overwrote the distances (a second array would cost kR * kC registers):
+    // recompute them. Dead keys stay 0 and are never read (the generic path reads keys from
+    // global memory, where a dead key may lie past m).
+#pragma unroll
+    for (int j = 0; j < kC; ++j)
+      p[j] = (kFull || j0 + j < valid) ? distance(r, tile0, j0 + j) : 0.0f;
+    return rebase_weights<kFull>(r, p, j0, valid);
+  }
+
+  // Row r's squared distance to key jj of the current tile, exactly as chunk() computes it
+  // (same function, same operands): the Gaussian path's recomputation in lazy_weights.
+  __device__ float distance(int r, std::size_t tile0, int jj) const {
+    if constexpr (traits::kGeneric) {
+      const float* kj = a.k + (tile0 + static_cast<std::size_t>(jj)) * a.ldk;
+      return detail::squared_distance(q_row[r], kj, a.d);
+    } else {
+      return detail::squared_distance<D>(q[r], smem.keys + jj * D);
+    }
+  }
+
+  // One chunk of kC keys: distances, then one exp2 per pair, relative to the row's running
+  // reference on the Gaussian path (lazy_weights) or to the chunk's maximum score, merged into
+  // the row's state (rebase_weights: the other kernels, and the Gaussian path's rare rebase).
   template <bool kFull>
   __device__ void chunk(std::size_t tile0, int j0, int valid) {
     float p[kR][kC];  // squared distances, then weights
@@ -199,34 +327,10 @@ struct fused_agent {
     detail::rescale rs[kR];
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
-      // The largest score is the score of the smallest distance: every kernel's score is
-      // non-increasing in the distance and rounding is monotone, so score(min_j dist_j) ==
-      // max_j score(dist_j) (bitwise for the Gaussian). Key j0 is live.
-      float mn = p[r][0];
-#pragma unroll
-      for (int j = 1; j < kC; ++j)
-        if (kFull || j0 + j < valid) mn = fminf(mn, p[r][j]);
-      float cmax = score(mn);
-      if constexpr (kAny) {
-        // No key of the chunk inside a compact support: every weight is 2^(-inf - 0) = 0 and
-        // the merge of {-inf, 0} is the identity; -inf - -inf would be NaN.
-        if (cmax == -INFINITY) cmax = 0.0f;
-      }
-      float csum = 0.0f;
-#pragma unroll
-      for (int j = 0; j < kC; ++j) {
-        // __fsub_rn forbids contracting score * dist - cmax into one FMA. Contracted, the
-        // chunk's best key would get 2^(rounding error of its score) instead of 2^0 = 1, and
-        // for far keys at small h (|score| ~ 1e13, ulp ~ 1e6) that is 0 or inf: the sum must
-        // keep its >= 1 invariant (up to ex2.approx's 2^-22 relative error).
-        const float w = detail::fast_exp2(__fsub_rn(score(p[r][j]), cmax));
-        p[r][j] = (kFull || j0 + j < valid) ? w : 0.0f;
-        csum += p[r][j];
-      }
-      if constexpr (kAny) {
-        rs[r] = softmax[r].merge(detail::online_softmax{csum > 0.0f ? cmax : -INFINITY, csum});
+      if constexpr (kAny || !traits::kLazyRescale) {
+        rs[r] = rebase_weights<kFull>(r, p[r], j0, valid);
       } else {
-        rs[r] = softmax[r].merge(detail::online_softmax{cmax, csum});
+        rs[r] = lazy_weights<kFull>(r, p[r], tile0, j0, valid);
       }
     }
 
@@ -286,7 +390,7 @@ struct fused_agent {
     for (int r = 0; r < kR; ++r) {
       if (!row_valid(r)) continue;
       const std::size_t row = row_index(r);
-      if (a.splits == 1) {
+      if (a.partial_acc == nullptr) {  // no split-K and no pool_partial: normalised output
         float inv = softmax[r].inv_sum();
         // A row with no key in a compact support: NaN, which the host side turns into the
         // empty_support policy (error naming the row, or the NaN itself).

@@ -11,16 +11,26 @@
 //   fused_pool_any_kernel<DV>       same, every kernel of the family and masks (fused_pool.cuh,
 //                                   D = 0)
 //   fused_agent<D, DV, Score>       walks the key tiles of one block (fused_pool.cuh)
-//   fused_merge_kernel              merges split-K partial states    (fused_launch.cu)
+//   merge_states_kernel             merges split-K partial states    (merge_states.cu)
 #pragma once
 
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/types.hpp>
 
 #include <cstddef>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 namespace attnpool::kernels {
+
+/// One block of a batched launch (pool_batched): query rows [row_begin, row_end) of one problem
+/// (at most kRowsPerBlock of them) against that problem's keys [key_begin, key_end). Row and key
+/// indices are into the concatenated buffers, so the output row is the query row.
+struct fused_block {
+  std::size_t row_begin = 0, row_end = 0;
+  std::size_t key_begin = 0, key_end = 0;
+};
 
 /// Everything one launch reads: pointers, leading dimensions (in elements) and sizes. Plain
 /// data, passed by value as the kernel parameter (FlashAttention's params struct).
@@ -28,7 +38,7 @@ struct fused_args {
   const float* q = nullptr;  ///< n x d, row stride ldq
   const float* k = nullptr;  ///< m x d, row stride ldk
   const float* v = nullptr;  ///< m x dv, row stride ldv
-  float* out = nullptr;      ///< n x dv, row stride ldo (written when splits == 1)
+  float* out = nullptr;      ///< n x dv, row stride ldo (written when partial_acc is null)
   std::size_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
   std::size_t n = 0, m = 0;
   int d = 0, dv = 0;
@@ -39,6 +49,13 @@ struct fused_args {
   std::size_t keys_per_split = 0;
   float* partial_state = nullptr;  ///< splits x n x {max, sum}          (splits > 1 only)
   float* partial_acc = nullptr;    ///< splits x n x dv unnormalised acc (splits > 1 only)
+  // (When partial_acc is set the kernel writes partial states even for splits == 1: that is how
+  // pool_partial gets unnormalised states; the merge kernel then writes them out.)
+
+  // Batched launch (pool_batched): block x runs batch_blocks[blockIdx.x] (device memory, grid_x
+  // entries, built by plan_batch_blocks) instead of rows [x * kRowsPerBlock, ...) against
+  // every key; n is then the total number of query rows, splits 1. Null: one problem.
+  const fused_block* batch_blocks = nullptr;
 };
 
 /// What the any-kernel instantiations (fused_pool_any.cu: non-Gaussian kernels, anisotropic
@@ -67,18 +84,31 @@ struct any_kernel_args {
 /// (L1) instead of registers and shared memory. DV is the width of the value-column window one
 /// block accumulates in registers; wider dv uses several windows (grid.y).
 ///
-/// NOT YET MEASURED ON A GPU. These constants were chosen on paper (no GPU was available when
-/// they were written) from the H100's per-SM budget: 64K registers, 228 KiB shared memory,
-/// 16 MUFU.EX2 and 128 FP32 lanes per clock. Rationale, to be replaced by measurements from
-/// bench_cuda on an H100 (record them here with the GPU and the numbers):
-///  - kThreads 128: four warps per block, several blocks per SM for latency hiding without
-///    double buffering.
-///  - kRowsPerThread 2 for tiny D + DV: two query rows share every shared-memory key and value
-///    read; 1 otherwise, where the q and acc registers dominate.
-///  - kChunk 16 (8 for wide rows): one online-softmax merge per chunk, which costs 2 exp2 per
-///    chunk on top of the one exp2 per pair (12.5% extra MUFU at 16); the chunk's distances
-///    stay in registers (kRowsPerThread * kChunk of them).
-///  - kTileKeys: keys staged per __syncthreads pair; 128 amortises the two barriers.
+/// Measured for d = dv = 1 on an NVIDIA H100 80GB HBM3 (132 SMs, 1980 MHz; 2026-11-26) with
+/// bench/cuda/bench_fused_tuning at n = m = 2^20 (pairs/s; exp2 bound 4.18e12):
+///
+///   threads rows/thread chunk tile | regs blocks/SM | pairs/s
+///   128     2           16    128  |  72   7        | 2.53e12 (60.4 %)   <- these traits
+///   128     1           16    128  |  47  10        | 2.53e12
+///    64     2           16    128  |  72  14        | 2.50e12
+///   256     2           16    256  |  64   4        | 2.47e12
+///   128     2           32    128  | 127   4        | 2.40e12
+///   128     4           16    128  | 128   4        | 2.31e12
+///   256     4           16    256  | 128   2        | 2.31e12
+///   128     4           32    256  | 255   2        | 2.27e12
+///   128     2            8    128  |  53   9        | 2.09e12
+///
+/// Chunk 8 pays its per-chunk merge (2 exp2 and a rescale per row) twice as often; chunk 32 and
+/// 4 rows per thread double the registers and halve the resident blocks. The SASS of the chosen
+/// configuration (cuobjdump on that machine) has 303 instructions per full 16-key chunk of 2 rows,
+/// 36 of them MUFU.EX2: 9.5 issue slots per pair, so issue, not the MUFU pipe, bounds it near
+/// 84 % of the exp2 bound; it reaches 72 % of that ceiling. The other shapes' constants follow
+/// the same rules by register count and are not separately measured: kRowsPerThread 2 only
+/// while the per-row registers (D + DV) stay <= 8, kChunk 8 and kTileKeys 64 for wide rows.
+///  - kThreads 128: four warps per block.
+///  - kRowsPerThread: two query rows share every shared-memory key and value read.
+///  - kChunk 16: one online-softmax merge per chunk; its distances stay in registers.
+///  - kTileKeys 128: keys staged per __syncthreads pair.
 template <int D, int DV>
 struct fused_traits {
   static_assert(D == 0 || D == 1 || D == 2 || D == 3 || D == 4 || D == 8 || D == 16 || D == 32 ||
@@ -96,6 +126,13 @@ struct fused_traits {
   static constexpr int kChunk = kRowRegs <= 48 ? 16 : 8;
   static constexpr int kTileKeys = kRowRegs <= 64 ? 128 : 64;
   static constexpr int kRowsPerBlock = kThreads * kRowsPerThread;
+  /// Gaussian weights relative to each row's running reference, rebased only when a chunk's
+  /// weights sum past a limit (fused_agent::lazy_weights): saves the per-pair FMNMX and the
+  /// per-chunk merge (2 of the 36 MUFU.EX2 per chunk of 2 rows), for 24 more registers at
+  /// d = dv = 1 (72 -> 96 with ptxas 13.0: 5 instead of 7 blocks per SM) and more elsewhere
+  /// (80 -> 128 at dv = 4), which is why it is limited to d = dv = 1. Not yet measured on a GPU:
+  /// bench_fused_tuning times it against the eager variant ("t128_r2_c16_k128_eager").
+  static constexpr bool kLazyRescale = !kGeneric && kRowRegs <= 2;
   /// Accumulate each chunk's p . v in a second register array and fold it in once per chunk
   /// (saves a multiply per pair) where that array is small; else scale the weights.
   static constexpr bool kChunkAccumulators = kRowsPerThread * DV <= 16;
@@ -106,7 +143,8 @@ struct fused_traits {
   static constexpr std::size_t kSmemBytes = sizeof(float) * (kKeyFloats + kValueFloats);
 
   /// Resident blocks per SM assumed when sizing split-K (the grid should cover every SM this
-  /// many times). An estimate from the register budget, not measured.
+  /// many times). Below the 7 the occupancy API reports for d = dv = 1 on an H100, so that the
+  /// split ranges stay long; the split heuristic itself is not tuned.
   static constexpr int kBlocksPerSm = 4;
 
   static_assert(kThreads % 32 == 0, "whole warps only");
@@ -208,6 +246,27 @@ struct fused_plan {
 fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
                       int forced_splits = 0, bool any_kernel = false);
 
+/// Query rows one block of the (d, dv) configuration handles (fused_traits::kRowsPerBlock).
+std::size_t fused_rows_per_block(std::size_t d, std::size_t dv, bool any_kernel = false);
+
+/// The block table of a batched launch: problem b's query rows [query_offsets[b],
+/// query_offsets[b + 1]) cut into blocks of at most rows_per_block rows, each against the keys
+/// [key_offsets[b], key_offsets[b + 1]); problems without queries get no block. Offsets must be
+/// validated (B + 1 each, non-decreasing). Host code, no device needed.
+std::vector<fused_block> plan_batch_blocks(std::span<const std::size_t> query_offsets,
+                                           std::span<const std::size_t> key_offsets,
+                                           std::size_t rows_per_block);
+
+/// An upper bound on plan_batch_blocks(...).size() that needs only the totals: every problem
+/// wastes at most one partial block, so ceil(total_rows / rows_per_block) + problems.
+std::size_t max_batch_blocks(std::size_t problems, std::size_t total_rows,
+                             std::size_t rows_per_block);
+
+/// The plan of a batched launch over `blocks` table entries: the compiled (D, DV), grid_x =
+/// blocks, the value windows, no split-K.
+fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
+                              bool any_kernel = false);
+
 /// Bytes of workspace the split-K partial states of `plan` need (0 when splits == 1); each of
 /// the two arrays starts on a kWorkspaceAlign boundary.
 std::size_t fused_partial_bytes(const fused_plan& plan, std::size_t n, std::size_t dv);
@@ -226,6 +285,21 @@ constexpr std::size_t align_up(std::size_t x, std::size_t a = kWorkspaceAlign) {
 /// failure.
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
                   const any_kernel_args* any = nullptr);
+
+/// Where launch_fused_partial writes the merged, unnormalised state of every query row: max[i],
+/// sum[i] and acc row i (n x dv, row stride acc_ld). Device memory.
+struct partial_target {
+  float* max = nullptr;
+  float* sum = nullptr;
+  float* acc = nullptr;
+  std::size_t acc_ld = 0;
+};
+
+/// pool_partial's launch: the fused kernel writes per-split partial states into
+/// args.partial_state / args.partial_acc (required, also for plan.splits == 1: splits x n x 2
+/// and splits x n x dv floats), then the merge kernel merges the splits in order into `dst`.
+void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
+                          const any_kernel_args* any, const partial_target& dst);
 
 /// One compiled configuration's launch (defined in fused_pool.cuh, instantiated per D). Score is
 /// the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the

@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# The GPU check of issue 3, for a machine with an H100 or H200. Finishes in under 8 minutes:
-#   1. configure + build (Release, sm_90) the GPU tests and bench_cuda      (<= 300 s)
-#   2. nvidia-smi: GPU name and driver                                     (  few s)
-#   3. the GPU tests: ctest -L test_cuda                                    (<= 120 s)
-#   4. compute-sanitizer memcheck and racecheck on a small test filter     (<= 2 x 60 s)
-#   5. bench_cuda on a short filtered set                                   (<= 90 s)
-#   6. bench/peers/peers.py, if it exists, with what time is left           (<= 60 s)
+# The GPU check (issues 3, 6 and 7), for a machine with an H100 or H200. Finishes in under 8 minutes:
+#   1. nvidia-smi: GPU name and driver                                     (  few s)
+#   2. binaries: the ones staged here in .prebuilt (see below), else configure + build
+#      (Release, sm_90) the GPU tests and benchmarks there                 (<= 300 s)
+#   3. the GPU tests, every test_cuda_* binary, in parallel                 (<= 150 s)
+#   4. compute-sanitizer memcheck and racecheck on small test filters       (<= 2 x 60 s)
+#   5. bench_cuda (and the bench_cuda_* suites) on short filtered sets     (<= 120 s)
+#   6. bench/peers/peers.py with what time is left                          (<= 60 s)
 # Every log goes under $OUT when set (else ./device-check-out): 8 files at most.
 #
 # Usage (repository root):        scripts/device-check.sh
-# GoogleTest and Google Benchmark must be findable by CMake. Where the GPU machine has neither,
-# stage this machine's copies first and carry .deps with the working tree:
+# GoogleTest and Google Benchmark must be findable by CMake / the loader. Where the GPU machine
+# has neither, stage this machine's copies first and carry .deps with the working tree:
 #                                 scripts/device-check.sh --stage-deps
-# (copies /usr/{include,lib/x86_64-linux-gnu} gtest/gmock/benchmark into ./.deps; keep .deps
-# out of git, e.g. with `echo /.deps/ >> .git/info/exclude`).
+# (copies /usr/{include,lib/x86_64-linux-gnu} gtest/gmock/benchmark into ./.deps). Building the
+# ~70 kernel instantiations there costs 1-2 minutes of a short device lease, so the binaries can
+# be built here instead (shared libattnpool, sm_90) and carried as .prebuilt:
+#                                 scripts/device-check.sh --stage-prebuilt
+# Keep .deps, .prebuilt (and .whl, the KeOps wheels of bench/peers/README.md) out of git, e.g.
+# `echo /.deps/ >> .git/info/exclude`, and name them in the device tool's carry.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
+gpu_tests=(test_cuda_fused test_cuda_unfused test_cuda_api test_cuda_kernels test_cuda_learn
+  test_cuda_bandwidth test_cuda_batched test_cuda_nccl)
+benches=(bench_cuda bench_fused_tuning bench_cuda_learn bench_cuda_cv bench_cuda_batched)
 
 if [[ "${1:-}" == "--stage-deps" ]]; then
   lib=/usr/lib/x86_64-linux-gnu
@@ -29,18 +37,42 @@ if [[ "${1:-}" == "--stage-deps" ]]; then
   exit 0
 fi
 
+if [[ "${1:-}" == "--stage-prebuilt" ]]; then
+  pb=$root/build-prebuilt
+  cmake -S "$root" -B "$pb" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DATTNPOOL_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DATTNPOOL_BUILD_EXAMPLES=OFF -DATTNPOOL_RENDER=OFF >/dev/null
+  targets=(attnpool_peer)
+  for t in "${gpu_tests[@]}" "${benches[@]}"; do
+    grep -q "^$t:" <(cmake --build "$pb" --target help | sed 's/^\.\.\. //;s/ .*//;s/$/:/') &&
+      targets+=("$t")
+  done
+  cmake --build "$pb" -j2 --target "${targets[@]}"
+  rm -rf .prebuilt && mkdir -p .prebuilt/bin .prebuilt/lib
+  find "$pb" -maxdepth 1 -name 'libattnpool*.so*' -exec cp -a {} .prebuilt/lib/ \;
+  for t in "${targets[@]}"; do
+    f=$(find "$pb" -type f -name "$t" -perm -u+x | head -1)
+    [[ -n $f ]] && cp "$f" .prebuilt/bin/
+  done
+  git rev-parse HEAD >.prebuilt/commit
+  du -sh .prebuilt && ls .prebuilt/bin
+  exit 0
+fi
+
 out=${OUT:-$root/device-check-out}
 mkdir -p "$out"
 build=$root/build-device
+scratch=$(mktemp -d)  # per-binary logs and the peers' files; $out gets the digests
 summary=$out/00-summary.txt
 : >"$summary"
 start=$(date +%s)
 note() { echo "[$(($(date +%s) - start))s] $*" | tee -a "$summary"; }
 status=0
-# Every step's timeout is its own cap or what is left of the 470 s budget, whichever is less,
-# so the whole check ends inside 8 minutes even when a step hangs.
+# Every step's timeout is its own cap or what is left of the budget (470 s, or
+# $DEVICE_CHECK_BUDGET), whichever is less, so the whole check ends inside 8 minutes even when
+# a step hangs.
+budget_s=${DEVICE_CHECK_BUDGET:-470}
 cap() {
-  local left=$((470 - ($(date +%s) - start)))
+  local left=$((budget_s - ($(date +%s) - start)))
   ((left < 5)) && left=5
   echo $(($1 < left ? $1 : left))
 }
@@ -49,64 +81,111 @@ cap() {
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
   nvidia-smi || true
+  nvcc --version || true
 } >"$out/01-gpu.txt" 2>&1
 note "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo unknown)"
 
-# ---- 2. build ------------------------------------------------------------------------------------
-prefix=()
+# ---- 2. binaries ---------------------------------------------------------------------------------
 if [[ -d $root/.deps ]]; then
-  prefix=(-DCMAKE_PREFIX_PATH="$root/.deps")
   export LD_LIBRARY_PATH="$root/.deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-gen=()
-command -v ninja >/dev/null && gen=(-G Ninja)
-configure() {
-  cmake -S "$root" -B "$build" "${gen[@]}" "${prefix[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DATTNPOOL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DATTNPOOL_BUILD_EXAMPLES=OFF "$@"
-}
-{
-  # The renderer needs stb and a font that a GPU image may lack: try with it, then without.
-  configure -DATTNPOOL_RENDER=ON || { rm -rf "$build"; configure -DATTNPOOL_RENDER=OFF; }
-  targets=(test_cuda_fused test_cuda_unfused test_cuda_api bench_cuda)
-  [[ -f $root/bench/peers/peers.py ]] && targets+=(attnpool_peer)
-  timeout "$(cap 300)" cmake --build "$build" -j16 --target "${targets[@]}"
-} >"$out/02-build.log" 2>&1 || {
-  note "BUILD FAILED (see 02-build.log)"
-  tail -40 "$out/02-build.log"
-  exit 1
-}
-note "build ok"
+# cuBLAS and NCCL: the toolkit's, else the ones inside Python's nvidia-* wheels.
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib \
+  $(python3 -c 'import nvidia, os; b = list(nvidia.__path__)[0]; print(" ".join(os.path.join(b, p, "lib") for p in ("cublas", "nccl", "cu13")))' 2>/dev/null); do
+  [[ -d $d ]] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+done
+bindir=""
+if [[ -d $root/.prebuilt/bin ]]; then
+  export LD_LIBRARY_PATH="$root/.prebuilt/lib:$LD_LIBRARY_PATH"
+  missing=$(for f in "$root"/.prebuilt/bin/*; do ldd "$f" | grep 'not found' || true; done | sort -u)
+  if [[ -z $missing ]]; then
+    bindir=$root/.prebuilt/bin
+    note "binaries: prebuilt at $(cat "$root/.prebuilt/commit" 2>/dev/null || echo '?') ($(ls "$bindir" | tr '\n' ' '))"
+  else
+    note "prebuilt binaries lack libraries here, building instead: $(echo "$missing" | tr '\n' ' ')"
+  fi
+fi
+if [[ -z $bindir ]]; then
+  prefix=()
+  [[ -d $root/.deps ]] && prefix=(-DCMAKE_PREFIX_PATH="$root/.deps")
+  gen=()
+  command -v ninja >/dev/null && gen=(-G Ninja)
+  {
+    cmake -S "$root" -B "$build" "${gen[@]}" "${prefix[@]}" -DCMAKE_BUILD_TYPE=Release \
+      -DATTNPOOL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DATTNPOOL_BUILD_EXAMPLES=OFF \
+      -DATTNPOOL_RENDER=OFF
+    targets=(attnpool_peer)
+    for t in "${gpu_tests[@]}" "${benches[@]}"; do
+      cmake --build "$build" --target help | grep -qw "$t" && targets+=("$t")
+    done
+    timeout "$(cap 300)" cmake --build "$build" -j16 --target "${targets[@]}"
+  } >"$out/02-build.log" 2>&1 || {
+    note "BUILD FAILED (see 02-build.log)"
+    tail -40 "$out/02-build.log"
+    exit 1
+  }
+  bindir=$build/bin
+  mkdir -p "$bindir"
+  find "$build" -type f -perm -u+x \( -name 'test_cuda_*' -o -name 'bench_cuda*' -o -name attnpool_peer \) \
+    -not -path "$bindir/*" -exec cp {} "$bindir/" \;
+  note "build ok"
+fi
 
 # ---- 3. GPU tests --------------------------------------------------------------------------------
-# -j8: each case is its own process (gtest_discover_tests), and process start + CUDA context
-# creation dominate the small cases.
-if timeout "$(cap 150)" ctest --test-dir "$build" -L test_cuda -j8 --output-on-failure --timeout 120 \
-  >"$out/03-tests.log" 2>&1; then
-  note "GPU tests: $(grep -E 'tests passed|tests failed' "$out/03-tests.log" | tail -1)"
-else
-  status=1
-  note "GPU tests FAILED: $(grep -E 'tests passed|tests failed' "$out/03-tests.log" | tail -1)"
-fi
-note "ctest lines mentioning Skipped: $(grep -c Skipped "$out/03-tests.log" || true)"
+# One process per binary (not one per case through ctest: context creation would dominate), the
+# binaries side by side. A binary that is absent (a suite not built yet) is reported, not run.
+tlog=$out/03-tests.log
+: >"$tlog"
+pids=()
+for t in "${gpu_tests[@]}"; do
+  if [[ -x $bindir/$t ]]; then
+    timeout "$(cap 150)" "$bindir/$t" --gtest_brief=1 >"$scratch/$t.log" 2>&1 &
+    pids+=("$!:$t")
+  else
+    echo "$t: not built" >>"$tlog"
+  fi
+done
+for pt in "${pids[@]}"; do
+  pid=${pt%%:*} t=${pt#*:}
+  rc=0
+  wait "$pid" || rc=$?
+  {
+    echo "==== $t (exit $rc)"
+    cat "$scratch/$t.log"
+  } >>"$tlog"
+  line="$(grep -E '^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test|^\[  SKIPPED \] [0-9]+ test' "$scratch/$t.log" | tr '\n' ' ')"
+  if ((rc == 0)); then note "$t: ok $line"; else
+    status=1
+    note "$t: FAILED (exit $rc) $line"
+    grep -E '^\[  FAILED  \] ' "$scratch/$t.log" | head -20 | tee -a "$summary" || true
+  fi
+done
 
 # ---- 4. compute-sanitizer ------------------------------------------------------------------------
-tdir=$build/tests/cuda
-# Small cases that still cover partial tiles, split-K + merge, the generic path, pads and the
-# unfused row softmax (CUB block reductions, in-place row updates).
+# Small cases that still cover partial tiles, split-K + merge, the generic path, pads, the
+# unfused row softmax (CUB block reductions, in-place row updates) and the other kernels; plus
+# $SANITIZE_EXTRA ("binary:filter binary:filter ...") for newer suites.
 fused_filter='sizes/*n129_m129_d3_*:dims/*n129_m300_d5_dv3_*:dims/*n129_m300_d65_dv1_*:split_k/*n7_m4097_d3_dv2_*_s16_*:fused_leading_dimensions.*'
 unfused_filter='unfused_weights.*:cases/unfused_vs_reference.pool_matches_reference/4'
+san_runs=("test_cuda_fused:$fused_filter" "test_cuda_unfused:$unfused_filter"
+  "test_cuda_kernels:cuda_kernels.empty_support_nan_rows:cuda_kernels.anisotropic_bandwidth")
+for extra in ${SANITIZE_EXTRA:-}; do san_runs+=("$extra"); done
 for tool in memcheck racecheck; do
   log=$out/04-$tool.log
   [[ $tool == racecheck ]] && log=$out/05-$tool.log
+  : >"$log"
   if command -v compute-sanitizer >/dev/null; then
     ok=1
-    timeout "$(cap 60)" compute-sanitizer --tool "$tool" --error-exitcode 9 \
-      "$tdir/test_cuda_fused" --gtest_filter="$fused_filter" >"$log" 2>&1 || ok=0
-    timeout "$(cap 45)" compute-sanitizer --tool "$tool" --error-exitcode 9 \
-      "$tdir/test_cuda_unfused" --gtest_filter="$unfused_filter" >>"$log" 2>&1 || ok=0
-    if ((ok)); then note "$tool: clean ($(grep -h 'ERROR SUMMARY' "$log" | tr '\n' ' '))"; else
+    for run in "${san_runs[@]}"; do
+      bin=${run%%:*} filter=${run#*:}
+      [[ -x $bindir/$bin ]] || continue
+      echo "==== $bin --gtest_filter=$filter" >>"$log"
+      timeout "$(cap 60)" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        "$bindir/$bin" --gtest_brief=1 --gtest_filter="$filter" >>"$log" 2>&1 || ok=0
+    done
+    if ((ok)); then note "$tool: clean ($(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | sort | uniq -c | tr '\n' ' '))"; else
       status=1
-      note "$tool: FAILED or timed out ($(grep -h 'ERROR SUMMARY' "$log" | tr '\n' ' '))"
+      note "$tool: FAILED or timed out ($(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | sort | uniq -c | tr '\n' ' '))"
     fi
   else
     echo "compute-sanitizer not found" >"$log"
@@ -116,41 +195,76 @@ done
 
 # ---- 5. benchmarks -------------------------------------------------------------------------------
 # The headline (n = m = 2^20, d = dv = 1), fused vs unfused at 16384, n = m = 2^22 on the fused
-# path (memory O(n + m)), and the skinny shapes.
-bench_filter='^(fused|unfused)/n:16384/m:16384/d:(1|16)/dv:1$|^fused/n:1048576/m:1048576/d:1/dv:(1|16)$|^fused/n:4194304/m:4194304/d:1/dv:1$|^skinny'
-min_time=0.05s
-"$build/bench/cuda/bench_cuda" --help 2>&1 | grep -q 'benchmark_min_time=<float>s\|<integer>x' ||
-  min_time=0.05
-if timeout "$(cap 120)" "$build/bench/cuda/bench_cuda" --benchmark_filter="$bench_filter" \
-  --benchmark_min_time=$min_time --benchmark_counters_tabular=true >"$out/06-bench.log" 2>&1; then
-  note "bench_cuda ok"
-else
-  status=1
-  note "bench_cuda FAILED or timed out"
-fi
-grep -E "bound|fused/n:1048576/m:1048576/d:1/dv:1 " "$out/06-bench.log" | tee -a "$summary" || true
-
-# ---- 6. peers ------------------------------------------------------------------------------------
-if [[ -f $root/bench/peers/peers.py ]]; then
-  left=$((470 - ($(date +%s) - start)))
-  if ((left > 40)); then
-    budget=$((left - 10))
-    # peers.py writes several files; only its log and results.csv (appended) come back, to
-    # stay within 8 files under $out.
-    peers_out=$build/peers-out
-    if PYTHONUNBUFFERED=1 timeout "$budget" python3 "$root/bench/peers/peers.py" \
-      --out "$peers_out" --attnpool-bin "$build/bench/attnpool_peer" \
-      --time-budget $((budget - 15)) >"$out/07-peers.log" 2>&1; then
-      note "peers.py ok (budget ${budget}s)"
-    else
-      note "peers.py failed or hit its ${budget}s budget (see 07-peers.log)"
-    fi
-    if [[ -f $peers_out/results.csv ]]; then
-      { echo "---- results.csv"; cat "$peers_out/results.csv"; } >>"$out/07-peers.log"
-    fi
+# path (memory O(n + m)), and the skinny shapes; then each bench_cuda_* suite whole (each keeps
+# its own cases few and short).
+# (Manual-time benchmarks carry a /manual_time suffix: no $ anchors.)
+bench_filter=${BENCH_FILTER:-'^(fused|unfused)/n:16384/m:16384/d:(1|16)/dv:1/|^fused/n:1048576/m:1048576/d:1/dv:(1|16)/|^fused/n:4194304/m:4194304/d:1/dv:1/|^skinny'}
+blog=$out/06-bench.log
+: >"$blog"
+for b in "${benches[@]}"; do
+  [[ -x $bindir/$b ]] || continue
+  filter=.
+  [[ $b == bench_cuda ]] && filter=$bench_filter
+  echo "==== $b --benchmark_filter=$filter" >>"$blog"
+  if timeout "$(cap 120)" "$bindir/$b" --benchmark_filter="$filter" --benchmark_min_time=0.05 \
+    --benchmark_counters_tabular=true >>"$blog" 2>&1; then
+    note "$b ok"
   else
-    note "peers.py skipped: no time left"
+    status=1
+    note "$b FAILED or timed out"
   fi
+done
+grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 " "$blog" | tee -a "$summary" || true
+
+# statsmodels' leave-one-out bandwidth selection on this machine's CPU, n = 1000: issue 6 compares
+# it with bench_cuda_cv's select_bandwidth at the same n.
+if python3 -c 'import statsmodels' 2>/dev/null; then
+  echo "==== statsmodels_cv.py --n 1000 (this machine's CPU)" >>"$blog"
+  timeout "$(cap 40)" python3 "$root/bench/peers/statsmodels_cv.py" --n 1000 >>"$blog" 2>&1 || true
+  note "$(grep 'KernelReg(cv_ls)' "$blog" | tail -1)"
+fi
+
+# ---- 6. peers ----------------------------------------------------------------------------------
+# $PEERS_ARGS narrows a short run, e.g. "--shapes 16384x16384x1x1 --no-probe".
+left=$((budget_s - ($(date +%s) - start)))
+if ((left > 40)) && [[ -x $bindir/attnpool_peer ]]; then
+  budget=$((left - 10))
+  # KeOps travels as wheels (bench/peers/README.md); without them its rows say "unavailable".
+  if compgen -G "$root/.whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site "$root"/.whl/*.whl >/dev/null 2>&1 &&
+      export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  # peers.py writes several files; only its log and results.csv (appended) come back, to
+  # stay within 8 files under $out.
+  peers_out=$scratch/peers
+  if PYTHONUNBUFFERED=1 timeout "$budget" python3 "$root/bench/peers/peers.py" \
+    --out "$peers_out" --attnpool-bin "$bindir/attnpool_peer" \
+    --time-budget $((budget - 15)) ${PEERS_ARGS:-} >"$out/07-peers.log" 2>&1; then
+    note "peers.py ok (budget ${budget}s)"
+  else
+    note "peers.py failed or hit its ${budget}s budget (see 07-peers.log)"
+  fi
+  if [[ -f $peers_out/results.md ]]; then
+    { echo "---- results.md"; cat "$peers_out/results.md"; } | tee -a "$summary" >>"$out/07-peers.log"
+  fi
+else
+  note "peers.py skipped: no time left or no attnpool_peer"
+fi
+
+# ---- 7. machine code ----------------------------------------------------------------------------
+# Registers / spills of every kernel, and the SASS of the headline kernel (d = dv = 1), read with
+# the GPU machine's cuobjdump (the development machine's toolkit lacks it).
+if command -v cuobjdump >/dev/null; then
+  obj=$root/.prebuilt/lib/libattnpool.so
+  [[ -f $obj && $bindir == "$root/.prebuilt/bin" ]] || obj=$bindir/bench_cuda
+  {
+    timeout "$(cap 20)" cuobjdump -res-usage "$obj" 2>&1 | grep -E 'Function|REG' || true
+    echo "==== SASS of fused_pool_kernel<1, 1>"
+    timeout "$(cap 20)" cuobjdump -sass "$obj" 2>/dev/null |
+      awk '/Function : .*fused_pool_kernelILi1ELi1E/ {p = 1} p && /Function : / && !/ILi1ELi1E/ {p = 0} p' || true
+  } >"$out/08-sass.txt"
+  note "cuobjdump: $(grep -c MUFU.EX2 "$out/08-sass.txt" || true) MUFU.EX2 in the d = dv = 1 kernel"
 fi
 
 note "total $(($(date +%s) - start))s, status $status"

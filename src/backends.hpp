@@ -5,7 +5,9 @@
 #include <attnpool/types.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <span>
+#include <vector>
 
 namespace attnpool::detail {
 
@@ -43,5 +45,29 @@ void cuda_average_host(const_view values, mutable_view out);
 // backward kernels, copy back the gradients asked for, synchronise.
 void cuda_backward_host(const_view q, const_view k, const_view v, const_view dout,
                         const pool_gradients& grads, const pool_params& params);
+// pool_batched / pool_partial on cuda_fused (arguments validated by src/batched.cpp; n >= 1).
+void cuda_pool_batched_host(const_view q, const_view k, const_view v, mutable_view out,
+                            std::span<const std::size_t> query_offsets,
+                            std::span<const std::size_t> key_offsets, const pool_params& params);
+void cuda_pool_partial_host(const_view q, const_view k, const_view v, float* max, float* sum,
+                            mutable_view acc, const pool_params& params);
+
+// The leave-one-out bandwidth sweep on the GPU (loo_cv_error / select_bandwidth on cuda_fused):
+// constructing it copies x and y to the device once; each call evaluates cv(h) for a set of
+// bandwidths there (arguments validated by the caller, n >= 2) and synchronises. Defined in
+// src/cuda/bandwidth_cuda.cpp, or in src/cuda_stub.cpp, where the constructor throws cuda_error.
+// Without a device the constructor throws cuda_error too.
+class cuda_loo_cv {
+ public:
+  cuda_loo_cv(const_view x, const_view y);
+  cuda_loo_cv(const cuda_loo_cv&) = delete;
+  cuda_loo_cv& operator=(const cuda_loo_cv&) = delete;
+  ~cuda_loo_cv();
+  std::vector<double> operator()(std::span<const double> bandwidths);
+
+ private:
+  struct state;
+  std::unique_ptr<state> s_;
+};
 
 }  // namespace attnpool::detail

@@ -15,16 +15,25 @@
 //      sum_j 2^(-c_h t_j) y_j, the same exp2_poly the forward engine runs.
 // The distances are computed once per pair and shared by all bandwidths; each bandwidth costs
 // one exp2 and two adds per pair.
+//
+// backend::cuda_fused runs the same sweep on the GPU (kernels/bandwidth_sweep.cu, glue in
+// src/cuda/bandwidth_cuda.cpp), and select_bandwidth's search is written once
+// (grid_then_golden) over a pluggable evaluator: the CPU / reference loo_cv_error, or one
+// device session that holds x and y for the whole search.
+#include <attnpool/cuda.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/reference.hpp>
 
+#include "backends.hpp"
 #include "cpu_common.hpp"
 #include "validate.hpp"
 
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <optional>
 
 namespace attnpool {
 namespace {
@@ -182,46 +191,29 @@ void check_cv_args(const char* fn, const_view x, const_view y, std::span<const d
                        "); centre or rescale the inputs");
 }
 
-}  // namespace
-
-std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const double> bandwidths,
-                                 const options& opts) {
-  constexpr const char* fn = "loo_cv_error";
-  const backend b = detail::resolve_learn_backend(fn, opts.backend);
-  check_cv_args(fn, x, y, bandwidths, opts);
-  return b == backend::reference ? reference_loo_cv(x, y, bandwidths)
-                                 : cpu_loo_cv(x, y, bandwidths, opts.threads);
+// The backend a cross-validation call runs on. The learning API's shared rule
+// (resolve_learn_backend) except that the GPU sweep exists: cuda_fused runs it, automatic picks
+// it where a device exists (else the CPU engine), and cuda_unfused, which would need the n x n
+// weights for nothing, is refused naming the backend.
+backend resolve_cv_backend(const char* fn, backend requested) {
+  if (requested == backend::cuda_fused) return backend::cuda_fused;
+  if (requested == backend::automatic)
+    return cuda::device_count() > 0 ? backend::cuda_fused : backend::cpu;
+  ATTNPOOL_EXPECTS(requested != backend::cuda_unfused, fn,
+                   ": backend cuda_unfused has no leave-one-out sweep (it is fused by design); "
+                   "use cuda_fused, automatic, cpu or reference");
+  return detail::resolve_learn_backend(fn, requested);
 }
 
-bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth_search& search,
-                                     const options& opts) {
-  constexpr const char* fn = "select_bandwidth";
-  detail::resolve_learn_backend(fn, opts.backend);
-  ATTNPOOL_EXPECTS(search.grid_size >= 3, fn, ": search.grid_size must be >= 3, got ",
-                   search.grid_size);
-  ATTNPOOL_EXPECTS(std::isfinite(search.log_tolerance) && search.log_tolerance > 0.0, fn,
-                   ": search.log_tolerance must be finite and > 0, got ", search.log_tolerance);
-  for (double h : {search.h_min, search.h_max})
-    ATTNPOOL_EXPECTS(std::isfinite(h) && h >= 0.0, fn,
-                     ": search.h_min and h_max must be finite and >= 0 (0 = from the data), got ",
-                     h);
-  ATTNPOOL_EXPECTS(x.rows >= 2, fn, ": x.rows (n) must be >= 2 for leave-one-out, got ", x.rows);
-  // The data's scale: the largest coordinate range (in double; 1 when every x is equal).
-  double spread = 0.0;
-  for (std::size_t c = 0; c < x.cols; ++c) {
-    double lo = INFINITY, hi = -INFINITY;
-    for (std::size_t i = 0; i < x.rows; ++i) {
-      lo = std::min(lo, static_cast<double>(x(i, c)));
-      hi = std::max(hi, static_cast<double>(x(i, c)));
-    }
-    if (hi - lo > spread) spread = hi - lo;
-  }
-  if (!(spread > 0.0) || !std::isfinite(spread)) spread = 1.0;
-  const double h_min = search.h_min > 0.0 ? search.h_min : spread * 1e-3;
-  const double h_max = search.h_max > 0.0 ? search.h_max : spread * 10.0;
-  ATTNPOOL_EXPECTS(h_min < h_max, fn, ": the grid needs h_min < h_max, got ", h_min, " and ",
-                   h_max);
+// cv(h) for a set of bandwidths (validated by the caller).
+using cv_evaluator = std::function<std::vector<double>(std::span<const double>)>;
 
+// The search of select_bandwidth, for any evaluator: the log grid over [h_min, h_max] in one
+// call, then golden section on ln h between the best grid point's neighbours, one bandwidth
+// per call. The returned point is the best evaluated one, so refinement never makes the answer
+// worse than the grid's, and every evaluated h lies in [h_min, h_max]: h > 0 always.
+bandwidth_selection grid_then_golden(const bandwidth_search& search, double h_min, double h_max,
+                                     const cv_evaluator& eval) {
   bandwidth_selection r;
   const std::size_t g = search.grid_size;
   const double u0 = std::log(h_min), step = (std::log(h_max) - u0) / static_cast<double>(g - 1);
@@ -229,7 +221,7 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
   for (std::size_t k = 0; k < g; ++k) r.grid[k] = std::exp(u0 + step * static_cast<double>(k));
   r.grid.front() = h_min;  // exactly the ends asked for
   r.grid.back() = h_max;
-  r.cv = loo_cv_error(x, y, r.grid, opts);
+  r.cv = eval(r.grid);
   r.evaluations = g;
 
   // Best grid point; ties go to the larger bandwidth.
@@ -241,17 +233,9 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
   r.at_boundary = best == 0 || best == g - 1;
   if (!search.refine) return r;
 
-  // Golden section on u = ln h over the best point's neighbours. The returned point is the best
-  // evaluated one, so refinement never makes the answer worse than the grid's, and every
-  // evaluated h lies in [h_min, h_max]: h > 0 always.
-  const options single = [&] {
-    options o = opts;
-    o.check_finite = false;  // checked with the grid
-    return o;
-  }();
   auto f = [&](double u) {
     const double h = std::exp(u);
-    const double e = loo_cv_error(x, y, std::span<const double>(&h, 1), single)[0];
+    const double e = eval(std::span<const double>(&h, 1))[0];
     ++r.evaluations;
     if (e < r.cv_error) {
       r.cv_error = e;
@@ -280,6 +264,68 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
     }
   }
   return r;
+}
+
+}  // namespace
+
+std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const double> bandwidths,
+                                 const options& opts) {
+  constexpr const char* fn = "loo_cv_error";
+  const backend b = resolve_cv_backend(fn, opts.backend);
+  check_cv_args(fn, x, y, bandwidths, opts);
+  switch (b) {
+    case backend::reference: return reference_loo_cv(x, y, bandwidths);
+    case backend::cuda_fused: return detail::cuda_loo_cv(x, y)(bandwidths);
+    default: return cpu_loo_cv(x, y, bandwidths, opts.threads);
+  }
+}
+
+bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth_search& search,
+                                     const options& opts) {
+  constexpr const char* fn = "select_bandwidth";
+  const backend which = resolve_cv_backend(fn, opts.backend);
+  ATTNPOOL_EXPECTS(search.grid_size >= 3, fn, ": search.grid_size must be >= 3, got ",
+                   search.grid_size);
+  ATTNPOOL_EXPECTS(std::isfinite(search.log_tolerance) && search.log_tolerance > 0.0, fn,
+                   ": search.log_tolerance must be finite and > 0, got ", search.log_tolerance);
+  for (double h : {search.h_min, search.h_max})
+    ATTNPOOL_EXPECTS(std::isfinite(h) && h >= 0.0, fn,
+                     ": search.h_min and h_max must be finite and >= 0 (0 = from the data), got ",
+                     h);
+  ATTNPOOL_EXPECTS(x.rows >= 2, fn, ": x.rows (n) must be >= 2 for leave-one-out, got ", x.rows);
+  // The data's scale: the largest coordinate range (in double; 1 when every x is equal).
+  double spread = 0.0;
+  for (std::size_t c = 0; c < x.cols; ++c) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (std::size_t i = 0; i < x.rows; ++i) {
+      lo = std::min(lo, static_cast<double>(x(i, c)));
+      hi = std::max(hi, static_cast<double>(x(i, c)));
+    }
+    if (hi - lo > spread) spread = hi - lo;
+  }
+  if (!(spread > 0.0) || !std::isfinite(spread)) spread = 1.0;
+  const double h_min = search.h_min > 0.0 ? search.h_min : spread * 1e-3;
+  const double h_max = search.h_max > 0.0 ? search.h_max : spread * 10.0;
+  ATTNPOOL_EXPECTS(h_min < h_max, fn, ": the grid needs h_min < h_max, got ", h_min, " and ",
+                   h_max);
+
+  // The grid's first call validates the data (check_finite) and the range of bandwidths; the
+  // refinement stays inside that range, so its calls skip the data checks.
+  options checked = opts;
+  checked.backend = which;
+  options unchecked = checked;
+  unchecked.check_finite = false;
+  bool first = true;
+  std::optional<detail::cuda_loo_cv> gpu;  // the device session: x and y uploaded once
+  const cv_evaluator eval = [&](std::span<const double> hs) {
+    const options& o = first ? checked : unchecked;
+    first = false;
+    if (which != backend::cuda_fused) return loo_cv_error(x, y, hs, o);
+    check_cv_args("loo_cv_error", x, y, hs, o);
+    if (!gpu) gpu.emplace(x, y);
+    return (*gpu)(hs);
+  };
+  return grid_then_golden(search, h_min, h_max, eval);
 }
 
 }  // namespace attnpool

@@ -1,5 +1,6 @@
 // pool_batched, pool_partial and merge_partials (issue 7): validate once, then hand over to the
-// CPU engine (src/cpu_engine.cpp, the same per-row code as pool()) or the reference.
+// CPU engine (src/cpu_engine.cpp, the same per-row code as pool()), the reference, or the CUDA
+// fused path's host-memory entry points (src/cuda/batched_api.cpp).
 #include <attnpool/batched.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/error.hpp>
@@ -17,8 +18,9 @@
 namespace attnpool {
 namespace {
 
-// The host backends these entry points implement: cpu (also for automatic) and, where
-// `reference_ok`, reference. cuda_* are an invalid_argument naming the backend.
+// The backends these entry points implement: cpu (also for automatic), reference where
+// `reference_ok`, and cuda_fused (host copies around the device-pointer API). cuda_unfused is an
+// invalid_argument naming the backend.
 backend host_backend(const char* fn, backend requested, bool reference_ok) {
   switch (requested) {
     case backend::automatic:
@@ -26,31 +28,19 @@ backend host_backend(const char* fn, backend requested, bool reference_ok) {
     case backend::reference:
       if (reference_ok) return backend::reference;
       throw invalid_argument(detail::concat(fn, ": backend reference is not implemented; use ",
-                                            "backend cpu"));
-    case backend::cuda_fused:
+                                            "backend cpu or cuda_fused"));
+    case backend::cuda_fused: return backend::cuda_fused;
     case backend::cuda_unfused: break;
   }
   throw invalid_argument(detail::concat(fn, ": backend ", to_string(requested),
-                                        " is not implemented on the GPU yet; use backend cpu"));
+                                        " is not implemented (the batched and sharded paths ",
+                                        "stream keys and never store the n x m weights); use ",
+                                        "backend cuda_fused or cpu"));
 }
 
 void reject_mask(const char* fn, const pool_params& params) {
   ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
                    " is not supported; use mask::none");
-}
-
-// B + 1 offsets into `rows` rows: 0 first, non-decreasing, `rows` last.
-void check_offsets(const char* fn, const char* name, std::span<const std::size_t> offsets,
-                   std::size_t rows, const char* rows_name) {
-  ATTNPOOL_EXPECTS(!offsets.empty(), fn, ": ", name, " must hold B + 1 >= 1 offsets, got none");
-  ATTNPOOL_EXPECTS(offsets.front() == 0, fn, ": ", name, "[0] must be 0, got ", offsets.front());
-  for (std::size_t b = 0; b + 1 < offsets.size(); ++b) {
-    ATTNPOOL_EXPECTS(offsets[b] <= offsets[b + 1], fn, ": ", name, " must be non-decreasing, but",
-                     " problem ", b, " has ", name, "[", b, "] = ", offsets[b], " > ", name, "[",
-                     b + 1, "] = ", offsets[b + 1]);
-  }
-  ATTNPOOL_EXPECTS(offsets.back() == rows, fn, ": ", name, "[B] must equal ", rows_name, " (",
-                   rows, "), got ", offsets.back());
 }
 
 void check_finite_inputs(const char* fn, const options& opts, const_view q, const_view k,
@@ -75,22 +65,14 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
   constexpr const char* fn = "pool_batched";
   const backend b = host_backend(fn, opts.backend, true);
   reject_mask(fn, params);
-  ATTNPOOL_EXPECTS(query_offsets.size() == key_offsets.size(), fn, ": query_offsets and ",
-                   "key_offsets must both hold B + 1 offsets, got ", query_offsets.size(),
-                   " and ", key_offsets.size());
-  check_offsets(fn, "query_offsets", query_offsets, q.rows, "queries.rows");
-  check_offsets(fn, "key_offsets", key_offsets, k.rows, "keys.rows");
+  detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   const std::size_t problems = query_offsets.size() - 1;
-  for (std::size_t p = 0; p < problems; ++p) {
-    const std::size_t nb = query_offsets[p + 1] - query_offsets[p];
-    const std::size_t mb = key_offsets[p + 1] - key_offsets[p];
-    ATTNPOOL_EXPECTS(nb == 0 || mb >= 1, fn, ": problem ", p, " has ", nb, " queries but no ",
-                     "keys (key_offsets[", p, "] = key_offsets[", p + 1, "] = ", key_offsets[p],
-                     "); a problem with queries needs m_b >= 1");
-  }
   if (q.rows == 0) return;  // then keys.rows may be 0 as well; nothing to check or compute
   detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
+  if (b == backend::cuda_fused) detail::reject_gpu_params(fn, params, q.cols);
   check_finite_inputs(fn, opts, q, k, v, params);
+  if (b == backend::cuda_fused)
+    return detail::cuda_pool_batched_host(q, k, v, out, query_offsets, key_offsets, params);
   if (b == backend::cpu)
     return detail::cpu_pool_batched(q, k, v, out, query_offsets, key_offsets, params,
                                     opts.threads);
@@ -107,7 +89,7 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
 partial_states pool_partial(const_view q, const_view k, const_view v, const pool_params& params,
                             const options& opts) {
   constexpr const char* fn = "pool_partial";
-  host_backend(fn, opts.backend, false);
+  const backend b = host_backend(fn, opts.backend, false);
   reject_mask(fn, params);
   ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
                    ": params.empty = nearest is not supported for sharded keys (a shard does not ",
@@ -118,9 +100,14 @@ partial_states pool_partial(const_view q, const_view k, const_view v, const pool
   st.acc.assign(detail::checked_mul(fn, "n * dv", st.n, st.dv), 0.0f);
   const mutable_view acc{st.acc.data(), st.n, st.dv};
   detail::check_pool_args(fn, q, k, v, acc, params, detail::mask_support::host);
+  if (b == backend::cuda_fused) detail::reject_gpu_params(fn, params, q.cols);
   check_finite_inputs(fn, opts, q, k, v, params);
   st.max.assign(st.n, -std::numeric_limits<float>::infinity());
   st.sum.assign(st.n, 0.0f);
+  if (b == backend::cuda_fused) {
+    if (st.n > 0) detail::cuda_pool_partial_host(q, k, v, st.max.data(), st.sum.data(), acc, params);
+    return st;
+  }
   detail::cpu_pool_partial(q, k, v, st.max.data(), st.sum.data(), acc, params, opts.threads);
   return st;
 }

@@ -183,12 +183,18 @@ reference::pooled reference::pool(const_view q, const_view k, const_view v,
         out += w[j] * v(j, c);
         abs_scale += w[j] * std::fabs(v(j, c));
       }
+      // A key whose value equals the output moves nothing, however wrong its weight: skipping
+      // it keeps inf * 0 (scores ~1e14, where e^D_j overflows) from turning the bound into NaN.
       double num = 0.0;
-      for (std::size_t j = 0; j < shape.m; ++j)
-        if (w_up[j] != 0.0) num += w_up[j] * std::fabs(v(j, c) - out);
+      for (std::size_t j = 0; j < shape.m; ++j) {
+        const double diff = std::fabs(v(j, c) - out);
+        if (w_up[j] != 0.0 && diff != 0.0) num += w_up[j] * diff;
+      }
       r.out[i * shape.dv + c] = out;
       r.abs_scale[i * shape.dv + c] = abs_scale;
-      r.score_bound[i * shape.dv + c] = num / den;
+      // den underflows to 0 when every e^-D_j does: no finite bound then, unless nothing moves.
+      r.score_bound[i * shape.dv + c] =
+          den > 0.0 ? num / den : (num > 0.0 ? std::numeric_limits<double>::infinity() : 0.0);
     }
   }
   return r;

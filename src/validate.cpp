@@ -259,4 +259,38 @@ void check_score_range_host(const char* fn, const_view queries, const_view keys,
                    " (the limit is ", safe, "); centre or rescale the inputs");
 }
 
+namespace {
+// B + 1 offsets into `rows` rows: 0 first, non-decreasing, `rows` last.
+void check_offsets(const char* fn, const char* name, std::span<const std::size_t> offsets,
+                   std::size_t rows, const char* rows_name) {
+  ATTNPOOL_EXPECTS(!offsets.empty(), fn, ": ", name, " must hold B + 1 >= 1 offsets, got none");
+  ATTNPOOL_EXPECTS(offsets.front() == 0, fn, ": ", name, "[0] must be 0, got ", offsets.front());
+  for (std::size_t b = 0; b + 1 < offsets.size(); ++b) {
+    ATTNPOOL_EXPECTS(offsets[b] <= offsets[b + 1], fn, ": ", name, " must be non-decreasing, but",
+                     " problem ", b, " has ", name, "[", b, "] = ", offsets[b], " > ", name, "[",
+                     b + 1, "] = ", offsets[b + 1]);
+  }
+  ATTNPOOL_EXPECTS(offsets.back() == rows, fn, ": ", name, "[B] must equal ", rows_name, " (",
+                   rows, "), got ", offsets.back());
+}
+}  // namespace
+
+void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offsets,
+                         std::span<const std::size_t> key_offsets, std::size_t query_rows,
+                         std::size_t key_rows) {
+  ATTNPOOL_EXPECTS(query_offsets.size() == key_offsets.size(), fn, ": query_offsets and ",
+                   "key_offsets must both hold B + 1 offsets, got ", query_offsets.size(),
+                   " and ", key_offsets.size());
+  check_offsets(fn, "query_offsets", query_offsets, query_rows, "queries.rows");
+  check_offsets(fn, "key_offsets", key_offsets, key_rows, "keys.rows");
+  const std::size_t problems = query_offsets.size() - 1;
+  for (std::size_t p = 0; p < problems; ++p) {
+    const std::size_t nb = query_offsets[p + 1] - query_offsets[p];
+    const std::size_t mb = key_offsets[p + 1] - key_offsets[p];
+    ATTNPOOL_EXPECTS(nb == 0 || mb >= 1, fn, ": problem ", p, " has ", nb, " queries but no ",
+                     "keys (key_offsets[", p, "] = key_offsets[", p + 1, "] = ", key_offsets[p],
+                     "); a problem with queries needs m_b >= 1");
+  }
+}
+
 }  // namespace attnpool::detail

@@ -6,6 +6,7 @@
 #include <attnpool/types.hpp>
 
 #include <cstddef>
+#include <span>
 
 namespace attnpool::detail {
 
@@ -79,6 +80,13 @@ backend resolve_learn_backend(const char* fn, backend requested);
 // else cpu; cuda_unfused throws invalid_argument "<fn>: backend cuda_unfused is not
 // implemented ...; use cuda_fused".
 backend resolve_backward_backend(const char* fn, backend requested, std::size_t d);
+
+// pool_batched's offsets: B + 1 each (B >= 0), 0 first, non-decreasing, query_offsets ending at
+// query_rows and key_offsets at key_rows, and every problem with queries has >= 1 key. Messages
+// name the offset array, the index and the problem.
+void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offsets,
+                         std::span<const std::size_t> key_offsets, std::size_t query_rows,
+                         std::size_t key_rows);
 
 // A checked product for sizes ("n * m overflows size_t").
 std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b);

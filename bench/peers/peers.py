@@ -418,10 +418,43 @@ def build_sdpa(ctx, variant):
     return build
 
 
+KEOPS_CANARY = """
+import sys, torch
+from pykeops.torch import LazyTensor
+d = int(sys.argv[1])
+q = torch.rand(64, d, device="cuda"); k = torch.rand(64, d, device="cuda")
+v = torch.rand(64, 1, device="cuda")
+s = ((LazyTensor(q[:, None, :]) - LazyTensor(k[None, :, :])) ** 2).sum(-1) * -0.5
+s.sumsoftmaxweight(LazyTensor(v[None, :, :]), axis=1)
+torch.cuda.synchronize()
+"""
+
+
+def keops_canary(ctx, d: int) -> None:
+    """KeOps compiles each formula at first use, in-process; on the H100 image of 2026-11-26
+    (CUDA 13.0, torch 2.11, pykeops 2.3) that compilation died with SIGSEGV and took this script
+    with it. So each formula is first compiled in a child process (which also fills KeOps' cache
+    for the real call); a crash there makes the keops rows 'failed', not the run."""
+    done = ctx.extra.setdefault("keops_canary", {})
+    if d not in done:
+        try:
+            r = subprocess.run([sys.executable, "-c", KEOPS_CANARY, str(d)], capture_output=True,
+                               text=True, timeout=180)
+            tail = (r.stderr.strip().splitlines() or [""])[-1]
+            done[d] = None if r.returncode == 0 else (
+                f"KeOps crashed compiling its formula (exit {r.returncode}"
+                f"{', signal ' + str(-r.returncode) if r.returncode < 0 else ''}): {tail}")
+        except subprocess.TimeoutExpired:
+            done[d] = "KeOps took over 180 s compiling its formula"
+    if done[d] is not None:
+        raise PeerSkip(f"failed: {done[d]}"[:300])
+
+
 def build_keops(ctx):
     from pykeops.torch import LazyTensor  # noqa: PLC0415 (import errors are handled by the caller)
 
     def build(t, shape):
+        keops_canary(ctx, shape.d)
         q, k, v, h = t["q"], t["k"], t["v"], shape.bandwidth
         c = -1.0 / (2.0 * h * h)
 
@@ -686,7 +719,16 @@ def write_outputs(out_dir: Path, rows: list[Row], ctx: Context, fused_name: str)
                        "probe": s.probe} for s in shapes]
     meta["unavailable"] = ctx.unavailable
     meta["oom_at"] = ctx.oom_at
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    (out_dir / "meta.json").write_text(json.dumps(json_safe(meta), indent=2, default=str) + "\n")
+
+
+def json_safe(obj):
+    """meta with every dict key a string (peers cache things under tuple keys)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def parse_shapes(text: str) -> list[Shape]:

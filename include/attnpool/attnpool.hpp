@@ -6,6 +6,7 @@
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
+#include <attnpool/multi_gpu.hpp>
 #include <attnpool/pool.hpp>
 #include <attnpool/reference.hpp>
 #include <attnpool/types.hpp>

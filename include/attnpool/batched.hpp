@@ -2,8 +2,10 @@
 /// Many small problems in one call, and keys sharded into pieces whose partial softmax states
 /// are merged exactly (issue 7, "Batched problems" and "Keys sharded over devices").
 ///
-/// Host memory, CPU and reference backends for now; the CUDA backends throw invalid_argument
-/// "... not implemented on the GPU yet".
+/// Host memory. pool_batched runs on the reference, the CPU engine and cuda_fused (one kernel
+/// launch for the whole batch); pool_partial on the CPU engine and cuda_fused. The device-pointer
+/// versions are in attnpool/cuda.hpp, the multi-GPU driver in attnpool/multi_gpu.hpp and the NCCL
+/// exchange in attnpool/nccl.hpp.
 #pragma once
 
 #include <attnpool/types.hpp>
@@ -34,7 +36,9 @@ namespace attnpool {
 /// \param query_offsets  B + 1 row offsets: 0 first, non-decreasing, queries.rows last
 /// \param key_offsets    B + 1 row offsets: 0 first, non-decreasing, keys.rows last
 /// \param params         as for pool(); params.mask must be mask::none
-/// \param opts           backend automatic, cpu or reference (cuda_* are not implemented yet)
+/// \param opts           backend automatic (= cpu), cpu, reference or cuda_fused (copies the
+///                       data to the device, runs cuda::pool_batched, copies back and
+///                       synchronises); cuda_unfused throws invalid_argument
 /// \throws invalid_argument as pool() does, and for bad offsets or a problem with queries but
 ///         no keys; the message names the problem index. A problem with n_b = 0 may have any
 ///         m_b, including 0.
@@ -63,7 +67,9 @@ struct partial_states {
 /// over all keys, up to float32 rounding.
 /// \param params as for pool(); params.mask must be mask::none, and params.empty must not be
 ///        empty_support::nearest (a shard does not know the other shards' keys)
-/// \param opts   backend automatic or cpu (reference and cuda_* throw invalid_argument)
+/// \param opts   backend automatic (= cpu), cpu or cuda_fused (copies in, runs
+///               cuda::pool_partial, copies back, synchronises); reference and cuda_unfused
+///               throw invalid_argument
 /// \throws invalid_argument as pool() does.
 partial_states pool_partial(const_view queries, const_view keys_shard, const_view values_shard,
                             const pool_params& params = {}, const options& opts = {});

@@ -20,6 +20,9 @@
 #include <attnpool/learn.hpp>
 #include <attnpool/types.hpp>
 
+#include <cstddef>
+#include <span>
+
 namespace attnpool::cuda {
 
 /// Bytes of device workspace that pool() needs for this problem and backend (may be 0).
@@ -65,6 +68,100 @@ void attention_weights(const_view queries, const_view keys, mutable_view weights
 
 /// Mean of the value rows broadcast to out's rows, on device pointers (Thrust reduction).
 void average_pool(const_view values, mutable_view out, const options& opts);
+
+// ---- batched problems and sharded keys (issue 7; see attnpool/batched.hpp for the maths) -----
+
+/// Bytes of device workspace that pool_batched() needs for `problems` problems holding
+/// `total_queries` query rows in all (an upper bound that needs only the totals: the batch's
+/// block table, plus the check_finite scan slot).
+std::size_t pool_batched_workspace_size(std::size_t problems, std::size_t total_queries,
+                                        std::size_t d, std::size_t dv,
+                                        const pool_params& params = {});
+
+/// attnpool::pool_batched on device pointers, in ONE fused kernel launch: every block of the
+/// grid runs up to a block's worth of query rows of one problem against that problem's keys
+/// only. queries / keys / values / out are device memory; query_offsets and key_offsets (B + 1
+/// each) are host memory, read before the call returns (the block table is built from them on
+/// the host and copied into opts.workspace, asynchronously on opts.stream).
+/// Backend must be cuda_fused or automatic. params.mask must be none (masks are not supported
+/// in batches yet); every kernel and anisotropic bandwidths are. Each problem's result equals
+/// a separate cuda::pool call on it without split-K (same per-row code, same key order).
+/// \throws invalid_argument as attnpool::pool_batched does (offsets, shapes, the bandwidth,
+///         non-finite inputs with opts.check_finite, which synchronises), and for a compact
+///         kernel's empty row under empty_support::error (this synchronises too), naming the
+///         problem and its row.
+void pool_batched(const_view queries, const_view keys, const_view values, mutable_view out,
+                  std::span<const std::size_t> query_offsets,
+                  std::span<const std::size_t> key_offsets, const pool_params& params,
+                  const options& opts);
+
+/// One shard's partial softmax states in device memory, for n query rows and dv value columns:
+/// max[i] (log2 units) and sum[i], n floats each, and the unnormalised accumulators acc (n x dv,
+/// any leading dimension). Same meaning as attnpool::partial_states.
+struct partial_view {
+  float* max = nullptr;
+  float* sum = nullptr;
+  mutable_view acc;
+};
+
+/// S shards' partial states in device memory, stacked: shard s's max[i] is at
+/// max[s * state_stride + i], its sum[i] at sum[s * state_stride + i], and its acc row i at
+/// acc.data + s * acc_stride + i * acc.ld; acc.rows = n and acc.cols = dv describe one shard.
+struct stacked_partials {
+  const float* max = nullptr;
+  const float* sum = nullptr;
+  const_view acc;
+  std::size_t shards = 0;
+  std::size_t state_stride = 0;
+  std::size_t acc_stride = 0;
+};
+
+/// Floats of one shard in the packed layout [max: n][sum: n][acc: n x dv, ld = dv]: the n x
+/// (dv + 2) floats per shard that the multi-GPU and NCCL paths move (docs/scaling.md).
+constexpr std::size_t packed_partial_floats(std::size_t n, std::size_t dv) noexcept {
+  return n * (dv + 2);
+}
+/// One shard's partial_view over a packed buffer of packed_partial_floats(n, dv) floats.
+constexpr partial_view packed_partial(float* shard, std::size_t n, std::size_t dv) noexcept {
+  return {shard, shard + n, mutable_view{shard + 2 * n, n, dv, dv}};
+}
+/// S packed shards back to back (what an all-gather of packed_partial buffers produces).
+constexpr stacked_partials packed_partials(const float* buffer, std::size_t shards, std::size_t n,
+                                           std::size_t dv) noexcept {
+  return {buffer,
+          buffer + n,
+          const_view{buffer + 2 * n, n, dv, dv},
+          shards,
+          packed_partial_floats(n, dv),
+          packed_partial_floats(n, dv)};
+}
+
+/// Bytes of device workspace that pool_partial() needs (never 0: the key ranges' states).
+std::size_t pool_partial_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
+                                        const pool_params& params = {});
+
+/// attnpool::pool_partial on device pointers: the partial states of `queries` over one shard of
+/// the keys (keys_shard, values_shard), written to `out` (out.acc must be n x dv). Runs the fused
+/// kernel (split-K inside the shard where the queries alone cannot fill the GPU) and merges its
+/// key ranges in order. Asynchronous unless opts.check_finite. A row with no key inside a compact
+/// kernel's support gets the empty state (max = -inf, sum = 0, acc = 0), never an error.
+/// \throws invalid_argument as attnpool::pool_partial does (params.mask must be none;
+///         empty_support::nearest is refused for compact kernels).
+void pool_partial(const_view queries, const_view keys_shard, const_view values_shard,
+                  const partial_view& out, const pool_params& params, const options& opts);
+
+/// Bytes of device workspace that merge_partials() needs (the empty-row scan slot).
+std::size_t merge_partials_workspace_size(const pool_params& params = {});
+
+/// attnpool::merge_partials on the device: merges the shards' states in shard order 0, 1, ...,
+/// S-1 (fixed: bitwise deterministic) and writes the normalised n x dv result to `out`. Only
+/// params.kernel and params.empty are read; a row that no shard saw a key for is NaN
+/// (empty_support::nan) or an invalid_argument naming the row (empty_support::error, which
+/// synchronises opts.stream). Otherwise asynchronous.
+/// \throws invalid_argument for shards == 0, a shape mismatch, null pointers or strides that
+///         make shards overlap.
+void merge_partials(const stacked_partials& shards, mutable_view out, const pool_params& params,
+                    const options& opts);
 
 /// Number of usable CUDA devices (0 without CUDA or without a device). Never throws.
 int device_count() noexcept;

@@ -10,9 +10,10 @@
 /// means cuda_fused where a device exists and d <= kMaxGpuBackwardDims, else cpu;
 /// backend::cuda_unfused throws invalid_argument. The device-pointer backward is
 /// attnpool::cuda::pool_backward (cuda.hpp).
-/// Bandwidth selection (loo_cv_error, select_bandwidth) is not implemented on the GPU yet:
-/// cuda_* throw invalid_argument "... not implemented on the GPU yet", never a silent
-/// fallback, and automatic means cpu there.
+/// Bandwidth selection (loo_cv_error, select_bandwidth) also runs on backend::cuda_fused: the
+/// leave-one-out sweep on the GPU (kernels/bandwidth_sweep.cu), with x and y copied to the
+/// device once per call; there backend::automatic means cuda_fused where a CUDA device exists,
+/// else cpu, and backend::cuda_unfused throws invalid_argument (the sweep is fused by design).
 #pragma once
 
 #include <attnpool/types.hpp>
@@ -138,12 +139,21 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
 /// backend::cpu evaluates every bandwidth in one fused sweep over the keys: the squared distances
 /// of a tile are computed once and shared, and each bandwidth keeps its own softmax sums. (All
 /// bandwidths share the row's nearest key as the softmax maximum, so no rescaling is needed.)
+/// backend::cuda_fused runs the same sweep on the GPU: one thread per row i streams the keys
+/// through shared memory once, computes each squared distance once and updates the sums of a
+/// group of 8 bandwidths in registers (a running nearest distance shared by the group); the
+/// per-row errors are then summed per bandwidth in a fixed order, so the result is bitwise
+/// reproducible. It agrees with backend::cpu within float32 rounding. Any d >= 1 and dv >= 1.
 /// \param x          n x d inputs (queries and keys at once), n >= 2
 /// \param y          n x dv targets
 /// \param bandwidths each finite and > 0, small enough that log2(e)/(2h^2) fits a float
-/// \param opts       backend (cpu, reference, automatic = cpu), threads, check_finite
-/// \throws invalid_argument on a bad shape, bandwidth, non-finite input (check_finite), or a
-///         cuda_* backend (not implemented on the GPU yet).
+/// \param opts       backend (cpu, reference, cuda_fused, automatic = cuda_fused where a CUDA
+///                   device exists, else cpu), threads (cpu), check_finite (checked on the host
+///                   data for every backend)
+/// \throws invalid_argument on a bad shape, bandwidth, non-finite input (check_finite), or
+///         backend::cuda_unfused; cuda_error for cuda_fused without a device, in a build
+///         without CUDA, or on a CUDA failure (out of device memory: x, y and 8 n bytes per
+///         bandwidth, in batches of at most 256 MiB).
 std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const double> bandwidths,
                                  const options& opts = {});
 
@@ -177,12 +187,16 @@ struct bandwidth_selection {
 /// regression of y on x (what statsmodels' KernelReg calls cv_ls): a log-spaced grid in one fused
 /// sweep (loo_cv_error), then golden-section refinement on ln h between the best grid point's
 /// neighbours. Never returns h <= 0: the search stays inside [h_min, h_max]. Ties go to the
-/// larger bandwidth (the smoother fit).
+/// larger bandwidth (the smoother fit). The search is the same on every backend; on
+/// backend::cuda_fused x and y are copied to the device once and every evaluation (the grid,
+/// then each refinement step) runs there, so the chosen h agrees with backend::cpu's within the
+/// refinement tolerance (unless two minima of the CV curve are within float32 rounding).
 /// \param x n x d inputs, n >= 2
 /// \param y n x dv targets
+/// \param opts as for loo_cv_error (automatic = cuda_fused where a CUDA device exists)
 /// \throws invalid_argument on a bad shape, a bad search (grid_size < 3, h_min >= h_max, a
-///         non-positive or non-finite end or tolerance), non-finite input (check_finite), or a
-///         cuda_* backend (not implemented on the GPU yet).
+///         non-positive or non-finite end or tolerance), non-finite input (check_finite), or
+///         backend::cuda_unfused; cuda_error as loo_cv_error.
 bandwidth_selection select_bandwidth(const_view x, const_view y,
                                      const bandwidth_search& search = {},
                                      const options& opts = {});

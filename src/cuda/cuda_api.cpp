@@ -7,6 +7,7 @@
 #include "backends.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/fused_host.hpp"
 #include "fused_pool.hpp"
 #include "support_kernels.hpp"
 #include "validate.hpp"
@@ -26,13 +27,6 @@ namespace cuda::detail {
 namespace {
 
 using kernels::align_up;
-
-void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
-  ATTNPOOL_EXPECTS(d <= static_cast<std::size_t>(INT_MAX), fn, ": d = ", d,
-                   " exceeds the CUDA backends' limit of 2^31 - 1");
-  ATTNPOOL_EXPECTS(dv <= static_cast<std::size_t>(INT_MAX), fn, ": dv = ", dv,
-                   " exceeds the CUDA backends' limit of 2^31 - 1");
-}
 
 // Byte offsets of the fused path's workspace:
 //   [scan slot][valid_lens (mask::valid_length only)][partial states][partial acc].
@@ -69,6 +63,47 @@ std::byte* ws_at(const options& opts, std::size_t offset) {
 }
 
 }  // namespace
+
+void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
+  ATTNPOOL_EXPECTS(d <= static_cast<std::size_t>(INT_MAX), fn, ": d = ", d,
+                   " exceeds the CUDA backends' limit of 2^31 - 1");
+  ATTNPOOL_EXPECTS(dv <= static_cast<std::size_t>(INT_MAX), fn, ": dv = ", dv,
+                   " exceeds the CUDA backends' limit of 2^31 - 1");
+}
+
+kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,
+                                   const pool_params& params, kernels::any_kernel_args& any) {
+  kernels::fused_args a;
+  a.q = q.data;
+  a.k = k.data;
+  a.v = v.data;
+  a.out = out.data;
+  a.ldq = q.ld;
+  a.ldk = k.ld;
+  a.ldv = v.ld;
+  a.ldo = out.ld;
+  a.n = q.rows;
+  a.m = k.rows;
+  a.d = static_cast<int>(q.cols);
+  a.dv = static_cast<int>(v.cols);
+  const gpu_kernel g = gpu_kernel_for(params);
+  a.neg_scale = g.constant;
+  any.kind = g.kind;
+  any.weighted = g.weighted ? 1 : 0;
+  std::copy(std::begin(g.dim_weights), std::end(g.dim_weights), std::begin(any.dim_weights));
+  return a;
+}
+
+unsigned long long first_nonfinite_on_device(const_view result, void* scan_slot, stream_t stream) {
+  auto* scan = static_cast<kernels::input_scan*>(scan_slot);
+  ATTNPOOL_CUDA_TRY(cudaMemsetAsync(scan->first_bad, 0xFF, sizeof scan->first_bad, stream));
+  kernels::scan_inputs(result, &scan->first_bad[0], nullptr, current_sm_count(), stream);
+  unsigned long long bad = 0;
+  ATTNPOOL_CUDA_TRY(
+      cudaMemcpyAsync(&bad, &scan->first_bad[0], sizeof bad, cudaMemcpyDeviceToHost, stream));
+  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
+  return bad;
+}
 
 int current_sm_count() {
   int device = 0;
@@ -124,13 +159,7 @@ bool needs_empty_check(const pool_params& params) {
 void check_empty_rows_on_device(const char* fn, const pool_params& params, const_view result,
                                 void* scan_slot, stream_t stream) {
   if (!needs_empty_check(params) || result.rows == 0) return;
-  auto* scan = static_cast<kernels::input_scan*>(scan_slot);
-  ATTNPOOL_CUDA_TRY(cudaMemsetAsync(scan->first_bad, 0xFF, sizeof scan->first_bad, stream));
-  kernels::scan_inputs(result, &scan->first_bad[0], nullptr, current_sm_count(), stream);
-  unsigned long long bad = 0;
-  ATTNPOOL_CUDA_TRY(
-      cudaMemcpyAsync(&bad, &scan->first_bad[0], sizeof bad, cudaMemcpyDeviceToHost, stream));
-  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
+  const unsigned long long bad = first_nonfinite_on_device(result, scan_slot, stream);
   // The inputs were finite (or the caller switched check_finite off), so a non-finite result
   // element belongs to a row the kernels left empty: the same words as the host engines.
   ATTNPOOL_EXPECTS(bad == ~0ULL, fn, ": query row ", bad / result.cols,
@@ -219,25 +248,8 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
   check_workspace(fn, opts, l.plan.splits > 1 || scan || lens ? l.total : 0);
   if (opts.check_finite) check_inputs_on_device(fn, q, k, v, params, ws_at(opts, 0), opts.stream);
 
-  kernels::fused_args a;
-  a.q = q.data;
-  a.k = k.data;
-  a.v = v.data;
-  a.out = out.data;
-  a.ldq = q.ld;
-  a.ldk = k.ld;
-  a.ldv = v.ld;
-  a.ldo = out.ld;
-  a.n = s.n;
-  a.m = s.m;
-  a.d = static_cast<int>(s.d);
-  a.dv = static_cast<int>(s.dv);
-  const gpu_kernel g = gpu_kernel_for(params);
-  a.neg_scale = g.constant;
   kernels::any_kernel_args any;
-  any.kind = g.kind;
-  any.weighted = g.weighted ? 1 : 0;
-  std::copy(std::begin(g.dim_weights), std::end(g.dim_weights), std::begin(any.dim_weights));
+  kernels::fused_args a = fused_args_for(q, k, v, out, params, any);
   any.mask = params.mask;
   if (lens) {
     upload_valid_lens(params, s.n, ws_at(opts, l.lens_offset), opts.stream);
@@ -313,13 +325,11 @@ int cuda::device_count() noexcept {
 
 // ---- host-memory entry points (src/backends.hpp) -----------------------------------------------
 
-namespace {
-
 using cuda::detail::device_buffer;
 
 // Host rows -> dense device rows. cudaMemcpy2D copies `cols` floats per row and never reads the
 // pad elements between them.
-device_buffer<float> upload(const_view a, const char* what, stream_t stream) {
+device_buffer<float> cuda::detail::upload(const_view a, const char* what, stream_t stream) {
   device_buffer<float> d(a.rows * a.cols, what);
   if (a.rows > 0 && a.cols > 0) {
     ATTNPOOL_CUDA_TRY(cudaMemcpy2DAsync(d.data(), a.cols * sizeof(float), a.data,
@@ -330,16 +340,17 @@ device_buffer<float> upload(const_view a, const char* what, stream_t stream) {
 }
 
 // Dense device rows -> host rows with the caller's leading dimension (pad left untouched).
-void download(const device_buffer<float>& d, mutable_view a, stream_t stream) {
-  ATTNPOOL_CUDA_TRY(cudaMemcpy2DAsync(a.data, a.ld * sizeof(float), d.data(),
-                                      a.cols * sizeof(float), a.cols * sizeof(float), a.rows,
-                                      cudaMemcpyDeviceToHost, stream));
+void cuda::detail::download(const float* d, mutable_view a, stream_t stream) {
+  if (a.rows == 0 || a.cols == 0) return;
+  ATTNPOOL_CUDA_TRY(cudaMemcpy2DAsync(a.data, a.ld * sizeof(float), d, a.cols * sizeof(float),
+                                      a.cols * sizeof(float), a.rows, cudaMemcpyDeviceToHost,
+                                      stream));
 }
 
-// The host entry points run on the calling thread's default stream, so concurrent callers on
-// different threads do not serialise on the legacy stream.
-const stream_t kHostStream = cudaStreamPerThread;
-
+namespace {
+using cuda::detail::download;
+using cuda::detail::kHostStream;
+using cuda::detail::upload;
 }  // namespace
 
 void detail::cuda_pool_host(const_view q, const_view k, const_view v, mutable_view out,
@@ -363,7 +374,7 @@ void detail::cuda_pool_host(const_view q, const_view k, const_view v, mutable_vi
   cuda::pool(const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
              const_view{dv.data(), v.rows, v.cols}, mutable_view{dout.data(), out.rows, out.cols},
              params, o);
-  download(dout, out, stream);
+  download(dout.data(), out, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
 
@@ -386,7 +397,7 @@ void detail::cuda_weights_host(const_view q, const_view k, mutable_view w,
   cuda::attention_weights(const_view{dq.data(), q.rows, q.cols},
                           const_view{dk.data(), k.rows, k.cols},
                           mutable_view{dw.data(), w.rows, w.cols}, params, o);
-  download(dw, w, stream);
+  download(dw.data(), w, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
 
@@ -399,7 +410,7 @@ void detail::cuda_average_host(const_view values, mutable_view out) {
   o.stream = stream;
   cuda::average_pool(const_view{dv.data(), values.rows, values.cols},
                      mutable_view{dout.data(), out.rows, out.cols}, o);
-  download(dout, out, stream);
+  download(dout.data(), out, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
 

@@ -1,6 +1,8 @@
 // pool_batched against per-problem reference::pool and per-problem pool(); pool_partial +
 // merge_partials against the unsharded engine (issue 7).
 #include <attnpool/batched.hpp>
+#include <attnpool/cuda.hpp>
+#include <attnpool/multi_gpu.hpp>
 #include <attnpool/pool.hpp>
 #include <attnpool/reference.hpp>
 
@@ -169,8 +171,8 @@ TEST(Batched, ErrorsNameTheArgumentAndTheProblem) {
   expect_error([&] { call({0, 3, 5}, {0, 4, 8}); }, "keys.rows (9)");
   expect_error([&] { call({0, 3, 5}, {0, 9, 9}); }, "problem 1 has 2 queries but no keys");
   expect_error([&] { call({}, {}); }, "B + 1 >= 1");
-  expect_error([&] { call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cuda_fused)); },
-               "not implemented on the GPU yet");
+  expect_error([&] { call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cuda_unfused)); },
+               "backend cuda_unfused is not implemented");
   attnpool::pool_params loo;
   loo.mask = attnpool::mask::leave_one_out;
   expect_error([&] { call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cpu), loo); },
@@ -261,8 +263,38 @@ TEST(Sharded, Errors) {
   EXPECT_THROW(attnpool::pool_partial(p.queries(), p.keys(), p.values(), params),
                attnpool::invalid_argument);
   EXPECT_THROW(attnpool::pool_partial(p.queries(), p.keys(), p.values(), {},
-                                      opts_for(backend::cuda_fused)),
+                                      opts_for(backend::cuda_unfused)),
                attnpool::invalid_argument);
+  EXPECT_THROW(attnpool::pool_partial(p.queries(), p.keys(), p.values(), {},
+                                      opts_for(backend::reference)),
+               attnpool::invalid_argument);
+}
+
+// Without a usable GPU (no device, or a build without CUDA, where src/cuda_stub.cpp answers)
+// every CUDA entry point of issue 7 fails loudly with cuda_error, never silently.
+TEST(BatchedCuda, WithoutADeviceEveryEntryPointThrowsCudaError) {
+  if (attnpool::cuda::device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  const problem p = make_problem(3, 4, 1, 1, 1);
+  std::vector<float> out(3);
+  const std::vector<std::size_t> qo{0, 3}, ko{0, 4};
+  EXPECT_THROW(attnpool::pool_batched(p.queries(), p.keys(), p.values(), {out.data(), 3, 1}, qo,
+                                      ko, {}, opts_for(backend::cuda_fused)),
+               attnpool::cuda_error);
+  EXPECT_THROW(attnpool::pool_partial(p.queries(), p.keys(), p.values(), {},
+                                      opts_for(backend::cuda_fused)),
+               attnpool::cuda_error);
+  EXPECT_THROW(attnpool::pool_sharded(p.queries(), p.keys(), p.values(), {out.data(), 3, 1}),
+               attnpool::cuda_error);
+#ifndef ATTNPOOL_HAS_CUDA
+  // The device-pointer API exists in a CPU-only build and says why it cannot run.
+  try {
+    attnpool::cuda::merge_partials({}, {}, {}, {});
+    ADD_FAILURE() << "expected cuda_error";
+  } catch (const attnpool::cuda_error& e) {
+    EXPECT_NE(std::string(e.what()).find("built without CUDA"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(attnpool::cuda::pool_batched_workspace_size(1, 1, 1, 1), attnpool::cuda_error);
+#endif
 }
 
 }  // namespace

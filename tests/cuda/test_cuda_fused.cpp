@@ -100,7 +100,10 @@ std::vector<fused_case> split_cases() {
   std::vector<fused_case> cases;
   for (std::size_t n : {1, 7, 129})
     for (std::size_t m : {4097, 20000})
-      for (int s : {1, 3, 16, 1000}) cases.push_back({n, m, 3, 2, 1.0, s, 0.0f});
+      for (int s : {1, 3, 16, 33, 1000}) {
+        cases.push_back({n, m, 3, 2, 1.0, s, 0.0f});
+        cases.push_back({n, m, 1, 1, 1.0, s, 0.0f});  // the lazy-rescale path (d = dv = 1)
+      }
   return cases;
 }
 
@@ -130,6 +133,26 @@ TEST(fused_far_keys, spaced_grid_small_bandwidths) {
       expect_matches_reference(p, params, out.data(), p.dv + 1, ref);
       for (std::size_t i = 0; i < p.n; ++i)
         EXPECT_NEAR(out[i * (p.dv + 1)], p.v[0], 1e-6 * std::fabs(p.v[0])) << "row " << i;
+    }
+  }
+}
+
+// Keys that come nearer with every chunk (1e3 down to 0 in steps of 0.25, queries in [0, 1)):
+// at small h every 16-key chunk beats the running reference by far more than the lazy path's
+// limit, so d = dv = 1 (fused_traits::kLazyRescale) rebases on every chunk; at h = 10 it never
+// needs to. Both must match the reference, with split-K on and off.
+TEST(fused_lazy_rescale, keys_approaching_the_queries) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  for (double h : {0.05, 1.0, 10.0}) {
+    for (int splits : {1, 8}) {
+      problem p = make_problem(129, 4001, 1, 1, fresh_seed());
+      for (std::size_t j = 0; j < p.m; ++j)
+        p.k[j * (p.d + p.pad)] = 1e3f - 0.25f * static_cast<float>(j);
+      SCOPED_TRACE(describe(p, h) + " splits=" + std::to_string(splits));
+      const pool_params params{h};
+      const reference::pooled ref = reference::pool(p.queries(), p.keys(), p.values(), params);
+      const std::vector<float> out = run_fused(p, params, splits, 1);
+      expect_matches_reference(p, params, out.data(), p.dv + 1, ref);
     }
   }
 }

@@ -1,6 +1,7 @@
 // Bandwidth selection (issue 6): the fused multi-bandwidth sweep against the fp64 oracle's
 // leave-one-out errors, the search against a brute-force fp64 grid search, and h > 0 on
 // degenerate data (all x equal, n = 2, duplicates).
+#include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/reference.hpp>
@@ -40,25 +41,7 @@ dataset notebook_data(std::size_t n, std::uint64_t seed) {
   return d;
 }
 
-// |cv32 - cv64| <= 1/(n dv) sum_ic (2 |y_ic - yhat_ic| tol_ic + tol_ic^2) + 1e-6 cv64: each
-// prediction is within the forward engine's derived tolerance tol_ic (test_support.hpp); the
-// last term is the float32 rounding of the n dv squared errors' inputs and their sum in double.
-double cv_tolerance(const problem& p, double h) {
-  attnpool::pool_params params{h};
-  params.mask = attnpool::mask::leave_one_out;
-  const auto ref = attnpool::reference::pool(p.queries(), p.queries(), p.values(), params);
-  double tol = 0.0, cv = 0.0;
-  for (std::size_t i = 0; i < p.n; ++i)
-    for (std::size_t c = 0; c < p.dv; ++c) {
-      const std::size_t idx = i * p.dv + c;
-      const double t = attnpool::test::tolerance_for(ref, idx, p.d);
-      const double e = std::fabs(double{p.values()(i, c)} - ref.out[idx]);
-      tol += 2.0 * e * t + t * t;
-      cv += e * e;
-    }
-  const double count = static_cast<double>(p.n * p.dv);
-  return tol / count + 1e-6 * cv / count;
-}
+using attnpool::test::loo_cv_tolerance;
 
 TEST(LooCv, FusedSweepMatchesTheOracle) {
   const std::vector<double> hs = {1e-3, 1e-2, 0.05, 0.1, 0.3, 1.0, 3.0, 100.0};
@@ -75,7 +58,7 @@ TEST(LooCv, FusedSweepMatchesTheOracle) {
         ASSERT_EQ(cpu.size(), hs.size());
         for (std::size_t b = 0; b < hs.size(); ++b) {
           ASSERT_TRUE(std::isfinite(cpu[b])) << "h=" << hs[b];
-          EXPECT_NEAR(cpu[b], ref[b], cv_tolerance(p, hs[b])) << "h=" << hs[b];
+          EXPECT_NEAR(cpu[b], ref[b], loo_cv_tolerance(p, hs[b])) << "h=" << hs[b];
         }
       }
     }
@@ -164,7 +147,7 @@ TEST(SelectBandwidth, NeverReturnsANonPositiveBandwidth) {
   }
 }
 
-TEST(SelectBandwidth, RejectsBadSearchesAndTheGpu) {
+TEST(SelectBandwidth, RejectsBadSearchesAndCudaUnfused) {
   const dataset data = notebook_data(10, 1);
   auto expect_invalid = [&](const attnpool::bandwidth_search& s, const attnpool::options& o,
                             const std::string& part) {
@@ -188,8 +171,19 @@ TEST(SelectBandwidth, RejectsBadSearchesAndTheGpu) {
   s = {};
   s.log_tolerance = 0.0;
   expect_invalid(s, {}, "log_tolerance");
-  for (backend b : {backend::cuda_fused, backend::cuda_unfused})
-    expect_invalid({}, opts_for(b), "not implemented on the GPU yet");
+  // The GPU: cuda_unfused has no sweep and says so; cuda_fused runs (tests/cuda/
+  // test_cuda_bandwidth.cpp checks it), and without a device (or without CUDA) it is a
+  // cuda_error, never a silent fallback to the CPU.
+  expect_invalid({}, opts_for(backend::cuda_unfused), "backend cuda_unfused has no leave-one-out");
+  if (attnpool::cuda::device_count() == 0) {
+    EXPECT_THROW((void)attnpool::select_bandwidth(data.xv(), data.yv(), {},
+                                                  opts_for(backend::cuda_fused)),
+                 attnpool::cuda_error);
+    const double h = 1.0;
+    EXPECT_THROW((void)attnpool::loo_cv_error(data.xv(), data.yv(), std::span<const double>(&h, 1),
+                                              opts_for(backend::cuda_fused)),
+                 attnpool::cuda_error);
+  }
   const std::vector<float> one = {1.0f};
   EXPECT_THROW((void)attnpool::select_bandwidth({one.data(), 1, 1}, {one.data(), 1, 1}),
                attnpool::invalid_argument);

@@ -149,4 +149,26 @@ inline void check_pool_against_reference(const problem& p, const pool_params& pa
                            reference::pool(p.queries(), p.keys(), p.values(), params));
 }
 
+/// Tolerance of a float32 loo_cv_error(h) against the fp64 oracle's, for x = p.queries() and
+/// y = p.values() (n = p.n rows): |cv32 - cv64| <= 1/(n dv) sum_ic (2 |y_ic - yhat_ic| tol_ic +
+/// tol_ic^2) + 1e-6 cv64. Each leave-one-out prediction is within the forward engine's derived
+/// tolerance tol_ic (tolerance_for); the last term is the float32 rounding of the n dv squared
+/// errors' inputs and their sum in double.
+inline double loo_cv_tolerance(const problem& p, double h) {
+  pool_params params{h};
+  params.mask = mask::leave_one_out;
+  const auto ref = reference::pool(p.queries(), p.queries(), p.values(), params);
+  double tol = 0.0, cv = 0.0;
+  for (std::size_t i = 0; i < p.n; ++i)
+    for (std::size_t c = 0; c < p.dv; ++c) {
+      const std::size_t idx = i * p.dv + c;
+      const double t = tolerance_for(ref, idx, p.d);
+      const double e = std::fabs(double{p.values()(i, c)} - ref.out[idx]);
+      tol += 2.0 * e * t + t * t;
+      cv += e * e;
+    }
+  const double count = static_cast<double>(p.n * p.dv);
+  return tol / count + 1e-6 * cv / count;
+}
+
 }  // namespace attnpool::test
