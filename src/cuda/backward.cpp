@@ -10,6 +10,7 @@
 #include "backward.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/fused_host.hpp"
 #include "fused_pool.hpp"
 #include "support_kernels.hpp"
 #include "validate.hpp"
@@ -153,16 +154,7 @@ void fused_backward(const char* fn, const_view q, const_view k, const_view v, co
 }
 
 using cuda::detail::device_buffer;
-
-device_buffer<float> upload(const_view a, const char* what, stream_t stream) {
-  device_buffer<float> d(a.rows * a.cols, what);
-  if (a.rows > 0 && a.cols > 0) {
-    ATTNPOOL_CUDA_TRY(cudaMemcpy2DAsync(d.data(), a.cols * sizeof(float), a.data,
-                                        a.ld * sizeof(float), a.cols * sizeof(float), a.rows,
-                                        cudaMemcpyHostToDevice, stream));
-  }
-  return d;
-}
+using cuda::detail::upload;
 
 // A device buffer for a wanted gradient (empty when not wanted), and its dense device view.
 struct device_grad {
@@ -174,10 +166,7 @@ struct device_grad {
     view = mutable_view{buf.data(), host.rows, host.cols};
   }
   void download(mutable_view host, stream_t stream) const {
-    if (host.data == nullptr || host.rows == 0 || host.cols == 0) return;
-    ATTNPOOL_CUDA_TRY(cudaMemcpy2DAsync(host.data, host.ld * sizeof(float), buf.data(),
-                                        host.cols * sizeof(float), host.cols * sizeof(float),
-                                        host.rows, cudaMemcpyDeviceToHost, stream));
+    if (host.data != nullptr) cuda::detail::download(buf.data(), host, stream);
   }
 };
 
@@ -199,7 +188,7 @@ void detail::cuda_backward_host(const_view q, const_view k, const_view v, const_
   constexpr const char* fn = "pool_backward";
   // Same checks as the device call, before any allocation, so the caller's names appear.
   check_backward_limits(fn, q.cols, v.cols);
-  const stream_t stream = cudaStreamPerThread;
+  const stream_t stream = cuda::detail::kHostStream;
   const device_buffer<float> dq = upload(q, "queries", stream);
   const device_buffer<float> dk = upload(k, "keys", stream);
   const device_buffer<float> dv = upload(v, "values", stream);
