@@ -42,10 +42,11 @@ std::size_t pool_backward_workspace_size(std::size_t n, std::size_t m, std::size
                                          std::size_t dv, const pool_params& params);
 
 /// The backward pass of pool() on device pointers (see attnpool::pool_backward for the maths),
-/// fused in the FlashAttention style: one kernel writes each row's log-sum-exp and
-/// D_i = dout_i . out_i, one row-parallel kernel dq and per-row shares of dh, one key-parallel
-/// kernel dk and dv, scores recomputed; the n x m matrix is never stored and every gradient is
-/// summed in a fixed order (bitwise repeatable). Gaussian kernel, isotropic bandwidth, d <= 64.
+/// fused in the FlashAttention style: a row-parallel kernel makes one streaming pass per query
+/// row for its log-sum-exp, D_i = dout_i . out_i, dq_i and the row's share of dh; a
+/// key-parallel kernel recomputes the scores from the saved log-sum-exp for dk and dv; one block
+/// sums dh. The n x m matrix is never stored and every gradient is summed in a fixed order
+/// (bitwise repeatable). Gaussian kernel, isotropic bandwidth, d <= 64.
 /// Backend must be cuda_fused or automatic.
 /// \param grads device views of the gradients wanted (any subset); grads.bandwidth, when set,
 ///        points to ONE DOUBLE IN DEVICE MEMORY, written asynchronously.

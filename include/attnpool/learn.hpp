@@ -50,8 +50,9 @@ struct pool_gradients {
 /// forward pass keeps each row's log-sum-exp; one pass over the rows recomputes the scores tile
 /// by tile for dq and dh, one pass over the keys does the same for dk and dv. Memory
 /// O((n + m)(d + dv)). Results do not depend on the thread count. backend::cuda_fused runs the
-/// same phases as GPU kernels (cuda::pool_backward), each gradient summed in a fixed order, so
-/// its results are bitwise repeatable too.
+/// same two phases as GPU kernels (cuda::pool_backward; the row phase also finds the
+/// log-sum-exp in its single pass), each gradient summed in a fixed order, so its results are
+/// bitwise repeatable too.
 /// \param queries n x d, keys m x d, values m x dv: as for pool()
 /// \param dout    n x dv: dL/d(out)
 /// \param grads   where to write; any subset
