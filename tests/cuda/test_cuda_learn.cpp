@@ -210,6 +210,13 @@ TEST(CudaBackward, MatchesTheReference) {
       }
     }
   }
+  // Extreme bandwidths, with and without leave_one_out.
+  for (double h : {1e-3, 1e3}) {
+    check_backward(make_problem(129, 300, 2, 2, fresh_seed()), {h});
+    pool_params loo{h};
+    loo.mask = mask::leave_one_out;
+    check_backward(make_problem(200, 200, 1, 1, fresh_seed()), loo);
+  }
   // Far keys at small h: |scores| ~ 1e7, where the saved log-sum-exp must match the rows'
   // recomputed scores bitwise (__fsub_rn, no FMA contraction).
   check_backward(make_problem(300, 200, 2, 2, fresh_seed(), 30.0f), {1e-2});

@@ -147,7 +147,13 @@ TEST(BackwardAgent, MatchesTheOracle) {
       }
     }
   }
-  // Far keys at small h (|scores| ~ 1e7), d = 33 padded to 64, and d = 64.
+  // Extreme bandwidths; far keys at small h (|scores| ~ 1e7); d = 33 padded to 64, and d = 64.
+  for (double h : {1e-3, 1e3}) {
+    check(make_problem(129, 300, 2, 2, fresh_seed()), {h});
+    pool_params loo{h};
+    loo.mask = mask::leave_one_out;
+    check(make_problem(200, 200, 1, 1, fresh_seed()), loo);
+  }
   check(make_problem(60, 50, 2, 2, fresh_seed(), 30.0f), {1e-2});
   check(make_problem(30, 40, 33, 1, fresh_seed()), {2.0});
   check(make_problem(30, 40, 64, 2, fresh_seed()), {2.0});
