@@ -48,7 +48,7 @@ if [[ "${1:-}" == "--stage-prebuilt" ]]; then
   done
   cmake --build "$pb" -j2 --target "${targets[@]}"
   rm -rf .prebuilt && mkdir -p .prebuilt/bin .prebuilt/lib
-  find "$pb" -maxdepth 1 -name 'libattnpool*.so*' -exec cp -a {} .prebuilt/lib/ \;
+  find "$pb" -name 'libattnpool*.so*' -not -path '*/CMakeFiles/*' -exec cp -a {} .prebuilt/lib/ \;
   for t in "${targets[@]}"; do
     f=$(find "$pb" -type f -name "$t" -perm -u+x | head -1)
     [[ -n $f ]] && cp "$f" .prebuilt/bin/
@@ -165,11 +165,13 @@ done
 # Small cases that still cover partial tiles, split-K + merge, the generic path, pads, the
 # unfused row softmax (CUB block reductions, in-place row updates) and the other kernels; plus
 # $SANITIZE_EXTRA ("binary:filter binary:filter ...") for newer suites.
-fused_filter='sizes/*n129_m129_d3_*:dims/*n129_m300_d5_dv3_*:dims/*n129_m300_d65_dv1_*:split_k/*n7_m4097_d3_dv2_*_s16_*:fused_leading_dimensions.*'
+fused_filter='sizes/*n129_m129_d3_*:dims/*n129_m300_d5_dv3_*:dims/*n129_m300_d65_dv1_*:split_k/*n7_m4097_d3_dv2_*_s16_*:split_k/*n129_m4097_d1_dv1_*_s33_*:fused_leading_dimensions.*'
 unfused_filter='unfused_weights.*:cases/unfused_vs_reference.pool_matches_reference/4'
 san_runs=("test_cuda_fused:$fused_filter" "test_cuda_unfused:$unfused_filter"
   "test_cuda_kernels:cuda_kernels.empty_support_nan_rows:cuda_kernels.anisotropic_bandwidth")
+set -f  # the filters' * are gtest's, not the shell's
 for extra in ${SANITIZE_EXTRA:-}; do san_runs+=("$extra"); done
+set +f
 for tool in memcheck racecheck; do
   log=$out/04-$tool.log
   [[ $tool == racecheck ]] && log=$out/05-$tool.log
@@ -201,9 +203,13 @@ done
 bench_filter=${BENCH_FILTER:-'^(fused|unfused)/n:16384/m:16384/d:(1|16)/dv:1/|^fused/n:1048576/m:1048576/d:1/dv:(1|16)/|^fused/n:4194304/m:4194304/d:1/dv:1/|^skinny'}
 blog=$out/06-bench.log
 : >"$blog"
+# $BENCH_FILTERS narrows the other suites of a short run: "bench_fused_tuning=regex;...".
+declare -A suite_filter=()
+IFS=';' read -ra pairs <<<"${BENCH_FILTERS:-}"
+for kv in "${pairs[@]}"; do [[ $kv == *=* ]] && suite_filter[${kv%%=*}]=${kv#*=}; done
 for b in "${benches[@]}"; do
   [[ -x $bindir/$b ]] || continue
-  filter=.
+  filter=${suite_filter[$b]:-.}
   [[ $b == bench_cuda ]] && filter=$bench_filter
   echo "==== $b --benchmark_filter=$filter" >>"$blog"
   if timeout "$(cap 120)" "$bindir/$b" --benchmark_filter="$filter" --benchmark_min_time=0.05 \
@@ -218,7 +224,9 @@ grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 " "$blog" | tee -a "$summary" || tr
 
 # statsmodels' leave-one-out bandwidth selection on this machine's CPU, n = 1000: issue 6 compares
 # it with bench_cuda_cv's select_bandwidth at the same n.
-if python3 -c 'import statsmodels' 2>/dev/null; then
+# $SKIP (words: statsmodels peers sass) leaves steps out of a short run.
+skip() { [[ " ${SKIP:-} " == *" $1 "* ]]; }
+if ! skip statsmodels && python3 -c 'import statsmodels' 2>/dev/null; then
   echo "==== statsmodels_cv.py --n 1000 (this machine's CPU)" >>"$blog"
   timeout "$(cap 40)" python3 "$root/bench/peers/statsmodels_cv.py" --n 1000 >>"$blog" 2>&1 || true
   note "$(grep 'KernelReg(cv_ls)' "$blog" | tail -1)"
@@ -227,7 +235,7 @@ fi
 # ---- 6. peers ----------------------------------------------------------------------------------
 # $PEERS_ARGS narrows a short run, e.g. "--shapes 16384x16384x1x1 --no-probe".
 left=$((budget_s - ($(date +%s) - start)))
-if ((left > 40)) && [[ -x $bindir/attnpool_peer ]]; then
+if ! skip peers && ((left > 40)) && [[ -x $bindir/attnpool_peer ]]; then
   budget=$((left - 10))
   # KeOps travels as wheels (bench/peers/README.md); without them its rows say "unavailable".
   if compgen -G "$root/.whl/*.whl" >/dev/null; then
@@ -255,7 +263,7 @@ fi
 # ---- 7. machine code ----------------------------------------------------------------------------
 # Registers / spills of every kernel, and the SASS of the headline kernel (d = dv = 1), read with
 # the GPU machine's cuobjdump (the development machine's toolkit lacks it).
-if command -v cuobjdump >/dev/null; then
+if ! skip sass && command -v cuobjdump >/dev/null; then
   obj=$root/.prebuilt/lib/libattnpool.so
   [[ -f $obj && $bindir == "$root/.prebuilt/bin" ]] || obj=$bindir/bench_cuda
   {
