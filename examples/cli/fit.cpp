@@ -243,15 +243,17 @@ int run_fit(const fit_args& a) {
   if (a.bandwidth) {
     h = *a.bandwidth;
   } else if (!a.silverman) {
-    // Leave-one-out selection has no GPU version yet: it runs on the CPU engine (or the fp64
-    // reference when asked for), and says so, whatever --backend the pooling itself uses.
+    // Leave-one-out selection runs where the pooling runs (the CPU engine, the fp64 reference or
+    // the GPU's fused sweep; --backend cuda_unfused has no sweep of its own, so its selection
+    // runs on cuda_fused), and says where.
     if (m < 2) {
       throw input_error(detail::concat(a.train.string(),
                                        ": --bandwidth auto needs at least 2 training points, got ",
                                        m, "; pass --bandwidth H"));
     }
     options sel_opts;
-    sel_opts.backend = a.backend == backend::reference ? backend::reference : backend::cpu;
+    sel_opts.backend = resolve_backend(a.backend == backend::cuda_unfused ? backend::cuda_fused
+                                                                          : a.backend);
     sel_opts.threads = a.threads;
     const bandwidth_selection s = select_bandwidth(
         const_view(train_x.values.data(), m, d), values, bandwidth_search{}, sel_opts);
