@@ -182,7 +182,7 @@ for tool in memcheck racecheck; do
       bin=${run%%:*} filter=${run#*:}
       [[ -x $bindir/$bin ]] || continue
       echo "==== $bin --gtest_filter=$filter" >>"$log"
-      timeout "$(cap 60)" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+      timeout "$(cap "${SAN_CAP:-60}")" compute-sanitizer --tool "$tool" --error-exitcode 9 \
         "$bindir/$bin" --gtest_brief=1 --gtest_filter="$filter" >>"$log" 2>&1 || ok=0
     done
     if ((ok)); then note "$tool: clean ($(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | sort | uniq -c | tr '\n' ' '))"; else
