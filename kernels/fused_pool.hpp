@@ -87,8 +87,10 @@ struct any_kernel_args {
 /// Measured for d = dv = 1 on an NVIDIA H100 80GB HBM3 (132 SMs, 1980 MHz; 2026-11-26) with
 /// bench/cuda/bench_fused_tuning at n = m = 2^20 (pairs/s; exp2 bound 4.18e12):
 ///
+/// (run B, before the lazy rescale of kLazyRescale, which changed the d = dv = 1 choice to one
+/// row per thread: see there)
 ///   threads rows/thread chunk tile | regs blocks/SM | pairs/s
-///   128     2           16    128  |  72   7        | 2.53e12 (60.4 %)   <- these traits
+///   128     2           16    128  |  72   7        | 2.53e12 (60.4 %)
 ///   128     1           16    128  |  47  10        | 2.53e12
 ///    64     2           16    128  |  72  14        | 2.50e12
 ///   256     2           16    256  |  64   4        | 2.47e12
@@ -121,18 +123,27 @@ struct fused_traits {
   /// Registers per query row that scale with the shape (query row + accumulators).
   static constexpr int kRowRegs = (kGeneric ? 0 : D) + DV;
 
+  /// Gaussian weights relative to each row's running reference, rebased only when a chunk's
+  /// weights sum past a limit (fused_agent::lazy_weights), with score - reference in one FFMA:
+  /// saves the per-pair FMNMX and FMUL and the per-chunk merge (4 of the 36 MUFU.EX2 per chunk
+  /// of 2 rows); the SASS of the full chunk drops from 303 to about 226 instructions per 32
+  /// pairs, so the MUFU pipe, not issue, becomes the bound. It costs registers (d = dv = 1:
+  /// 72 -> 106 at 2 rows per thread, ptxas 13.0; dv = 4: 80 -> 128), which is why it is limited
+  /// to d = dv = 1. Measured on the H100 (bench_fused_tuning, n = m = 2^20, 2026-11-26 run C):
+  ///   eager, 2 rows/thread (the previous default)   72 regs  7 blocks/SM  2.41e12 pairs/s
+  ///   lazy,  2 rows/thread                          106 regs  4 blocks/SM  2.79e12
+  ///   lazy,  1 row/thread (these traits)             76 regs  6 blocks/SM  3.00e12 (71.8 %)
+  /// (the eager default gave 2.53e12 in run B: about 5 % run-to-run spread). The GPU tests of
+  /// run C ran the lazy path at 2 rows per thread; 1 row per thread gave bitwise the same
+  /// output on the tuning problem (max_diff 0), and that row count is the one every wider
+  /// shape already uses.
+  static constexpr bool kLazyRescale = !kGeneric && kRowRegs <= 2;
+
   static constexpr int kThreads = 128;
-  static constexpr int kRowsPerThread = kRowRegs <= 8 ? 2 : 1;
+  static constexpr int kRowsPerThread = kLazyRescale ? 1 : kRowRegs <= 8 ? 2 : 1;
   static constexpr int kChunk = kRowRegs <= 48 ? 16 : 8;
   static constexpr int kTileKeys = kRowRegs <= 64 ? 128 : 64;
   static constexpr int kRowsPerBlock = kThreads * kRowsPerThread;
-  /// Gaussian weights relative to each row's running reference, rebased only when a chunk's
-  /// weights sum past a limit (fused_agent::lazy_weights): saves the per-pair FMNMX and the
-  /// per-chunk merge (2 of the 36 MUFU.EX2 per chunk of 2 rows), for 24 more registers at
-  /// d = dv = 1 (72 -> 96 with ptxas 13.0: 5 instead of 7 blocks per SM) and more elsewhere
-  /// (80 -> 128 at dv = 4), which is why it is limited to d = dv = 1. Not yet measured on a GPU:
-  /// bench_fused_tuning times it against the eager variant ("t128_r2_c16_k128_eager").
-  static constexpr bool kLazyRescale = !kGeneric && kRowRegs <= 2;
   /// Accumulate each chunk's p . v in a second register array and fold it in once per chunk
   /// (saves a multiply per pair) where that array is small; else scale the weights.
   static constexpr bool kChunkAccumulators = kRowsPerThread * DV <= 16;
@@ -143,7 +154,7 @@ struct fused_traits {
   static constexpr std::size_t kSmemBytes = sizeof(float) * (kKeyFloats + kValueFloats);
 
   /// Resident blocks per SM assumed when sizing split-K (the grid should cover every SM this
-  /// many times). Below the 7 the occupancy API reports for d = dv = 1 on an H100, so that the
+  /// many times). Below the 6-7 the occupancy API reports for d = dv = 1 on an H100, so that the
   /// split ranges stay long; the split heuristic itself is not tuned.
   static constexpr int kBlocksPerSm = 4;
 
