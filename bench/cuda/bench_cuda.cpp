@@ -22,6 +22,8 @@
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 
+#include "bench_cuda_support.hpp"
+
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -32,67 +34,11 @@
 
 namespace {
 
-struct device_info {
-  std::string name;
-  int sms = 0;
-  double clock_hz = 0.0;
-  double exp2_per_s = 0.0;  // SMs x 16 x clock
-  double fp32_per_s = 0.0;  // SMs x 128 x clock (FP32 lane-instructions)
-  std::size_t free_bytes = 0;
-};
+using attnpool::bench::check;
+using attnpool::bench::dev_bytes;
+using attnpool::bench::dev_floats;
 
-device_info g_dev;
-
-bool query_device() {
-  if (attnpool::cuda::device_count() == 0) return false;
-  int dev = 0;
-  cudaDeviceProp prop{};
-  int clock_khz = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev) != cudaSuccess)
-    return false;
-  std::size_t free_b = 0, total_b = 0;
-  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return false;
-  g_dev.name = prop.name;
-  g_dev.sms = prop.multiProcessorCount;
-  g_dev.clock_hz = clock_khz * 1e3;
-  g_dev.exp2_per_s = g_dev.sms * 16.0 * g_dev.clock_hz;
-  g_dev.fp32_per_s = g_dev.sms * 128.0 * g_dev.clock_hz;
-  g_dev.free_bytes = free_b;
-  return true;
-}
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw attnpool::cuda_error(std::string(what) + ": " + cudaGetErrorName(e));
-}
-
-// Device array filled with a cheap LCG in [lo, lo + 1) (uploaded once, outside timing).
-struct dev_floats {
-  float* p = nullptr;
-  dev_floats(std::size_t count, std::uint32_t seed, float lo) {
-    check(cudaMalloc(&p, count * sizeof(float) + 1), "cudaMalloc");
-    std::vector<float> h(count);
-    std::uint32_t s = seed;
-    for (float& x : h) {
-      s = s * 1664525u + 1013904223u;
-      x = lo + static_cast<float>(s >> 8) * (1.0f / 16777216.0f);
-    }
-    check(cudaMemcpy(p, h.data(), count * sizeof(float), cudaMemcpyHostToDevice), "upload");
-  }
-  dev_floats(const dev_floats&) = delete;
-  dev_floats& operator=(const dev_floats&) = delete;
-  ~dev_floats() { static_cast<void>(cudaFree(p)); }
-};
-
-struct dev_bytes {
-  void* p = nullptr;
-  explicit dev_bytes(std::size_t n) {
-    if (n > 0) check(cudaMalloc(&p, n), "cudaMalloc(workspace)");
-  }
-  dev_bytes(const dev_bytes&) = delete;
-  dev_bytes& operator=(const dev_bytes&) = delete;
-  ~dev_bytes() { static_cast<void>(cudaFree(p)); }
-};
+attnpool::bench::device_info g_dev;
 
 void bm_pool(benchmark::State& state, std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
              attnpool::backend which) {
@@ -108,35 +54,17 @@ void bm_pool(benchmark::State& state, std::size_t n, std::size_t m, std::size_t 
     const dev_floats q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
         out(n * dv, 4, 0.0f);
     const dev_bytes ws(ws_bytes);
-    cudaStream_t stream = nullptr;
-    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-    cudaEvent_t start = nullptr, stop = nullptr;
-    check(cudaEventCreate(&start), "event");
-    check(cudaEventCreate(&stop), "event");
+    const attnpool::bench::dev_stream stream;
     attnpool::options opts;
     opts.backend = which;
-    opts.stream = stream;
+    opts.stream = stream.s;
     opts.check_finite = false;
     opts.workspace = ws.p;
     opts.workspace_bytes = ws_bytes;
     const attnpool::const_view qv{q.p, n, d}, kv{k.p, m, d}, vv{v.p, m, dv};
     const attnpool::mutable_view ov{out.p, n, dv};
-    attnpool::cuda::pool(qv, kv, vv, ov, params, opts);  // warm-up: handles, caches, clocks
-    check(cudaStreamSynchronize(stream), "warm-up");
-    double seconds = 0.0;
-    for (auto _ : state) {
-      check(cudaEventRecord(start, stream), "record");
-      attnpool::cuda::pool(qv, kv, vv, ov, params, opts);
-      check(cudaEventRecord(stop, stream), "record");
-      check(cudaEventSynchronize(stop), "sync");
-      float ms = 0.0f;
-      check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-      state.SetIterationTime(ms * 1e-3);
-      seconds += ms * 1e-3;
-    }
-    static_cast<void>(cudaEventDestroy(start));
-    static_cast<void>(cudaEventDestroy(stop));
-    static_cast<void>(cudaStreamDestroy(stream));
+    const double seconds = attnpool::bench::timed_loop(
+        state, stream.s, [&] { attnpool::cuda::pool(qv, kv, vv, ov, params, opts); });
 
     const double pairs = static_cast<double>(n) * static_cast<double>(m);
     const double iters = static_cast<double>(state.iterations());
@@ -196,17 +124,11 @@ void register_all() {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  if (!query_device()) {
+  if (!attnpool::bench::query_device(g_dev)) {
     std::printf("bench_cuda: no CUDA device found; nothing to measure.\n");
     return 0;
   }
-  std::printf("bench_cuda: %s, %d SMs, clock %.0f MHz\n", g_dev.name.c_str(), g_dev.sms,
-              g_dev.clock_hz / 1e6);
-  std::printf("  exp2 bound: %d SMs x 16 MUFU.EX2/clk x %.0f MHz = %.3e ex2/s (= pairs/s)\n",
-              g_dev.sms, g_dev.clock_hz / 1e6, g_dev.exp2_per_s);
-  std::printf("  FP32 bound: %d SMs x 128 lanes/clk x %.0f MHz = %.3e ops/s\n", g_dev.sms,
-              g_dev.clock_hz / 1e6, g_dev.fp32_per_s);
-  std::fflush(stdout);
+  attnpool::bench::print_device("bench_cuda", g_dev);
   register_all();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

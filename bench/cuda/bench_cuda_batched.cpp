@@ -14,6 +14,8 @@
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 
+#include "bench_cuda_support.hpp"
+
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -26,59 +28,15 @@ namespace {
 
 constexpr std::size_t kProblems = 1000, kN = 100, kM = 100;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw attnpool::cuda_error(std::string(what) + ": " + cudaGetErrorName(e));
-}
+using attnpool::bench::dev_bytes;
+using attnpool::bench::dev_stream;
+using attnpool::bench::timed_loop;
 
-// Device buffer of `count` floats from a cheap LCG in [0, 5) (uploaded once).
-struct dev_floats {
-  float* p = nullptr;
-  explicit dev_floats(std::size_t count, std::uint32_t seed = 1) {
-    check(cudaMalloc(&p, count * sizeof(float) + 1), "cudaMalloc");
-    std::vector<float> h(count);
-    std::uint32_t s = seed;
-    for (float& x : h) {
-      s = s * 1664525u + 1013904223u;
-      x = 5.0f * static_cast<float>(s >> 8) * (1.0f / 16777216.0f);
-    }
-    check(cudaMemcpy(p, h.data(), count * sizeof(float), cudaMemcpyHostToDevice), "upload");
-  }
-  dev_floats(const dev_floats&) = delete;
-  dev_floats& operator=(const dev_floats&) = delete;
-  ~dev_floats() { static_cast<void>(cudaFree(p)); }
+// Inputs uniform in [0, 5), as the notebook's.
+struct dev_floats : attnpool::bench::dev_floats {
+  explicit dev_floats(std::size_t count, std::uint32_t seed = 1)
+      : attnpool::bench::dev_floats(count, seed, 0.0f, 5.0f) {}
 };
-
-struct dev_bytes {
-  void* p = nullptr;
-  std::size_t bytes = 0;
-  explicit dev_bytes(std::size_t b) : bytes(b) {
-    if (b > 0) check(cudaMalloc(&p, b), "cudaMalloc(workspace)");
-  }
-  dev_bytes(const dev_bytes&) = delete;
-  dev_bytes& operator=(const dev_bytes&) = delete;
-  ~dev_bytes() { static_cast<void>(cudaFree(p)); }
-};
-
-// Times one iteration's work on `stream` with events.
-template <class F>
-void timed_loop(benchmark::State& state, cudaStream_t stream, F&& work) {
-  cudaEvent_t start = nullptr, stop = nullptr;
-  check(cudaEventCreate(&start), "event");
-  check(cudaEventCreate(&stop), "event");
-  work();  // warm-up: first-launch module loading stays out of the timing
-  check(cudaStreamSynchronize(stream), "sync");
-  for (auto _ : state) {
-    check(cudaEventRecord(start, stream), "record");
-    work();
-    check(cudaEventRecord(stop, stream), "record");
-    check(cudaEventSynchronize(stop), "sync");
-    float ms = 0.0f;
-    check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-    state.SetIterationTime(ms * 1e-3);
-  }
-  static_cast<void>(cudaEventDestroy(start));
-  static_cast<void>(cudaEventDestroy(stop));
-}
 
 void set_counters(benchmark::State& state, double problems, double pairs) {
   state.counters["problems/s"] =
@@ -108,8 +66,8 @@ void BM_batched_one_launch(benchmark::State& state) {
   const attnpool::pool_params params{1.0};
   const dev_bytes ws(
       attnpool::cuda::pool_batched_workspace_size(kProblems, kProblems * kN, 1, 1, params));
-  cudaStream_t stream = nullptr;
-  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  const dev_stream owned;
+  const cudaStream_t stream = owned.s;
   const attnpool::options o = fused_opts(stream, ws);
   timed_loop(state, stream, [&] {
     attnpool::cuda::pool_batched({q.p, kProblems * kN, 1}, {k.p, kProblems * kM, 1},
@@ -117,7 +75,6 @@ void BM_batched_one_launch(benchmark::State& state) {
                                  params, o);
   });
   set_counters(state, kProblems, static_cast<double>(kProblems * kN * kM));
-  static_cast<void>(cudaStreamDestroy(stream));
 }
 
 void BM_separate_pool_calls(benchmark::State& state) {
@@ -126,8 +83,8 @@ void BM_separate_pool_calls(benchmark::State& state) {
   const attnpool::pool_params params{1.0};
   const dev_bytes ws(
       attnpool::cuda::pool_workspace_size(kN, kM, 1, 1, params, attnpool::backend::cuda_fused));
-  cudaStream_t stream = nullptr;
-  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  const dev_stream owned;
+  const cudaStream_t stream = owned.s;
   const attnpool::options o = fused_opts(stream, ws);
   timed_loop(state, stream, [&] {
     for (std::size_t b = 0; b < kProblems; ++b) {
@@ -136,7 +93,6 @@ void BM_separate_pool_calls(benchmark::State& state) {
     }
   });
   set_counters(state, kProblems, static_cast<double>(kProblems * kN * kM));
-  static_cast<void>(cudaStreamDestroy(stream));
 }
 
 // S shards of m keys on one GPU: S pool_partial calls into one packed buffer + merge_partials,
@@ -148,8 +104,8 @@ void BM_sharded_on_one_gpu(benchmark::State& state) {
   constexpr std::size_t d = 3, dv = 1;
   const dev_floats q(n * d, 1), k(m * d, 2), v(m * dv, 3), out(n * dv, 4);
   const attnpool::pool_params params{0.5};
-  cudaStream_t stream = nullptr;
-  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  const dev_stream owned;
+  const cudaStream_t stream = owned.s;
   if (shards == 0) {
     const dev_bytes ws(
         attnpool::cuda::pool_workspace_size(n, m, d, dv, params, attnpool::backend::cuda_fused));
@@ -178,7 +134,6 @@ void BM_sharded_on_one_gpu(benchmark::State& state) {
   set_counters(state, 1.0, static_cast<double>(n) * static_cast<double>(m));
   state.counters["bytes_exchanged"] =
       static_cast<double>(shards * attnpool::cuda::packed_partial_floats(n, dv) * sizeof(float));
-  static_cast<void>(cudaStreamDestroy(stream));
 }
 
 BENCHMARK(BM_batched_one_launch)->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -201,9 +156,8 @@ int main(int argc, char** argv) {
     std::printf("bench_cuda_batched: no CUDA device; nothing to time\n");
     return 0;
   }
-  cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  std::printf("bench_cuda_batched on %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
+  attnpool::bench::device_info dev;
+  if (attnpool::bench::query_device(dev)) attnpool::bench::print_device("bench_cuda_batched", dev);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

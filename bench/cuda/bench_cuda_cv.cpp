@@ -30,36 +30,13 @@
 #include <vector>
 
 #include "bandwidth_sweep.hpp"
+#include "bench_cuda_support.hpp"
 
 namespace {
 
-struct device_info {
-  std::string name;
-  int sms = 0;
-  double clock_hz = 0.0;
-  double exp2_per_s = 0.0;  // SMs x 16 x clock
-};
+using attnpool::bench::check;
 
-device_info g_dev;
-
-bool query_device() {
-  if (attnpool::cuda::device_count() == 0) return false;
-  int dev = 0;
-  cudaDeviceProp prop{};
-  int clock_khz = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev) != cudaSuccess)
-    return false;
-  g_dev.name = prop.name;
-  g_dev.sms = prop.multiProcessorCount;
-  g_dev.clock_hz = clock_khz * 1e3;
-  g_dev.exp2_per_s = g_dev.sms * 16.0 * g_dev.clock_hz;
-  return true;
-}
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw attnpool::cuda_error(std::string(what) + ": " + cudaGetErrorName(e));
-}
+attnpool::bench::device_info g_dev;
 
 // The notebook's data (as bench/peers/statsmodels_cv.py): x uniform on [0, 5) in each of d
 // coordinates, y = 2 sin x_0 + x_0^0.8 + N(0, 0.5^2), dv columns (copies of y plus noise).
@@ -136,31 +113,11 @@ void bm_sweep(benchmark::State& state, std::size_t n, std::size_t d, std::size_t
     a.nb = static_cast<int>(kGrid);
     a.row_error = rows;
     const double count = static_cast<double>(n * dv);
-    cudaStream_t stream = nullptr;
-    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-    cudaEvent_t start = nullptr, stop = nullptr;
-    check(cudaEventCreate(&start), "event");
-    check(cudaEventCreate(&stop), "event");
-    auto run = [&] {
-      attnpool::kernels::launch_loo_sweep(a, stream);
-      attnpool::kernels::launch_loo_reduce(rows, n, static_cast<int>(kGrid), count, cv, stream);
-    };
-    run();  // warm-up
-    check(cudaStreamSynchronize(stream), "warm-up");
-    double seconds = 0.0;
-    for (auto _ : state) {
-      check(cudaEventRecord(start, stream), "record");
-      run();
-      check(cudaEventRecord(stop, stream), "record");
-      check(cudaEventSynchronize(stop), "sync");
-      float ms = 0.0f;
-      check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-      state.SetIterationTime(ms * 1e-3);
-      seconds += ms * 1e-3;
-    }
-    static_cast<void>(cudaEventDestroy(start));
-    static_cast<void>(cudaEventDestroy(stop));
-    static_cast<void>(cudaStreamDestroy(stream));
+    const attnpool::bench::dev_stream stream;
+    const double seconds = attnpool::bench::timed_loop(state, stream.s, [&] {
+      attnpool::kernels::launch_loo_sweep(a, stream.s);
+      attnpool::kernels::launch_loo_reduce(rows, n, static_cast<int>(kGrid), count, cv, stream.s);
+    });
     for (void* p : {static_cast<void*>(x), static_cast<void*>(y), static_cast<void*>(dneg),
                     static_cast<void*>(rows), static_cast<void*>(cv)})
       static_cast<void>(cudaFree(p));
@@ -206,15 +163,11 @@ void register_all() {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  if (!query_device()) {
+  if (!attnpool::bench::query_device(g_dev)) {
     std::printf("bench_cuda_cv: no CUDA device found; nothing to measure.\n");
     return 0;
   }
-  std::printf("bench_cuda_cv: %s, %d SMs, clock %.0f MHz\n", g_dev.name.c_str(), g_dev.sms,
-              g_dev.clock_hz / 1e6);
-  std::printf("  exp2 bound: %d SMs x 16 MUFU.EX2/clk x %.0f MHz = %.3e ex2/s (= pair_bw/s)\n",
-              g_dev.sms, g_dev.clock_hz / 1e6, g_dev.exp2_per_s);
-  std::fflush(stdout);
+  attnpool::bench::print_device("bench_cuda_cv", g_dev, "pair_bw/s");
   register_all();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -11,6 +11,8 @@
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 
+#include "bench_cuda_support.hpp"
+
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -22,37 +24,8 @@
 
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw attnpool::cuda_error(std::string(what) + ": " + cudaGetErrorName(e));
-}
-
-// Device array filled with a cheap LCG in [lo, lo + 1) (uploaded once, outside timing).
-struct dev_floats {
-  float* p = nullptr;
-  dev_floats(std::size_t count, std::uint32_t seed, float lo) {
-    check(cudaMalloc(&p, count * sizeof(float) + 1), "cudaMalloc");
-    std::vector<float> h(count);
-    std::uint32_t s = seed;
-    for (float& x : h) {
-      s = s * 1664525u + 1013904223u;
-      x = lo + static_cast<float>(s >> 8) * (1.0f / 16777216.0f);
-    }
-    check(cudaMemcpy(p, h.data(), count * sizeof(float), cudaMemcpyHostToDevice), "upload");
-  }
-  dev_floats(const dev_floats&) = delete;
-  dev_floats& operator=(const dev_floats&) = delete;
-  ~dev_floats() { static_cast<void>(cudaFree(p)); }
-};
-
-struct dev_bytes {
-  void* p = nullptr;
-  explicit dev_bytes(std::size_t n) {
-    if (n > 0) check(cudaMalloc(&p, n), "cudaMalloc(workspace)");
-  }
-  dev_bytes(const dev_bytes&) = delete;
-  dev_bytes& operator=(const dev_bytes&) = delete;
-  ~dev_bytes() { static_cast<void>(cudaFree(p)); }
-};
+using attnpool::bench::dev_bytes;
+using attnpool::bench::dev_floats;
 
 enum class what { forward, backward };
 
@@ -63,22 +36,17 @@ void bm_learn(benchmark::State& state, what w, std::size_t n, std::size_t d, std
   params.mask = mk;
   try {
     const std::size_t ws_bytes =
-        w == what::forward
-            ? attnpool::cuda::pool_workspace_size(n, m, d, dv, params,
-                                                  attnpool::backend::cuda_fused)
-            : attnpool::cuda::pool_backward_workspace_size(n, m, d, dv, params);
+        w == what::forward ? attnpool::cuda::pool_workspace_size(n, m, d, dv, params,
+                                                                 attnpool::backend::cuda_fused)
+                           : attnpool::cuda::pool_backward_workspace_size(n, m, d, dv, params);
     const dev_floats q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
         out(n * dv, 4, 0.0f), dout(n * dv, 5, -0.5f), dq(n * d, 6, 0.0f), dk(m * d, 7, 0.0f),
         dvv(m * dv, 8, 0.0f);
     const dev_bytes ws(ws_bytes), dh(sizeof(double));
-    cudaStream_t stream = nullptr;
-    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-    cudaEvent_t start = nullptr, stop = nullptr;
-    check(cudaEventCreate(&start), "event");
-    check(cudaEventCreate(&stop), "event");
+    const attnpool::bench::dev_stream stream;
     attnpool::options opts;
     opts.backend = attnpool::backend::cuda_fused;
-    opts.stream = stream;
+    opts.stream = stream.s;
     opts.check_finite = false;
     opts.workspace = ws.p;
     opts.workspace_bytes = ws_bytes;
@@ -95,23 +63,10 @@ void bm_learn(benchmark::State& state, what w, std::size_t n, std::size_t d, std
         attnpool::cuda::pool_backward(qv, kv, vv, dov, g, params, opts);
       }
     };
-    run();  // warm-up
-    check(cudaStreamSynchronize(stream), "warm-up");
-    for (auto _ : state) {
-      check(cudaEventRecord(start, stream), "record");
-      run();
-      check(cudaEventRecord(stop, stream), "record");
-      check(cudaEventSynchronize(stop), "sync");
-      float ms = 0.0f;
-      check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-      state.SetIterationTime(ms * 1e-3);
-    }
-    static_cast<void>(cudaEventDestroy(start));
-    static_cast<void>(cudaEventDestroy(stop));
-    static_cast<void>(cudaStreamDestroy(stream));
+    attnpool::bench::timed_loop(state, stream.s, run);
     const double pairs = static_cast<double>(n) * static_cast<double>(m);
-    state.counters["pairs/s"] = benchmark::Counter(
-        pairs * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+    state.counters["pairs/s"] = benchmark::Counter(pairs * static_cast<double>(state.iterations()),
+                                                   benchmark::Counter::kIsRate);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
   }
@@ -139,14 +94,12 @@ void register_all() {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  if (attnpool::cuda::device_count() == 0) {
+  attnpool::bench::device_info dev;
+  if (!attnpool::bench::query_device(dev)) {
     std::printf("bench_cuda_learn: no CUDA device found; nothing to measure.\n");
     return 0;
   }
-  cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
-    std::printf("bench_cuda_learn: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
-  std::fflush(stdout);
+  attnpool::bench::print_device("bench_cuda_learn", dev);
   register_all();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -12,6 +12,7 @@
 #include <attnpool/cuda.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 
+#include "bench_cuda_support.hpp"
 #include "fused_pool.cuh"
 
 #include <benchmark/benchmark.h>
@@ -30,8 +31,7 @@ namespace {
 using attnpool::kernels::fused_args;
 using attnpool::kernels::fused_traits;
 
-template <int Threads, int Rows, int Chunk, int Tile,
-          bool Lazy = fused_traits<1, 1>::kLazyRescale>
+template <int Threads, int Rows, int Chunk, int Tile, bool Lazy = fused_traits<1, 1>::kLazyRescale>
 struct variant : fused_traits<1, 1> {
   static constexpr bool kLazyRescale = Lazy;
   static constexpr int kThreads = Threads;
@@ -53,9 +53,7 @@ __global__ void __launch_bounds__(T::kThreads) tuned_kernel(const fused_args arg
   agent.run();
 }
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorName(e));
-}
+using attnpool::bench::check;
 
 struct device_buffers {
   std::size_t n = 0;
@@ -89,11 +87,9 @@ struct device_buffers {
     opts.workspace_bytes = ws_bytes;
     attnpool::cuda::pool({q, n, 1}, {k, n, 1}, {v, n, 1}, {ref, n, 1}, params(), opts);
     check(cudaDeviceSynchronize(), "reference run");
-    int dev = 0, sms = 0, clock_khz = 0;
-    check(cudaGetDevice(&dev), "device");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "attr");
-    check(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev), "attr");
-    exp2_per_s = sms * 16.0 * clock_khz * 1e3;
+    attnpool::bench::device_info dev;
+    if (!attnpool::bench::query_device(dev)) throw std::runtime_error("no CUDA device");
+    exp2_per_s = dev.exp2_per_s;
   }
   ~device_buffers() {
     for (float* p : {q, k, v, out, ref}) static_cast<void>(cudaFree(p));
@@ -118,25 +114,10 @@ void bm_variant(benchmark::State& state, std::size_t n) {
     a.splits = 1;
     a.keys_per_split = n;
     const dim3 grid(static_cast<unsigned>((n + T::kRowsPerBlock - 1) / T::kRowsPerBlock), 1, 1);
-    cudaEvent_t start = nullptr, stop = nullptr;
-    check(cudaEventCreate(&start), "event");
-    check(cudaEventCreate(&stop), "event");
-    tuned_kernel<T><<<grid, T::kThreads>>>(a);  // warm-up
-    check(cudaGetLastError(), "launch");
-    check(cudaDeviceSynchronize(), "warm-up");
-    double seconds = 0.0;
-    for (auto _ : state) {
-      check(cudaEventRecord(start), "record");
+    const double seconds = attnpool::bench::timed_loop(state, nullptr, [&] {
       tuned_kernel<T><<<grid, T::kThreads>>>(a);
-      check(cudaEventRecord(stop), "record");
-      check(cudaEventSynchronize(stop), "sync");
-      float ms = 0.0f;
-      check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-      state.SetIterationTime(ms * 1e-3);
-      seconds += ms * 1e-3;
-    }
-    static_cast<void>(cudaEventDestroy(start));
-    static_cast<void>(cudaEventDestroy(stop));
+      check(cudaGetLastError(), "launch");
+    });
     std::vector<float> got(n), want(n);
     check(cudaMemcpy(got.data(), b.out, n * sizeof(float), cudaMemcpyDeviceToHost), "download");
     check(cudaMemcpy(want.data(), b.ref, n * sizeof(float), cudaMemcpyDeviceToHost), "download");
@@ -176,10 +157,12 @@ void add(const char* name) {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  if (attnpool::cuda::device_count() == 0) {
+  attnpool::bench::device_info dev;
+  if (!attnpool::bench::query_device(dev)) {
     std::printf("bench_fused_tuning: no CUDA device found; nothing to measure.\n");
     return 0;
   }
+  attnpool::bench::print_device("bench_fused_tuning", dev);
   add<fused_traits<1, 1>>("default");
   add<variant<128, 2, 16, 128, false>>("t128_r2_c16_k128_eager");
   add<variant<128, 2, 16, 128, true>>("t128_r2_c16_k128_lazy");

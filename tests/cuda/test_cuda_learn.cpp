@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cuda_test_support.hpp"
+#include "learn_support.hpp"
 
 namespace {
 
@@ -26,27 +27,15 @@ using attnpool::const_view;
 using attnpool::mask;
 using attnpool::mutable_view;
 using attnpool::pool_params;
+using attnpool::test::book_data;
+using attnpool::test::dataset;
+using attnpool::test::expect_gradient_close;
 using attnpool::test::fresh_seed;
 using attnpool::test::make_problem;
 using attnpool::test::opts_for;
 using attnpool::test::problem;
-
-std::vector<std::size_t> random_lens(std::size_t n, std::size_t m, std::uint64_t seed) {
-  std::mt19937_64 rng(seed ^ 0x1e5u);
-  std::vector<std::size_t> lens(n);
-  for (auto& l : lens) l = 1 + rng() % m;
-  lens[0] = m;                    // one full row
-  if (n >= 2) lens[n - 1] = 1;    // and one row that sees key 0 only
-  return lens;
-}
-
-std::vector<float> random_dout(std::size_t n, std::size_t dv, std::uint64_t seed) {
-  std::mt19937_64 rng(seed ^ 0xd007u);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> a(n * dv);
-  for (float& x : a) x = u(rng);
-  return a;
-}
+using attnpool::test::random_dout;
+using attnpool::test::random_lens;
 
 // ---- masked forward ------------------------------------------------------------------------
 
@@ -87,8 +76,8 @@ TEST(CudaMaskedForward, SplitKAndDeviceApiMatchTheReference) {
     vl.valid_lens = lens;
     const auto ref = attnpool::reference::pool(p.queries(), p.keys(), p.values(), vl);
     for (int splits : {1, 4, 0}) {
-      SCOPED_TRACE(attnpool::test::describe(p, 0.2) + " valid_length splits=" +
-                   std::to_string(splits));
+      SCOPED_TRACE(attnpool::test::describe(p, 0.2) +
+                   " valid_length splits=" + std::to_string(splits));
       const auto out = attnpool::test::run_fused(p, vl, splits);
       attnpool::test::expect_matches_reference(p, vl, out.data(), p.dv + 2, ref);
     }
@@ -98,8 +87,8 @@ TEST(CudaMaskedForward, SplitKAndDeviceApiMatchTheReference) {
   loo.mask = mask::leave_one_out;
   const auto ref = attnpool::reference::pool(sq.queries(), sq.keys(), sq.values(), loo);
   for (int splits : {1, 3}) {
-    SCOPED_TRACE(attnpool::test::describe(sq, 0.1) + " leave_one_out splits=" +
-                 std::to_string(splits));
+    SCOPED_TRACE(attnpool::test::describe(sq, 0.1) +
+                 " leave_one_out splits=" + std::to_string(splits));
     const auto out = attnpool::test::run_fused(sq, loo, splits);
     attnpool::test::expect_matches_reference(sq, loo, out.data(), sq.dv + 2, ref);
   }
@@ -112,7 +101,8 @@ TEST(CudaMaskedForward, SplitKAndDeviceApiMatchTheReference) {
   SCOPED_TRACE(attnpool::test::describe(p, 0.5) + " cuda::pool valid_length");
   const auto out = attnpool::test::run_pool(p, vl, backend::cuda_fused);
   attnpool::test::expect_matches_reference(
-      p, vl, out.data(), p.dv + 2, attnpool::reference::pool(p.queries(), p.keys(), p.values(), vl));
+      p, vl, out.data(), p.dv + 2,
+      attnpool::reference::pool(p.queries(), p.keys(), p.values(), vl));
 }
 
 // A masked call takes the any-kernel path; a compact kernel plus a mask may leave a row with no
@@ -156,42 +146,16 @@ grads32 run_backward(const problem& p, const std::vector<float>& dout, const poo
   return g;
 }
 
-// |got - want| <= 1e-5 * scale + bound (the oracle's error model, as tests/learn/); every value
-// finite, every pad element still NaN.
-void expect_close(const char* what, const std::vector<float>& got, std::size_t rows,
-                  std::size_t cols, const std::vector<double>& want,
-                  const std::vector<double>& scale, const std::vector<double>& bound) {
-  std::size_t failures = 0, pads = 0;
-  const std::size_t ld = cols + kGradPad;
-  for (std::size_t i = 0; i < rows; ++i) {
-    for (std::size_t c = 0; c < ld; ++c) {
-      const float x = got[i * ld + c];
-      if (c >= cols) {
-        pads += std::isnan(x) ? 0 : 1;
-        continue;
-      }
-      const std::size_t e = i * cols + c;
-      const double tol = 1e-5 * scale[e] + bound[e] + 1e-30;
-      const double err = std::fabs(static_cast<double>(x) - want[e]);
-      if ((!std::isfinite(x) || err > tol) && ++failures <= 5)
-        ADD_FAILURE() << what << "(" << i << ", " << c << ") = " << x << ", reference " << want[e]
-                      << ", |err| " << err << " > tol " << tol;
-    }
-  }
-  if (failures > 5) ADD_FAILURE() << what << ": " << failures << " elements out of tolerance";
-  EXPECT_EQ(pads, 0u) << what << ": pad elements were written";
-}
-
 void check_backward(const problem& p, const pool_params& params) {
-  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " mask=" +
-               attnpool::to_string(params.mask));
+  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) +
+               " mask=" + attnpool::to_string(params.mask));
   const auto dout = random_dout(p.n, p.dv, p.seed);
   const grads32 g = run_backward(p, dout, params, backend::cuda_fused);
   const auto ref = attnpool::reference::pool_backward(p.queries(), p.keys(), p.values(),
                                                       {dout.data(), p.n, p.dv}, params);
-  expect_close("dq", g.dq, p.n, p.d, ref.dq, ref.dq_scale, ref.dq_bound);
-  expect_close("dk", g.dk, p.m, p.d, ref.dk, ref.dk_scale, ref.dk_bound);
-  expect_close("dv", g.dv, p.m, p.dv, ref.dv, ref.dv_scale, ref.dv_bound);
+  expect_gradient_close("dq", g.dq, p.n, p.d, kGradPad, ref.dq, ref.dq_scale, ref.dq_bound);
+  expect_gradient_close("dk", g.dk, p.m, p.d, kGradPad, ref.dk, ref.dk_scale, ref.dk_bound);
+  expect_gradient_close("dv", g.dv, p.m, p.dv, kGradPad, ref.dv, ref.dv_scale, ref.dv_bound);
   EXPECT_NEAR(g.dh, ref.dh, 1e-5 * ref.dh_scale + ref.dh_bound + 1e-30);
 }
 
@@ -315,20 +279,23 @@ TEST(CudaBackward, DeviceApiMatchesTheHostApiAndChecksDout) {
   g.keys = {gk.data(), p.m, p.d};
   g.values = {gv.data(), p.m, p.dv};
   g.bandwidth = dh;
-  attnpool::cuda::pool_backward(dp.queries(), dp.keys(), dp.values(), {ddout.data(), p.n, p.dv},
-                                g, vl, o);
+  attnpool::cuda::pool_backward(dp.queries(), dp.keys(), dp.values(), {ddout.data(), p.n, p.dv}, g,
+                                vl, o);
   double dh_host = 0.0;
   attnpool::test::cuda_ok(cudaMemcpy(&dh_host, dh, sizeof dh_host, cudaMemcpyDeviceToHost),
                           "download dh");
   const auto q = gq.download(), k = gk.download(), v = gv.download();
   for (std::size_t i = 0; i < p.n; ++i)
     for (std::size_t c = 0; c < p.d; ++c)
-      EXPECT_EQ(q[i * p.d + c], host.dq[i * (p.d + kGradPad) + c]) << "dq(" << i << ", " << c << ")";
+      EXPECT_EQ(q[i * p.d + c], host.dq[i * (p.d + kGradPad) + c])
+          << "dq(" << i << ", " << c << ")";
   for (std::size_t j = 0; j < p.m; ++j) {
     for (std::size_t c = 0; c < p.d; ++c)
-      EXPECT_EQ(k[j * p.d + c], host.dk[j * (p.d + kGradPad) + c]) << "dk(" << j << ", " << c << ")";
+      EXPECT_EQ(k[j * p.d + c], host.dk[j * (p.d + kGradPad) + c])
+          << "dk(" << j << ", " << c << ")";
     for (std::size_t c = 0; c < p.dv; ++c)
-      EXPECT_EQ(v[j * p.dv + c], host.dv[j * (p.dv + kGradPad) + c]) << "dv(" << j << ", " << c << ")";
+      EXPECT_EQ(v[j * p.dv + c], host.dv[j * (p.dv + kGradPad) + c])
+          << "dv(" << j << ", " << c << ")";
   }
   EXPECT_EQ(dh_host, host.dh);
 
@@ -355,31 +322,6 @@ TEST(CudaBackward, DeviceApiMatchesTheHostApiAndChecksDout) {
 }
 
 // ---- training ---------------------------------------------------------------------------------
-
-struct dataset {
-  std::size_t n, d;
-  std::vector<float> x, y;
-  const_view xv() const { return {x.data(), n, d}; }
-  const_view yv() const { return {y.data(), n, 1}; }
-};
-
-// The book's training set (as tests/learn/test_train.cpp): 50 sorted x uniform on [0, 5),
-// y = 2 sin x + x^0.8 + N(0, 0.5^2); with d = 2 an irrelevant second column.
-dataset book_data(std::size_t n, std::size_t d, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(0.0f, 5.0f);
-  std::normal_distribution<float> noise(0.0f, 0.5f);
-  std::vector<float> x0(n);
-  for (float& v : x0) v = u(rng);
-  std::sort(x0.begin(), x0.end());
-  dataset s{n, d, std::vector<float>(n * d), std::vector<float>(n)};
-  for (std::size_t i = 0; i < n; ++i) {
-    s.x[i * d] = x0[i];
-    for (std::size_t c = 1; c < d; ++c) s.x[i * d + c] = u(rng);
-    s.y[i] = 2.0f * std::sin(x0[i]) + std::pow(x0[i], 0.8f) + noise(rng);
-  }
-  return s;
-}
 
 // As test_train.cpp's CpuFollowsTheReferenceStepByStep: each step from the reference's w, the
 // loss to 1e-4 relative and the step w' - w to 1e-3 of its length (cancellation in dq + dk).
@@ -419,7 +361,8 @@ TEST(CudaTrain, TheBooksRunMatchesTheCpu) {
   const dataset data = book_data(50, 1, seed);
   attnpool::train_options t;
   t.seed = seed;
-  const auto gpu = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cuda_fused));
+  const auto gpu =
+      attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cuda_fused));
   const auto cpu = attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cpu));
   ASSERT_EQ(gpu.loss.size(), 5u);
   for (std::size_t e = 0; e < 5; ++e)

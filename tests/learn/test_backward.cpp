@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 
+#include "learn_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -24,24 +25,10 @@ using attnpool::mutable_view;
 using attnpool::test::fresh_seed;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
+using attnpool::test::random_dout;
+using attnpool::test::random_lens;
 
 using attnpool::test::opts_for;
-
-std::vector<float> random_dout(std::size_t n, std::size_t dv, std::uint64_t seed) {
-  std::mt19937_64 rng(seed ^ 0xd007u);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> a(n * dv);
-  for (float& x : a) x = u(rng);
-  return a;
-}
-
-std::vector<std::size_t> random_lens(std::size_t n, std::size_t m, std::uint64_t seed) {
-  std::mt19937_64 rng(seed ^ 0x1e5u);
-  std::vector<std::size_t> lens(n);
-  for (auto& l : lens) l = 1 + rng() % m;
-  if (n >= 2) lens[n - 1] = 1;
-  return lens;
-}
 
 struct grads32 {
   std::vector<float> dq, dk, dv;
@@ -55,10 +42,10 @@ grads32 run_backward(const problem& p, const std::vector<float>& dout,
   attnpool::test::poison(g.dq);
   attnpool::test::poison(g.dk);
   attnpool::test::poison(g.dv);
-  attnpool::pool_backward(p.queries(), p.keys(), p.values(), {dout.data(), p.n, p.dv},
-                          {{g.dq.data(), p.n, p.d}, {g.dk.data(), p.m, p.d},
-                           {g.dv.data(), p.m, p.dv}, &g.dh},
-                          params, opts_for(b, threads));
+  attnpool::pool_backward(
+      p.queries(), p.keys(), p.values(), {dout.data(), p.n, p.dv},
+      {{g.dq.data(), p.n, p.d}, {g.dk.data(), p.m, p.d}, {g.dv.data(), p.m, p.dv}, &g.dh}, params,
+      opts_for(b, threads));
   return g;
 }
 
@@ -78,8 +65,8 @@ void expect_close(const char* what, const std::vector<float>& got, const std::ve
 }
 
 void check_against_reference(const problem& p, const attnpool::pool_params& params) {
-  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " mask=" +
-               attnpool::to_string(params.mask));
+  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) +
+               " mask=" + attnpool::to_string(params.mask));
   const auto dout = random_dout(p.n, p.dv, p.seed);
   const grads32 g = run_backward(p, dout, params, backend::cpu);
   const auto ref = attnpool::reference::pool_backward(p.queries(), p.keys(), p.values(),
@@ -143,8 +130,8 @@ double derivative(const std::function<double(double)>& f, double delta) {
 }
 
 void check_finite_differences(problem p, const attnpool::pool_params& params) {
-  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " mask=" +
-               attnpool::to_string(params.mask));
+  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) +
+               " mask=" + attnpool::to_string(params.mask));
   for (auto* a : {&p.q, &p.k})
     for (float& x : *a)
       if (std::isfinite(x)) x = std::round(x * 256.0f) / 256.0f;
@@ -268,11 +255,11 @@ TEST(Backward, CudaFusedRunsOnTheGpuOrSaysWhyNot) {
   // automatic never picks the GPU for d above its limit: it runs the CPU engine, bitwise.
   std::vector<float> dq_auto(wide.n * wide.d), dq_cpu(wide.n * wide.d);
   g.queries = mutable_view{dq_auto.data(), wide.n, wide.d};
-  attnpool::pool_backward(wide.queries(), wide.keys(), wide.values(), {dout.data(), 2, 1}, g,
-                          {1.0}, opts_for(backend::automatic));
+  attnpool::pool_backward(wide.queries(), wide.keys(), wide.values(), {dout.data(), 2, 1}, g, {1.0},
+                          opts_for(backend::automatic));
   g.queries = mutable_view{dq_cpu.data(), wide.n, wide.d};
-  attnpool::pool_backward(wide.queries(), wide.keys(), wide.values(), {dout.data(), 2, 1}, g,
-                          {1.0}, opts_for(backend::cpu));
+  attnpool::pool_backward(wide.queries(), wide.keys(), wide.values(), {dout.data(), 2, 1}, g, {1.0},
+                          opts_for(backend::cpu));
   EXPECT_EQ(dq_auto, dq_cpu);
   const problem p = make_problem(3, 4, 2, 1, 7);
   std::vector<float> dq2(p.n * p.d);

@@ -18,32 +18,19 @@
 #include <vector>
 
 #include "backward_agent.hpp"
+#include "learn_support.hpp"
 #include "test_support.hpp"
 
 namespace {
 
 using attnpool::mask;
 using attnpool::pool_params;
+using attnpool::test::expect_gradient_close;
 using attnpool::test::fresh_seed;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
-
-std::vector<float> random_dout(std::size_t n, std::size_t dv, std::uint64_t seed) {
-  std::mt19937_64 rng(seed ^ 0xd007u);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> a(n * dv);
-  for (float& x : a) x = u(rng);
-  return a;
-}
-
-std::vector<std::size_t> random_lens(std::size_t n, std::size_t m, std::uint64_t seed) {
-  std::mt19937_64 rng(seed ^ 0x1e5u);
-  std::vector<std::size_t> lens(n);
-  for (auto& l : lens) l = 1 + rng() % m;
-  lens[0] = m;
-  if (n >= 2) lens[n - 1] = 1;
-  return lens;
-}
+using attnpool::test::random_dout;
+using attnpool::test::random_lens;
 
 constexpr std::size_t kPad = 2;
 
@@ -101,46 +88,22 @@ grads run_agents(const problem& p, const std::vector<float>& dout, const pool_pa
   return g;
 }
 
-void expect_close(const char* what, const std::vector<float>& got, std::size_t rows,
-                  std::size_t cols, const std::vector<double>& want,
-                  const std::vector<double>& scale, const std::vector<double>& bound) {
-  std::size_t failures = 0, pads = 0;
-  const std::size_t ld = cols + kPad;
-  for (std::size_t i = 0; i < rows; ++i) {
-    for (std::size_t c = 0; c < ld; ++c) {
-      const float x = got[i * ld + c];
-      if (c >= cols) {
-        pads += std::isnan(x) ? 0 : 1;
-        continue;
-      }
-      const std::size_t e = i * cols + c;
-      const double tol = 1e-5 * scale[e] + bound[e] + 1e-30;
-      const double err = std::fabs(static_cast<double>(x) - want[e]);
-      if ((!std::isfinite(x) || err > tol) && ++failures <= 5)
-        ADD_FAILURE() << what << "(" << i << ", " << c << ") = " << x << ", reference " << want[e]
-                      << ", |err| " << err << " > tol " << tol;
-    }
-  }
-  if (failures > 5) ADD_FAILURE() << what << ": " << failures << " elements out of tolerance";
-  EXPECT_EQ(pads, 0u) << what << ": pad elements were written";
-}
-
 void check(const problem& p, const pool_params& params) {
-  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) + " mask=" +
-               attnpool::to_string(params.mask));
+  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) +
+               " mask=" + attnpool::to_string(params.mask));
   const auto dout = random_dout(p.n, p.dv, p.seed);
   const grads g = run_agents(p, dout, params);
   const auto ref = attnpool::reference::pool_backward(p.queries(), p.keys(), p.values(),
                                                       {dout.data(), p.n, p.dv}, params);
-  expect_close("dq", g.dq, p.n, p.d, ref.dq, ref.dq_scale, ref.dq_bound);
-  expect_close("dk", g.dk, p.m, p.d, ref.dk, ref.dk_scale, ref.dk_bound);
-  expect_close("dv", g.dv, p.m, p.dv, ref.dv, ref.dv_scale, ref.dv_bound);
+  expect_gradient_close("dq", g.dq, p.n, p.d, kPad, ref.dq, ref.dq_scale, ref.dq_bound);
+  expect_gradient_close("dk", g.dk, p.m, p.d, kPad, ref.dk, ref.dk_scale, ref.dk_bound);
+  expect_gradient_close("dv", g.dv, p.m, p.dv, kPad, ref.dv, ref.dv_scale, ref.dv_bound);
   EXPECT_NEAR(g.dh, ref.dh, 1e-5 * ref.dh_scale + ref.dh_bound + 1e-30);
 }
 
 TEST(BackwardAgent, MatchesTheOracle) {
-  for (auto [n, m] : {std::pair<std::size_t, std::size_t>{1, 1}, {7, 7}, {129, 300}, {300, 129},
-                      {40, 1500}}) {
+  for (auto [n, m] :
+       {std::pair<std::size_t, std::size_t>{1, 1}, {7, 7}, {129, 300}, {300, 129}, {40, 1500}}) {
     for (std::size_t d : {1, 3, 16}) {
       for (std::size_t dv : {1, 3, 9}) {  // 9: two value windows of the key phase
         for (double h : {0.1, 0.5, 3.0}) check(make_problem(n, m, d, dv, fresh_seed()), {h});

@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 
+#include "learn_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -19,18 +20,9 @@ using attnpool::mask;
 using attnpool::test::fresh_seed;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
+using attnpool::test::random_lens;
 
 using attnpool::test::opts_for;
-
-// Random counts in [1, m], with the extremes 1 and m always present (n >= 2).
-std::vector<std::size_t> random_lens(std::size_t n, std::size_t m, std::uint64_t seed) {
-  std::mt19937_64 rng(seed ^ 0x5eedu);
-  std::vector<std::size_t> lens(n);
-  for (auto& l : lens) l = 1 + rng() % m;
-  if (n >= 1) lens[0] = m;
-  if (n >= 2) lens[n - 1] = 1;
-  return lens;
-}
 
 void check_masked_pool(const problem& p, const attnpool::pool_params& params, backend b,
                        unsigned threads = 0) {
@@ -200,9 +192,8 @@ TEST(MaskErrors, UnfusedAndGpuWeightsSayNotImplementedOnTheGpuYet) {
   const std::vector<float> x = {0, 1, 2}, y = {1, 2, 3};
   attnpool::pool_params params{1.0};
   params.mask = mask::leave_one_out;
-  expect_invalid(
-      [&] { (void)attnpool::pool(x, x, y, params, opts_for(backend::cuda_unfused)); },
-      {"leave_one_out", "not implemented on the GPU yet", "cuda_fused"});
+  expect_invalid([&] { (void)attnpool::pool(x, x, y, params, opts_for(backend::cuda_unfused)); },
+                 {"leave_one_out", "not implemented on the GPU yet", "cuda_fused"});
   for (backend b : {backend::cuda_fused, backend::cuda_unfused}) {
     expect_invalid([&] { (void)attnpool::attention_weights(x, x, 1, params, opts_for(b)); },
                    {"leave_one_out", "not implemented on the GPU yet"});

@@ -11,37 +11,16 @@
 #include <random>
 #include <string>
 
+#include "learn_support.hpp"
 #include "test_support.hpp"
 
 namespace {
 
 using attnpool::backend;
+using attnpool::test::book_data;
+using attnpool::test::dataset;
 
 using attnpool::test::opts_for;
-
-// The book's training set: 50 sorted x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2);
-// with d = 2 a second, irrelevant input column uniform on [0, 5).
-struct dataset {
-  std::size_t n, d;
-  std::vector<float> x, y;
-  attnpool::const_view xv() const { return {x.data(), n, d}; }
-  attnpool::const_view yv() const { return {y.data(), n, 1}; }
-};
-dataset book_data(std::size_t n, std::size_t d, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(0.0f, 5.0f);
-  std::normal_distribution<float> noise(0.0f, 0.5f);
-  std::vector<float> x0(n);
-  for (float& v : x0) v = u(rng);
-  std::sort(x0.begin(), x0.end());
-  dataset s{n, d, std::vector<float>(n * d), std::vector<float>(n)};
-  for (std::size_t i = 0; i < n; ++i) {
-    s.x[i * d] = x0[i];
-    for (std::size_t c = 1; c < d; ++c) s.x[i * d + c] = u(rng);
-    s.y[i] = 2.0f * std::sin(x0[i]) + std::pow(x0[i], 0.8f) + noise(rng);
-  }
-  return s;
-}
 
 TEST(TrainParametric, TheBooksRunLowersTheLoss) {
   const std::uint64_t seed = attnpool::test::fresh_seed();
@@ -161,9 +140,9 @@ TEST(TrainParametric, RejectsBadSettingsAndTheGpu) {
                  "backend cuda_unfused is not implemented for the learning API");
   // cuda_fused trains on the GPU (tests/cuda/test_cuda_learn.cpp); without one it says so.
   if (!attnpool::cuda_available()) {
-    EXPECT_THROW((void)attnpool::train_parametric(data.xv(), data.yv(), {},
-                                                  opts_for(backend::cuda_fused)),
-                 attnpool::cuda_error);
+    EXPECT_THROW(
+        (void)attnpool::train_parametric(data.xv(), data.yv(), {}, opts_for(backend::cuda_fused)),
+        attnpool::cuda_error);
   }
 }
 
