@@ -1,5 +1,5 @@
-// The backward pass's key phase (3: dk and dv) and the fixed-order dh reduction (4); see
-// kernels/backward.hpp.
+// The backward pass's key phase (dk and dv) and the fixed-order dh reduction; see
+// kernels/backward.hpp for the phases.
 #include "backward.cuh"
 
 namespace attnpool::kernels {

@@ -59,10 +59,12 @@ struct loo_sweep_args {
 /// ceil(dv / DVC) windows one after the other inside the thread, so that each row's error sum
 /// stays in one thread (no atomics, fixed order).
 ///
-/// NOT YET MEASURED ON A GPU: chosen on paper from the H100's per-SM budget (64K registers,
-/// 16 MUFU.EX2 and 128 FP32 lanes per clock). The sweep costs one ex2 per (pair, bandwidth), so
-/// it is MUFU-bound: at n = 1e5 and 64 bandwidths, 6.4e11 ex2 / (132 SMs x 16 x 1.7 GHz) is
-/// about 0.2 s, inside the 1 s goal with room for the refinement. Rationale:
+/// Chosen on paper from the H100's per-SM budget (64K registers, 16 MUFU.EX2 and 128 FP32 lanes
+/// per clock): the sweep costs one ex2 per (pair, bandwidth), so it is MUFU-bound: at n = 1e5
+/// and 64 bandwidths, 6.4e11 ex2 / (132 SMs x 16 x 1.98 GHz) is about 0.15 s. Measured on an
+/// H100 (bench_cuda_cv, 2026-11-26): 201 ms there, 3.19e12 pair-bandwidths/s = 76 % of the exp2
+/// bound, and select_bandwidth at n = 1e5 (78 evaluations) 330 ms. The constants below were not
+/// varied. Rationale:
 ///  - kThreads 128 (= rows per block, one row per thread): four warps, several blocks per SM.
 ///  - kGroup 8: bandwidths per thread. Each costs 1 + DVC accumulator registers plus its
 ///    constant; 8 shares every distance 8 ways (the distance is 2d + 1 FP32 ops against 8 ex2)

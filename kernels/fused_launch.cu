@@ -155,12 +155,6 @@ fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
   return plan;
 }
 
-std::size_t fused_partial_bytes(const fused_plan& plan, std::size_t n, std::size_t dv) {
-  if (plan.splits <= 1) return 0;
-  const auto s = static_cast<std::size_t>(plan.splits);
-  return align_up(s * n * 2 * sizeof(float)) + align_up(s * n * dv * sizeof(float));
-}
-
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
                   const any_kernel_args* any) {
   args.splits = plan.splits;

@@ -400,7 +400,7 @@ struct fused_agent {
         for (int c = 0; c < DV; ++c)
           if (c < cols) dst[c] = acc[r][c] * inv;
       } else {
-        // Partial state of this split; the merge kernel combines the splits in order. Every
+        // Partial state of this split; the merge kernel combines the splits in a fixed order. Every
         // column window computes the same state bitwise; window 0 writes it.
         const std::size_t slot = static_cast<std::size_t>(blockIdx.z) * a.n + row;
         if (blockIdx.y == 0) {

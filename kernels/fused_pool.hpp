@@ -108,7 +108,9 @@ struct any_kernel_args {
 /// the same rules by register count and are not separately measured: kRowsPerThread 2 only
 /// while the per-row registers (D + DV) stay <= 8, kChunk 8 and kTileKeys 64 for wide rows.
 ///  - kThreads 128: four warps per block.
-///  - kRowsPerThread: two query rows share every shared-memory key and value read.
+///  - kRowsPerThread: 2 where D + DV <= 8 and the rescale is eager, so that two query rows share
+///    every shared-memory key and value read; 1 elsewhere, the lazy d = dv = 1 path included
+///    (measured faster there, see kLazyRescale).
 ///  - kChunk 16: one online-softmax merge per chunk; its distances stay in registers.
 ///  - kTileKeys 128: keys staged per __syncthreads pair.
 template <int D, int DV>
@@ -278,10 +280,6 @@ std::size_t max_batch_blocks(std::size_t problems, std::size_t total_rows,
 fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
                               bool any_kernel = false);
 
-/// Bytes of workspace the split-K partial states of `plan` need (0 when splits == 1); each of
-/// the two arrays starts on a kWorkspaceAlign boundary.
-std::size_t fused_partial_bytes(const fused_plan& plan, std::size_t n, std::size_t dv);
-
 /// Alignment of every array carved out of a workspace (cudaMalloc's guarantee).
 inline constexpr std::size_t kWorkspaceAlign = 256;
 
@@ -308,7 +306,8 @@ struct partial_target {
 
 /// pool_partial's launch: the fused kernel writes per-split partial states into
 /// args.partial_state / args.partial_acc (required, also for plan.splits == 1: splits x n x 2
-/// and splits x n x dv floats), then the merge kernel merges the splits in order into `dst`.
+/// and splits x n x dv floats), then the merge kernel merges the splits in its fixed order into
+/// `dst`.
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
                           const any_kernel_args* any, const partial_target& dst);
 

@@ -53,7 +53,8 @@ if [[ "${1:-}" == "--stage-prebuilt" ]]; then
     f=$(find "$pb" -type f -name "$t" -perm -u+x | head -1)
     [[ -n $f ]] && cp "$f" .prebuilt/bin/
   done
-  git rev-parse HEAD >.prebuilt/commit
+  # The commit the binaries were built from, "+dirty" when the tree differed from it.
+  { git rev-parse HEAD | tr -d '\n'; git diff --quiet HEAD || printf '+dirty'; echo; } >.prebuilt/commit
   du -sh .prebuilt && ls .prebuilt/bin
   exit 0
 fi
@@ -100,7 +101,11 @@ if [[ -d $root/.prebuilt/bin ]]; then
   missing=$(for f in "$root"/.prebuilt/bin/*; do ldd "$f" | grep 'not found' || true; done | sort -u)
   if [[ -z $missing ]]; then
     bindir=$root/.prebuilt/bin
-    note "binaries: prebuilt at $(cat "$root/.prebuilt/commit" 2>/dev/null || echo '?') ($(ls "$bindir" | tr '\n' ' '))"
+    built=$(cat "$root/.prebuilt/commit" 2>/dev/null || echo '?')
+    note "binaries: prebuilt at $built ($(ls "$bindir" | tr '\n' ' '))"
+    head=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo '?')
+    [[ $built == "$head" || $head == '?' ]] ||
+      note "WARNING: the prebuilt binaries ($built) are not the tree's HEAD ($head)"
   else
     note "prebuilt binaries lack libraries here, building instead: $(echo "$missing" | tr '\n' ' ')"
   fi
@@ -143,6 +148,7 @@ for t in "${gpu_tests[@]}"; do
     pids+=("$!:$t")
   else
     echo "$t: not built" >>"$tlog"
+    note "$t: NOT BUILT (not run)"
   fi
 done
 for pt in "${pids[@]}"; do
@@ -183,7 +189,13 @@ for tool in memcheck racecheck; do
       [[ -x $bindir/$bin ]] || continue
       echo "==== $bin --gtest_filter=$filter" >>"$log"
       timeout "$(cap "${SAN_CAP:-60}")" compute-sanitizer --tool "$tool" --error-exitcode 9 \
-        "$bindir/$bin" --gtest_brief=1 --gtest_filter="$filter" >>"$log" 2>&1 || ok=0
+        "$bindir/$bin" --gtest_brief=1 --gtest_filter="$filter" >"$scratch/san.log" 2>&1 || ok=0
+      cat "$scratch/san.log" >>"$log"
+      # A filter that selects nothing would be "clean" without checking anything.
+      grep -qE '^\[  PASSED  \] [1-9]' "$scratch/san.log" || {
+        ok=0
+        echo "no test ran under this filter" >>"$log"
+      }
     done
     if ((ok)); then note "$tool: clean ($(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | sort | uniq -c | tr '\n' ' '))"; else
       status=1

@@ -70,9 +70,10 @@ void check_score_range_host(const char* fn, const_view queries, const_view keys,
 // The largest |coordinate| for which every float32 score is finite (used by the device check).
 double max_safe_coordinate(std::size_t d, double bandwidth);
 
-// The backend a learning entry point (learn.hpp) runs on: cpu or reference; automatic means cpu
-// until the GPU versions exist; cuda_* throw invalid_argument "<fn>: ... not implemented on the
-// GPU yet". (Bandwidth selection.)
+// The backend a learning entry point (learn.hpp) runs on where it has no GPU version of its own:
+// cpu or reference; automatic means cpu; cuda_* throw invalid_argument "<fn>: ... not
+// implemented on the GPU". (src/bandwidth.cpp and src/backward.cpp wrap it with their GPU
+// paths.)
 backend resolve_learn_backend(const char* fn, backend requested);
 
 // The backend of pool_backward and train_parametric for input dimension d: reference, cpu or

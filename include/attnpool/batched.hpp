@@ -48,9 +48,13 @@ void pool_batched(const_view queries, const_view keys, const_view values, mutabl
                   const options& opts = {});
 
 /// The partial streaming-softmax states of n query rows over one shard of the keys: for row i,
-/// max[i] is the largest log2 score seen, sum[i] = sum_j 2^(s_ij - max[i]) and acc row i is
-/// sum_j 2^(s_ij - max[i]) v_j (unnormalised). A row that saw no key with a finite score (a
-/// compact kernel's empty support) has max = -inf, sum = 0 and acc = 0: the merge's identity.
+/// max[i] is a reference log2 score, sum[i] = sum_j 2^(s_ij - max[i]) and acc row i is
+/// sum_j 2^(s_ij - max[i]) v_j (unnormalised). The reference is a score the row attained, and
+/// the CPU engine keeps it at the largest; the GPU's d = dv = 1 path may leave it up to ~10 log2
+/// units below (its lazy rescale), so read max[i] + log2(sum[i]) as the row's log-sum-exp, not
+/// max[i] as its best score. Every merge is exact for any reference. A row that saw no key with
+/// a finite score (a compact kernel's empty support) has max = -inf, sum = 0 and acc = 0: the
+/// merge's identity.
 struct partial_states {
   std::size_t n = 0;        ///< query rows
   std::size_t dv = 0;       ///< value columns

@@ -32,7 +32,9 @@ std::size_t pool_workspace_size(std::size_t n, std::size_t m, std::size_t d, std
 /// Attention pooling on device pointers (see attnpool::pool for the maths and the throws).
 /// Backend must be cuda_fused, cuda_unfused or automatic (= cuda_fused). Masks
 /// (params.mask) on cuda_fused only; params.valid_lens stays HOST memory: it is copied into the
-/// workspace on opts.stream before this call returns (the span may be released then).
+/// workspace on opts.stream (from pageable memory, such as a std::vector's, the copy is staged
+/// before this call returns and the span may be released then; from pinned memory keep it alive
+/// until the stream has passed the call).
 void pool(const_view queries, const_view keys, const_view values, mutable_view out,
           const pool_params& params, const options& opts);
 
@@ -51,7 +53,9 @@ std::size_t pool_backward_workspace_size(std::size_t n, std::size_t m, std::size
 /// \param grads device views of the gradients wanted (any subset); grads.bandwidth, when set,
 ///        points to ONE DOUBLE IN DEVICE MEMORY, written asynchronously.
 /// \param params masks as for pool(); params.valid_lens stays HOST memory: it is copied into the
-///        workspace on opts.stream before this call returns (the span may be released then).
+///        workspace on opts.stream (from pageable memory, such as a std::vector's, the copy
+///        is staged before this call returns and the span may be released then; from pinned
+///        memory keep it alive until the stream has passed the call).
 /// Asynchronous on opts.stream unless opts.check_finite (the device scan of q, k, v and dout
 /// synchronises once).
 /// \throws invalid_argument as attnpool::pool_backward does, for d > 64, a non-Gaussian kernel
@@ -144,7 +148,7 @@ std::size_t pool_partial_workspace_size(std::size_t n, std::size_t m, std::size_
 /// attnpool::pool_partial on device pointers: the partial states of `queries` over one shard of
 /// the keys (keys_shard, values_shard), written to `out` (out.acc must be n x dv). Runs the fused
 /// kernel (split-K inside the shard where the queries alone cannot fill the GPU) and merges its
-/// key ranges in order. Asynchronous unless opts.check_finite. A row with no key inside a compact
+/// key ranges in a fixed order. Asynchronous unless opts.check_finite. A row with no key inside a compact
 /// kernel's support gets the empty state (max = -inf, sum = 0, acc = 0), never an error.
 /// \throws invalid_argument as attnpool::pool_partial does (params.mask must be none;
 ///         empty_support::nearest is refused for compact kernels).
@@ -154,8 +158,10 @@ void pool_partial(const_view queries, const_view keys_shard, const_view values_s
 /// Bytes of device workspace that merge_partials() needs (the empty-row scan slot).
 std::size_t merge_partials_workspace_size(const pool_params& params = {});
 
-/// attnpool::merge_partials on the device: merges the shards' states in shard order 0, 1, ...,
-/// S-1 (fixed: bitwise deterministic) and writes the normalised n x dv result to `out`. Only
+/// attnpool::merge_partials on the device: merges the shards' states in one fixed order (a
+/// warp per output: lane l takes shards l, l + 32, ..., then a fixed butterfly of shuffles;
+/// see kernels/merge_states.hpp), so the result is bitwise deterministic, though not bitwise
+/// the CPU's merge_partials (which merges 0, 1, ..., S-1), and writes the normalised n x dv result to `out`. Only
 /// params.kernel and params.empty are read; a row that no shard saw a key for is NaN
 /// (empty_support::nan) or an invalid_argument naming the row (empty_support::error, which
 /// synchronises opts.stream). Otherwise asynchronous.

@@ -123,7 +123,7 @@ struct parametric_fit {
 /// \param x n x d training inputs, n >= 2
 /// \param y n x dv training targets
 /// Backends as pool_backward(): cpu, reference or cuda_fused (every pool() and pool_backward()
-/// of the run on the GPU; automatic = cuda_fused where a device exists, else cpu).
+/// of the run on the GPU; automatic = cuda_fused where a device exists and d <= 64, else cpu).
 /// \throws invalid_argument on a bad shape, a bad setting (learning_rate <= 0 or not finite,
 ///         initial_w of the wrong size or not finite), non-finite data or weights that overflow
 ///         float32 scores during training, or backend::cuda_unfused; cuda_error on cuda_fused

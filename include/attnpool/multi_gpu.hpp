@@ -1,7 +1,7 @@
 /// \file
 /// Keys sharded over several GPUs in one process (issue 7, "Multi-GPU"): each device computes
 /// the partial softmax states of its key shards on its own stream, and the states are merged in
-/// shard order on the first device. See docs/scaling.md.
+/// one fixed order on the first device. See docs/scaling.md.
 #pragma once
 
 #include <attnpool/types.hpp>
@@ -25,7 +25,7 @@ struct sharding {
 /// attnpool::pool over host memory with the keys split into shards over the GPUs: one stream per
 /// device; each device receives the queries and its shards' keys and values, computes their
 /// partial states (cuda::pool_partial) and sends them (n x (dv + 2) floats per shard) to the
-/// first device, which merges them in shard order (cuda::merge_partials) and returns the result.
+/// first device, which merges them in a fixed order (cuda::merge_partials) and returns the result.
 /// The order is fixed, so the result is bitwise deterministic for a given sharding; it equals
 /// the unsharded pool() within float32 rounding. Synchronises every device it uses; the calling
 /// thread's current device is restored.

@@ -1,5 +1,5 @@
 // pool_sharded (attnpool/multi_gpu.hpp): the keys split into shards over the GPUs of one
-// process, one stream per device, partial states merged in shard order on the first device.
+// process, one stream per device, partial states merged in a fixed order on the first device.
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/multi_gpu.hpp>

@@ -4,10 +4,14 @@
 #include <attnpool/error.hpp>
 #include <attnpool/nccl.hpp>
 
+#include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <vector>
 
 namespace attnpool::nccl {
 namespace {
@@ -76,7 +80,24 @@ void pool(ncclComm* comm, const_view q, const_view k, const_view v, mutable_view
   options local = opts;
   local.workspace = static_cast<std::byte*>(opts.workspace) + gathered;
   local.workspace_bytes = opts.workspace_bytes - gathered;
-  cuda::pool_partial(q, k, v, cuda::packed_partial(mine, n, dv), params, local);
+  if (k.rows == 0) {
+    // A rank without keys (m < ranks) still joins the all-gather, or the others would wait in
+    // it for ever: it sends the merge's identity, max = -inf, sum = 0, acc = 0. The copy is
+    // from pageable memory, so it is staged before cudaMemcpyAsync returns.
+    ATTNPOOL_EXPECTS(v.rows == 0 && v.cols == out.cols && q.rows == out.rows, fn,
+                     ": an empty key shard needs values 0 x ", out.cols, ", got ", v.rows, " x ",
+                     v.cols, ", and out with the queries' ", q.rows, " rows, got ", out.rows);
+    std::vector<float> identity(per_rank, 0.0f);
+    std::fill_n(identity.begin(), n, -std::numeric_limits<float>::infinity());
+    const cudaError_t e =
+        cudaMemcpyAsync(mine, identity.data(), per_rank * sizeof(float), cudaMemcpyHostToDevice,
+                        static_cast<cudaStream_t>(opts.stream));
+    if (e != cudaSuccess)
+      throw cuda_error(detail::concat(fn, ": cudaMemcpyAsync of the empty shard's state failed: ",
+                                      cudaGetErrorName(e)));
+  } else {
+    cuda::pool_partial(q, k, v, cuda::packed_partial(mine, n, dv), params, local);
+  }
   if (n == 0) return;
   // In place: rank r's send buffer is slot r of the receive buffer (NCCL's in-place rule).
   ATTNPOOL_NCCL_TRY(comm, ncclAllGather(mine, all, per_rank, ncclFloat, comm, opts.stream));
