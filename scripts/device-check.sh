@@ -268,6 +268,10 @@ if ! skip peers && ((left > 40)) && [[ -x $bindir/attnpool_peer ]]; then
   if [[ -f $peers_out/results.md ]]; then
     { echo "---- results.md"; cat "$peers_out/results.md"; } | tee -a "$summary" >>"$out/07-peers.log"
   fi
+  # The CSV too, for bench/plot/plot_scaling (cut it out of the log after the marker).
+  if [[ -f $peers_out/results.csv ]]; then
+    { echo "---- results.csv"; cat "$peers_out/results.csv"; } >>"$out/07-peers.log"
+  fi
 else
   note "peers.py skipped: no time left or no attnpool_peer"
 fi
