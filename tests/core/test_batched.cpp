@@ -66,16 +66,9 @@ std::vector<float> run_batched(const batch& b, const attnpool::pool_params& para
   return out;
 }
 
-// Every (n_b, m_b) in {0, 1, 7, 129, 1500}^2 (m_b = 0 only with n_b = 0), shuffled together.
+// Every (n_b, m_b) in {0, 1, 7, 129, 1500}^2 (m_b = 0 only with n_b = 0), interleaved.
 std::vector<std::pair<std::size_t, std::size_t>> mixed_sizes() {
-  const std::size_t s[] = {0, 1, 7, 129, 1500};
-  std::vector<std::pair<std::size_t, std::size_t>> out;
-  for (std::size_t n : s)
-    for (std::size_t m : s)
-      if (m > 0 || n == 0) out.emplace_back(n, m);
-  // Interleave tiny and large: reverse every other one.
-  for (std::size_t i = 1; i < out.size(); i += 2) std::swap(out[i], out[out.size() - i]);
-  return out;
+  return attnpool::test::mixed_problem_sizes(1500);
 }
 
 class BatchedBackend : public ::testing::TestWithParam<backend> {};

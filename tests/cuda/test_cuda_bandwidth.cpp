@@ -22,10 +22,13 @@
 
 #include "bandwidth_sweep.hpp"
 #include "cuda_test_support.hpp"
+#include "learn_support.hpp"
 
 namespace {
 
 using attnpool::backend;
+using attnpool::test::degenerate_bandwidth_cases;
+using attnpool::test::degenerate_case;
 using attnpool::test::describe;
 using attnpool::test::fresh_seed;
 using attnpool::test::loo_cv_tolerance;
@@ -473,22 +476,7 @@ TEST(CudaSelectBandwidth, AgreesWithTheCpuAndABruteForceFp64Grid) {
 
 TEST(CudaSelectBandwidth, NeverReturnsANonPositiveBandwidth) {
   ATTNPOOL_REQUIRE_DEVICE();
-  // All x equal (every h predicts the others' mean), n = 2, and duplicated x with different y.
-  std::vector<float> same(50, 3.0f), same_y(50);
-  for (std::size_t i = 0; i < same_y.size(); ++i) same_y[i] = static_cast<float>(i % 7);
-  const std::vector<float> two = {0.0f, 1.0f}, two_y = {1.0f, -1.0f};
-  std::vector<float> dup, dup_y;
-  for (int i = 0; i < 20; ++i) {
-    dup.insert(dup.end(), {static_cast<float>(i), static_cast<float>(i)});
-    dup_y.insert(dup_y.end(), {static_cast<float>(i % 3), static_cast<float>(i % 3) + 0.1f});
-  }
-  struct named {
-    const char* name;
-    const std::vector<float>& x;
-    const std::vector<float>& y;
-  };
-  for (const named& c : {named{"all equal", same, same_y}, named{"n = 2", two, two_y},
-                         named{"duplicates", dup, dup_y}}) {
+  for (const degenerate_case& c : degenerate_bandwidth_cases()) {
     SCOPED_TRACE(c.name);
     const attnpool::const_view xv{c.x.data(), c.x.size(), 1}, yv{c.y.data(), c.y.size(), 1};
     const auto gpu = attnpool::select_bandwidth(xv, yv, {}, opts_for(backend::cuda_fused));

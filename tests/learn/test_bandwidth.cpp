@@ -11,6 +11,7 @@
 #include <cmath>
 #include <random>
 
+#include "learn_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -52,7 +53,8 @@ TEST(LooCv, FusedSweepMatchesTheOracle) {
         // x: the queries of a fresh problem; y: its values (n rows).
         problem p = make_problem(n, n, d, dv, fresh_seed());
         SCOPED_TRACE(attnpool::test::describe(p, 0.0));
-        const auto cpu = attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu));
+        const auto cpu =
+            attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::cpu));
         const auto ref =
             attnpool::loo_cv_error(p.queries(), p.values(), hs, opts_for(backend::reference));
         ASSERT_EQ(cpu.size(), hs.size());
@@ -99,8 +101,8 @@ TEST(SelectBandwidth, AgreesWithABruteForceFp64GridSearch) {
   const double at_sel =
       attnpool::loo_cv_error(data.xv(), data.yv(), std::span<const double>(&sel.bandwidth, 1),
                              opts_for(backend::reference))[0];
-  EXPECT_LE(at_sel, cv64[best] * (1.0 + 1e-5)) << "h=" << sel.bandwidth << " brute force h="
-                                                << hs[best];
+  EXPECT_LE(at_sel, cv64[best] * (1.0 + 1e-5))
+      << "h=" << sel.bandwidth << " brute force h=" << hs[best];
   EXPECT_NEAR(sel.cv_error, at_sel, 1e-5 * at_sel);
   // ... and lies within one fine grid step of it (the notebook's CV curve has one clear minimum).
   const double fine_step = std::log(hs[1] / hs[0]);
@@ -113,27 +115,8 @@ TEST(SelectBandwidth, AgreesWithABruteForceFp64GridSearch) {
 }
 
 TEST(SelectBandwidth, NeverReturnsANonPositiveBandwidth) {
-  // All x equal: every bandwidth predicts the mean of the others; any h is as good, and the
-  // search returns the largest one.
-  const std::vector<float> same(50, 3.0f);
-  std::vector<float> y(50);
-  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 7);
-  // n = 2: each point is predicted by the other alone, whatever h.
-  const std::vector<float> two = {0.0f, 1.0f}, two_y = {1.0f, -1.0f};
-  // Duplicates: pairs of identical x with different y (the CV error falls towards small h on
-  // the pair partner but the search must stay on its grid).
-  std::vector<float> dup, dup_y;
-  for (int i = 0; i < 20; ++i) {
-    dup.insert(dup.end(), {static_cast<float>(i), static_cast<float>(i)});
-    dup_y.insert(dup_y.end(), {static_cast<float>(i % 3), static_cast<float>(i % 3) + 0.1f});
-  }
-  struct named {
-    const char* name;
-    const std::vector<float>& x;
-    const std::vector<float>& y;
-  };
-  for (const named& c : {named{"all equal", same, y}, named{"n = 2", two, two_y},
-                         named{"duplicates", dup, dup_y}}) {
+  // (learn_support.hpp says why each case has no interior minimum.)
+  for (const attnpool::test::degenerate_case& c : attnpool::test::degenerate_bandwidth_cases()) {
     for (backend b : {backend::cpu, backend::reference}) {
       SCOPED_TRACE(std::string(c.name) + " backend=" + attnpool::to_string(b));
       const auto sel = attnpool::select_bandwidth({c.x.data(), c.x.size(), 1},
@@ -176,9 +159,9 @@ TEST(SelectBandwidth, RejectsBadSearchesAndCudaUnfused) {
   // cuda_error, never a silent fallback to the CPU.
   expect_invalid({}, opts_for(backend::cuda_unfused), "backend cuda_unfused has no leave-one-out");
   if (attnpool::cuda::device_count() == 0) {
-    EXPECT_THROW((void)attnpool::select_bandwidth(data.xv(), data.yv(), {},
-                                                  opts_for(backend::cuda_fused)),
-                 attnpool::cuda_error);
+    EXPECT_THROW(
+        (void)attnpool::select_bandwidth(data.xv(), data.yv(), {}, opts_for(backend::cuda_fused)),
+        attnpool::cuda_error);
     const double h = 1.0;
     EXPECT_THROW((void)attnpool::loo_cv_error(data.xv(), data.yv(), std::span<const double>(&h, 1),
                                               opts_for(backend::cuda_fused)),

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace attnpool::test {
@@ -62,6 +63,29 @@ inline void expect_gradient_close(const char* what, const std::vector<float>& go
   }
   if (failures > 5) ADD_FAILURE() << what << ": " << failures << " elements out of tolerance";
   EXPECT_EQ(pads, 0u) << what << ": pad elements were written";
+}
+
+/// Data on which leave-one-out selection has no interior minimum, where a search must still
+/// return a finite h > 0 on its grid: all x equal (every h predicts the others' mean), n = 2
+/// (each point is predicted by the other alone), and pairs of equal x with different y.
+struct degenerate_case {
+  const char* name;
+  std::vector<float> x, y;
+};
+
+inline std::vector<degenerate_case> degenerate_bandwidth_cases() {
+  std::vector<degenerate_case> cases;
+  degenerate_case same{"all equal", std::vector<float>(50, 3.0f), std::vector<float>(50)};
+  for (std::size_t i = 0; i < same.y.size(); ++i) same.y[i] = static_cast<float>(i % 7);
+  cases.push_back(std::move(same));
+  cases.push_back({"n = 2", {0.0f, 1.0f}, {1.0f, -1.0f}});
+  degenerate_case dup{"duplicates", {}, {}};
+  for (int i = 0; i < 20; ++i) {
+    dup.x.insert(dup.x.end(), {static_cast<float>(i), static_cast<float>(i)});
+    dup.y.insert(dup.y.end(), {static_cast<float>(i % 3), static_cast<float>(i % 3) + 0.1f});
+  }
+  cases.push_back(std::move(dup));
+  return cases;
 }
 
 /// The book's training set: n sorted x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2);

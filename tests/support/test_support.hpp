@@ -15,6 +15,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace attnpool::test {
@@ -57,6 +58,18 @@ inline problem make_problem(std::size_t n, std::size_t m, std::size_t d, std::si
   fill(p.k, m, d, [&] { return unit(rng) + key_offset; });
   fill(p.v, m, dv, [&] { return sym(rng); });
   return p;
+}
+
+/// The (n_b, m_b) of a mixed batch: every pair from {0, 1, 7, 129, largest}^2, with m_b = 0 only
+/// where n_b = 0, tiny and large interleaved (every other one taken from the back).
+inline std::vector<std::pair<std::size_t, std::size_t>> mixed_problem_sizes(std::size_t largest) {
+  const std::size_t s[] = {0, 1, 7, 129, largest};
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  for (std::size_t n : s)
+    for (std::size_t m : s)
+      if (m > 0 || n == 0) out.emplace_back(n, m);
+  for (std::size_t i = 1; i < out.size(); i += 2) std::swap(out[i], out[out.size() - i]);
+  return out;
 }
 
 /// Human-readable description of a case, for SCOPED_TRACE.
