@@ -1,5 +1,5 @@
 // The exp2 bound of bench_cpu: exp2_poly (include/attnpool/detail/online_softmax.hpp) over
-// L1-resident arrays, compiled the way src/cpu_engine.cpp is (target_clones for x86-64-v4,
+// L1-resident arrays, compiled the way src/cpu/engine.cpp is (target_clones for x86-64-v4,
 // x86-64-v3 and baseline, `omp simd` via -fopenmp-simd; no -march=native), so the loader picks
 // the clone the engine itself runs on this CPU.
 //
@@ -10,6 +10,7 @@
 // not vectorised shows up as far from it.
 #include "exp2_bound.hpp"
 
+#include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \

@@ -14,7 +14,7 @@
 //                          pair_bw/s over the MUFU bound (SMs x 16 ex2 per clock x clock).
 // Without a device the program says so and exits 0.
 #include <attnpool/cuda.hpp>
-#include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/scores.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 
@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "bandwidth_sweep.hpp"
+#include "kernels/loo_sweep/params.hpp"
 #include "bench_cuda_support.hpp"
 
 namespace {

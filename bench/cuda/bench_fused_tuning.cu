@@ -1,4 +1,4 @@
-// Measures the tile constants of kernels/fused_pool.hpp (fused_traits) on the GPU at hand: the
+// Measures the tile constants of kernels/fused/traits.hpp (fused_traits) on the GPU at hand: the
 // fused agent for d = dv = 1 (the notebook's shape and issue 3's headline), instantiated with
 // variants of its traits, each timed with CUDA events on the same buffers and checked against
 // the library's own kernel (max |difference|, which must be rounding-sized).
@@ -11,9 +11,10 @@
 // rescale strategy, fused_traits::kLazyRescale; without a suffix: the default's).
 #include <attnpool/cuda.hpp>
 #include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/scores.hpp>
 
 #include "bench_cuda_support.hpp"
-#include "fused_pool.cuh"
+#include "kernels/fused/agent.cuh"
 
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>

@@ -160,7 +160,7 @@ std::size_t merge_partials_workspace_size(const pool_params& params = {});
 
 /// attnpool::merge_partials on the device: merges the shards' states in one fixed order (a
 /// warp per output: lane l takes shards l, l + 32, ..., then a fixed butterfly of shuffles;
-/// see kernels/merge_states.hpp), so the result is bitwise deterministic, though not bitwise
+/// see kernels/merge/states.hpp), so the result is bitwise deterministic, though not bitwise
 /// the CPU's merge_partials (which merges 0, 1, ..., S-1), and writes the normalised n x dv result to `out`. Only
 /// params.kernel and params.empty are read; a row that no shard saw a key for is NaN
 /// (empty_support::nan) or an invalid_argument naming the row (empty_support::error, which

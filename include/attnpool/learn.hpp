@@ -11,7 +11,7 @@
 /// backend::cuda_unfused throws invalid_argument. The device-pointer backward is
 /// attnpool::cuda::pool_backward (cuda.hpp).
 /// Bandwidth selection (loo_cv_error, select_bandwidth) also runs on backend::cuda_fused: the
-/// leave-one-out sweep on the GPU (kernels/bandwidth_sweep.cu), with x and y copied to the
+/// leave-one-out sweep on the GPU (kernels/loo_sweep/sweep.cu), with x and y copied to the
 /// device once per call; there backend::automatic means cuda_fused where a CUDA device exists,
 /// else cpu, and backend::cuda_unfused throws invalid_argument (the sweep is fused by design).
 #pragma once

@@ -17,7 +17,7 @@ namespace attnpool::reference {
 /// where D_ij bounds the error of the natural-log score s_ij: score_rel_error * |s_ij| for the
 /// gaussian and laplacian kernels; for the compact kernels, whose score ln(1 - x) is
 /// ill-conditioned near the edge of the support, the bound that follows from a relative error
-/// score_rel_error on u^2 (src/reference.cpp, score_error, derives it). If every
+/// score_rel_error on u^2 (src/reference/forward.cpp, score_error, derives it). If every
 /// score the engine exponentiates is off by at most D_ij (up to a shift common to the row, which
 /// cancels), its output is off by at most score_bound: the numerator bounds
 /// |sum_j w_j (e^d_j - 1)(v_j - out)| and the denominator the perturbed normaliser. For small D

@@ -2,18 +2,18 @@
 // the device-pointer cuda::pool_backward and the host-memory entry point behind
 // attnpool::pool_backward(backend cuda_fused). The kernels are in kernels/backward*.
 #include <attnpool/cuda.hpp>
-#include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/scores.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 
-#include "backends.hpp"
-#include "backward.hpp"
-#include "cuda/cuda_backend.hpp"
-#include "cuda/cuda_check.hpp"
-#include "cuda/fused_host.hpp"
-#include "fused_pool.hpp"
-#include "support_kernels.hpp"
-#include "validate.hpp"
+#include "src/cuda/backends.hpp"
+#include "kernels/backward/params.hpp"
+#include "src/cuda/host.hpp"
+#include "kernels/common/cuda_check.hpp"
+#include "kernels/common/workspace.hpp"
+#include "kernels/fused/dispatch.hpp"
+#include "kernels/support/support.hpp"
+#include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
 
@@ -203,7 +203,7 @@ void detail::cuda_backward_host(const_view q, const_view k, const_view v, const_
       "the backward pass's workspace");
   options o;
   o.backend = backend::cuda_fused;
-  o.check_finite = false;  // src/backward.cpp checked the host data already
+  o.check_finite = false;  // src/api/backward.cpp checked the host data already
   o.stream = stream;
   o.workspace = ws.data();
   o.workspace_bytes = ws.bytes();

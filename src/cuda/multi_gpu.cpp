@@ -4,10 +4,9 @@
 #include <attnpool/error.hpp>
 #include <attnpool/multi_gpu.hpp>
 
-#include "cuda/cuda_backend.hpp"
-#include "cuda/cuda_check.hpp"
-#include "cuda/fused_host.hpp"
-#include "validate.hpp"
+#include "src/cuda/host.hpp"
+#include "kernels/common/cuda_check.hpp"
+#include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
 

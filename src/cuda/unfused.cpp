@@ -16,11 +16,12 @@
 // derive the extra tolerance this needs (tests/cuda/test_cuda_unfused.cpp).
 #include <attnpool/error.hpp>
 
-#include "cuda/cuda_backend.hpp"
-#include "cuda/cuda_check.hpp"
-#include "fused_pool.hpp"  // align_up, kWorkspaceAlign
-#include "support_kernels.hpp"
-#include "validate.hpp"
+#include "src/cuda/host.hpp"
+#include "kernels/common/cuda_check.hpp"
+#include "src/cuda/cublas_check.hpp"
+#include "kernels/common/workspace.hpp"
+#include "kernels/support/support.hpp"
+#include "src/validate/validate.hpp"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>

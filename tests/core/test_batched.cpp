@@ -263,7 +263,7 @@ TEST(Sharded, Errors) {
                attnpool::invalid_argument);
 }
 
-// Without a usable GPU (no device, or a build without CUDA, where src/cuda_stub.cpp answers)
+// Without a usable GPU (no device, or a build without CUDA, where src/cuda/stub.cpp answers)
 // every CUDA entry point of issue 7 fails loudly with cuda_error, never silently.
 TEST(BatchedCuda, WithoutADeviceEveryEntryPointThrowsCudaError) {
   if (attnpool::cuda::device_count() > 0) GTEST_SKIP() << "a CUDA device is present";

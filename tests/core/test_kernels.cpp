@@ -1,7 +1,9 @@
 // The kernel family (issue 7): every kernel, the empty-support policy and the anisotropic
 // bandwidth on the host backends, against the fp64 oracle on fresh random data with printed
 // seeds. The shared score functors are checked against their definitions first.
+#include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/scores.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 #include <attnpool/reference.hpp>

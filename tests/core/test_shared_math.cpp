@@ -1,5 +1,7 @@
 // The shared __host__ __device__ maths, checked on the host against std:: functions.
+#include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/scores.hpp>
 
 #include <gtest/gtest.h>
 

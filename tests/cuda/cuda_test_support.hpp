@@ -7,7 +7,7 @@
 #include <attnpool/error.hpp>
 #include <attnpool/reference.hpp>
 
-#include "cuda/cuda_backend.hpp"
+#include "src/cuda/host.hpp"
 #include "test_support.hpp"
 
 #include <cuda_runtime.h>

@@ -19,8 +19,9 @@
 #include <vector>
 
 #include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/scores.hpp>
 
-#include "bandwidth_sweep.hpp"
+#include "kernels/loo_sweep/params.hpp"
 #include "cuda_test_support.hpp"
 #include "learn_support.hpp"
 

@@ -11,7 +11,7 @@
 #include <attnpool/reference.hpp>
 
 #include "cuda_test_support.hpp"
-#include "fused_pool.hpp"
+#include "kernels/fused/plan.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,107 @@
+// The fused backward pass of attention pooling on the GPU (issue 6), FlashAttention style: the
+// n x m matrix is never stored. Host-includable (no device code): src/cuda/backward.cpp plans
+// and launches through this header; kernels/backward/kernel.cuh holds the device side and
+// kernels/backward/rows.cu / backward_keys.cu instantiate it; the per-thread work is
+// kernels/backward/agent.hpp, host-testable.
+//
+// With P the weights (Gaussian, log2 scores s2_ij = neg_scale * ||q_i - k_j||^2, masked keys
+// -inf), dp_ij = dout_i . v_j, D_i = dout_i . out_i = sum_j P_ij dp_ij, dS_ij = P_ij (dp_ij - D_i):
+//   1. rows (one thread per query row): ONE streaming pass over the row's visible keys with
+//      the shared online softmax, keeping the max-rescaled sums that give, at the end,
+//      lse2_i = max + log2(sum) (log2 units, as the online_softmax state gives it),
+//      D_i = sum_j P_ij dp_ij (no dv-wide accumulator, no forward output needed),
+//      dq_i = -1/h^2 sum_j dS_ij (q_i - k_j) and the row's share of dh,
+//      sum_j dS_ij ||q_i - k_j||^2 (kernels/backward/agent.hpp says how).
+//   2. keys (one thread per key, grid.y = value windows): P_ij = 2^(s2_ij - lse2_i)
+//      recomputed with the same score functor; dk_j = 1/h^2 sum_i dS_ij (q_i - k_j) and
+//      dv_j = sum_i P_ij dout_i.
+//   3. dh: one block sums the per-row shares in double, in a fixed order, times 1/h^3.
+// Every output element is one thread's sum in a fixed order: no atomics, bitwise repeatable.
+#pragma once
+
+#include <attnpool/learn.hpp>
+#include <attnpool/types.hpp>
+
+#include <cstddef>
+
+namespace attnpool::kernels {
+
+/// Everything the backward kernels read and write (device pointers, leading dimensions in
+/// elements). Gradient pointers may be null: that gradient is not written.
+struct backward_args {
+  const float* q = nullptr;     ///< n x d, row stride ldq
+  const float* k = nullptr;     ///< m x d, row stride ldk
+  const float* v = nullptr;     ///< m x dv, row stride ldv
+  const float* dout = nullptr;  ///< n x dv, row stride lddo
+  std::size_t ldq = 0, ldk = 0, ldv = 0, lddo = 0;
+  std::size_t n = 0, m = 0;
+  int d = 0, dv = 0;
+  float neg_scale = 0.0f;  ///< gaussian_log2_score's constant, -log2(e) / (2 h^2)
+  double inv_h2 = 0.0;     ///< 1 / h^2 (the gradients' scale, applied once per element)
+
+  attnpool::mask mask = attnpool::mask::none;
+  const std::size_t* valid_lens = nullptr;  ///< mask::valid_length: n counts (device memory)
+
+  float* lse2 = nullptr;     ///< n: written by the rows phase, read by the keys phase
+  float* dsum = nullptr;     ///< n: D_i, written by the rows phase
+  float* dh_rows = nullptr;  ///< n: per-row share of dh (rows), or null
+
+  float* dq = nullptr;  ///< n x d, row stride lddq, or null
+  float* dk = nullptr;  ///< m x d, row stride lddk, or null
+  float* dvv = nullptr;  ///< m x dv, row stride lddv, or null
+  std::size_t lddq = 0, lddk = 0, lddv = 0;
+};
+
+/// Tile constants of the backward kernels for compiled query dimension D (a run-time d <= D is
+/// zero-padded, which leaves every distance and difference exactly unchanged).
+///
+/// Chosen on paper for simplicity first, and measured slow on an H100 (bench_cuda_learn,
+/// 2026-11-26): at n = m = 2^16, d = dv = 1 the backward takes 24.3 ms, 14.5x the fused
+/// forward's 1.68 ms (the issue's goal is 2.5x). These kernels read the other side through L1
+/// without the forward's shared-memory tiles; tiling them as the forward is the next step:
+///  - kThreads 128: four warps per block, as the forward.
+///  - One row (rows) or one key (keys) per thread. Its q_i or k_j and its gradient
+///    accumulators (D floats) live in registers; the other side is read from global memory,
+///    every thread of a warp reading the same element at once (a broadcast served by L1).
+///  - kChunk 16 (rows; 8 for D >= 16): one online-softmax merge per chunk, as the forward's
+//    chunks; the chunk's scores and dp stay in registers, its key rows are read twice (L1).
+//    nvcc (CUDA 13, sm_90, -Xptxas -v) reports for the row kernel: 92-156 registers for
+//    D <= 4, 156-212 for D = 8, 148-198 for D = 16 (247 with kChunk 16), 255 plus a few hundred
+//    bytes of spills for D = 32 and ~3 KB for D = 64 (correct, slower; not measured).
+//    The key kernel: 27-64 registers for D <= 8, up to 231-255 for D = 64.
+///  - kValueWindow 8 (keys, dv > 1): value columns of dv_j one thread accumulates; wider dv
+///    runs ceil(dv / 8) windows (grid.y), each recomputing the pair terms.
+template <int D>
+struct backward_traits {
+  static_assert(D == 1 || D == 2 || D == 4 || D == 8 || D == 16 || D == 32 || D == 64,
+                "backward_traits: D must be one of the compiled query dimensions");
+  static constexpr int kThreads = 128;
+  static constexpr int kChunk = D <= 8 ? 16 : 8;
+  static constexpr int kValueWindow = 8;
+  static_assert(kThreads % 32 == 0, "whole warps only");
+  // Row phase: kChunk scores and dp values plus q_i, b and g (3 D) live per thread. D = 64
+  // reaches 224 of the 255 registers, so nvcc may spill there (correct, slower).
+  static_assert(kChunk * 2 + 3 * D <= 255, "live registers per thread stay under the cap");
+};
+
+/// The largest d the GPU backward takes (the gradient accumulators live in registers).
+inline constexpr std::size_t kMaxBackwardDims = kMaxGpuBackwardDims;
+
+/// The compiled query dimension serving a run-time d in [1, kMaxBackwardDims]: the smallest of
+/// {1, 2, 4, 8, 16, 32, 64} that is >= d.
+constexpr int backward_d_bucket(std::size_t d) {
+  int b = 1;
+  while (b < 64 && static_cast<std::size_t>(b) < d) b *= 2;
+  return b;
+}
+
+/// Phase 1: lse2 and dsum (always), dq (when a.dq) and dh_rows (when a.dh_rows). Throws
+/// cuda_error on a launch failure.
+void launch_backward_rows(const backward_args& a, stream_t stream);
+/// Phase 2: dk (when a.dk) and dv (when a.dvv); needs phase 1's lse2 and dsum.
+void launch_backward_keys(const backward_args& a, stream_t stream);
+/// Phase 3: *dh = scale * sum_i dh_rows[i], summed in double in a fixed order (one block).
+void launch_backward_dh(const float* dh_rows, std::size_t n, double scale, double* dh,
+                        stream_t stream);
+
+}  // namespace attnpool::kernels

@@ -1,0 +1,200 @@
+// Dispatch layer of the fused family: the launch plan (configuration, grid, split-K, batch
+// blocks) and the launch through dispatch_dims; split-K's merge is kernels/merge/merge.cu.
+#include <attnpool/detail/scores.hpp>
+#include <attnpool/error.hpp>
+
+#include "kernels/common/cuda_check.hpp"
+#include "kernels/common/workspace.hpp"
+#include "kernels/fused/dispatch.hpp"
+#include "kernels/fused/traits.hpp"
+#include "kernels/merge/states.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace attnpool::kernels {
+namespace {
+
+// Split-K never cuts the keys finer than this: below it the per-split fixed cost (loading the
+// queries, writing and merging a partial state) outweighs the parallelism gained. A paper
+// estimate (4 tiles of 128 keys), not yet measured.
+constexpr std::size_t kMinKeysPerSplit = 512;
+// gridDim.z's hardware limit.
+constexpr std::size_t kMaxSplits = 65535;
+
+std::size_t ceil_div(std::size_t a, std::size_t b) {
+  return (a + b - 1) / b;
+}
+
+// rows_per_block and blocks_per_sm of the configuration serving (d, dv).
+struct shape_consts {
+  std::size_t rows_per_block, blocks_per_sm;
+};
+shape_consts shape_consts_for(std::size_t d, std::size_t dv, bool any_kernel) {
+  const auto consts = [](auto dc, auto dvc) {
+    using traits = fused_traits<decltype(dc)::value, decltype(dvc)::value>;
+    return shape_consts{static_cast<std::size_t>(traits::kRowsPerBlock),
+                        static_cast<std::size_t>(traits::kBlocksPerSm)};
+  };
+  // The any-kernel path is compiled for the generic D = 0 only.
+  return any_kernel ? dispatch_impl::dispatch_dv<0>(fused_dv_bucket(dv), consts)
+                    : dispatch_dims(d, dv, consts);
+}
+
+// The split-K layout of the workspace as stacked states: {max, sum} interleaved per row.
+stacked_states split_states(const fused_args& args, int splits) {
+  stacked_states src;
+  src.max = args.partial_state;
+  src.sum = args.partial_state + 1;
+  src.state_row_step = 2;
+  src.state_shard_stride = 2 * args.n;
+  src.acc = args.partial_acc;
+  src.acc_ld = static_cast<std::size_t>(args.dv);
+  src.acc_shard_stride = args.n * static_cast<std::size_t>(args.dv);
+  src.shards = splits;
+  src.n = args.n;
+  src.dv = args.dv;
+  return src;
+}
+
+void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stream,
+                   const any_kernel_args* any) {
+  if (any != nullptr) {
+    ATTNPOOL_EXPECTS(plan.d_bucket == 0, "launch_fused: a non-Gaussian or anisotropic call needs ",
+                     "a plan made with any_kernel = true");
+    dispatch_impl::dispatch_dv<0>(plan.dv_bucket, [&](auto dc, auto dvc) {
+      launch_fused_config<decltype(dc)::value, decltype(dvc)::value, detail::any_log2_score>(
+          args, plan, stream, any);
+    });
+  } else {
+    dispatch_dims(static_cast<std::size_t>(args.d), static_cast<std::size_t>(args.dv),
+                  [&](auto dc, auto dvc) {
+                    launch_fused_config<decltype(dc)::value, decltype(dvc)::value>(args, plan,
+                                                                                   stream);
+                  });
+  }
+}
+
+}  // namespace
+
+fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
+                      int forced_splits, bool any_kernel) {
+  fused_plan plan;
+  plan.d_bucket = any_kernel ? 0 : fused_d_bucket(d);
+  plan.dv_bucket = fused_dv_bucket(dv);
+  const shape_consts k = shape_consts_for(d, dv, any_kernel);
+  plan.rows_per_block = k.rows_per_block;
+  const std::size_t gx = ceil_div(n, k.rows_per_block);
+  const std::size_t gy = ceil_div(dv, static_cast<std::size_t>(plan.dv_bucket));
+  ATTNPOOL_EXPECTS(gx <= static_cast<std::size_t>(std::numeric_limits<int>::max()),
+                   "cuda fused pool: n = ", n, " needs more than 2^31 - 1 blocks");
+  ATTNPOOL_EXPECTS(gy <= 65535, "cuda fused pool: dv = ", dv,
+                   " needs more than 65535 value "
+                   "windows of ",
+                   plan.dv_bucket, " columns");
+  plan.grid_x = static_cast<unsigned>(gx);
+  plan.grid_y = static_cast<unsigned>(gy);
+
+  std::size_t splits = 1;
+  if (forced_splits > 0) {
+    splits = static_cast<std::size_t>(forced_splits);
+  } else {
+    // Flash-decoding: when the query blocks cannot fill the GPU, cut the keys into ranges so
+    // that the grid covers every SM kBlocksPerSm times, but never below kMinKeysPerSplit keys.
+    const std::size_t target = static_cast<std::size_t>(std::max(sm_count, 1)) * k.blocks_per_sm;
+    const std::size_t blocks = gx * gy;
+    if (blocks < target) {
+      splits = std::min(ceil_div(target, blocks), std::max<std::size_t>(1, m / kMinKeysPerSplit));
+    }
+  }
+  splits = std::clamp<std::size_t>(splits, 1, std::min(m, kMaxSplits));
+  // Equal ranges, then recount so that the last range is not empty.
+  plan.keys_per_split = ceil_div(m, splits);
+  plan.splits = static_cast<int>(ceil_div(m, plan.keys_per_split));
+  return plan;
+}
+
+std::size_t fused_rows_per_block(std::size_t d, std::size_t dv, bool any_kernel) {
+  return shape_consts_for(d, dv, any_kernel).rows_per_block;
+}
+
+std::vector<fused_block> plan_batch_blocks(std::span<const std::size_t> query_offsets,
+                                           std::span<const std::size_t> key_offsets,
+                                           std::size_t rows_per_block) {
+  std::vector<fused_block> blocks;
+  const std::size_t problems = query_offsets.empty() ? 0 : query_offsets.size() - 1;
+  for (std::size_t b = 0; b < problems; ++b) {
+    for (std::size_t r = query_offsets[b]; r < query_offsets[b + 1]; r += rows_per_block) {
+      blocks.push_back({r, std::min(r + rows_per_block, query_offsets[b + 1]), key_offsets[b],
+                        key_offsets[b + 1]});
+    }
+  }
+  return blocks;
+}
+
+std::size_t max_batch_blocks(std::size_t problems, std::size_t total_rows,
+                             std::size_t rows_per_block) {
+  return ceil_div(total_rows, rows_per_block) + problems;
+}
+
+fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv, bool any_kernel) {
+  fused_plan plan;
+  plan.d_bucket = any_kernel ? 0 : fused_d_bucket(d);
+  plan.dv_bucket = fused_dv_bucket(dv);
+  plan.rows_per_block = shape_consts_for(d, dv, any_kernel).rows_per_block;
+  const std::size_t gy = ceil_div(dv, static_cast<std::size_t>(plan.dv_bucket));
+  ATTNPOOL_EXPECTS(blocks <= static_cast<std::size_t>(std::numeric_limits<int>::max()),
+                   "cuda fused pool_batched: the batch needs ", blocks,
+                   " blocks, more than 2^31 - 1");
+  ATTNPOOL_EXPECTS(gy <= 65535, "cuda fused pool_batched: dv = ", dv,
+                   " needs more than 65535 value windows of ", plan.dv_bucket, " columns");
+  plan.grid_x = static_cast<unsigned>(blocks);
+  plan.grid_y = static_cast<unsigned>(gy);
+  plan.splits = 1;
+  plan.keys_per_split = 0;  // unused: each block's keys come from its table entry
+  return plan;
+}
+
+void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
+                  const any_kernel_args* any) {
+  args.splits = plan.splits;
+  args.keys_per_split = plan.keys_per_split;
+  float* final_out = args.out;
+  if (plan.splits > 1) {
+    // Partial results only; the merge kernel writes `out`.
+    args.out = nullptr;
+  } else {
+    // Normalised output straight from the kernel (it writes partials whenever partial_acc is
+    // set).
+    args.partial_state = nullptr;
+    args.partial_acc = nullptr;
+  }
+  launch_kernel(args, plan, stream, any);
+  if (plan.splits > 1) {
+    merge_target dst;
+    dst.out = final_out;
+    dst.ldo = args.ldo;
+    launch_merge_states(split_states(args, plan.splits), dst, stream);
+  }
+}
+
+void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
+                          const any_kernel_args* any, const partial_target& dst) {
+  ATTNPOOL_EXPECTS(args.partial_state != nullptr && args.partial_acc != nullptr,
+                   "launch_fused_partial: the split states need workspace");
+  ATTNPOOL_EXPECTS(args.batch_blocks == nullptr, "launch_fused_partial: no batched launch");
+  args.splits = plan.splits;
+  args.keys_per_split = plan.keys_per_split;
+  args.out = nullptr;
+  launch_kernel(args, plan, stream, any);
+  merge_target t;
+  t.max = dst.max;
+  t.sum = dst.sum;
+  t.acc = dst.acc;
+  t.acc_ld = dst.acc_ld;
+  launch_merge_states(split_states(args, plan.splits), t, stream);
+}
+
+}  // namespace attnpool::kernels

@@ -1,8 +1,0 @@
-// Instantiates the fused kernel for query dimension D = 0 (the generic path, d > 64) and every
-// value window DV. One file per D so that the instantiations compile in parallel (FlashAttention's
-// layout).
-#include "fused_pool.cuh"
-
-namespace attnpool::kernels {
-ATTNPOOL_FUSED_INSTANTIATE(0)
-}  // namespace attnpool::kernels

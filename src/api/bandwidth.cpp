@@ -1,0 +1,188 @@
+// Bandwidth selection by leave-one-out cross-validation: loo_cv_error evaluates many bandwidths
+// in one call on the chosen backend's sweep (src/cpu/bandwidth.cpp, the GPU's
+// kernels/loo_sweep/), select_bandwidth searches a log grid and refines it by golden section on
+// ln h, written once (grid_then_golden) over a pluggable evaluator: the CPU / reference
+// loo_cv_error, or one device session that holds x and y for the whole search.
+#include <attnpool/cuda.hpp>
+#include <attnpool/error.hpp>
+#include <attnpool/learn.hpp>
+
+#include "src/cpu/engine.hpp"
+#include "src/cuda/backends.hpp"
+#include "src/reference/engine.hpp"
+#include "src/validate/validate.hpp"
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <optional>
+
+namespace attnpool {
+namespace {
+
+// Shapes, bandwidths and data of a loo_cv_error call.
+void check_cv_args(const char* fn, const_view x, const_view y, std::span<const double> hs,
+                   const options& opts) {
+  ATTNPOOL_EXPECTS(x.rows >= 2, fn, ": x.rows (n) must be >= 2 for leave-one-out, got ", x.rows);
+  ATTNPOOL_EXPECTS(y.rows == x.rows, fn, ": y.rows must equal x.rows (n = ", x.rows, "), got ",
+                   y.rows);
+  ATTNPOOL_EXPECTS(!hs.empty(), fn, ": bandwidths is empty");
+  const float shape_only = 0.0f;
+  for (double h : hs) {
+    pool_params params{h};
+    params.mask = mask::leave_one_out;
+    detail::check_pool_args(fn, x, x, y, const_view{&shape_only, x.rows, y.cols, y.cols}, params,
+                            detail::mask_support::host);
+  }
+  if (!opts.check_finite) return;
+  detail::check_finite_host(fn, "x", x);
+  detail::check_finite_host(fn, "y", y);
+  // Squared distances must be finite floats: |x| <= sqrt(FLT_MAX / (8 d)) with a factor 2 spare.
+  // (Scores may overflow to -inf: their weight is then 0, which is what they are.)
+  const double limit =
+      std::sqrt(static_cast<double>(std::numeric_limits<float>::max()) / (8.0 * static_cast<double>(x.cols)));
+  for (std::size_t i = 0; i < x.rows; ++i)
+    for (std::size_t c = 0; c < x.cols; ++c)
+      ATTNPOOL_EXPECTS(std::fabs(x(i, c)) <= limit, fn, ": x(", i, ", ", c, ") = ", x(i, c),
+                       " overflows float32 squared distances (|x| <= ", limit,
+                       "); centre or rescale the inputs");
+}
+
+// The backend a cross-validation call runs on. The learning API's shared rule
+// (resolve_learn_backend) except that the GPU sweep exists: cuda_fused runs it, automatic picks
+// it where a device exists (else the CPU engine), and cuda_unfused, which would need the n x n
+// weights for nothing, is refused naming the backend.
+backend resolve_cv_backend(const char* fn, backend requested) {
+  if (requested == backend::cuda_fused) return backend::cuda_fused;
+  if (requested == backend::automatic)
+    return cuda::device_count() > 0 ? backend::cuda_fused : backend::cpu;
+  ATTNPOOL_EXPECTS(requested != backend::cuda_unfused, fn,
+                   ": backend cuda_unfused has no leave-one-out sweep (it is fused by design); "
+                   "use cuda_fused, automatic, cpu or reference");
+  return detail::resolve_learn_backend(fn, requested);
+}
+
+// cv(h) for a set of bandwidths (validated by the caller).
+using cv_evaluator = std::function<std::vector<double>(std::span<const double>)>;
+
+// The search of select_bandwidth, for any evaluator: the log grid over [h_min, h_max] in one
+// call, then golden section on ln h between the best grid point's neighbours, one bandwidth
+// per call. The returned point is the best evaluated one, so refinement never makes the answer
+// worse than the grid's, and every evaluated h lies in [h_min, h_max]: h > 0 always.
+bandwidth_selection grid_then_golden(const bandwidth_search& search, double h_min, double h_max,
+                                     const cv_evaluator& eval) {
+  bandwidth_selection r;
+  const std::size_t g = search.grid_size;
+  const double u0 = std::log(h_min), step = (std::log(h_max) - u0) / static_cast<double>(g - 1);
+  r.grid.resize(g);
+  for (std::size_t k = 0; k < g; ++k) r.grid[k] = std::exp(u0 + step * static_cast<double>(k));
+  r.grid.front() = h_min;  // exactly the ends asked for
+  r.grid.back() = h_max;
+  r.cv = eval(r.grid);
+  r.evaluations = g;
+
+  // Best grid point; ties go to the larger bandwidth.
+  std::size_t best = g - 1;
+  for (std::size_t k = g - 1; k-- > 0;)
+    if (r.cv[k] < r.cv[best]) best = k;
+  r.bandwidth = r.grid[best];
+  r.cv_error = r.cv[best];
+  r.at_boundary = best == 0 || best == g - 1;
+  if (!search.refine) return r;
+
+  auto f = [&](double u) {
+    const double h = std::exp(u);
+    const double e = eval(std::span<const double>(&h, 1))[0];
+    ++r.evaluations;
+    if (e < r.cv_error) {
+      r.cv_error = e;
+      r.bandwidth = h;
+    }
+    return e;
+  };
+  const double inv_phi = (std::sqrt(5.0) - 1.0) / 2.0;
+  double lo = std::log(r.grid[best == 0 ? 0 : best - 1]);
+  double hi = std::log(r.grid[best == g - 1 ? g - 1 : best + 1]);
+  double a = hi - inv_phi * (hi - lo), b = lo + inv_phi * (hi - lo);
+  double fa = f(a), fb = f(b);
+  while (hi - lo > search.log_tolerance) {
+    if (fa <= fb) {
+      hi = b;
+      b = a;
+      fb = fa;
+      a = hi - inv_phi * (hi - lo);
+      fa = f(a);
+    } else {
+      lo = a;
+      a = b;
+      fa = fb;
+      b = lo + inv_phi * (hi - lo);
+      fb = f(b);
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const double> bandwidths,
+                                 const options& opts) {
+  constexpr const char* fn = "loo_cv_error";
+  const backend b = resolve_cv_backend(fn, opts.backend);
+  check_cv_args(fn, x, y, bandwidths, opts);
+  switch (b) {
+    case backend::reference: return detail::reference_loo_cv(x, y, bandwidths);
+    case backend::cuda_fused: return detail::cuda_loo_cv(x, y)(bandwidths);
+    default: return detail::cpu_loo_cv(x, y, bandwidths, opts.threads);
+  }
+}
+
+bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth_search& search,
+                                     const options& opts) {
+  constexpr const char* fn = "select_bandwidth";
+  const backend which = resolve_cv_backend(fn, opts.backend);
+  ATTNPOOL_EXPECTS(search.grid_size >= 3, fn, ": search.grid_size must be >= 3, got ",
+                   search.grid_size);
+  ATTNPOOL_EXPECTS(std::isfinite(search.log_tolerance) && search.log_tolerance > 0.0, fn,
+                   ": search.log_tolerance must be finite and > 0, got ", search.log_tolerance);
+  for (double h : {search.h_min, search.h_max})
+    ATTNPOOL_EXPECTS(std::isfinite(h) && h >= 0.0, fn,
+                     ": search.h_min and h_max must be finite and >= 0 (0 = from the data), got ",
+                     h);
+  ATTNPOOL_EXPECTS(x.rows >= 2, fn, ": x.rows (n) must be >= 2 for leave-one-out, got ", x.rows);
+  // The data's scale: the largest coordinate range (in double; 1 when every x is equal).
+  double spread = 0.0;
+  for (std::size_t c = 0; c < x.cols; ++c) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (std::size_t i = 0; i < x.rows; ++i) {
+      lo = std::min(lo, static_cast<double>(x(i, c)));
+      hi = std::max(hi, static_cast<double>(x(i, c)));
+    }
+    if (hi - lo > spread) spread = hi - lo;
+  }
+  if (!(spread > 0.0) || !std::isfinite(spread)) spread = 1.0;
+  const double h_min = search.h_min > 0.0 ? search.h_min : spread * 1e-3;
+  const double h_max = search.h_max > 0.0 ? search.h_max : spread * 10.0;
+  ATTNPOOL_EXPECTS(h_min < h_max, fn, ": the grid needs h_min < h_max, got ", h_min, " and ",
+                   h_max);
+
+  // The grid's first call validates the data (check_finite) and the range of bandwidths; the
+  // refinement stays inside that range, so its calls skip the data checks.
+  options checked = opts;
+  checked.backend = which;
+  options unchecked = checked;
+  unchecked.check_finite = false;
+  bool first = true;
+  std::optional<detail::cuda_loo_cv> gpu;  // the device session: x and y uploaded once
+  const cv_evaluator eval = [&](std::span<const double> hs) {
+    const options& o = first ? checked : unchecked;
+    first = false;
+    if (which != backend::cuda_fused) return loo_cv_error(x, y, hs, o);
+    check_cv_args("loo_cv_error", x, y, hs, o);
+    if (!gpu) gpu.emplace(x, y);
+    return (*gpu)(hs);
+  };
+  return grid_then_golden(search, h_min, h_max, eval);
+}
+
+}  // namespace attnpool

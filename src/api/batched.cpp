@@ -1,0 +1,166 @@
+// pool_batched, pool_partial and merge_partials (issue 7): validate once, then hand over to the
+// CPU engine (src/cpu/engine.cpp, the same per-row code as pool()), the reference, or the CUDA
+// fused path's host-memory entry points (src/cuda/batched.cpp).
+#include <attnpool/batched.hpp>
+#include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/error.hpp>
+#include <attnpool/pool.hpp>
+
+#include "src/cpu/engine.hpp"
+#include "src/cuda/backends.hpp"
+#include "src/reference/engine.hpp"
+#include "src/validate/validate.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <span>
+#include <vector>
+
+namespace attnpool {
+namespace {
+
+// The backends these entry points implement: cpu (also for automatic), reference where
+// `reference_ok`, and cuda_fused (host copies around the device-pointer API). cuda_unfused is an
+// invalid_argument naming the backend.
+backend host_backend(const char* fn, backend requested, bool reference_ok) {
+  switch (requested) {
+    case backend::automatic:
+    case backend::cpu: return backend::cpu;
+    case backend::reference:
+      if (reference_ok) return backend::reference;
+      throw invalid_argument(detail::concat(fn, ": backend reference is not implemented; use ",
+                                            "backend cpu or cuda_fused"));
+    case backend::cuda_fused: return backend::cuda_fused;
+    case backend::cuda_unfused: break;
+  }
+  throw invalid_argument(detail::concat(fn, ": backend ", to_string(requested),
+                                        " is not implemented (the batched and sharded paths ",
+                                        "stream keys and never store the n x m weights); use ",
+                                        "backend cuda_fused or cpu"));
+}
+
+void reject_mask(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
+                   " is not supported; use mask::none");
+}
+
+void check_finite_inputs(const char* fn, const options& opts, const_view q, const_view k,
+                         const_view v, const pool_params& params) {
+  if (!opts.check_finite) return;
+  detail::check_finite_host(fn, "queries", q);
+  detail::check_finite_host(fn, "keys", k);
+  detail::check_finite_host(fn, "values", v);
+  detail::check_score_range_host(fn, q, k, params);
+}
+
+const_view rows_of(const_view a, std::size_t r0, std::size_t r1) {
+  return {a.data + r0 * a.ld, r1 - r0, a.cols, a.ld};
+}
+
+}  // namespace
+
+void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
+                  std::span<const std::size_t> query_offsets,
+                  std::span<const std::size_t> key_offsets, const pool_params& params,
+                  const options& opts) {
+  constexpr const char* fn = "pool_batched";
+  const backend b = host_backend(fn, opts.backend, true);
+  reject_mask(fn, params);
+  detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
+  const std::size_t problems = query_offsets.size() - 1;
+  if (q.rows == 0) return;  // then keys.rows may be 0 as well; nothing to check or compute
+  detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
+  if (b == backend::cuda_fused) detail::reject_gpu_params(fn, params, q.cols);
+  check_finite_inputs(fn, opts, q, k, v, params);
+  if (b == backend::cuda_fused)
+    return detail::cuda_pool_batched_host(q, k, v, out, query_offsets, key_offsets, params);
+  if (b == backend::cpu)
+    return detail::cpu_pool_batched(q, k, v, out, query_offsets, key_offsets, params,
+                                    opts.threads);
+  for (std::size_t p = 0; p < problems; ++p) {
+    const std::size_t q0 = query_offsets[p], q1 = query_offsets[p + 1];
+    if (q0 == q1) continue;
+    const std::size_t k0 = key_offsets[p], k1 = key_offsets[p + 1];
+    detail::reference_pool(rows_of(q, q0, q1), rows_of(k, k0, k1), rows_of(v, k0, k1),
+                           mutable_view{out.data + q0 * out.ld, q1 - q0, out.cols, out.ld},
+                           params);
+  }
+}
+
+partial_states pool_partial(const_view q, const_view k, const_view v, const pool_params& params,
+                            const options& opts) {
+  constexpr const char* fn = "pool_partial";
+  const backend b = host_backend(fn, opts.backend, false);
+  reject_mask(fn, params);
+  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
+                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
+                   "know the other shards' keys); use empty_support::error or nan");
+  partial_states st;
+  st.n = q.rows;
+  st.dv = v.cols;
+  st.acc.assign(detail::checked_mul(fn, "n * dv", st.n, st.dv), 0.0f);
+  const mutable_view acc{st.acc.data(), st.n, st.dv};
+  detail::check_pool_args(fn, q, k, v, acc, params, detail::mask_support::host);
+  if (b == backend::cuda_fused) detail::reject_gpu_params(fn, params, q.cols);
+  check_finite_inputs(fn, opts, q, k, v, params);
+  st.max.assign(st.n, -std::numeric_limits<float>::infinity());
+  st.sum.assign(st.n, 0.0f);
+  if (b == backend::cuda_fused) {
+    if (st.n > 0) detail::cuda_pool_partial_host(q, k, v, st.max.data(), st.sum.data(), acc, params);
+    return st;
+  }
+  detail::cpu_pool_partial(q, k, v, st.max.data(), st.sum.data(), acc, params, opts.threads);
+  return st;
+}
+
+void merge_partials(std::span<const partial_states> shards, mutable_view out,
+                    const pool_params& params) {
+  constexpr const char* fn = "merge_partials";
+  ATTNPOOL_EXPECTS(!shards.empty(), fn, ": shards must hold at least one partial_states");
+  const std::size_t n = shards[0].n, dv = shards[0].dv;
+  for (std::size_t s = 0; s < shards.size(); ++s) {
+    const partial_states& p = shards[s];
+    ATTNPOOL_EXPECTS(p.n == n && p.dv == dv, fn, ": shard ", s, " is ", p.n, " x ", p.dv,
+                     " but shard 0 is ", n, " x ", dv, "; every shard must cover the same ",
+                     "queries with the same dv");
+    ATTNPOOL_EXPECTS(p.max.size() == n && p.sum.size() == n && p.acc.size() == n * dv, fn,
+                     ": shard ", s, " has max/sum/acc sizes ", p.max.size(), "/", p.sum.size(),
+                     "/", p.acc.size(), ", expected ", n, "/", n, "/", n * dv);
+  }
+  ATTNPOOL_EXPECTS(out.rows == n && out.cols == dv, fn, ": out must be ", n, " x ", dv, ", got ",
+                   out.rows, " x ", out.cols);
+  ATTNPOOL_EXPECTS(out.ld >= out.cols, fn, ": out.ld must be >= out.cols (", out.cols, "), got ",
+                   out.ld);
+  ATTNPOOL_EXPECTS(out.data != nullptr || n == 0, fn, ": out.data is null but out is ", n, " x ",
+                   dv);
+  // Check for empty rows first, so that out is untouched when the call throws.
+  if (params.empty == empty_support::error) {
+    for (std::size_t i = 0; i < n; ++i) {
+      bool seen = false;
+      for (const partial_states& p : shards)
+        seen |= p.max[i] != -std::numeric_limits<float>::infinity();
+      ATTNPOOL_EXPECTS(seen, fn, ": query row ", i, " has no key inside the support of the ",
+                       to_string(params.kernel), " kernel in any shard (every weight would be ",
+                       "0/0); widen the bandwidth, or choose params.empty = nan");
+    }
+  }
+  std::vector<float> acc(dv);
+  for (std::size_t i = 0; i < n; ++i) {
+    detail::online_softmax sm;
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (const partial_states& p : shards) {
+      const detail::rescale r = sm.merge(detail::online_softmax{p.max[i], p.sum[i]});
+      const float* pa = p.acc.data() + i * dv;
+      for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * pa[c];
+    }
+    if (sm.empty()) {
+      for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
+    const float inv = sm.inv_sum();
+    for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
+  }
+}
+
+}  // namespace attnpool

@@ -1,0 +1,186 @@
+// Public host entry points: validate once, then hand over to the chosen backend.
+#include <attnpool/cuda.hpp>
+#include <attnpool/error.hpp>
+#include <attnpool/pool.hpp>
+
+#include "src/cpu/engine.hpp"
+#include "src/cuda/backends.hpp"
+#include "src/reference/engine.hpp"
+#include "src/validate/validate.hpp"
+
+#include <cstring>
+#include <string_view>
+
+namespace attnpool {
+namespace {
+
+void check_data(const char* fn, const options& opts, const_view q, const_view k,
+                const_view v, const pool_params& params) {
+  if (!opts.check_finite) return;
+  detail::check_finite_host(fn, "queries", q);
+  detail::check_finite_host(fn, "keys", k);
+  if (v.data != nullptr) detail::check_finite_host(fn, "values", v);
+  detail::check_score_range_host(fn, q, k, params);
+}
+
+}  // namespace
+
+const char* to_string(backend b) noexcept {
+  switch (b) {
+    case backend::automatic: return "automatic";
+    case backend::reference: return "reference";
+    case backend::cpu: return "cpu";
+    case backend::cuda_fused: return "cuda_fused";
+    case backend::cuda_unfused: return "cuda_unfused";
+  }
+  return "unknown";
+}
+
+const char* to_string(mask m) noexcept {
+  switch (m) {
+    case mask::none: return "none";
+    case mask::leave_one_out: return "leave_one_out";
+    case mask::valid_length: return "valid_length";
+  }
+  return "unknown";
+}
+
+const char* to_string(kernel k) noexcept {
+  switch (k) {
+    case kernel::gaussian: return "gaussian";
+    case kernel::laplacian: return "laplacian";
+    case kernel::epanechnikov: return "epanechnikov";
+    case kernel::boxcar: return "boxcar";
+    case kernel::tricube: return "tricube";
+  }
+  return "unknown";
+}
+
+kernel parse_kernel(const char* name) {
+  ATTNPOOL_EXPECTS(name != nullptr, "parse_kernel: name is null");
+  for (kernel k : {kernel::gaussian, kernel::laplacian, kernel::epanechnikov, kernel::boxcar,
+                   kernel::tricube}) {
+    if (std::string_view(name) == to_string(k)) return k;
+  }
+  throw invalid_argument(detail::concat(
+      "kernel must be one of gaussian, laplacian, epanechnikov, boxcar, tricube; got '", name,
+      "'"));
+}
+
+backend parse_backend(const char* name) {
+  ATTNPOOL_EXPECTS(name != nullptr, "parse_backend: name is null");
+  for (backend b : {backend::automatic, backend::reference, backend::cpu, backend::cuda_fused,
+                    backend::cuda_unfused}) {
+    if (std::string_view(name) == to_string(b)) return b;
+  }
+  throw invalid_argument(detail::concat(
+      "backend must be one of automatic, reference, cpu, cuda_fused, cuda_unfused; got '", name,
+      "'"));
+}
+
+bool cuda_available() noexcept { return cuda::device_count() > 0; }
+
+backend resolve_backend(backend requested) {
+  if (requested != backend::automatic) return requested;
+  return cuda_available() ? backend::cuda_fused : backend::cpu;
+}
+
+void pool(const_view q, const_view k, const_view v, mutable_view out, const pool_params& params,
+          const options& opts) {
+  constexpr const char* fn = "pool";
+  const auto shape =
+      detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
+  if (shape.n == 0) return;
+  const backend b = resolve_backend(opts.backend);
+  // The fused CUDA path takes masks (the any-kernel instantiations); the unfused one does not.
+  if (b == backend::cuda_fused || b == backend::cuda_unfused)
+    detail::reject_gpu_params(fn, params, q.cols, b == backend::cuda_fused);
+  check_data(fn, opts, q, k, v, params);
+  switch (b) {
+    case backend::reference: return detail::reference_pool(q, k, v, out, params);
+    case backend::cpu: return detail::cpu_pool(q, k, v, out, params, opts.threads);
+    case backend::cuda_fused:
+    case backend::cuda_unfused: return detail::cuda_pool_host(q, k, v, out, params, b);
+    case backend::automatic: break;
+  }
+  throw invalid_argument(detail::concat(fn, ": unknown backend ", static_cast<int>(b)));
+}
+
+void attention_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
+                       const options& opts) {
+  constexpr const char* fn = "attention_weights";
+  const auto shape =
+      detail::check_weights_args(fn, q, k, w, params, detail::mask_support::host);
+  if (shape.n == 0) return;
+  const backend b = resolve_backend(opts.backend);
+  if (b == backend::cuda_fused || b == backend::cuda_unfused) detail::reject_gpu_params(fn, params, q.cols);
+  check_data(fn, opts, q, k, const_view{}, params);
+  switch (b) {
+    case backend::reference: return detail::reference_weights(q, k, w, params);
+    case backend::cpu: return detail::cpu_weights(q, k, w, params, opts.threads);
+    case backend::cuda_fused:
+    case backend::cuda_unfused: return detail::cuda_weights_host(q, k, w, params);
+    case backend::automatic: break;
+  }
+  throw invalid_argument(detail::concat(fn, ": unknown backend ", static_cast<int>(b)));
+}
+
+void average_pool(const_view values, mutable_view out, const options& opts) {
+  constexpr const char* fn = "average_pool";
+  detail::check_average_args(fn, values, out);
+  if (out.rows == 0) return;
+  if (opts.check_finite) detail::check_finite_host(fn, "values", values);
+  const backend b = resolve_backend(opts.backend);
+  if (b == backend::cuda_fused || b == backend::cuda_unfused)
+    return detail::cuda_average_host(values, out);
+  // Column means accumulated in double: exact enough for any m a float input can carry.
+  for (std::size_t c = 0; c < values.cols; ++c) {
+    double sum = 0.0;
+    for (std::size_t j = 0; j < values.rows; ++j) sum += values(j, c);
+    const auto mean = static_cast<float>(sum / static_cast<double>(values.rows));
+    for (std::size_t i = 0; i < out.rows; ++i) out(i, c) = mean;
+  }
+}
+
+std::vector<float> pool(std::span<const float> queries, std::span<const float> keys,
+                        std::span<const float> values, std::size_t d, const pool_params& params,
+                        const options& opts) {
+  constexpr const char* fn = "pool";
+  ATTNPOOL_EXPECTS(d >= 1, fn, ": d must be >= 1, got ", d);
+  ATTNPOOL_EXPECTS(queries.size() % d == 0, fn, ": queries.size() (", queries.size(),
+                   ") must be a multiple of d (", d, ")");
+  ATTNPOOL_EXPECTS(keys.size() % d == 0, fn, ": keys.size() (", keys.size(),
+                   ") must be a multiple of d (", d, ")");
+  const std::size_t n = queries.size() / d, m = keys.size() / d;
+  ATTNPOOL_EXPECTS(m >= 1, fn, ": keys must hold at least one key, got ", keys.size(), " floats");
+  ATTNPOOL_EXPECTS(values.size() % m == 0 && !values.empty(), fn, ": values.size() (",
+                   values.size(), ") must be a positive multiple of the key count m (", m, ")");
+  const std::size_t dv = values.size() / m;
+  std::vector<float> out(detail::checked_mul(fn, "n * dv", n, dv));
+  pool(const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
+       const_view{values.data(), m, dv}, mutable_view{out.data(), n, dv}, params, opts);
+  return out;
+}
+
+std::vector<float> pool(std::span<const float> queries, std::span<const float> keys,
+                        std::span<const float> values, const pool_params& params,
+                        const options& opts) {
+  return pool(queries, keys, values, 1, params, opts);
+}
+
+std::vector<float> attention_weights(std::span<const float> queries, std::span<const float> keys,
+                                     std::size_t d, const pool_params& params,
+                                     const options& opts) {
+  constexpr const char* fn = "attention_weights";
+  ATTNPOOL_EXPECTS(d >= 1, fn, ": d must be >= 1, got ", d);
+  ATTNPOOL_EXPECTS(queries.size() % d == 0 && keys.size() % d == 0, fn,
+                   ": queries.size() and keys.size() must be multiples of d (", d, "), got ",
+                   queries.size(), " and ", keys.size());
+  const std::size_t n = queries.size() / d, m = keys.size() / d;
+  std::vector<float> w(detail::checked_mul(fn, "n * m", n, m));
+  attention_weights(const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
+                    mutable_view{w.data(), n, m}, params, opts);
+  return w;
+}
+
+}  // namespace attnpool

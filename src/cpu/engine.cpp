@@ -1,0 +1,644 @@
+// The multi-threaded CPU engine: float32 storage, a streaming (max-rescaled) softmax over tiles of
+// keys, memory O(n + m). The per-pair maths comes from detail/online_softmax.hpp, the same code
+// the CUDA kernels run.
+//
+// Layout of the work, per query row, for each tile of kCpuTile keys:
+//   1. log2 scores and their maximum
+//   2. p_j = 2^(s_j - max), the tile sum and p . v
+//   3. merge (max, sum, p . v) into the row's online_softmax state (the shared merge)
+// For d = dv = 1 steps 1 and 2 fuse into one pass against the running maximum (fused_tile_d1).
+// Keys and values are packed once into column-major copies so that the inner loops run over
+// contiguous keys, whatever d, dv and the caller's leading dimensions are.
+//
+// Vectorisation: the tile loops are plain loops with `omp simd` reductions (-fopenmp-simd, no
+// OpenMP runtime), compiled three times by function multiversioning (target_clones): AVX-512,
+// AVX2+FMA and baseline x86-64, chosen at load time by the CPU. No -march=native is needed.
+#include "src/cpu/engine.hpp"
+#include "src/cpu/tiles.hpp"
+
+#include <attnpool/error.hpp>
+
+#include <attnpool/detail/fast_math.hpp>
+#include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/scores.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <span>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace attnpool::detail {
+// r[t] = sum_c (a_c - bt[c * stride + t0 + t])^2 for t in [0, len): distances of one point a to
+// a tile of column-major points.
+ATTNPOOL_MULTIVERSION
+void dist_tile(const float* a, const float* bt, std::size_t stride, std::size_t d, std::size_t t0,
+               std::size_t len, float* r) {
+  {
+    const float a0 = a[0];
+    const float* b0 = bt + t0;
+#pragma omp simd
+    for (std::size_t t = 0; t < len; ++t) {
+      const float diff = a0 - b0[t];
+      r[t] = diff * diff;
+    }
+  }
+  for (std::size_t c = 1; c < d; ++c) {
+    const float ac = a[c];
+    const float* bc = bt + c * stride + t0;
+#pragma omp simd
+    for (std::size_t t = 0; t < len; ++t) {
+      const float diff = ac - bc[t];
+      r[t] = diff * diff + r[t];
+    }
+  }
+}
+
+ATTNPOOL_MULTIVERSION
+float dot_tile(const float* p, const float* v, std::size_t len) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (std::size_t j = 0; j < len; ++j) dot = p[j] * v[j] + dot;
+  return dot;
+}
+
+namespace {
+
+// Keys in blocks of kLanes: kb[(j / kLanes) * d * kLanes + c * kLanes + j % kLanes] = k(j, c),
+// the tail block zero-padded. A block's d coordinates are d * 64 contiguous bytes, so the
+// distance loop streams them in order with its accumulators in registers; column-major packing
+// instead puts the d columns m * 4 bytes apart, which for m a multiple of 1024 maps them onto
+// the same L1 sets.
+inline constexpr std::size_t kLanes = 16;
+std::vector<float> pack_blocks(const_view a) {
+  const std::size_t blocks = (a.rows + kLanes - 1) / kLanes;
+  std::vector<float> out(blocks * a.cols * kLanes, 0.0f);
+  for (std::size_t j = 0; j < a.rows; ++j)
+    for (std::size_t c = 0; c < a.cols; ++c)
+      out[(j / kLanes) * a.cols * kLanes + c * kLanes + j % kLanes] = a(j, c);
+  return out;
+}
+
+// d > 1: s[j] = log2 score of the query against keys [j0, j0 + len) from blocked keys, in one
+// pass; returns max_j s[j]. j0 is a multiple of kLanes; lanes past len score -inf.
+// D > 0 is the dimension at compile time: the c loop unrolls inside the vectorised lane loop, so
+// each lane's distance stays in a register and the loads are whole 64-byte lines. D == 0 reads
+// the run-time d (the fallback: a lane accumulator that GCC keeps in memory). Weighted (D == 0
+// only): the anisotropic bandwidth, each squared difference times w[c] = 1 / h_c^2.
+template <int D, bool Weighted, class Score>
+ATTNPOOL_MULTIVERSION
+float score_tile_blocked(const float* q, const float* kb, std::size_t d, std::size_t j0,
+                         std::size_t len, Score score, const float* w, float* s) {
+  static_assert(!Weighted || D == 0, "the anisotropic distance runs on the generic path only");
+  const std::size_t dd = D > 0 ? static_cast<std::size_t>(D) : d;
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t b = 0; b * kLanes < len; ++b) {
+    const float* kblk = kb + (j0 / kLanes + b) * dd * kLanes;
+    float* sb = s + b * kLanes;
+    const std::size_t valid = std::min(kLanes, len - b * kLanes);
+#pragma omp simd reduction(max : mx)
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      float acc = 0.0f;
+      if constexpr (D > 0) {
+#pragma GCC unroll 64
+        for (int c = 0; c < D; ++c) {
+          const float diff = q[c] - kblk[c * kLanes + l];
+          acc = diff * diff + acc;
+        }
+      } else if constexpr (Weighted) {
+        for (std::size_t c = 0; c < dd; ++c) {
+          const float diff = q[c] - kblk[c * kLanes + l];
+          acc = (w[c] * diff) * diff + acc;
+        }
+      } else {
+        for (std::size_t c = 0; c < dd; ++c) {
+          const float diff = q[c] - kblk[c * kLanes + l];
+          acc = diff * diff + acc;
+        }
+      }
+      const float sj = l < valid ? score(acc) : -std::numeric_limits<float>::infinity();
+      sb[l] = sj;
+      mx = std::max(mx, sj);
+    }
+  }
+  return mx;
+}
+
+// The run-time d -> compile-time D switch for the blocked score tile. The Gaussian gets every
+// compiled D; the other kernels get d = 2 and 3 (the plotting cases) and the generic path, to
+// keep the instantiations (x3 ISA clones each) in check. An anisotropic bandwidth (w != null)
+// always takes the generic path.
+template <class Score>
+float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j0,
+                   std::size_t len, Score score, const float* w, float* s) {
+  if (w != nullptr) return score_tile_blocked<0, true>(q, kb, d, j0, len, score, w, s);
+  constexpr bool kAllDims = std::is_same_v<Score, gaussian_log2_score>;
+  switch (d) {
+    case 2: return score_tile_blocked<2, false>(q, kb, d, j0, len, score, w, s);
+    case 3: return score_tile_blocked<3, false>(q, kb, d, j0, len, score, w, s);
+    default: break;
+  }
+  if constexpr (kAllDims) {
+    switch (d) {
+      case 4: return score_tile_blocked<4, false>(q, kb, d, j0, len, score, w, s);
+      case 8: return score_tile_blocked<8, false>(q, kb, d, j0, len, score, w, s);
+      case 16: return score_tile_blocked<16, false>(q, kb, d, j0, len, score, w, s);
+      case 32: return score_tile_blocked<32, false>(q, kb, d, j0, len, score, w, s);
+      case 64: return score_tile_blocked<64, false>(q, kb, d, j0, len, score, w, s);
+      default: break;
+    }
+  }
+  return score_tile_blocked<0, false>(q, kb, d, j0, len, score, w, s);
+}
+
+// What one pass over a tile returns: the largest log2 score seen, and relative to the reference
+// `ref` the pass was given, sum_j 2^(s_j - ref) and sum_j 2^(s_j - ref) v_j.
+struct tile_sums {
+  float max, sum, dot;
+};
+
+// A tile may be exponentiated against a reference up to this far below its true maximum: each
+// 2^(s - ref) is then <= 2^16, so sums of 2^16 * m terms stay far from float overflow while the
+// running maximum of earlier tiles serves as the reference without a separate max pass.
+inline constexpr float kRefSlack = 16.0f;
+
+// Every pass below subtracts the reference from a score that was rounded to float first, never
+// from an unrounded product: with -ffp-contract=fast, `scale * dist2 - ref` would become one FMA
+// and the best key would get 2^(rounding error of its score) instead of exactly 2^0. For far
+// keys at small bandwidths (|score| ~ 1e13, ulp ~ 1e6) that is inf or 0, and the result NaN.
+// A stored score, or one that has a second use (the max reduction), is not contracted; the
+// HugeScores test checks it.
+
+// d = 1, dv = 1 in a single pass (the notebook's case), against the running maximum `ref`. The
+// caller checks max <= ref + kRefSlack and repeats the tile with ref = max when it is not.
+// Skip: key `skip` of the tile (the leave-one-out mask) scores -inf through a select, so the
+// loop stays vectorised; only the one tile per row that holds the masked key runs this
+// instantiation, the others run the unmasked loop unchanged.
+// With a compact kernel, keys outside the support score -inf and get exp2_poly(-inf) = 0 (ref
+// is the finite running maximum here); a tile with no key inside returns max = -inf, which
+// passes the slack check and adds sum = 0.
+template <bool Skip, class Score>
+ATTNPOOL_MULTIVERSION
+tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len, Score score,
+                        float ref, std::size_t skip) {
+  float mx = -std::numeric_limits<float>::infinity(), sum = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(max : mx) reduction(+ : sum, dot)
+  for (std::size_t j = 0; j < len; ++j) {
+    const float diff = q - k[j];
+    float sc = score(diff * diff);
+    if constexpr (Skip) sc = j == skip ? -std::numeric_limits<float>::infinity() : sc;
+    mx = std::max(mx, sc);
+    const float p = exp2_poly(sc - ref);
+    sum += p;
+    dot = p * v[j] + dot;
+  }
+  return {mx, sum, dot};
+}
+
+template <class Score>
+tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len, Score score,
+                        float ref, std::size_t skip) {
+  return skip < len ? fused_tile_d1<true>(q, k, v, len, score, ref, skip)
+                    : fused_tile_d1<false>(q, k, v, len, score, ref, skip);
+}
+
+// s[j] = log2 score of the query against keys [j0, j0 + len); returns max_j s[j]. Weighted:
+// the anisotropic distance, coordinate c's squared differences times w[c].
+template <bool Weighted, class Score>
+ATTNPOOL_MULTIVERSION
+float score_tile(const float* q, const float* kt, std::size_t m, std::size_t d, std::size_t j0,
+                 std::size_t len, Score score, const float* w, float* s) {
+  {
+    const float qc = q[0];
+    const float* k0 = kt + j0;
+    const float w0 = Weighted ? w[0] : 1.0f;
+#pragma omp simd
+    for (std::size_t j = 0; j < len; ++j) {
+      const float diff = qc - k0[j];
+      if constexpr (Weighted) {
+        s[j] = (w0 * diff) * diff;
+      } else {
+        s[j] = diff * diff;
+      }
+    }
+  }
+  for (std::size_t c = 1; c < d; ++c) {
+    const float qc = q[c];
+    const float* kc = kt + c * m + j0;
+    const float wc = Weighted ? w[c] : 1.0f;
+#pragma omp simd
+    for (std::size_t j = 0; j < len; ++j) {
+      const float diff = qc - kc[j];
+      if constexpr (Weighted) {
+        s[j] = (wc * diff) * diff + s[j];
+      } else {
+        s[j] = diff * diff + s[j];
+      }
+    }
+  }
+  float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+  for (std::size_t j = 0; j < len; ++j) {
+    const float sj = score(s[j]);
+    s[j] = sj;
+    mx = std::max(mx, sj);  // a value: std::max of the reference s[j] is not vectorised
+  }
+  return mx;
+}
+
+// Scores s[j] -> weights p[j] = 2^(s[j] - ref) in place; returns sum_j p[j].
+ATTNPOOL_MULTIVERSION
+float exp_tile(float* s, std::size_t len, float ref) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (std::size_t j = 0; j < len; ++j) {
+    s[j] = exp2_poly(s[j] - ref);
+    sum += s[j];
+  }
+  return sum;
+}
+
+// Scores -> {sum_j p_j, sum_j p_j v_j} with p_j = 2^(s[j] - ref), one value column.
+ATTNPOOL_MULTIVERSION
+tile_sums exp_dot_tile(const float* s, const float* v, std::size_t len, float ref) {
+  float sum = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(+ : sum, dot)
+  for (std::size_t j = 0; j < len; ++j) {
+    const float p = exp2_poly(s[j] - ref);
+    sum += p;
+    dot = p * v[j] + dot;
+  }
+  return {ref, sum, dot};
+}
+
+
+// The leave-one-out mask on a stored score tile: s[skip] = -inf, and the tile's maximum again
+// (the masked key may have been it). Runs on one tile per row.
+float mask_one(float* s, std::size_t len, std::size_t skip) {
+  s[skip] = -std::numeric_limits<float>::infinity();
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, s[j]);
+  return mx;
+}
+
+// How a call measures distance: an isotropic bandwidth h (no weights), or for an anisotropic
+// one with d >= 2 the weights w_c = 1 / h_c^2 (rounded once to float) and h = 1 in the score.
+// d = 1 anisotropic is just isotropic with h = h_0, and takes the fast paths.
+struct distance_setup {
+  double h = 1.0;
+  std::vector<float> w;  // empty: isotropic
+  const float* weights() const { return w.empty() ? nullptr : w.data(); }
+};
+
+distance_setup make_distance(const pool_params& params) {
+  distance_setup ds;
+  if (params.bandwidths.empty()) {
+    ds.h = params.bandwidth;
+  } else if (params.bandwidths.size() == 1) {
+    ds.h = params.bandwidths[0];
+  } else {
+    ds.w.resize(params.bandwidths.size());
+    for (std::size_t c = 0; c < ds.w.size(); ++c)
+      ds.w[c] = static_cast<float>(1.0 / (params.bandwidths[c] * params.bandwidths[c]));
+  }
+  return ds;
+}
+
+// The empty_support::nearest policy: the visible key closest to query i under the engine's own
+// distance, the lowest index on a tie. A plain loop: it runs once per empty row.
+std::size_t nearest_key(const_view q, const_view k, std::size_t i, const float* w, row_mask rm) {
+  std::size_t best = rm.row_keys;
+  float best_d = std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < rm.row_keys; ++j) {
+    if (j == rm.skip) continue;
+    float acc = 0.0f;
+    for (std::size_t c = 0; c < q.cols; ++c) {
+      const float diff = q(i, c) - k(j, c);
+      acc = (w != nullptr ? w[c] * diff : diff) * diff + acc;
+    }
+    if (best == rm.row_keys || acc < best_d) {
+      best = j;
+      best_d = acc;
+    }
+  }
+  return best;
+}
+
+// Rows left with no key in a compact kernel's support, for empty_support::error: the workers
+// cannot throw, so they lower this to the first such row and the caller throws afterwards.
+struct empty_rows {
+  std::atomic<std::size_t> first;
+  explicit empty_rows(std::size_t none) : first(none) {}
+  void note(std::size_t i) {
+    std::size_t cur = first.load(std::memory_order_relaxed);
+    while (i < cur && !first.compare_exchange_weak(cur, i, std::memory_order_relaxed)) {
+    }
+  }
+  void throw_if_any(const char* fn, const pool_params& params, std::size_t none) const {
+    const std::size_t i = first.load();
+    ATTNPOOL_EXPECTS(i == none, fn, ": query row ", i, " has no key inside the support of the ",
+                     to_string(params.kernel), " kernel (every weight would be 0/0); widen the ",
+                     "bandwidth, or choose params.empty = nan or nearest");
+  }
+};
+
+// The running state of one query row: the shared online softmax plus the dv accumulators.
+struct row_state {
+  online_softmax softmax;
+  float* acc;
+
+  // Folds in a tile summarised against reference `ref`; `tile_acc` holds its dv dot products.
+  void add(float ref, float sum, const float* tile_acc, std::size_t dv) {
+    const rescale r = softmax.merge(online_softmax{ref, sum});
+    for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * tile_acc[c];
+  }
+};
+
+// One problem's keys and values as the row loop reads them: packed once per call, never per row.
+struct packed_keys {
+  const float* kt;  // d == 1: the keys as one column (key j at kt[j])
+  const float* kb;  // d > 1: this problem's keys in blocks (pack_blocks), its key 0 in lane 0
+  const float* vt;  // value column c of key j at vt[c * ld + j]
+  std::size_t ld;   // column stride of vt
+  std::size_t m;    // keys in the problem
+};
+
+// Streams query row `qi` over the keys rm leaves visible in `pk`: the row's online softmax state
+// is returned, its dv accumulators (relative to state.max) are left in acc = buf + kCpuTile.
+// buf holds kCpuTile + 2 * dv floats (the per-thread scratch of parallel_rows). The same code,
+// key order and tile boundaries for pool(), pool_batched() and pool_partial().
+template <class Score>
+online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d, std::size_t dv,
+                          row_mask rm, Score score, const float* w, float* buf) {
+  float* s = buf;
+  row_state row{online_softmax{}, s + kCpuTile};
+  float* tile_acc = row.acc + dv;
+  std::fill(row.acc, row.acc + dv, 0.0f);
+  // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
+  // key of one tile. check_mask guaranteed that every row keeps at least one key.
+  for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
+    const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
+    const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: no key skipped
+    const float* vp = pk.vt + j0;
+    if (d == 1 && dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
+      // Single pass against the running maximum; repeat the tile against its own maximum when
+      // that exceeds the reference by more than the slack (a much closer key turned up).
+      float ref = row.softmax.max;
+      tile_sums t = fused_tile_d1(qi[0], pk.kt + j0, vp, len, score, ref, skip);
+      if (!(t.max <= ref + kRefSlack)) {
+        ref = t.max;
+        t = fused_tile_d1(qi[0], pk.kt + j0, vp, len, score, ref, skip);
+      }
+      row.add(ref, t.sum, &t.dot, 1);
+      continue;
+    }
+    // Two passes: exact tile maximum first (always so for the first tile of a row).
+    float ref = d > 1 ? score_tile_d(qi, pk.kb, d, j0, len, score, w, s)
+                      : score_tile<false>(qi, pk.kt, pk.m, d, j0, len, score, w, s);
+    if (skip < len) {
+      ref = mask_one(s, len, skip);
+      // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
+      if (ref == -std::numeric_limits<float>::infinity()) continue;
+    }
+    // Likewise a tile with no key in a compact kernel's support. (Only there: for the other
+    // kernels a -inf maximum means NaN inputs, which must stay NaN.)
+    if constexpr (Score::kCompact) {
+      if (ref == -std::numeric_limits<float>::infinity()) continue;
+    }
+    if (dv == 1) {
+      const tile_sums t = exp_dot_tile(s, vp, len, ref);
+      row.add(ref, t.sum, &t.dot, 1);
+    } else {
+      const float sum = exp_tile(s, len, ref);
+      for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, pk.vt + c * pk.ld + j0, len);
+      row.add(ref, sum, tile_acc, dv);
+    }
+  }
+  return row.softmax;
+}
+
+// Turns a streamed row into output row i (and lse2[i]), applying the empty-support policy to a
+// compact kernel's empty row. k and v are the row's problem's keys and values (for nearest).
+template <class Score>
+void finish_row(const online_softmax& sm, const float* acc, const_view q, std::size_t i,
+                const_view k, const_view v, row_mask rm, const pool_params& params,
+                const float* w, mutable_view out, float* lse2, empty_rows& empties) {
+  const std::size_t dv = v.cols;
+  if (Score::kCompact && sm.empty()) {  // no key in the support: the policy decides
+    if (params.empty == empty_support::nearest) {
+      const std::size_t j = nearest_key(q, k, i, w, rm);
+      for (std::size_t c = 0; c < dv; ++c) out(i, c) = v(j, c);
+    } else {
+      if (params.empty == empty_support::error) empties.note(i);
+      for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
+    }
+    if (lse2 != nullptr) lse2[i] = -std::numeric_limits<float>::infinity();
+    return;
+  }
+  const float inv = sm.inv_sum();
+  for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
+  // log2 of the row's normaliser sum_j 2^s_j: what the backward pass subtracts from its
+  // recomputed scores to get the weights in one exp2 each.
+  if (lse2 != nullptr) lse2[i] = sm.max + std::log2(sm.sum);
+}
+
+template <class Score>
+void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
+                   const pool_params& params, unsigned threads, float* lse2, Score score,
+                   const float* w) {
+  const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
+  empty_rows empties(n);
+  const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
+  const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
+  const std::vector<float> vt = pack_columns(v);
+  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m};
+  // Scratch per thread: one tile of squared distances / weights, the row's accumulator and the
+  // tile's.
+  parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
+    const row_mask rm = mask_for_row(params, i, m);
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
+    finish_row<Score>(sm, buf + kCpuTile, q, i, k, v, rm, params, w, out, lse2, empties);
+  });
+  empties.throw_if_any("pool", params, n);
+}
+
+// Keys of several problems in blocks, each problem starting on a block boundary: problem b's
+// blocks start at block first_block[b].
+std::vector<float> pack_blocks_segmented(const_view a, std::span<const std::size_t> offsets,
+                                         std::vector<std::size_t>& first_block) {
+  const std::size_t problems = offsets.size() - 1;
+  first_block.assign(problems + 1, 0);
+  for (std::size_t b = 0; b < problems; ++b)
+    first_block[b + 1] = first_block[b] + (offsets[b + 1] - offsets[b] + kLanes - 1) / kLanes;
+  std::vector<float> out(first_block[problems] * a.cols * kLanes, 0.0f);
+  for (std::size_t b = 0; b < problems; ++b) {
+    float* base = out.data() + first_block[b] * a.cols * kLanes;
+    for (std::size_t j = 0; j < offsets[b + 1] - offsets[b]; ++j)
+      for (std::size_t c = 0; c < a.cols; ++c)
+        base[(j / kLanes) * a.cols * kLanes + c * kLanes + j % kLanes] = a(offsets[b] + j, c);
+  }
+  return out;
+}
+
+// Sub-view of rows [r0, r1).
+const_view rows_of(const_view a, std::size_t r0, std::size_t r1) {
+  return {a.data + r0 * a.ld, r1 - r0, a.cols, a.ld};
+}
+
+template <class Score>
+void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_view out,
+                           std::span<const std::size_t> qoff, std::span<const std::size_t> koff,
+                           const pool_params& params, unsigned threads, Score score,
+                           const float* w) {
+  const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
+  const std::size_t problems = qoff.size() - 1;
+  std::vector<std::size_t> first_block;
+  const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
+  const std::vector<float> kb =
+      d > 1 ? pack_blocks_segmented(k, koff, first_block) : std::vector<float>{};
+  const std::vector<float> vt = pack_columns(v);
+  std::size_t pairs = 0;
+  for (std::size_t b = 0; b < problems; ++b) pairs += (qoff[b + 1] - qoff[b]) * (koff[b + 1] - koff[b]);
+  empty_rows empties(n);
+  parallel_rows(n, pairs / n * (d + dv), threads, kCpuTile + 2 * dv,
+                [&](std::size_t i, float* buf) {
+    // The problem of row i: the last b with qoff[b] <= i (problems without queries are skipped
+    // by upper_bound, since their qoff[b] == qoff[b + 1]).
+    const auto b = static_cast<std::size_t>(
+        std::upper_bound(qoff.begin(), qoff.end(), i) - qoff.begin() - 1);
+    const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
+    const packed_keys pk{d == 1 ? kt.data() + k0 : nullptr,
+                         d > 1 ? kb.data() + first_block[b] * d * kLanes : nullptr,
+                         vt.data() + k0, m, mb};
+    const row_mask rm{mb, mb};
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
+    finish_row<Score>(sm, buf + kCpuTile, q, i, rows_of(k, k0, k0 + mb),
+                      rows_of(v, k0, k0 + mb), rm, params, w, out, nullptr, empties);
+  });
+  const std::size_t i = empties.first.load();
+  if (i != n) {
+    const auto b = static_cast<std::size_t>(
+        std::upper_bound(qoff.begin(), qoff.end(), i) - qoff.begin() - 1);
+    throw invalid_argument(concat("pool_batched: query row ", i - qoff[b], " of problem ", b,
+                                  " (row ", i, " of the concatenated queries) has no key inside ",
+                                  "the support of the ", to_string(params.kernel), " kernel ",
+                                  "(every weight would be 0/0); widen the bandwidth, or choose ",
+                                  "params.empty = nan or nearest"));
+  }
+}
+
+template <class Score>
+void cpu_pool_partial_impl(const_view q, const_view k, const_view v, float* max, float* sum,
+                           mutable_view acc, unsigned threads, Score score, const float* w) {
+  const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
+  const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
+  const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
+  const std::vector<float> vt = pack_columns(v);
+  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m};
+  parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, row_mask{m, m}, score, w, buf);
+    max[i] = sm.max;
+    sum[i] = sm.sum;
+    std::copy(buf + kCpuTile, buf + kCpuTile + dv, acc.row(i));
+  });
+}
+
+}  // namespace
+
+void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
+                  const pool_params& params, unsigned threads, float* lse2) {
+  if (q.rows == 0) return;
+  const distance_setup ds = make_distance(params);
+  with_kernel_score(params.kernel, ds.h, [&](auto score) {
+    cpu_pool_impl(q, k, v, out, params, threads, lse2, score, ds.weights());
+  });
+}
+
+void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
+              const pool_params& params, unsigned threads) {
+  cpu_pool_lse(q, k, v, out, params, threads, nullptr);
+}
+
+void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out,
+                      std::span<const std::size_t> query_offsets,
+                      std::span<const std::size_t> key_offsets, const pool_params& params,
+                      unsigned threads) {
+  if (q.rows == 0) return;
+  const distance_setup ds = make_distance(params);
+  with_kernel_score(params.kernel, ds.h, [&](auto score) {
+    cpu_pool_batched_impl(q, k, v, out, query_offsets, key_offsets, params, threads, score,
+                          ds.weights());
+  });
+}
+
+void cpu_pool_partial(const_view q, const_view k, const_view v, float* max, float* sum,
+                      mutable_view acc, const pool_params& params, unsigned threads) {
+  if (q.rows == 0) return;
+  const distance_setup ds = make_distance(params);
+  with_kernel_score(params.kernel, ds.h, [&](auto score) {
+    cpu_pool_partial_impl(q, k, v, max, sum, acc, threads, score, ds.weights());
+  });
+}
+
+namespace {
+
+template <bool Weighted, class Score>
+void cpu_weights_impl(const_view q, const_view k, mutable_view w, const pool_params& params,
+                      unsigned threads, Score score, const float* dw) {
+  const std::size_t n = q.rows, m = k.rows, d = q.cols;
+  const std::vector<float> kt = pack_columns(k);
+  empty_rows empties(n);
+  parallel_rows(n, m * d, threads, 0, [&](std::size_t i, float*) {
+    float* row = w.row(i);
+    const row_mask rm = mask_for_row(params, i, m);
+    // Scores straight into the output row, tile by tile, then one exp pass. Masked keys, and
+    // keys outside a compact kernel's support, score -inf and so get weight exactly 0.
+    float mx = -std::numeric_limits<float>::infinity();
+    for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
+      const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
+      mx = std::max(mx, score_tile<Weighted>(q.row(i), kt.data(), m, d, j0, len, score, dw,
+                                             row + j0));
+    }
+    if (rm.skip < rm.row_keys) mx = mask_one(row, rm.row_keys, rm.skip);
+    if (Score::kCompact && mx == -std::numeric_limits<float>::infinity()) {  // empty support
+      if (params.empty == empty_support::nearest) {
+        std::fill(row, row + m, 0.0f);
+        row[nearest_key(q, k, i, dw, rm)] = 1.0f;
+      } else {
+        if (params.empty == empty_support::error) empties.note(i);
+        std::fill(row, row + m, std::numeric_limits<float>::quiet_NaN());
+      }
+      return;
+    }
+    // Exponentiate tile by tile and add the tile sums in double: the normaliser of a long row
+    // then stays within the float rounding of one tile's sum, vectorised or not (sanitizer
+    // builds do not vectorise, and a sequential float sum of m terms drifts by ~sqrt(m) eps).
+    double sum = 0.0;
+    for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile)
+      sum += exp_tile(row + j0, std::min(kCpuTile, rm.row_keys - j0), mx);
+    const auto inv = static_cast<float>(1.0 / sum);
+    for (std::size_t j = 0; j < rm.row_keys; ++j) row[j] *= inv;
+    std::fill(row + rm.row_keys, row + m, 0.0f);
+  });
+  empties.throw_if_any("attention_weights", params, n);
+}
+
+}  // namespace
+
+void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
+                 unsigned threads) {
+  if (q.rows == 0) return;
+  const distance_setup ds = make_distance(params);
+  with_kernel_score(params.kernel, ds.h, [&](auto score) {
+    if (ds.weights() != nullptr) {
+      cpu_weights_impl<true>(q, k, w, params, threads, score, ds.weights());
+    } else {
+      cpu_weights_impl<false>(q, k, w, params, threads, score, nullptr);
+    }
+  });
+}
+
+}  // namespace attnpool::detail

@@ -1,0 +1,39 @@
+// The CPU engine behind the public entry points' backend::cpu. Arguments arrive validated.
+#pragma once
+
+#include <attnpool/learn.hpp>
+#include <attnpool/types.hpp>
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace attnpool::detail {
+
+void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
+              const pool_params& params, unsigned threads);
+// cpu_pool that also writes lse2[i] = log2 sum_j 2^(s_j), the row's log-sum-exp in log2 units
+// (lse2 may be null). The backward pass's forward.
+void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
+                  const pool_params& params, unsigned threads, float* lse2);
+// B problems in one call (pool_batched): problem b is query rows [query_offsets[b],
+// query_offsets[b + 1]) against key rows [key_offsets[b], key_offsets[b + 1]). mask::none only.
+void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out,
+                      std::span<const std::size_t> query_offsets,
+                      std::span<const std::size_t> key_offsets, const pool_params& params,
+                      unsigned threads);
+// The unnormalised streaming state of every row over the keys given (pool_partial): max[i] and
+// sum[i] of the row's online softmax, acc row i its dv accumulators. mask::none only; a compact
+// kernel's row with no key in the support gets the empty state (max -inf, sum 0, acc 0).
+void cpu_pool_partial(const_view q, const_view k, const_view v, float* max, float* sum,
+                      mutable_view acc, const pool_params& params, unsigned threads);
+void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
+                 unsigned threads);
+// pool_backward on backend::cpu (src/cpu/backward.cpp): the fused two-phase backward.
+void cpu_backward(const_view q, const_view k, const_view v, const_view dout,
+                  const pool_gradients& grads, const pool_params& params, unsigned threads);
+// loo_cv_error on backend::cpu (src/cpu/bandwidth.cpp): the fused leave-one-out sweep.
+std::vector<double> cpu_loo_cv(const_view x, const_view y, std::span<const double> hs,
+                               unsigned threads);
+
+}  // namespace attnpool::detail

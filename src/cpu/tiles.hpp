@@ -1,0 +1,94 @@
+// Pieces shared by the host engines (src/cpu/engine.cpp, src/api/backward.cpp, src/api/bandwidth.cpp):
+// the tile size, the per-ISA function cloning, column packing and the row-parallel driver.
+#pragma once
+
+#include <attnpool/types.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ATTNPOOL_NO_MULTIVERSIONING)
+#define ATTNPOOL_MULTIVERSION \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ATTNPOOL_MULTIVERSION
+#endif
+
+namespace attnpool::detail {
+
+// 1024 keys: the score tile (4 KiB) plus the d + dv packed key/value columns it reads stay in L1
+// for d + dv <= 8; measured on the 2-core AMD EPYC (Zen 4) CI machine, 512 and 2048 were within
+// 3% of it at d = 1, 256 lost 8% to the per-tile merge.
+inline constexpr std::size_t kCpuTile = 1024;
+// Rows handed to a thread at a time: small enough to balance two threads on n = 129, large
+// enough that the shared counter is touched rarely.
+inline constexpr std::size_t kRowChunk = 8;
+// Below this many pairs a call runs on the calling thread: starting threads costs ~50 us.
+inline constexpr std::size_t kMinPairsPerThread = std::size_t{1} << 16;
+
+// Column-major copy of a row-major view: out[c * rows + j] = a(j, c).
+inline std::vector<float> pack_columns(const_view a) {
+  std::vector<float> out(a.rows * a.cols);
+  for (std::size_t j = 0; j < a.rows; ++j)
+    for (std::size_t c = 0; c < a.cols; ++c) out[c * a.rows + j] = a(j, c);
+  return out;
+}
+
+// Runs body(row, scratch) for rows [0, n) on `threads` workers. Each row is computed by one
+// thread with a fixed key order, so results do not depend on the thread count or scheduling.
+template <class Body>
+void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
+                   std::size_t scratch_floats, Body body) {
+  unsigned t = threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads;
+  const std::size_t by_work = std::max<std::size_t>(1, n * pairs_per_row / kMinPairsPerThread);
+  const std::size_t by_rows = (n + kRowChunk - 1) / kRowChunk;
+  t = static_cast<unsigned>(std::min<std::size_t>({t, by_work, by_rows}));
+  // Allocate every scratch buffer before any thread starts: nothing inside a worker can throw.
+  std::vector<std::vector<float>> scratch(t, std::vector<float>(scratch_floats));
+  std::atomic<std::size_t> next{0};
+  auto worker = [&](unsigned id) {
+    for (;;) {
+      const std::size_t begin = next.fetch_add(kRowChunk, std::memory_order_relaxed);
+      if (begin >= n) return;
+      const std::size_t end = std::min(n, begin + kRowChunk);
+      for (std::size_t i = begin; i < end; ++i) body(i, scratch[id].data());
+    }
+  };
+  if (t == 1) {
+    worker(0);
+    return;
+  }
+  std::vector<std::jthread> pool;
+  pool.reserve(t - 1);
+  for (unsigned id = 1; id < t; ++id) pool.emplace_back(worker, id);
+  worker(0);
+}
+
+// r[t] = sum_c (a_c - bt[c * stride + t0 + t])^2 for t in [0, len): squared distances of one
+// point to a tile of column-major points (defined once in src/cpu/engine.cpp, multiversioned). The
+// backward pass's and the bandwidth sweep's distance tiles.
+void dist_tile(const float* a, const float* bt, std::size_t stride, std::size_t d, std::size_t t0,
+               std::size_t len, float* r);
+
+// sum_j p[j] * v[j], vectorised (defined once in src/cpu/engine.cpp, multiversioned there). The
+// engine's, the backward pass's and the bandwidth sweep's dot products over a tile.
+float dot_tile(const float* p, const float* v, std::size_t len);
+
+// The keys query i sees under the mask: [0, row_keys) minus key `skip` (skip >= row_keys: none).
+struct row_mask {
+  std::size_t row_keys, skip;
+};
+
+inline row_mask mask_for_row(const pool_params& params, std::size_t i, std::size_t m) {
+  switch (params.mask) {
+    case mask::none: break;
+    case mask::leave_one_out: return {m, i};
+    case mask::valid_length: return {params.valid_lens[i], m};
+  }
+  return {m, m};
+}
+
+}  // namespace attnpool::detail

@@ -1,0 +1,293 @@
+// Batched problems and sharded keys on the fused path (issue 7): the device-pointer API of
+// attnpool/cuda.hpp (pool_batched, pool_partial, merge_partials) and the host-memory entry
+// points that src/api/batched.cpp calls for backend cuda_fused.
+#include <attnpool/cuda.hpp>
+#include <attnpool/error.hpp>
+
+#include "src/cuda/backends.hpp"
+#include "src/cuda/host.hpp"
+#include "kernels/common/cuda_check.hpp"
+#include "kernels/common/workspace.hpp"
+#include "kernels/fused/dispatch.hpp"
+#include "kernels/merge/states.hpp"
+#include "src/validate/validate.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstddef>
+#include <vector>
+
+namespace attnpool {
+namespace cuda::detail {
+namespace {
+
+using kernels::align_up;
+namespace core = ::attnpool::detail;
+
+std::byte* ws_at(const options& opts, std::size_t offset) {
+  return static_cast<std::byte*>(opts.workspace) + offset;
+}
+
+void require_fused(const char* fn, backend requested) {
+  ATTNPOOL_EXPECTS(requested == backend::automatic || requested == backend::cuda_fused, fn,
+                   ": backend must be cuda_fused or automatic, got ", to_string(requested));
+}
+
+void reject_batch_mask(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
+                   " is not supported in batches or shards; use mask::none");
+}
+
+// pool_batched's workspace: [scan slot][block table of max_batch_blocks entries].
+std::size_t batched_table_bytes(const char* fn, std::size_t problems, std::size_t total_queries,
+                                std::size_t d, std::size_t dv, const pool_params& params) {
+  const std::size_t rpb = kernels::fused_rows_per_block(d, dv, uses_any_kernel(params));
+  const std::size_t entries = kernels::max_batch_blocks(problems, total_queries, rpb);
+  return align_up(
+      core::checked_mul(fn, "batch block table", entries, sizeof(kernels::fused_block)));
+}
+
+// pool_partial's workspace: [scan slot][splits x n x {max, sum}][splits x n x dv acc].
+struct partial_layout {
+  kernels::fused_plan plan;
+  std::size_t state_offset = 0, acc_offset = 0, total = 0;
+};
+
+partial_layout partial_layout_for(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
+                                  const pool_params& params) {
+  constexpr const char* fn = "cuda::pool_partial_workspace_size";
+  partial_layout l;
+  l.plan = kernels::plan_fused(n, m, d, dv, current_sm_count(), 0, uses_any_kernel(params));
+  const auto s = static_cast<std::size_t>(l.plan.splits);
+  l.state_offset = kScanBytes;
+  l.acc_offset = l.state_offset +
+                 align_up(core::checked_mul(fn, "key-range states", s * 2 * sizeof(float), n));
+  l.total =
+      l.acc_offset + align_up(core::checked_mul(fn, "key-range accumulators", s * sizeof(float),
+                                                core::checked_mul(fn, "n * dv", n, dv)));
+  return l;
+}
+
+void reject_nearest(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
+                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
+                   "know the other shards' keys); use empty_support::error or nan");
+}
+
+}  // namespace
+}  // namespace cuda::detail
+
+// ---- device-pointer API -------------------------------------------------------------------------
+
+std::size_t cuda::pool_batched_workspace_size(std::size_t problems, std::size_t total_queries,
+                                              std::size_t d, std::size_t dv,
+                                              const pool_params& params) {
+  if (total_queries == 0 || d == 0 || dv == 0) return detail::kScanBytes;
+  return detail::kScanBytes + detail::batched_table_bytes("cuda::pool_batched_workspace_size",
+                                                          problems, total_queries, d, dv, params);
+}
+
+void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view out,
+                        std::span<const std::size_t> query_offsets,
+                        std::span<const std::size_t> key_offsets, const pool_params& params,
+                        const options& opts) {
+  constexpr const char* fn = "cuda::pool_batched";
+  detail::require_fused(fn, opts.backend);
+  detail::reject_batch_mask(fn, params);
+  ::attnpool::detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
+  if (q.rows == 0) return;  // keys.rows may be 0 too; nothing to check or compute
+  const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params);
+  detail::check_int_dims(fn, s.d, s.dv);
+  const std::size_t problems = query_offsets.size() - 1;
+  const bool any = detail::uses_any_kernel(params);
+  const std::vector<kernels::fused_block> blocks = kernels::plan_batch_blocks(
+      query_offsets, key_offsets, kernels::fused_rows_per_block(s.d, s.dv, any));
+  const std::size_t table_bytes = detail::batched_table_bytes(fn, problems, s.n, s.d, s.dv, params);
+  detail::check_workspace(fn, opts, detail::kScanBytes + table_bytes);
+  // The bound of max_batch_blocks holds by construction; a table that outgrew it would write
+  // past the workspace.
+  ATTNPOOL_EXPECTS(blocks.size() * sizeof(kernels::fused_block) <= table_bytes, fn,
+                   ": internal error: ", blocks.size(), " batch blocks exceed the workspace bound");
+  if (opts.check_finite)
+    detail::check_inputs_on_device(fn, q, k, v, params, detail::ws_at(opts, 0), opts.stream);
+
+  auto* table = reinterpret_cast<kernels::fused_block*>(detail::ws_at(opts, detail::kScanBytes));
+  // From pageable host memory: the call returns once `blocks` has been staged, so the vector
+  // may go out of scope while the copy is still in flight.
+  ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(table, blocks.data(), blocks.size() * sizeof blocks[0],
+                                    cudaMemcpyHostToDevice, opts.stream));
+  kernels::any_kernel_args any_args;
+  kernels::fused_args a = detail::fused_args_for(q, k, v, out, params, any_args);
+  a.batch_blocks = table;
+  const kernels::fused_plan plan = kernels::plan_fused_batched(blocks.size(), s.d, s.dv, any);
+  kernels::launch_fused(a, plan, opts.stream, any ? &any_args : nullptr);
+
+  if (detail::needs_empty_check(params)) {
+    const unsigned long long bad =
+        detail::first_nonfinite_on_device(out, detail::ws_at(opts, 0), opts.stream);
+    if (bad != ~0ULL) {
+      const std::size_t i = static_cast<std::size_t>(bad / out.cols);
+      const auto b =
+          static_cast<std::size_t>(std::upper_bound(query_offsets.begin(), query_offsets.end(), i) -
+                                   query_offsets.begin() - 1);
+      throw invalid_argument(::attnpool::detail::concat(
+          fn, ": query row ", i - query_offsets[b], " of problem ", b, " (row ", i,
+          " of the concatenated queries) has no key inside the support of the ",
+          to_string(params.kernel), " kernel (every weight would be 0/0); widen the bandwidth, ",
+          "or choose params.empty = nan"));
+    }
+  }
+}
+
+std::size_t cuda::pool_partial_workspace_size(std::size_t n, std::size_t m, std::size_t d,
+                                              std::size_t dv, const pool_params& params) {
+  if (n == 0 || m == 0 || d == 0 || dv == 0) return detail::kScanBytes;
+  return detail::partial_layout_for(n, m, d, dv, params).total;
+}
+
+void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_view& out,
+                        const pool_params& params, const options& opts) {
+  constexpr const char* fn = "cuda::pool_partial";
+  detail::require_fused(fn, opts.backend);
+  detail::reject_batch_mask(fn, params);
+  detail::reject_nearest(fn, params);
+  const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out.acc, params);
+  detail::check_int_dims(fn, s.d, s.dv);
+  if (s.n == 0) return;
+  ATTNPOOL_EXPECTS(out.max != nullptr && out.sum != nullptr, fn, ": out.max and out.sum must ",
+                   "point to n = ", s.n, " floats each, got ", out.max, " and ", out.sum);
+  const detail::partial_layout l = detail::partial_layout_for(s.n, s.m, s.d, s.dv, params);
+  detail::check_workspace(fn, opts, l.total);
+  if (opts.check_finite)
+    detail::check_inputs_on_device(fn, q, k, v, params, detail::ws_at(opts, 0), opts.stream);
+  kernels::any_kernel_args any_args;
+  kernels::fused_args a = detail::fused_args_for(q, k, v, out.acc, params, any_args);
+  a.partial_state = reinterpret_cast<float*>(detail::ws_at(opts, l.state_offset));
+  a.partial_acc = reinterpret_cast<float*>(detail::ws_at(opts, l.acc_offset));
+  kernels::partial_target t;
+  t.max = out.max;
+  t.sum = out.sum;
+  t.acc = out.acc.data;
+  t.acc_ld = out.acc.ld;
+  kernels::launch_fused_partial(a, l.plan, opts.stream,
+                                detail::uses_any_kernel(params) ? &any_args : nullptr, t);
+}
+
+std::size_t cuda::merge_partials_workspace_size(const pool_params&) {
+  return detail::kScanBytes;
+}
+
+void cuda::merge_partials(const stacked_partials& in, mutable_view out, const pool_params& params,
+                          const options& opts) {
+  constexpr const char* fn = "cuda::merge_partials";
+  detail::reject_nearest(fn, params);
+  const std::size_t n = in.acc.rows, dv = in.acc.cols;
+  ATTNPOOL_EXPECTS(in.shards >= 1, fn, ": shards.shards must be >= 1, got ", in.shards);
+  ATTNPOOL_EXPECTS(in.shards <= static_cast<std::size_t>(INT_MAX), fn,
+                   ": shards.shards = ", in.shards, " exceeds 2^31 - 1");
+  detail::check_int_dims(fn, 1, dv);
+  ATTNPOOL_EXPECTS(out.rows == n && out.cols == dv, fn, ": out must be ", n, " x ", dv,
+                   " (shards.acc's shape), got ", out.rows, " x ", out.cols);
+  ATTNPOOL_EXPECTS(out.ld >= out.cols, fn, ": out.ld must be >= out.cols (", out.cols, "), got ",
+                   out.ld);
+  ATTNPOOL_EXPECTS(in.acc.ld >= dv, fn, ": shards.acc.ld must be >= dv (", dv, "), got ",
+                   in.acc.ld);
+  if (n == 0 || dv == 0) return;
+  ATTNPOOL_EXPECTS(
+      in.max != nullptr && in.sum != nullptr && in.acc.data != nullptr && out.data != nullptr, fn,
+      ": shards.max, shards.sum, shards.acc.data and out.data must be device ", "pointers, got ",
+      in.max, ", ", in.sum, ", ", in.acc.data, " and ", out.data);
+  if (in.shards > 1) {
+    ATTNPOOL_EXPECTS(in.state_stride >= n, fn, ": shards.state_stride must be >= n (", n,
+                     ") so that the shards' max and sum arrays do not overlap, got ",
+                     in.state_stride);
+    const std::size_t acc_span = (n - 1) * in.acc.ld + dv;
+    ATTNPOOL_EXPECTS(in.acc_stride >= acc_span, fn,
+                     ": shards.acc_stride must be >= ", "(n - 1) * acc.ld + dv = ", acc_span,
+                     " so that the shards' accumulators ", "do not overlap, got ", in.acc_stride);
+  }
+  detail::check_workspace(fn, opts, detail::needs_empty_check(params) ? detail::kScanBytes : 0);
+  kernels::stacked_states src;
+  src.max = in.max;
+  src.sum = in.sum;
+  src.state_row_step = 1;
+  src.state_shard_stride = in.state_stride;
+  src.acc = in.acc.data;
+  src.acc_ld = in.acc.ld;
+  src.acc_shard_stride = in.acc_stride;
+  src.shards = static_cast<int>(in.shards);
+  src.n = n;
+  src.dv = static_cast<int>(dv);
+  kernels::merge_target dst;
+  dst.out = out.data;
+  dst.ldo = out.ld;
+  kernels::launch_merge_states(src, dst, opts.stream);
+  if (detail::needs_empty_check(params)) {
+    const unsigned long long bad =
+        detail::first_nonfinite_on_device(out, detail::ws_at(opts, 0), opts.stream);
+    ATTNPOOL_EXPECTS(bad == ~0ULL, fn, ": query row ", bad / dv, " has no key inside the ",
+                     "support of the ", to_string(params.kernel), " kernel in any shard (every ",
+                     "weight would be 0/0); widen the bandwidth, or choose params.empty = nan");
+  }
+}
+
+// ---- host-memory entry points (src/cuda/backends.hpp) -------------------------------------------
+
+void detail::cuda_pool_batched_host(const_view q, const_view k, const_view v, mutable_view out,
+                                    std::span<const std::size_t> query_offsets,
+                                    std::span<const std::size_t> key_offsets,
+                                    const pool_params& params) {
+  using cuda::detail::device_buffer;
+  const stream_t stream = cuda::detail::kHostStream;
+  const device_buffer<float> dq = cuda::detail::upload(q, "queries", stream);
+  const device_buffer<float> dk = cuda::detail::upload(k, "keys", stream);
+  const device_buffer<float> dv = cuda::detail::upload(v, "values", stream);
+  device_buffer<float> dout(out.rows * out.cols, "output");
+  const device_buffer<std::byte> ws(
+      cuda::pool_batched_workspace_size(query_offsets.size() - 1, q.rows, q.cols, v.cols, params),
+      "pool_batched's workspace");
+  options o;
+  o.backend = backend::cuda_fused;
+  o.check_finite = false;  // src/api/batched.cpp checked the host data already
+  o.stream = stream;
+  o.workspace = ws.data();
+  o.workspace_bytes = ws.bytes();
+  cuda::pool_batched(const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
+                     const_view{dv.data(), v.rows, v.cols},
+                     mutable_view{dout.data(), out.rows, out.cols}, query_offsets, key_offsets,
+                     params, o);
+  cuda::detail::download(dout.data(), out, stream);
+  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
+}
+
+void detail::cuda_pool_partial_host(const_view q, const_view k, const_view v, float* max,
+                                    float* sum, mutable_view acc, const pool_params& params) {
+  using cuda::detail::device_buffer;
+  const stream_t stream = cuda::detail::kHostStream;
+  const std::size_t n = q.rows, dv = v.cols;
+  const device_buffer<float> dq = cuda::detail::upload(q, "queries", stream);
+  const device_buffer<float> dk = cuda::detail::upload(k, "keys", stream);
+  const device_buffer<float> dvals = cuda::detail::upload(v, "values", stream);
+  device_buffer<float> packed(cuda::packed_partial_floats(n, dv), "the partial states");
+  const device_buffer<std::byte> ws(
+      cuda::pool_partial_workspace_size(n, k.rows, q.cols, dv, params), "pool_partial's workspace");
+  options o;
+  o.backend = backend::cuda_fused;
+  o.check_finite = false;  // src/api/batched.cpp checked the host data already
+  o.stream = stream;
+  o.workspace = ws.data();
+  o.workspace_bytes = ws.bytes();
+  const cuda::partial_view pv = cuda::packed_partial(packed.data(), n, dv);
+  cuda::pool_partial(const_view{dq.data(), n, q.cols}, const_view{dk.data(), k.rows, k.cols},
+                     const_view{dvals.data(), v.rows, dv}, pv, params, o);
+  ATTNPOOL_CUDA_TRY(
+      cudaMemcpyAsync(max, pv.max, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  ATTNPOOL_CUDA_TRY(
+      cudaMemcpyAsync(sum, pv.sum, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  cuda::detail::download(pv.acc.data, acc, stream);
+  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
+}
+
+}  // namespace attnpool

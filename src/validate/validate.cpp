@@ -1,0 +1,297 @@
+#include "src/validate/validate.hpp"
+
+#include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/scores.hpp>
+#include <attnpool/learn.hpp>
+#include <attnpool/pool.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace attnpool::detail {
+namespace {
+
+void check_view(const char* fn, const char* name, const_view a) {
+  ATTNPOOL_EXPECTS(a.ld >= a.cols, fn, ": ", name, ".ld must be >= ", name, ".cols (", a.cols,
+                   "), got ", a.ld);
+  ATTNPOOL_EXPECTS(a.data != nullptr || a.rows == 0 || a.cols == 0, fn, ": ", name,
+                   ".data is null but ", name, " is ", a.rows, " x ", a.cols);
+  if (a.rows > 0) {
+    // The last element must be addressable: (rows - 1) * ld + cols.
+    const std::size_t span = checked_mul(fn, name, a.rows - 1, a.ld);
+    ATTNPOOL_EXPECTS(span <= std::numeric_limits<std::size_t>::max() - a.cols, fn, ": ", name,
+                     " extent (rows - 1) * ld + cols overflows size_t");
+  }
+}
+
+void check_one_bandwidth(const char* fn, const char* name, double h) {
+  ATTNPOOL_EXPECTS(std::isfinite(h) && h > 0.0, fn, ": ", name, " must be finite and > 0, got ", h);
+  // The float32 engines fold log2(e) / (2 h^2) (or 1 / h^2) into one float; it must be finite.
+  ATTNPOOL_EXPECTS(gaussian_log2_scale(h) < std::numeric_limits<float>::max(), fn, ": ", name,
+                   " ", h, " is too small for float32 scores (log2(e)/(2h^2) overflows"
+                   " float); rescale the inputs so that h >= 1e-18");
+}
+
+// The bandwidth(s), the kernel and the empty-support policy. d = 0: not known yet (the
+// anisotropic size is then checked by check_pool_args / check_weights_args).
+void check_bandwidth(const char* fn, const pool_params& params, std::size_t d) {
+  if (params.bandwidths.empty()) {
+    check_one_bandwidth(fn, "bandwidth", params.bandwidth);
+  } else {
+    ATTNPOOL_EXPECTS(params.bandwidths.size() == d, fn, ": params.bandwidths must hold one ",
+                     "bandwidth per input dimension (d = ", d, "), got ",
+                     params.bandwidths.size());
+    for (std::size_t c = 0; c < d; ++c) {
+      const std::string name = concat("bandwidths[", c, "]");
+      check_one_bandwidth(fn, name.c_str(), params.bandwidths[c]);
+    }
+  }
+  switch (params.kernel) {
+    case kernel::gaussian:
+    case kernel::laplacian:
+    case kernel::epanechnikov:
+    case kernel::boxcar:
+    case kernel::tricube: break;
+    default:
+      throw invalid_argument(concat(fn, ": unknown kernel ", static_cast<int>(params.kernel)));
+  }
+  ATTNPOOL_EXPECTS(params.empty == empty_support::error || params.empty == empty_support::nan ||
+                       params.empty == empty_support::nearest,
+                   fn, ": unknown empty_support policy ", static_cast<int>(params.empty));
+}
+
+}  // namespace
+
+std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b) {
+  ATTNPOOL_EXPECTS(b == 0 || a <= std::numeric_limits<std::size_t>::max() / b, fn, ": ", what,
+                   " size ", a, " * ", b, " overflows size_t");
+  return a * b;
+}
+
+double smallest_bandwidth(const pool_params& params) {
+  if (params.bandwidths.empty()) return params.bandwidth;
+  return *std::min_element(params.bandwidths.begin(), params.bandwidths.end());
+}
+
+void reject_non_gaussian(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.kernel == kernel::gaussian, fn, ": params.kernel = ",
+                   to_string(params.kernel), " is not supported by the learning API (gradients, ",
+                   "bandwidth selection and training are derived for the Gaussian); use ",
+                   "kernel::gaussian");
+  ATTNPOOL_EXPECTS(params.bandwidths.empty(), fn, ": an anisotropic bandwidth (params.bandwidths",
+                   ", ", params.bandwidths.size(), " values) is not supported by the learning ",
+                   "API; use the isotropic params.bandwidth");
+}
+
+void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d, bool masks_ok) {
+  if (!masks_ok) reject_gpu_mask(fn, params);
+  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
+                   ": params.empty = nearest is not implemented on the GPU yet; use ",
+                   "empty_support::error or nan, or backend cpu or reference");
+  ATTNPOOL_EXPECTS(params.bandwidths.empty() || d <= kMaxGpuAnisotropicDims, fn,
+                   ": an anisotropic bandwidth with d = ", d, " > ", kMaxGpuAnisotropicDims,
+                   " is not implemented on the GPU yet; use backend cpu or reference");
+}
+
+void reject_gpu_mask(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
+                   " is not implemented on the GPU yet for this call or backend (pool and ",
+                   "pool_backward take masks on cuda_fused); use backend cuda_fused, cpu or "
+                   "reference");
+}
+
+void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,
+                           std::size_t cols) {
+  if (a.data == nullptr) return;
+  ATTNPOOL_EXPECTS(a.rows == rows && a.cols == cols, fn, ": ", name, " must be ", rows, " x ",
+                   cols, " (or an empty view to skip it), got ", a.rows, " x ", a.cols);
+  check_view(fn, name, a);
+}
+
+backend resolve_learn_backend(const char* fn, backend requested) {
+  switch (requested) {
+    case backend::automatic:
+    case backend::cpu: return backend::cpu;
+    case backend::reference: return backend::reference;
+    case backend::cuda_fused:
+    case backend::cuda_unfused: break;
+  }
+  throw invalid_argument(concat(fn, ": backend ", to_string(requested),
+                                " is not implemented on the GPU yet; use backend cpu or reference"));
+}
+
+backend resolve_backward_backend(const char* fn, backend requested, std::size_t d) {
+  switch (requested) {
+    case backend::automatic:
+      return cuda_available() && d <= kMaxGpuBackwardDims ? backend::cuda_fused : backend::cpu;
+    case backend::cpu:
+    case backend::reference:
+    case backend::cuda_fused: return requested;
+    case backend::cuda_unfused: break;
+  }
+  throw invalid_argument(concat(fn, ": backend ", to_string(requested),
+                                " is not implemented for the learning API (it has no fused ",
+                                "backward pass); use backend cuda_fused, cpu or reference"));
+}
+
+void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m) {
+  switch (params.mask) {
+    case mask::none: return;
+    case mask::leave_one_out:
+      ATTNPOOL_EXPECTS(n == m, fn, ": mask leave_one_out needs as many queries as keys (the same ",
+                       "set), got n = ", n, " and m = ", m);
+      // With one key, query 0 would see no key at all.
+      ATTNPOOL_EXPECTS(m >= 2 || n == 0, fn, ": mask leave_one_out leaves row 0 with no key ",
+                       "(m = ", m, "); it needs m >= 2");
+      return;
+    case mask::valid_length:
+      ATTNPOOL_EXPECTS(params.valid_lens.size() == n, fn, ": params.valid_lens must hold one ",
+                       "count per query (n = ", n, "), got ", params.valid_lens.size());
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t len = params.valid_lens[i];
+        ATTNPOOL_EXPECTS(len >= 1, fn, ": valid_lens[", i, "] = 0 leaves row ", i,
+                         " with no key; every count must be in [1, m]");
+        ATTNPOOL_EXPECTS(len <= m, fn, ": valid_lens[", i, "] = ", len, " exceeds the key count ",
+                         "m = ", m, "; every count must be in [1, m]");
+      }
+      return;
+  }
+  throw invalid_argument(concat(fn, ": unknown mask ", static_cast<int>(params.mask)));
+}
+
+problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
+                              const_view values, const_view out, const pool_params& params,
+                              mask_support masks) {
+  check_bandwidth(fn, params, queries.cols);
+  if (masks != mask_support::host)
+    reject_gpu_params(fn, params, queries.cols, masks == mask_support::gpu_fused);
+  const problem_shape s{queries.rows, keys.rows, queries.cols, values.cols};
+  ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
+  ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
+                   "), got ", keys.cols);
+  ATTNPOOL_EXPECTS(s.m >= 1, fn, ": keys.rows (m) must be >= 1, got ", s.m);
+  ATTNPOOL_EXPECTS(values.rows == s.m, fn, ": values.rows must equal keys.rows (m = ", s.m,
+                   "), got ", values.rows);
+  ATTNPOOL_EXPECTS(s.dv >= 1, fn, ": values.cols (dv) must be >= 1, got ", s.dv);
+  ATTNPOOL_EXPECTS(out.rows == s.n, fn, ": out.rows must equal queries.rows (n = ", s.n,
+                   "), got ", out.rows);
+  ATTNPOOL_EXPECTS(out.cols == s.dv, fn, ": out.cols must equal values.cols (dv = ", s.dv,
+                   "), got ", out.cols);
+  check_view(fn, "queries", queries);
+  check_view(fn, "keys", keys);
+  check_view(fn, "values", values);
+  check_view(fn, "out", out);
+  checked_mul(fn, "n * m", s.n, s.m);
+  checked_mul(fn, "n * dv", s.n, s.dv);
+  check_mask(fn, params, s.n, s.m);
+  return s;
+}
+
+problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
+                                 const_view weights, const pool_params& params,
+                                 mask_support masks) {
+  check_bandwidth(fn, params, queries.cols);
+  if (masks != mask_support::host)
+    reject_gpu_params(fn, params, queries.cols, masks == mask_support::gpu_fused);
+  const problem_shape s{queries.rows, keys.rows, queries.cols, 0};
+  ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
+  ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
+                   "), got ", keys.cols);
+  ATTNPOOL_EXPECTS(s.m >= 1, fn, ": keys.rows (m) must be >= 1, got ", s.m);
+  ATTNPOOL_EXPECTS(weights.rows == s.n, fn, ": weights.rows must equal queries.rows (n = ", s.n,
+                   "), got ", weights.rows);
+  ATTNPOOL_EXPECTS(weights.cols == s.m, fn, ": weights.cols must equal keys.rows (m = ", s.m,
+                   "), got ", weights.cols);
+  check_view(fn, "queries", queries);
+  check_view(fn, "keys", keys);
+  check_view(fn, "weights", weights);
+  checked_mul(fn, "n * m", s.n, s.m);
+  check_mask(fn, params, s.n, s.m);
+  return s;
+}
+
+void check_average_args(const char* fn, const_view values, const_view out) {
+  ATTNPOOL_EXPECTS(values.rows >= 1, fn, ": values.rows (m) must be >= 1, got ", values.rows);
+  ATTNPOOL_EXPECTS(values.cols >= 1, fn, ": values.cols (dv) must be >= 1, got ", values.cols);
+  ATTNPOOL_EXPECTS(out.cols == values.cols, fn, ": out.cols must equal values.cols (dv = ",
+                   values.cols, "), got ", out.cols);
+  check_view(fn, "values", values);
+  check_view(fn, "out", out);
+}
+
+void check_finite_host(const char* fn, const char* name, const_view a) {
+  for (std::size_t i = 0; i < a.rows; ++i) {
+    const float* row = a.row(i);
+    bool ok = true;
+    for (std::size_t j = 0; j < a.cols; ++j) ok &= std::isfinite(row[j]);
+    if (ok) continue;
+    for (std::size_t j = 0; j < a.cols; ++j) {
+      ATTNPOOL_EXPECTS(std::isfinite(row[j]), fn, ": ", name, "(", i, ", ", j, ") is ", row[j],
+                       "; inputs must be finite (options.check_finite = false skips this check)");
+    }
+  }
+}
+
+double max_safe_coordinate(std::size_t d, double bandwidth) {
+  // For every kernel the squared distance (before the kernel's scale) must be finite, and the
+  // Gaussian's scaled score is the largest of the kernels' scores in magnitude, so its limit
+  // serves them all (conservatively: compact kernels only need the distance itself finite).
+  // |q - k| <= 2R per coordinate, so ||q - k||^2 <= 4 d R^2. Both the squared distance and the
+  // scaled score must stay below FLT_MAX; keep a factor 2 of headroom for rounding.
+  const double flt_max = std::numeric_limits<float>::max();
+  const double limit = std::min(flt_max, flt_max / gaussian_log2_scale(bandwidth)) / 2.0;
+  return std::sqrt(limit / (4.0 * static_cast<double>(d)));
+}
+
+void check_score_range_host(const char* fn, const_view queries, const_view keys,
+                            const pool_params& params) {
+  float r = 0.0f;
+  for (const_view a : {queries, keys}) {
+    for (std::size_t i = 0; i < a.rows; ++i) {
+      for (std::size_t j = 0; j < a.cols; ++j) r = std::max(r, std::fabs(a(i, j)));
+    }
+  }
+  const double h = smallest_bandwidth(params);
+  const double safe = max_safe_coordinate(queries.cols, h);
+  ATTNPOOL_EXPECTS(r <= safe, fn, ": coordinates up to ", r, " overflow float32 scores at ",
+                   "bandwidth ", h, " and d = ", queries.cols,
+                   " (the limit is ", safe, "); centre or rescale the inputs");
+}
+
+namespace {
+// B + 1 offsets into `rows` rows: 0 first, non-decreasing, `rows` last.
+void check_offsets(const char* fn, const char* name, std::span<const std::size_t> offsets,
+                   std::size_t rows, const char* rows_name) {
+  ATTNPOOL_EXPECTS(!offsets.empty(), fn, ": ", name, " must hold B + 1 >= 1 offsets, got none");
+  ATTNPOOL_EXPECTS(offsets.front() == 0, fn, ": ", name, "[0] must be 0, got ", offsets.front());
+  for (std::size_t b = 0; b + 1 < offsets.size(); ++b) {
+    ATTNPOOL_EXPECTS(offsets[b] <= offsets[b + 1], fn, ": ", name, " must be non-decreasing, but",
+                     " problem ", b, " has ", name, "[", b, "] = ", offsets[b], " > ", name, "[",
+                     b + 1, "] = ", offsets[b + 1]);
+  }
+  ATTNPOOL_EXPECTS(offsets.back() == rows, fn, ": ", name, "[B] must equal ", rows_name, " (",
+                   rows, "), got ", offsets.back());
+}
+}  // namespace
+
+void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offsets,
+                         std::span<const std::size_t> key_offsets, std::size_t query_rows,
+                         std::size_t key_rows) {
+  ATTNPOOL_EXPECTS(query_offsets.size() == key_offsets.size(), fn, ": query_offsets and ",
+                   "key_offsets must both hold B + 1 offsets, got ", query_offsets.size(),
+                   " and ", key_offsets.size());
+  check_offsets(fn, "query_offsets", query_offsets, query_rows, "queries.rows");
+  check_offsets(fn, "key_offsets", key_offsets, key_rows, "keys.rows");
+  const std::size_t problems = query_offsets.size() - 1;
+  for (std::size_t p = 0; p < problems; ++p) {
+    const std::size_t nb = query_offsets[p + 1] - query_offsets[p];
+    const std::size_t mb = key_offsets[p + 1] - key_offsets[p];
+    ATTNPOOL_EXPECTS(nb == 0 || mb >= 1, fn, ": problem ", p, " has ", nb, " queries but no ",
+                     "keys (key_offsets[", p, "] = key_offsets[", p + 1, "] = ", key_offsets[p],
+                     "); a problem with queries needs m_b >= 1");
+  }
+}
+
+}  // namespace attnpool::detail

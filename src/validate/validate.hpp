@@ -1,0 +1,95 @@
+// Argument checks shared by every backend: one place decides what a valid call is, so the
+// reference, the CPU engine and the CUDA paths reject exactly the same inputs with the same words.
+#pragma once
+
+#include <attnpool/error.hpp>
+#include <attnpool/types.hpp>
+
+#include <cstddef>
+#include <span>
+
+namespace attnpool::detail {
+
+struct problem_shape {
+  std::size_t n = 0;   // queries
+  std::size_t m = 0;   // keys
+  std::size_t d = 0;   // input dimension
+  std::size_t dv = 0;  // value dimension
+};
+
+// Whether the caller implements params.mask. The unfused CUDA path calls the checks with the
+// default, so a mask handed to it is rejected loudly ("not implemented on ... yet") instead of
+// being ignored; the host entry points pass `host` and get the mask validated against the shape;
+// the fused CUDA path passes `gpu_fused`: masks validated as on the host, and the other GPU
+// limits (reject_gpu_params without the mask) still apply.
+enum class mask_support { gpu_none, host, gpu_fused };
+
+// Shapes, leading dimensions, null pointers, size_t overflow, the bandwidth and the mask.
+// `fn` prefixes every message ("pool", "attention_weights", ...).
+problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
+                              const_view values, const_view out, const pool_params& params,
+                              mask_support masks = mask_support::gpu_none);
+problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
+                                 const_view weights, const pool_params& params,
+                                 mask_support masks = mask_support::gpu_none);
+
+// An optional output view: data == nullptr means "not wanted" and passes; otherwise it must be
+// rows x cols with ld >= cols. Used by pool_backward's gradient views.
+void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,
+                           std::size_t cols);
+
+// The mask against n queries and m keys: leave_one_out needs n == m >= 2; valid_length needs n
+// counts, each in [1, m]. A row with no visible key is an error naming the row.
+void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m);
+
+// Throws invalid_argument "<fn>: params.mask = <mask> is not implemented on the GPU yet" for
+// any mask but none (for entry points whose CUDA path has no masks: the unfused path,
+// attention_weights, batched).
+void reject_gpu_mask(const char* fn, const pool_params& params);
+
+// What the GPU paths do not implement yet, each an invalid_argument naming it: masks (unless
+// `masks_ok`: the fused path implements them), empty_support::nearest (for compact kernels) and
+// anisotropic bandwidths with d > 64.
+void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d,
+                       bool masks_ok = false);
+
+// The learning API (backward, bandwidth selection, training) is derived for the isotropic
+// Gaussian: anything else is an invalid_argument naming the kernel / the bandwidths.
+void reject_non_gaussian(const char* fn, const pool_params& params);
+
+// min_c h_c for an anisotropic bandwidth, else params.bandwidth.
+double smallest_bandwidth(const pool_params& params);
+void check_average_args(const char* fn, const_view values, const_view out);
+
+// Host-memory data checks (options.check_finite): every element finite, and the coordinates
+// small enough that every float32 score -||q-k||^2 * log2(e)/(2h^2) is finite.
+void check_finite_host(const char* fn, const char* name, const_view a);
+void check_score_range_host(const char* fn, const_view queries, const_view keys,
+                            const pool_params& params);
+
+// The largest |coordinate| for which every float32 score is finite (used by the device check).
+double max_safe_coordinate(std::size_t d, double bandwidth);
+
+// The backend a learning entry point (learn.hpp) runs on where it has no GPU version of its own:
+// cpu or reference; automatic means cpu; cuda_* throw invalid_argument "<fn>: ... not
+// implemented on the GPU". (src/api/bandwidth.cpp and src/api/backward.cpp wrap it with their GPU
+// paths.)
+backend resolve_learn_backend(const char* fn, backend requested);
+
+// The backend of pool_backward and train_parametric for input dimension d: reference, cpu or
+// cuda_fused; automatic means cuda_fused where a device exists and d <= kMaxGpuBackwardDims,
+// else cpu; cuda_unfused throws invalid_argument "<fn>: backend cuda_unfused is not
+// implemented ...; use cuda_fused".
+backend resolve_backward_backend(const char* fn, backend requested, std::size_t d);
+
+// pool_batched's offsets: B + 1 each (B >= 0), 0 first, non-decreasing, query_offsets ending at
+// query_rows and key_offsets at key_rows, and every problem with queries has >= 1 key. Messages
+// name the offset array, the index and the problem.
+void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offsets,
+                         std::span<const std::size_t> key_offsets, std::size_t query_rows,
+                         std::size_t key_rows);
+
+// A checked product for sizes ("n * m overflows size_t").
+std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b);
+
+}  // namespace attnpool::detail
