@@ -1,5 +1,5 @@
 // GPU benchmarks of issue 6's learning paths (STYLE.md section 7): the fused forward (the
-// Gaussian fast path, and the masked any-kernel path the trainer uses) against the fused
+// Gaussian fast path, and the masked generic-score path the trainer uses) against the fused
 // backward pass (all four gradients), through the device-pointer API, timed with CUDA events
 // (UseManualTime), every allocation and upload outside the timed region.
 //

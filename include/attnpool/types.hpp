@@ -82,7 +82,7 @@ enum class backend {
 /// matrix: a masked key gets score -inf (weight 0) inside the tile loops. A query row left with
 /// no key is rejected up front (invalid_argument naming the row).
 /// On the GPU, pool() and pool_backward() take masks on cuda_fused (masked calls run the fused
-/// family's any-kernel instantiations; valid_lens is copied into the workspace). cuda_unfused
+/// family's generic-score instantiations; valid_lens is copied into the workspace). cuda_unfused
 /// and attention_weights() on the GPU reject any mask other than `none` with invalid_argument
 /// "... not implemented on the GPU yet".
 enum class mask {

@@ -26,11 +26,11 @@ namespace attnpool::kernels {
 
 /// The score functor of a launch, from its arguments.
 template <class Score>
-__device__ Score score_from_args(const fused_args& a, const any_kernel_args* any) {
+__device__ Score score_from_args(const fused_args& a, const generic_score_args* generic) {
   if constexpr (std::is_same_v<Score, detail::gaussian_log2_score>) {
     return Score{a.neg_scale};
   } else {
-    return Score{any->kind, a.neg_scale};
+    return Score{generic->kind, a.neg_scale};
   }
 }
 
@@ -39,9 +39,9 @@ __device__ Score score_from_args(const fused_args& a, const any_kernel_args* any
 template <int D, int DV, class Score, class Traits = fused_traits<D, DV>>
 struct fused_agent {
   using traits = Traits;
-  /// The any-kernel path: may see -inf scores (compact supports) and weighted distances.
-  static constexpr bool kAny = !std::is_same_v<Score, detail::gaussian_log2_score>;
-  static_assert(!kAny || traits::kGeneric, "the any-kernel path is instantiated for D = 0 only");
+  /// The generic-score path: may see -inf scores (compact supports) and weighted distances.
+  static constexpr bool kGenericScore = !std::is_same_v<Score, detail::gaussian_log2_score>;
+  static_assert(!kGenericScore || traits::kGeneric, "the generic-score path is instantiated for D = 0 only");
   static constexpr int kR = traits::kRowsPerThread;
   static constexpr int kC = traits::kChunk;
   static constexpr int kTile = traits::kTileKeys;
@@ -57,7 +57,7 @@ struct fused_agent {
 
   shared_storage& smem;
   const fused_args& a;
-  const any_kernel_args* x;  // the any-kernel path's extra parameters; null on the Gaussian path
+  const generic_score_args* x;  // the generic-score path's extra parameters; null on the Gaussian path
   const Score score;
 
   // Block coordinates.
@@ -73,17 +73,17 @@ struct fused_agent {
   const float* q_row[kR];  // generic path: the query rows in global memory
   // Any-kernel path, masks: row r sees key j iff j < key_limit[r] and j != skip_key[r]
   // (mask::none: no limit and no skipped key).
-  std::size_t key_limit[kAny ? kR : 1];
-  std::size_t skip_key[kAny ? kR : 1];
+  std::size_t key_limit[kGenericScore ? kR : 1];
+  std::size_t skip_key[kGenericScore ? kR : 1];
   detail::online_softmax softmax[kR];
   float acc[kR][DV];
 
   __device__ fused_agent(shared_storage& s, const fused_args& args,
-                         const any_kernel_args* any = nullptr)
+                         const generic_score_args* generic = nullptr)
       : smem(s),
         a(args),
-        x(any),
-        score(score_from_args<Score>(args, any)),
+        x(generic),
+        score(score_from_args<Score>(args, generic)),
         row0((args.batch_blocks != nullptr
                   ? args.batch_blocks[blockIdx.x].row_begin
                   : static_cast<std::size_t>(blockIdx.x) * traits::kRowsPerBlock) +
@@ -148,7 +148,7 @@ struct fused_agent {
     for (int r = 0; r < kR; ++r) {
       const bool ok = row_valid(r);
       const float* src = a.q + (ok ? row_index(r) : 0) * a.ldq;  // row 0 exists: n >= 1
-      if constexpr (kAny) {
+      if constexpr (kGenericScore) {
         // Rows past n keep no limit; they are never stored. valid_lens is read for rows < n only.
         key_limit[r] = (ok && x->mask == attnpool::mask::valid_length) ? x->valid_lens[row_index(r)]
                                                                        : ~std::size_t{0};
@@ -203,7 +203,7 @@ struct fused_agent {
     for (int j = 1; j < kC; ++j)
       if (kFull || j0 + j < valid) mn = fminf(mn, p[j]);
     float cmax = score(mn);
-    if constexpr (kAny) {
+    if constexpr (kGenericScore) {
       // No key of the chunk inside a compact support: every weight is 2^(-inf - 0) = 0 and
       // the merge of {-inf, 0} is the identity; -inf - -inf would be NaN.
       if (cmax == -INFINITY) cmax = 0.0f;
@@ -219,7 +219,7 @@ struct fused_agent {
       p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
       csum += p[j];
     }
-    if constexpr (kAny) {
+    if constexpr (kGenericScore) {
       return softmax[r].merge(detail::online_softmax{csum > 0.0f ? cmax : -INFINITY, csum});
     } else {
       return softmax[r].merge(detail::online_softmax{cmax, csum});
@@ -306,7 +306,7 @@ struct fused_agent {
         const float* kj = a.k + (tile0 + static_cast<std::size_t>(j0 + j)) * a.ldk;
 #pragma unroll
         for (int r = 0; r < kR; ++r) {
-          if constexpr (kAny) {
+          if constexpr (kGenericScore) {
             const std::size_t key = tile0 + static_cast<std::size_t>(j0 + j);
             // A masked key: distance +inf, so score -inf for every kernel of the family and
             // weight 2^-inf = 0; it never becomes the chunk's minimum unless all keys are
@@ -331,7 +331,7 @@ struct fused_agent {
     detail::rescale rs[kR];
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
-      if constexpr (kAny || !traits::kLazyRescale) {
+      if constexpr (kGenericScore || !traits::kLazyRescale) {
         rs[r] = rebase_weights<kFull>(r, p[r], j0, valid);
       } else {
         rs[r] = lazy_weights<kFull>(r, p[r], tile0, j0, valid);
@@ -398,7 +398,7 @@ struct fused_agent {
         float inv = softmax[r].inv_sum();
         // A row with no key in a compact support: NaN, which the host side turns into the
         // empty_support policy (error naming the row, or the NaN itself).
-        if constexpr (kAny) inv = softmax[r].empty() ? __int_as_float(0x7fffffff) : inv;
+        if constexpr (kGenericScore) inv = softmax[r].empty() ? __int_as_float(0x7fffffff) : inv;
         float* dst = a.out + row * a.ldo + col0;
 #pragma unroll
         for (int c = 0; c < DV; ++c)
@@ -421,7 +421,7 @@ struct fused_agent {
 };
 
 /// Thin entry points: the agent does the work. The Gaussian fast path keeps its one-parameter
-/// signature (and code); the any-kernel path takes its extra parameters beside it.
+/// signature (and code); the generic-score path takes its extra parameters beside it.
 template <int D, int DV>
 __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
     fused_pool_kernel(const fused_args args) {
@@ -432,45 +432,45 @@ __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
 
 template <int DV>
 __global__ void __launch_bounds__(fused_traits<0, DV>::kThreads)
-    fused_pool_any_kernel(const fused_args args, const any_kernel_args any) {
-  __shared__ typename fused_agent<0, DV, detail::any_log2_score>::shared_storage smem;
-  fused_agent<0, DV, detail::any_log2_score> agent(smem, args, &any);
+    fused_pool_generic_kernel(const fused_args args, const generic_score_args generic) {
+  __shared__ typename fused_agent<0, DV, detail::generic_log2_score>::shared_storage smem;
+  fused_agent<0, DV, detail::generic_log2_score> agent(smem, args, &generic);
   agent.run();
 }
 
 template <int D, int DV, class Score>
 void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream,
-                         const any_kernel_args* any) {
+                         const generic_score_args* generic) {
   using traits = fused_traits<D, DV>;
   const dim3 grid(plan.grid_x, plan.grid_y, static_cast<unsigned>(plan.splits));
   if constexpr (std::is_same_v<Score, detail::gaussian_log2_score>) {
     fused_pool_kernel<D, DV><<<grid, traits::kThreads, 0, stream>>>(args);
     ATTNPOOL_CHECK_LAUNCH("fused_pool_kernel");
   } else {
-    static_assert(D == 0, "the any-kernel path is instantiated for D = 0 only");
-    fused_pool_any_kernel<DV><<<grid, traits::kThreads, 0, stream>>>(args, *any);
-    ATTNPOOL_CHECK_LAUNCH("fused_pool_any_kernel");
+    static_assert(D == 0, "the generic-score path is instantiated for D = 0 only");
+    fused_pool_generic_kernel<DV><<<grid, traits::kThreads, 0, stream>>>(args, *generic);
+    ATTNPOOL_CHECK_LAUNCH("fused_pool_generic_kernel");
   }
 }
 
 #define ATTNPOOL_FUSED_INSTANTIATE(D)                                                      \
   template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t,  \
-                                          const any_kernel_args*);                         \
+                                          const generic_score_args*);                         \
   template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t,  \
-                                          const any_kernel_args*);                         \
+                                          const generic_score_args*);                         \
   template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t,  \
-                                          const any_kernel_args*);                         \
+                                          const generic_score_args*);                         \
   template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t,  \
-                                          const any_kernel_args*);                         \
+                                          const generic_score_args*);                         \
   template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t, \
-                                           const any_kernel_args*);                        \
+                                           const generic_score_args*);                        \
   template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t, \
-                                           const any_kernel_args*);                        \
+                                           const generic_score_args*);                        \
   template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t, \
-                                           const any_kernel_args*);
+                                           const generic_score_args*);
 
 #define ATTNPOOL_FUSED_ANY_INSTANTIATE(DV)                          \
-  template void launch_fused_config<0, DV, detail::any_log2_score>( \
-      const fused_args&, const fused_plan&, stream_t, const any_kernel_args*);
+  template void launch_fused_config<0, DV, detail::generic_log2_score>( \
+      const fused_args&, const fused_plan&, stream_t, const generic_score_args*);
 
 }  // namespace attnpool::kernels

@@ -32,14 +32,14 @@ std::size_t ceil_div(std::size_t a, std::size_t b) {
 struct shape_consts {
   std::size_t rows_per_block, blocks_per_sm;
 };
-shape_consts shape_consts_for(std::size_t d, std::size_t dv, bool any_kernel) {
+shape_consts shape_consts_for(std::size_t d, std::size_t dv, bool generic_score) {
   const auto consts = [](auto dc, auto dvc) {
     using traits = fused_traits<decltype(dc)::value, decltype(dvc)::value>;
     return shape_consts{static_cast<std::size_t>(traits::kRowsPerBlock),
                         static_cast<std::size_t>(traits::kBlocksPerSm)};
   };
-  // The any-kernel path is compiled for the generic D = 0 only.
-  return any_kernel ? dispatch_impl::dispatch_dv<0>(fused_dv_bucket(dv), consts)
+  // The generic-score path is compiled for the generic D = 0 only.
+  return generic_score ? dispatch_impl::dispatch_dv<0>(fused_dv_bucket(dv), consts)
                     : dispatch_dims(d, dv, consts);
 }
 
@@ -60,13 +60,13 @@ stacked_states split_states(const fused_args& args, int splits) {
 }
 
 void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stream,
-                   const any_kernel_args* any) {
-  if (any != nullptr) {
+                   const generic_score_args* generic) {
+  if (generic != nullptr) {
     ATTNPOOL_EXPECTS(plan.d_bucket == 0, "launch_fused: a non-Gaussian or anisotropic call needs ",
-                     "a plan made with any_kernel = true");
+                     "a plan made with generic_score = true");
     dispatch_impl::dispatch_dv<0>(plan.dv_bucket, [&](auto dc, auto dvc) {
-      launch_fused_config<decltype(dc)::value, decltype(dvc)::value, detail::any_log2_score>(
-          args, plan, stream, any);
+      launch_fused_config<decltype(dc)::value, decltype(dvc)::value, detail::generic_log2_score>(
+          args, plan, stream, generic);
     });
   } else {
     dispatch_dims(static_cast<std::size_t>(args.d), static_cast<std::size_t>(args.dv),
@@ -80,11 +80,11 @@ void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stre
 }  // namespace
 
 fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
-                      int forced_splits, bool any_kernel) {
+                      int forced_splits, bool generic_score) {
   fused_plan plan;
-  plan.d_bucket = any_kernel ? 0 : fused_d_bucket(d);
+  plan.d_bucket = generic_score ? 0 : fused_d_bucket(d);
   plan.dv_bucket = fused_dv_bucket(dv);
-  const shape_consts k = shape_consts_for(d, dv, any_kernel);
+  const shape_consts k = shape_consts_for(d, dv, generic_score);
   plan.rows_per_block = k.rows_per_block;
   const std::size_t gx = ceil_div(n, k.rows_per_block);
   const std::size_t gy = ceil_div(dv, static_cast<std::size_t>(plan.dv_bucket));
@@ -116,8 +116,8 @@ fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t d
   return plan;
 }
 
-std::size_t fused_rows_per_block(std::size_t d, std::size_t dv, bool any_kernel) {
-  return shape_consts_for(d, dv, any_kernel).rows_per_block;
+std::size_t fused_rows_per_block(std::size_t d, std::size_t dv, bool generic_score) {
+  return shape_consts_for(d, dv, generic_score).rows_per_block;
 }
 
 std::vector<fused_block> plan_batch_blocks(std::span<const std::size_t> query_offsets,
@@ -139,11 +139,11 @@ std::size_t max_batch_blocks(std::size_t problems, std::size_t total_rows,
   return ceil_div(total_rows, rows_per_block) + problems;
 }
 
-fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv, bool any_kernel) {
+fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv, bool generic_score) {
   fused_plan plan;
-  plan.d_bucket = any_kernel ? 0 : fused_d_bucket(d);
+  plan.d_bucket = generic_score ? 0 : fused_d_bucket(d);
   plan.dv_bucket = fused_dv_bucket(dv);
-  plan.rows_per_block = shape_consts_for(d, dv, any_kernel).rows_per_block;
+  plan.rows_per_block = shape_consts_for(d, dv, generic_score).rows_per_block;
   const std::size_t gy = ceil_div(dv, static_cast<std::size_t>(plan.dv_bucket));
   ATTNPOOL_EXPECTS(blocks <= static_cast<std::size_t>(std::numeric_limits<int>::max()),
                    "cuda fused pool_batched: the batch needs ", blocks,
@@ -158,7 +158,7 @@ fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
 }
 
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
-                  const any_kernel_args* any) {
+                  const generic_score_args* generic) {
   args.splits = plan.splits;
   args.keys_per_split = plan.keys_per_split;
   float* final_out = args.out;
@@ -171,7 +171,7 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
     args.partial_state = nullptr;
     args.partial_acc = nullptr;
   }
-  launch_kernel(args, plan, stream, any);
+  launch_kernel(args, plan, stream, generic);
   if (plan.splits > 1) {
     merge_target dst;
     dst.out = final_out;
@@ -181,14 +181,14 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
 }
 
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
-                          const any_kernel_args* any, const partial_target& dst) {
+                          const generic_score_args* generic, const partial_target& dst) {
   ATTNPOOL_EXPECTS(args.partial_state != nullptr && args.partial_acc != nullptr,
                    "launch_fused_partial: the split states need workspace");
   ATTNPOOL_EXPECTS(args.batch_blocks == nullptr, "launch_fused_partial: no batched launch");
   args.splits = plan.splits;
   args.keys_per_split = plan.keys_per_split;
   args.out = nullptr;
-  launch_kernel(args, plan, stream, any);
+  launch_kernel(args, plan, stream, generic);
   merge_target t;
   t.max = dst.max;
   t.sum = dst.sum;

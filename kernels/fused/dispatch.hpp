@@ -14,43 +14,43 @@ namespace attnpool::kernels {
 /// Enqueues the fused kernel (and the merge kernel when plan.splits > 1) on `stream`. `args`
 /// holds the problem and, for split-K, partial_state / partial_acc carved from the workspace;
 /// the split fields of `args` are filled in from `plan`. `any` null: the Gaussian fast path;
-/// else the any-kernel path (plan made with any_kernel = true). Throws cuda_error on a launch
+/// else the generic-score path (plan made with generic_score = true). Throws cuda_error on a launch
 /// failure.
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
-                  const any_kernel_args* any = nullptr);
+                  const generic_score_args* generic = nullptr);
 
 /// pool_partial's launch: the fused kernel writes per-split partial states into
 /// args.partial_state / args.partial_acc (required, also for plan.splits == 1: splits x n x 2
 /// and splits x n x dv floats), then the merge kernel merges the splits in its fixed order into
 /// `dst`.
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
-                          const any_kernel_args* any, const partial_target& dst);
+                          const generic_score_args* generic, const partial_target& dst);
 
 /// One compiled configuration's launch (defined in kernels/fused/agent.cuh, instantiated per D). Score is
 /// the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the
-/// run-time-switched detail::any_log2_score (every kernel, anisotropic distances) only for the
+/// run-time-switched detail::generic_log2_score (every kernel, anisotropic distances) only for the
 /// generic D = 0 path and the 7 value windows (kernels/fused/inst/generic_score.cu), so the kernel family
 /// costs 7 instantiations, not 4 x 63. Non-Gaussian kernels are therefore not the fast path for
 /// small d: they read query and key rows through L1 instead of registers / shared memory.
 template <int D, int DV, class Score = detail::gaussian_log2_score>
 void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream,
-                         const any_kernel_args* any = nullptr);
+                         const generic_score_args* generic = nullptr);
 
 #define ATTNPOOL_FUSED_EXTERN(D)                                                                  \
   extern template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t,  \
-                                                 const any_kernel_args*);                         \
+                                                 const generic_score_args*);                         \
   extern template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t,  \
-                                                 const any_kernel_args*);                         \
+                                                 const generic_score_args*);                         \
   extern template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t,  \
-                                                 const any_kernel_args*);                         \
+                                                 const generic_score_args*);                         \
   extern template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t,  \
-                                                 const any_kernel_args*);                         \
+                                                 const generic_score_args*);                         \
   extern template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t, \
-                                                  const any_kernel_args*);                        \
+                                                  const generic_score_args*);                        \
   extern template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t, \
-                                                  const any_kernel_args*);                        \
+                                                  const generic_score_args*);                        \
   extern template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t, \
-                                                  const any_kernel_args*);
+                                                  const generic_score_args*);
 ATTNPOOL_FUSED_EXTERN(0)
 ATTNPOOL_FUSED_EXTERN(1)
 ATTNPOOL_FUSED_EXTERN(2)
@@ -61,16 +61,16 @@ ATTNPOOL_FUSED_EXTERN(16)
 ATTNPOOL_FUSED_EXTERN(32)
 ATTNPOOL_FUSED_EXTERN(64)
 #undef ATTNPOOL_FUSED_EXTERN
-#define ATTNPOOL_FUSED_ANY_EXTERN(DV)                                      \
-  extern template void launch_fused_config<0, DV, detail::any_log2_score>( \
-      const fused_args&, const fused_plan&, stream_t, const any_kernel_args*);
-ATTNPOOL_FUSED_ANY_EXTERN(1)
-ATTNPOOL_FUSED_ANY_EXTERN(2)
-ATTNPOOL_FUSED_ANY_EXTERN(4)
-ATTNPOOL_FUSED_ANY_EXTERN(8)
-ATTNPOOL_FUSED_ANY_EXTERN(16)
-ATTNPOOL_FUSED_ANY_EXTERN(32)
-ATTNPOOL_FUSED_ANY_EXTERN(64)
-#undef ATTNPOOL_FUSED_ANY_EXTERN
+#define ATTNPOOL_FUSED_GENERIC_EXTERN(DV)                                      \
+  extern template void launch_fused_config<0, DV, detail::generic_log2_score>( \
+      const fused_args&, const fused_plan&, stream_t, const generic_score_args*);
+ATTNPOOL_FUSED_GENERIC_EXTERN(1)
+ATTNPOOL_FUSED_GENERIC_EXTERN(2)
+ATTNPOOL_FUSED_GENERIC_EXTERN(4)
+ATTNPOOL_FUSED_GENERIC_EXTERN(8)
+ATTNPOOL_FUSED_GENERIC_EXTERN(16)
+ATTNPOOL_FUSED_GENERIC_EXTERN(32)
+ATTNPOOL_FUSED_GENERIC_EXTERN(64)
+#undef ATTNPOOL_FUSED_GENERIC_EXTERN
 
 }  // namespace attnpool::kernels

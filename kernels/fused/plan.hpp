@@ -96,14 +96,14 @@ struct fused_plan {
 
 /// Picks the configuration and split-K for a problem. `sm_count` is the device's multiprocessor
 /// count; `forced_splits` 0 lets the heuristic decide, >= 1 requests that many key ranges
-/// (clamped so that every range holds at least one key). `any_kernel`: the call runs the
-/// any-kernel instantiations (uses_any_kernel), whose tiles are those of D = 0. Pure function of
+/// (clamped so that every range holds at least one key). `generic_score`: the call runs the
+/// generic-score instantiations (uses_generic_score), whose tiles are those of D = 0. Pure function of
 /// its arguments, so the workspace query and the launch agree on the same device.
 fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
-                      int forced_splits = 0, bool any_kernel = false);
+                      int forced_splits = 0, bool generic_score = false);
 
 /// Query rows one block of the (d, dv) configuration handles (fused_traits::kRowsPerBlock).
-std::size_t fused_rows_per_block(std::size_t d, std::size_t dv, bool any_kernel = false);
+std::size_t fused_rows_per_block(std::size_t d, std::size_t dv, bool generic_score = false);
 
 /// The block table of a batched launch: problem b's query rows [query_offsets[b],
 /// query_offsets[b + 1]) cut into blocks of at most rows_per_block rows, each against the keys
@@ -121,6 +121,6 @@ std::size_t max_batch_blocks(std::size_t problems, std::size_t total_rows,
 /// The plan of a batched launch over `blocks` table entries: the compiled (D, DV), grid_x =
 /// blocks, the value windows, no split-K.
 fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
-                              bool any_kernel = false);
+                              bool generic_score = false);
 
 }  // namespace attnpool::kernels

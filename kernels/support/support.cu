@@ -172,7 +172,7 @@ void row_softmax(float* s, std::size_t lds, std::size_t n, std::size_t m, const 
         s, lds, m, qn, kn, detail::gaussian_log2_score{constant});
   } else {
     row_softmax_kernel<<<static_cast<unsigned>(n), kRowThreads, 0, stream>>>(
-        s, lds, m, qn, kn, detail::any_log2_score{kind, constant});
+        s, lds, m, qn, kn, detail::generic_log2_score{kind, constant});
   }
   ATTNPOOL_CHECK_LAUNCH("row_softmax_kernel");
 }

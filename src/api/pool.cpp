@@ -92,7 +92,7 @@ void pool(const_view q, const_view k, const_view v, mutable_view out, const pool
       detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
   if (shape.n == 0) return;
   const backend b = resolve_backend(opts.backend);
-  // The fused CUDA path takes masks (the any-kernel instantiations); the unfused one does not.
+  // The fused CUDA path takes masks (the generic-score instantiations); the unfused one does not.
   if (b == backend::cuda_fused || b == backend::cuda_unfused)
     detail::reject_gpu_params(fn, params, q.cols, b == backend::cuda_fused);
   check_data(fn, opts, q, k, v, params);

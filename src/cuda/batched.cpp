@@ -43,7 +43,7 @@ void reject_batch_mask(const char* fn, const pool_params& params) {
 // pool_batched's workspace: [scan slot][block table of max_batch_blocks entries].
 std::size_t batched_table_bytes(const char* fn, std::size_t problems, std::size_t total_queries,
                                 std::size_t d, std::size_t dv, const pool_params& params) {
-  const std::size_t rpb = kernels::fused_rows_per_block(d, dv, uses_any_kernel(params));
+  const std::size_t rpb = kernels::fused_rows_per_block(d, dv, uses_generic_score(params));
   const std::size_t entries = kernels::max_batch_blocks(problems, total_queries, rpb);
   return align_up(
       core::checked_mul(fn, "batch block table", entries, sizeof(kernels::fused_block)));
@@ -59,7 +59,7 @@ partial_layout partial_layout_for(std::size_t n, std::size_t m, std::size_t d, s
                                   const pool_params& params) {
   constexpr const char* fn = "cuda::pool_partial_workspace_size";
   partial_layout l;
-  l.plan = kernels::plan_fused(n, m, d, dv, current_sm_count(), 0, uses_any_kernel(params));
+  l.plan = kernels::plan_fused(n, m, d, dv, current_sm_count(), 0, uses_generic_score(params));
   const auto s = static_cast<std::size_t>(l.plan.splits);
   l.state_offset = kScanBytes;
   l.acc_offset = l.state_offset +
@@ -101,9 +101,9 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params);
   detail::check_int_dims(fn, s.d, s.dv);
   const std::size_t problems = query_offsets.size() - 1;
-  const bool any = detail::uses_any_kernel(params);
+  const bool generic = detail::uses_generic_score(params);
   const std::vector<kernels::fused_block> blocks = kernels::plan_batch_blocks(
-      query_offsets, key_offsets, kernels::fused_rows_per_block(s.d, s.dv, any));
+      query_offsets, key_offsets, kernels::fused_rows_per_block(s.d, s.dv, generic));
   const std::size_t table_bytes = detail::batched_table_bytes(fn, problems, s.n, s.d, s.dv, params);
   detail::check_workspace(fn, opts, detail::kScanBytes + table_bytes);
   // The bound of max_batch_blocks holds by construction; a table that outgrew it would write
@@ -118,11 +118,11 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
   // may go out of scope while the copy is still in flight.
   ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(table, blocks.data(), blocks.size() * sizeof blocks[0],
                                     cudaMemcpyHostToDevice, opts.stream));
-  kernels::any_kernel_args any_args;
-  kernels::fused_args a = detail::fused_args_for(q, k, v, out, params, any_args);
+  kernels::generic_score_args generic_args;
+  kernels::fused_args a = detail::fused_args_for(q, k, v, out, params, generic_args);
   a.batch_blocks = table;
-  const kernels::fused_plan plan = kernels::plan_fused_batched(blocks.size(), s.d, s.dv, any);
-  kernels::launch_fused(a, plan, opts.stream, any ? &any_args : nullptr);
+  const kernels::fused_plan plan = kernels::plan_fused_batched(blocks.size(), s.d, s.dv, generic);
+  kernels::launch_fused(a, plan, opts.stream, generic ? &generic_args : nullptr);
 
   if (detail::needs_empty_check(params)) {
     const unsigned long long bad =
@@ -162,8 +162,8 @@ void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_
   detail::check_workspace(fn, opts, l.total);
   if (opts.check_finite)
     detail::check_inputs_on_device(fn, q, k, v, params, detail::ws_at(opts, 0), opts.stream);
-  kernels::any_kernel_args any_args;
-  kernels::fused_args a = detail::fused_args_for(q, k, v, out.acc, params, any_args);
+  kernels::generic_score_args generic_args;
+  kernels::fused_args a = detail::fused_args_for(q, k, v, out.acc, params, generic_args);
   a.partial_state = reinterpret_cast<float*>(detail::ws_at(opts, l.state_offset));
   a.partial_acc = reinterpret_cast<float*>(detail::ws_at(opts, l.acc_offset));
   kernels::partial_target t;
@@ -172,7 +172,7 @@ void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_
   t.acc = out.acc.data;
   t.acc_ld = out.acc.ld;
   kernels::launch_fused_partial(a, l.plan, opts.stream,
-                                detail::uses_any_kernel(params) ? &any_args : nullptr, t);
+                                detail::uses_generic_score(params) ? &generic_args : nullptr, t);
 }
 
 std::size_t cuda::merge_partials_workspace_size(const pool_params&) {

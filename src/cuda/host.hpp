@@ -22,7 +22,7 @@ struct fused_tuning {
 };
 
 /// Bytes of workspace the fused path needs, including the check_finite scan slot.
-/// `params` matters through uses_any_kernel (the plan of the any-kernel path differs) and
+/// `params` matters through uses_generic_score (the plan of the generic-score path differs) and
 /// mask::valid_length (a device copy of valid_lens).
 std::size_t fused_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
                                  const fused_tuning& tuning, const pool_params& params = {});
@@ -61,9 +61,9 @@ void check_inputs_on_device(const char* fn, const_view q, const_view k, const_vi
 /// The float constant of gaussian_log2_score for a validated bandwidth.
 float neg_log2_scale(const pool_params& params);
 
-/// Whether a call runs the any-kernel instantiations (a non-Gaussian kernel, an anisotropic
+/// Whether a call runs the generic-score instantiations (a non-Gaussian kernel, an anisotropic
 /// bandwidth with d >= 2, or a mask) instead of the Gaussian fast path.
-bool uses_any_kernel(const pool_params& params);
+bool uses_generic_score(const pool_params& params);
 
 /// Workspace bytes for a device copy of params.valid_lens (n size_t, 256-byte aligned); 0
 /// unless mask::valid_length.
@@ -98,9 +98,9 @@ void check_empty_rows_on_device(const char* fn, const pool_params& params, const
 // ---- kernel arguments and copies (pool.cpp) ----------------------------------------------
 
 /// The fused kernel's arguments for one validated problem (pointers, strides, sizes, the score
-/// constant), and in `any` the any-kernel path's extras (read only if uses_any_kernel(params)).
+/// constant), and in `any` the generic-score path's extras (read only if uses_generic_score(params)).
 kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,
-                                   const pool_params& params, kernels::any_kernel_args& any);
+                                   const pool_params& params, kernels::generic_score_args& generic);
 
 /// Throws invalid_argument unless d and dv fit the kernels' int fields.
 void check_int_dims(const char* fn, std::size_t d, std::size_t dv);

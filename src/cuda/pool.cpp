@@ -39,7 +39,7 @@ fused_layout fused_layout_for(std::size_t n, std::size_t m, std::size_t d, std::
                               const fused_tuning& tuning, const pool_params& params) {
   fused_layout l;
   l.plan = kernels::plan_fused(n, m, d, dv, current_sm_count(), tuning.forced_splits,
-                               uses_any_kernel(params));
+                               uses_generic_score(params));
   l.lens_offset = kScanBytes;
   l.state_offset = l.lens_offset + valid_lens_bytes("cuda::pool_workspace_size", n, params);
   if (l.plan.splits > 1) {
@@ -72,7 +72,7 @@ void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
 }
 
 kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,
-                                   const pool_params& params, kernels::any_kernel_args& any) {
+                                   const pool_params& params, kernels::generic_score_args& generic) {
   kernels::fused_args a;
   a.q = q.data;
   a.k = k.data;
@@ -88,9 +88,9 @@ kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mut
   a.dv = static_cast<int>(v.cols);
   const gpu_kernel g = gpu_kernel_for(params);
   a.neg_scale = g.constant;
-  any.kind = g.kind;
-  any.weighted = g.weighted ? 1 : 0;
-  std::copy(std::begin(g.dim_weights), std::end(g.dim_weights), std::begin(any.dim_weights));
+  generic.kind = g.kind;
+  generic.weighted = g.weighted ? 1 : 0;
+  std::copy(std::begin(g.dim_weights), std::end(g.dim_weights), std::begin(generic.dim_weights));
   return a;
 }
 
@@ -117,7 +117,7 @@ float neg_log2_scale(const pool_params& params) {
   return static_cast<float>(-::attnpool::detail::gaussian_log2_scale(params.bandwidth));
 }
 
-bool uses_any_kernel(const pool_params& params) {
+bool uses_generic_score(const pool_params& params) {
   return params.kernel != kernel::gaussian || params.bandwidths.size() > 1 ||
          params.mask != mask::none;
 }
@@ -248,18 +248,18 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
   check_workspace(fn, opts, l.plan.splits > 1 || scan || lens ? l.total : 0);
   if (opts.check_finite) check_inputs_on_device(fn, q, k, v, params, ws_at(opts, 0), opts.stream);
 
-  kernels::any_kernel_args any;
-  kernels::fused_args a = fused_args_for(q, k, v, out, params, any);
-  any.mask = params.mask;
+  kernels::generic_score_args generic;
+  kernels::fused_args a = fused_args_for(q, k, v, out, params, generic);
+  generic.mask = params.mask;
   if (lens) {
     upload_valid_lens(params, s.n, ws_at(opts, l.lens_offset), opts.stream);
-    any.valid_lens = reinterpret_cast<const std::size_t*>(ws_at(opts, l.lens_offset));
+    generic.valid_lens = reinterpret_cast<const std::size_t*>(ws_at(opts, l.lens_offset));
   }
   if (l.plan.splits > 1) {
     a.partial_state = reinterpret_cast<float*>(ws_at(opts, l.state_offset));
     a.partial_acc = reinterpret_cast<float*>(ws_at(opts, l.acc_offset));
   }
-  kernels::launch_fused(a, l.plan, opts.stream, uses_any_kernel(params) ? &any : nullptr);
+  kernels::launch_fused(a, l.plan, opts.stream, uses_generic_score(params) ? &generic : nullptr);
   check_empty_rows_on_device(fn, params, out, ws_at(opts, 0), opts.stream);
 }
 

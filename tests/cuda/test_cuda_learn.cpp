@@ -105,7 +105,7 @@ TEST(CudaMaskedForward, SplitKAndDeviceApiMatchTheReference) {
       attnpool::reference::pool(p.queries(), p.keys(), p.values(), vl));
 }
 
-// A masked call takes the any-kernel path; a compact kernel plus a mask may leave a row with no
+// A masked call takes the generic-score path; a compact kernel plus a mask may leave a row with no
 // key in the support, which follows the empty-row policy (here nan).
 TEST(CudaMaskedForward, CompactKernelWithMaskFollowsTheEmptyRowPolicy) {
   ATTNPOOL_REQUIRE_DEVICE();

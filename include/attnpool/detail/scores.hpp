@@ -141,7 +141,7 @@ decltype(auto) with_kernel_score(kernel k, double h, F&& f) {
 /// Every kernel behind one run-time switch: what the GPU runs for the non-Gaussian kernels (one
 /// extra instantiation set instead of one per kernel; the Gaussian keeps its own functor and
 /// code). `constant` is kernel_constant(kind, h).
-struct any_log2_score {
+struct generic_log2_score {
   kernel kind;
   float constant;
   static constexpr bool kCompact = true;  // may return -inf: the engines take the guarded path
