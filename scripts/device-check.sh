@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issues 3, 6 and 7), for a machine with an H100 or H200. Finishes in under 8 minutes:
+# The GPU check, for a machine with an H100 or H200. Finishes in under 8 minutes:
 #   1. nvidia-smi: GPU name and driver                                     (  few s)
 #   2. binaries: the ones staged here in .prebuilt (see below), else configure + build
 #      (Release, sm_90) the GPU tests and benchmarks there                 (<= 300 s)
@@ -234,7 +234,7 @@ for b in "${benches[@]}"; do
 done
 grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 " "$blog" | tee -a "$summary" || true
 
-# statsmodels' leave-one-out bandwidth selection on this machine's CPU, n = 1000: issue 6 compares
+# statsmodels' leave-one-out bandwidth selection on this machine's CPU, n = 1000: the learning benchmarks compare
 # it with bench_cuda_cv's select_bandwidth at the same n.
 # $SKIP (words: statsmodels peers sass) leaves steps out of a short run.
 skip() { [[ " ${SKIP:-} " == *" $1 "* ]]; }

@@ -1,6 +1,6 @@
-// pool_batched (issue 7 "Batched problems"): 1000 problems of n = m = 100, d = dv = 1, in one
+// pool_batched: 1000 problems of n = m = 100, d = dv = 1, in one
 // pool_batched call against 1000 separate attnpool::pool calls, both on the CPU engine with
-// every hardware thread. The issue asks for the batched call to be >= 20x faster on the GPU;
+// every hardware thread. The goal is for the batched call to be >= 20x faster on the GPU;
 // on the CPU the gain is the per-call overhead (validation, packing, thread start-up) saved.
 //
 // Run: build-bench/bench/bench_batched --benchmark_counters_tabular=true

@@ -1,4 +1,4 @@
-// CPU benchmarks in one table (issue 2 "Benchmark", issue 5 CPU side):
+// CPU benchmarks in one table:
 //   reference   attnpool::pool, backend::reference (fp64 two-pass oracle, single thread)
 //   cpu         attnpool::pool, backend::cpu (the streaming-softmax engine, all cores by default)
 //   naive       a plain scalar two-pass loop with std::exp in float: what a user writes first

@@ -1,6 +1,6 @@
-// Learning benchmarks (issue 6), CPU side:
+// Learning benchmarks, CPU side:
 //   forward / backward  pool() and pool_backward() (all four gradients) at n = m = 2^14, 2^16,
-//                       d = dv = 1: the issue's goal is backward <= 2.5x forward (for the GPU;
+//                       d = dv = 1: the goal is backward <= 2.5x forward (for the GPU;
 //                       the CPU ratio is recorded in bench/RESULTS.md)
 //   select_bandwidth    64 bandwidths plus refinement at n = 1e4 and 1e5, d = dv = 1
 // The data are the notebook's: x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2), fixed

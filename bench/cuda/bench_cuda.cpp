@@ -3,7 +3,7 @@
 // every allocation and upload outside the timed region.
 //
 // Counters:
-//   pairs/s   n * m per second: the headline (issue 3: >= 60% of the exp2 bound at
+//   pairs/s   n * m per second: the headline (goal: >= 60% of the exp2 bound at
 //             n = m = 2^20, d = dv = 1)
 //   bytes/s   compulsory traffic (inputs once, output once; the unfused path adds its n x m
 //             matrix written and read three times)
@@ -106,7 +106,7 @@ void register_all() {
       }
     }
   }
-  // 16384 is the issue's fused-vs-unfused comparison point (>= 10x).
+  // 16384 is the goal's fused-vs-unfused comparison point (>= 10x).
   for (std::size_t d : {1, 16}) {
     add("fused", backend::cuda_fused, 16384, 16384, d, 1);
     add("unfused", backend::cuda_unfused, 16384, 16384, d, 1);

@@ -1,4 +1,4 @@
-// Batched problems on the GPU (issue 7): 1000 problems of n = m = 100, d = dv = 1, in ONE
+// Batched problems on the GPU: 1000 problems of n = m = 100, d = dv = 1, in ONE
 // cuda::pool_batched launch against 1000 separate cuda::pool calls on the same stream, both on
 // device pointers with options::check_finite off (so neither synchronises) and every
 // allocation and upload outside the timed region. Goal: the batched launch >= 20x faster.

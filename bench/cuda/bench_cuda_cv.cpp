@@ -1,4 +1,4 @@
-// GPU benchmarks of bandwidth selection by leave-one-out cross-validation (issue 6):
+// GPU benchmarks of bandwidth selection by leave-one-out cross-validation:
 //
 //   select/<backend>/n:N   attnpool::select_bandwidth on host memory, 64-point grid + golden
 //                          section: the whole call as a user sees it (upload of x and y, every

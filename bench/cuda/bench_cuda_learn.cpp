@@ -1,9 +1,9 @@
-// GPU benchmarks of issue 6's learning paths (STYLE.md section 7): the fused forward (the
+// GPU benchmarks of the learning paths (STYLE.md section 7): the fused forward (the
 // Gaussian fast path, and the masked generic-score path the trainer uses) against the fused
 // backward pass (all four gradients), through the device-pointer API, timed with CUDA events
 // (UseManualTime), every allocation and upload outside the timed region.
 //
-// The issue's goal: backward <= 2.5x forward at n = m = 2^16, d = dv = 1; compare
+// The goal: backward <= 2.5x forward at n = m = 2^16, d = dv = 1; compare
 // "backward/..." with "forward/..." of the same shape (and "backward_loo" with "forward_loo").
 // Shapes: n = m = 2^16 with d = dv = 1, and n = m = 2^14 with d = 16, dv = 1.
 // Counter pairs/s = n * m per second. Without a device the program says so and exits 0.

@@ -1,5 +1,5 @@
 // Measures the tile constants of kernels/fused/traits.hpp (fused_traits) on the GPU at hand: the
-// fused agent for d = dv = 1 (the notebook's shape and issue 3's headline), instantiated with
+// fused agent for d = dv = 1 (the notebook's shape and the headline), instantiated with
 // variants of its traits, each timed with CUDA events on the same buffers and checked against
 // the library's own kernel (max |difference|, which must be rounding-sized).
 //

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""attnpool against what a user would pick instead, on the same data (issue 5).
+"""attnpool against what a user would pick instead, on the same data.
 
 Every system computes the same Gaussian attention pooling
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Leave-one-out bandwidth selection: statsmodels KernelReg(bw='cv_ls') against
-`attnpool fit --bandwidth auto` (issue 6) on the same data.
+`attnpool fit --bandwidth auto` on the same data.
 
 The notebook's data, x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2), n points, are written
 to a .npy file; statsmodels fits KernelReg(y, x, 'c', reg_type='lc', bw='cv_ls') (local constant =

@@ -1,4 +1,4 @@
-// The renderer and the demo, end to end (issue 5: one suite per module). CPU only.
+// The renderer and the demo, end to end. CPU only.
 //   figure_*      build and rasterise a figure (no file I/O)
 //   png_*         encode + write a rendered figure
 //   demo          the whole attnpool-demo program (all its figures), as a user runs it

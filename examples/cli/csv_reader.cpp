@@ -1,6 +1,6 @@
 // A strict RFC 4180 reader of our own, for the columns the tool asks for.
 //
-// Why not a library: issue 7 asks for a well-kept Debian package where one fits. The candidate,
+// Why not a library: we take a well-kept Debian package where one fits. The candidate,
 // libcsv (Debian libcsv-dev 3.0.3), parses through callbacks that receive a field's bytes but
 // neither its line nor its field position, and its strict mode reports only "parse error" with
 // a byte offset into the current chunk. Every message of ours must say file:line:col, so we

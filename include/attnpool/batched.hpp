@@ -1,6 +1,6 @@
 /// \file
 /// Many small problems in one call, and keys sharded into pieces whose partial softmax states
-/// are merged exactly (issue 7, "Batched problems" and "Keys sharded over devices").
+/// are merged exactly.
 ///
 /// Host memory. pool_batched runs on the reference, the CPU engine and cuda_fused (one kernel
 /// launch for the whole batch); pool_partial on the CPU engine and cuda_fused. The device-pointer

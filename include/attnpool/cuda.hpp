@@ -8,7 +8,7 @@
 /// through a flag in the workspace, which costs one synchronisation of opts.stream; switch it
 /// off for a fully asynchronous call.
 ///
-/// pool() takes masks on cuda_fused, and pool_backward() is the fused backward pass (issue 6);
+/// pool() takes masks on cuda_fused, and pool_backward() is the fused backward pass;
 /// the unfused path and attention_weights() refuse masks ("not implemented on the GPU yet").
 ///
 /// The workspace must start on a 256-byte boundary (cudaMalloc's pointers do). The workspace
@@ -74,7 +74,7 @@ void attention_weights(const_view queries, const_view keys, mutable_view weights
 /// Mean of the value rows broadcast to out's rows, on device pointers (Thrust reduction).
 void average_pool(const_view values, mutable_view out, const options& opts);
 
-// ---- batched problems and sharded keys (issue 7; see attnpool/batched.hpp for the maths) -----
+// ---- batched problems and sharded keys (see attnpool/batched.hpp for the maths) -----
 
 /// Bytes of device workspace that pool_batched() needs for `problems` problems holding
 /// `total_queries` query rows in all (an upper bound that needs only the totals: the batch's

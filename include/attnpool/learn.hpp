@@ -1,5 +1,5 @@
 /// \file
-/// Learning with attention pooling (issue 6): bandwidth selection by leave-one-out
+/// Learning with attention pooling: bandwidth selection by leave-one-out
 /// cross-validation, the backward pass of pool(), and the book's parametric attention pooling
 /// trained by gradient descent.
 ///

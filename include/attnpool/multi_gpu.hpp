@@ -1,5 +1,5 @@
 /// \file
-/// Keys sharded over several GPUs in one process (issue 7, "Multi-GPU"): each device computes
+/// Keys sharded over several GPUs in one process: each device computes
 /// the partial softmax states of its key shards on its own stream, and the states are merged in
 /// one fixed order on the first device. See docs/scaling.md.
 #pragma once

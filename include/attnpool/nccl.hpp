@@ -1,5 +1,5 @@
 /// \file
-/// Keys sharded over ranks (processes or nodes) with NCCL (issue 7, "Multi-node"): every rank
+/// Keys sharded over ranks (processes or nodes) with NCCL: every rank
 /// holds the same queries and its own shard of the keys, computes its shard's partial softmax
 /// states, all-gathers them (n x (dv + 2) floats per rank) and merges them in one fixed order,
 /// so every rank ends with the same, bitwise identical result. See docs/scaling.md.

@@ -1,4 +1,4 @@
-// The fused backward pass of attention pooling on the GPU (issue 6), FlashAttention style: the
+// The fused backward pass of attention pooling on the GPU, FlashAttention style: the
 // n x m matrix is never stored. Host-includable (no device code): src/cuda/backward.cpp plans
 // and launches through this header; kernels/backward/kernel.cuh holds the device side and
 // kernels/backward/rows.cu / backward_keys.cu instantiate it; the per-thread work is
@@ -57,7 +57,7 @@ struct backward_args {
 ///
 /// Chosen on paper for simplicity first, and measured slow on an H100 (bench_cuda_learn,
 /// 2026-11-26): at n = m = 2^16, d = dv = 1 the backward takes 24.3 ms, 14.5x the fused
-/// forward's 1.68 ms (the issue's goal is 2.5x). These kernels read the other side through L1
+/// forward's 1.68 ms (the goal is 2.5x). These kernels read the other side through L1
 /// without the forward's shared-memory tiles; tiling them as the forward is the next step:
 ///  - kThreads 128: four warps per block, as the forward.
 ///  - One row (rows) or one key (keys) per thread. Its q_i or k_j and its gradient

@@ -12,35 +12,9 @@ namespace attnpool::kernels {
 /// (L1) instead of registers and shared memory. DV is the width of the value-column window one
 /// block accumulates in registers; wider dv uses several windows (grid.y).
 ///
-/// Measured for d = dv = 1 on an NVIDIA H100 80GB HBM3 (132 SMs, 1980 MHz; 2026-11-26) with
-/// bench/cuda/bench_fused_tuning at n = m = 2^20 (pairs/s; exp2 bound 4.18e12):
-///
-/// (run B, before the lazy rescale of kLazyRescale, which changed the d = dv = 1 choice to one
-/// row per thread: see there)
-///   threads rows/thread chunk tile | regs blocks/SM | pairs/s
-///   128     2           16    128  |  72   7        | 2.53e12 (60.4 %)
-///   128     1           16    128  |  47  10        | 2.53e12
-///    64     2           16    128  |  72  14        | 2.50e12
-///   256     2           16    256  |  64   4        | 2.47e12
-///   128     2           32    128  | 127   4        | 2.40e12
-///   128     4           16    128  | 128   4        | 2.31e12
-///   256     4           16    256  | 128   2        | 2.31e12
-///   128     4           32    256  | 255   2        | 2.27e12
-///   128     2            8    128  |  53   9        | 2.09e12
-///
-/// Chunk 8 pays its per-chunk merge (2 exp2 and a rescale per row) twice as often; chunk 32 and
-/// 4 rows per thread double the registers and halve the resident blocks. The SASS of the chosen
-/// configuration (cuobjdump on that machine) has 303 instructions per full 16-key chunk of 2 rows,
-/// 36 of them MUFU.EX2: 9.5 issue slots per pair, so issue, not the MUFU pipe, bounds it near
-/// 84 % of the exp2 bound; it reaches 72 % of that ceiling. The other shapes' constants follow
-/// the same rules by register count and are not separately measured: kRowsPerThread 2 only
-/// while the per-row registers (D + DV) stay <= 8, kChunk 8 and kTileKeys 64 for wide rows.
-///  - kThreads 128: four warps per block.
-///  - kRowsPerThread: 2 where D + DV <= 8 and the rescale is eager, so that two query rows share
-///    every shared-memory key and value read; 1 elsewhere, the lazy d = dv = 1 path included
-///    (measured faster there, see kLazyRescale).
-///  - kChunk 16: one online-softmax merge per chunk; its distances stay in registers.
-///  - kTileKeys 128: keys staged per __syncthreads pair.
+/// Tuning: bench/cuda/bench_fused_tuning at n = m = 2^20, d = dv = 1, on an NVIDIA H100 80GB HBM3
+/// (2026-11-26; the sweep and the SASS counts are in bench/runs/2026-11-26-h100.md). Shapes
+/// other than d = dv = 1 follow the same rules by register count and are not measured apart.
 template <int D, int DV>
 struct fused_traits {
   static_assert(D == 0 || D == 1 || D == 2 || D == 3 || D == 4 || D == 8 || D == 16 || D == 32 ||
@@ -54,24 +28,21 @@ struct fused_traits {
   static constexpr int kRowRegs = (kGeneric ? 0 : D) + DV;
 
   /// Gaussian weights relative to each row's running reference, rebased only when a chunk's
-  /// weights sum past a limit (fused_agent::lazy_weights), with score - reference in one FFMA:
-  /// saves the per-pair FMNMX and FMUL and the per-chunk merge (4 of the 36 MUFU.EX2 per chunk
-  /// of 2 rows); the SASS of the full chunk drops from 303 to about 226 instructions per 32
-  /// pairs, so the MUFU pipe, not issue, becomes the bound. It costs registers (d = dv = 1:
-  /// 72 -> 106 at 2 rows per thread, ptxas 13.0; dv = 4: 80 -> 128), which is why it is limited
-  /// to d = dv = 1. Measured on the H100 (bench_fused_tuning, n = m = 2^20, 2026-11-26 run C):
-  ///   eager, 2 rows/thread (the previous default)   72 regs  7 blocks/SM  2.41e12 pairs/s
-  ///   lazy,  2 rows/thread                          106 regs  4 blocks/SM  2.79e12
-  ///   lazy,  1 row/thread (these traits)             76 regs  6 blocks/SM  3.00e12 (71.8 %)
-  /// (the eager default gave 2.53e12 in run B: about 5 % run-to-run spread). The GPU tests of
-  /// run C ran the lazy path at 2 rows per thread; 1 row per thread gave bitwise the same
-  /// output on the tuning problem (max_diff 0), and that row count is the one every wider
-  /// shape already uses.
+  /// weights sum past a limit (fused_agent::lazy_weights): score - reference is one FFMA and the
+  /// per-chunk merge goes away. It costs registers, hence d = dv = 1 only.
+  /// H100, d = dv = 1: 3.00e12 pairs/s lazy at 1 row/thread vs 2.41e12 eager at 2 rows/thread.
   static constexpr bool kLazyRescale = !kGeneric && kRowRegs <= 2;
 
+  /// H100, d = dv = 1: 128 threads 2.53e12 pairs/s, 64 2.50e12, 256 2.47e12 (eager, 2 rows).
   static constexpr int kThreads = 128;
+  /// Two rows share every shared-memory read while D + DV <= 8; H100, d = dv = 1, lazy: 1 row
+  /// 3.00e12 pairs/s vs 2 rows 2.79e12 (4 rows, eager: 2.31e12).
   static constexpr int kRowsPerThread = kLazyRescale ? 1 : kRowRegs <= 8 ? 2 : 1;
+  /// Keys per online-softmax merge, their distances in registers; H100, d = dv = 1, eager:
+  /// 16 2.53e12 pairs/s, 8 2.09e12, 32 2.40e12. 8 for wide rows (register pressure).
   static constexpr int kChunk = kRowRegs <= 48 ? 16 : 8;
+  /// Keys staged per __syncthreads pair; H100, d = dv = 1, eager: 128 2.53e12 pairs/s,
+  /// 256 (256 threads) 2.47e12. 64 for wide rows (48 KiB of static shared memory).
   static constexpr int kTileKeys = kRowRegs <= 64 ? 128 : 64;
   static constexpr int kRowsPerBlock = kThreads * kRowsPerThread;
   /// Accumulate each chunk's p . v in a second register array and fold it in once per chunk

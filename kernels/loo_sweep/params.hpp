@@ -1,4 +1,4 @@
-// The leave-one-out bandwidth sweep on the GPU (issue 6): the kernel family behind
+// The leave-one-out bandwidth sweep on the GPU: the kernel family behind
 // loo_cv_error and select_bandwidth on backend::cuda_fused. Host-includable (no device code):
 // src/cuda/bandwidth.cpp plans and launches through this header; kernels/loo_sweep/sweep.cu
 // holds the device side.

@@ -1,4 +1,4 @@
-// pool_batched, pool_partial and merge_partials (issue 7): validate once, then hand over to the
+// pool_batched, pool_partial and merge_partials: validate once, then hand over to the
 // CPU engine (src/cpu/engine.cpp, the same per-row code as pool()), the reference, or the CUDA
 // fused path's host-memory entry points (src/cuda/batched.cpp).
 #include <attnpool/batched.hpp>

@@ -1,4 +1,4 @@
-// The book's parametric attention pooling, trained by full-batch gradient descent (issue 6).
+// The book's parametric attention pooling, trained by full-batch gradient descent.
 // Built on pool() and pool_backward(): score -((q - k) * w)^2 / 2 is the Gaussian score with
 // bandwidth 1 on the scaled inputs x * w, so dL/dw_c follows from the gradients with respect to
 // the scaled queries and keys by the chain rule, and the engines need no second kernel.

@@ -1,4 +1,4 @@
-// Bandwidth selection by leave-one-out cross-validation (issue 6): loo_cv_error evaluates many
+// Bandwidth selection by leave-one-out cross-validation: loo_cv_error evaluates many
 // bandwidths in one fused sweep over the keys, select_bandwidth searches a log grid and refines
 // it by golden section on ln h.
 //

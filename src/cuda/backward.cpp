@@ -1,4 +1,4 @@
-// Host side of the fused backward pass on the GPU (issue 6): validation, the workspace layout,
+// Host side of the fused backward pass on the GPU: validation, the workspace layout,
 // the device-pointer cuda::pool_backward and the host-memory entry point behind
 // attnpool::pool_backward(backend cuda_fused). The kernels are in kernels/backward*.
 #include <attnpool/cuda.hpp>

@@ -1,4 +1,4 @@
-// Batched problems and sharded keys on the fused path (issue 7): the device-pointer API of
+// Batched problems and sharded keys on the fused path: the device-pointer API of
 // attnpool/cuda.hpp (pool_batched, pool_partial, merge_partials) and the host-memory entry
 // points that src/api/batched.cpp calls for backend cuda_fused.
 #include <attnpool/cuda.hpp>

@@ -1,5 +1,5 @@
 // pool_batched against per-problem reference::pool and per-problem pool(); pool_partial +
-// merge_partials against the unsharded engine (issue 7).
+// merge_partials against the unsharded engine.
 #include <attnpool/batched.hpp>
 #include <attnpool/cuda.hpp>
 #include <attnpool/multi_gpu.hpp>
@@ -264,7 +264,7 @@ TEST(Sharded, Errors) {
 }
 
 // Without a usable GPU (no device, or a build without CUDA, where src/cuda/stub.cpp answers)
-// every CUDA entry point of issue 7 fails loudly with cuda_error, never silently.
+// every batched and sharded CUDA entry point fails loudly with cuda_error, never silently.
 TEST(BatchedCuda, WithoutADeviceEveryEntryPointThrowsCudaError) {
   if (attnpool::cuda::device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
   const problem p = make_problem(3, 4, 1, 1, 1);

@@ -1,4 +1,4 @@
-// The kernel family (issue 7): every kernel, the empty-support policy and the anisotropic
+// The kernel family: every kernel, the empty-support policy and the anisotropic
 // bandwidth on the host backends, against the fp64 oracle on fresh random data with printed
 // seeds. The shared score functors are checked against their definitions first.
 #include <attnpool/detail/fast_math.hpp>

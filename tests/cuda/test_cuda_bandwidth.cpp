@@ -1,4 +1,4 @@
-// Bandwidth selection on the GPU (issue 6): loo_cv_error and select_bandwidth on cuda_fused
+// Bandwidth selection on the GPU: loo_cv_error and select_bandwidth on cuda_fused
 // against the CPU engine and the fp64 oracle, the sweep kernel's coverage of its output
 // (NaN-poisoned), determinism, and degenerate data. The host-side parts (batch planning,
 // dispatch buckets, argument errors) run without a device; every GPU case starts with

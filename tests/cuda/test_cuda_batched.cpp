@@ -1,4 +1,4 @@
-// Issue 7 on the GPU: pool_batched in one fused launch, pool_partial + merge_partials on the
+// Batched problems and shards on the GPU: pool_batched in one fused launch, pool_partial + merge_partials on the
 // device, and pool_sharded over the visible GPUs (several shards on one GPU where there is one).
 // Every result is checked against the fp64 reference, and against the unbatched / unsharded
 // fused path (bitwise where the arithmetic is the same, else within a derived tolerance).

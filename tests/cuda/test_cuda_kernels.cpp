@@ -1,4 +1,4 @@
-// The kernel family (issue 7) on the GPU: every kernel on the fused path (the generic-score
+// The kernel family on the GPU: every kernel on the fused path (the generic-score
 // instantiations, split-K on and off, the generic d > 64) and the unfused path, the
 // empty-support policy (error names the row, nan), and the anisotropic bandwidth, against the
 // fp64 reference. Without a GPU every case skips with "no CUDA device".

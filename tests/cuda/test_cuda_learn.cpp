@@ -1,4 +1,4 @@
-// Issue 6 on the GPU: masks in the fused forward, the fused backward pass (host and
+// Learning on the GPU: masks in the fused forward, the fused backward pass (host and
 // device-pointer API) and train_parametric on backend cuda_fused, each against the fp64 oracle
 // on fresh random data with printed seeds. Every case skips without a device.
 #include <attnpool/cuda.hpp>

@@ -1,4 +1,4 @@
-// The backward pass (issue 6): the CPU engine against the fp64 oracle with derived tolerances,
+// The backward pass: the CPU engine against the fp64 oracle with derived tolerances,
 // and the oracle against central finite differences (Richardson-extrapolated) of
 // reference::pool, with and without masks, on fresh random data.
 #include <attnpool/error.hpp>

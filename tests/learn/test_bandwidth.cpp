@@ -1,4 +1,4 @@
-// Bandwidth selection (issue 6): the fused multi-bandwidth sweep against the fp64 oracle's
+// Bandwidth selection: the fused multi-bandwidth sweep against the fp64 oracle's
 // leave-one-out errors, the search against a brute-force fp64 grid search, and h > 0 on
 // degenerate data (all x equal, n = 2, duplicates).
 #include <attnpool/cuda.hpp>

@@ -1,4 +1,4 @@
-// Masks (issue 6): leave-one-out and per-query valid key counts, on the host backends against
+// Masks: leave-one-out and per-query valid key counts, on the host backends against
 // the fp64 oracle (which applies the mask by its own, independent rule), with fresh seeds.
 #include <attnpool/error.hpp>
 #include <attnpool/pool.hpp>

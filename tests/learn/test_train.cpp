@@ -1,4 +1,4 @@
-// Parametric attention pooling (issue 6): the book's training run, its gradient against finite
+// Parametric attention pooling: the book's training run, its gradient against finite
 // differences of the fp64 loss, CPU against the reference, and determinism.
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
