@@ -33,54 +33,15 @@
 #include <cstddef>
 #include <type_traits>
 
-// Unrolled on the device (constant indices keep the per-thread arrays in registers); a plain
-// loop on the host, where `#pragma unroll` is not a GCC pragma.
-#if defined(__CUDA_ARCH__)
-#define ATTNPOOL_BACKWARD_UNROLL _Pragma("unroll")
-#else
-#define ATTNPOOL_BACKWARD_UNROLL
-#endif
-
 namespace attnpool::kernels {
 
 namespace backward_detail {
 
-/// A read-only load: through the non-coherent cache on the device.
-ATTNPOOL_HD float ldg(const float* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldg(p);
-#else
-  return *p;
-#endif
-}
-
-/// a - b rounded on its own: never contracted with the multiply that produced a.
-ATTNPOOL_HD float sub_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fsub_rn(a, b);
-#else
-  volatile float r = a - b;  // a separate, rounded operation on the host too
-  return r;
-#endif
-}
-
-ATTNPOOL_HD float fma_hd(float a, float b, float c) {
-#if defined(__CUDA_ARCH__)
-  return fmaf(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-
-ATTNPOOL_HD float max_hd(float a, float b) { return a > b ? a : b; }
-
-ATTNPOOL_HD float log2_accurate(float x) {
-#if defined(__CUDA_ARCH__)
-  return log2f(x);
-#else
-  return std::log2(x);
-#endif
-}
+using detail::fma_hd;
+using detail::ldg;
+using detail::log2_accurate;
+using detail::max_hd;
+using detail::sub_rn;
 
 /// Which keys query row i sees: [0, limit) except `skip` (mask::none: every key).
 struct row_visibility {
@@ -98,7 +59,7 @@ ATTNPOOL_HD row_visibility visibility_of_row(const backward_args& a, std::size_t
 /// The first d coordinates of a row, zero-padded to D (padding leaves distances unchanged).
 template <int D>
 ATTNPOOL_HD void load_row(const float* src, int d, float (&x)[D]) {
-ATTNPOOL_BACKWARD_UNROLL
+ATTNPOOL_UNROLL
   for (int c = 0; c < D; ++c) x[c] = c < d ? ldg(src + c) : 0.0f;
 }
 
@@ -135,13 +96,13 @@ ATTNPOOL_HD void backward_row(const backward_args& a, std::size_t i) {
   detail::online_softmax softmax;  // the running maximum and z
   float c = 0.0f, rr = 0.0f, qr = 0.0f;
   float b[D], g[D];
-  ATTNPOOL_BACKWARD_UNROLL
+  ATTNPOOL_UNROLL
   for (int e = 0; e < D; ++e) b[e] = g[e] = 0.0f;
 
   for (std::size_t j0 = 0; j0 < vis.limit; j0 += kC) {
     float s[kC], dp[kC];
     // Pass 1 over the chunk: scores (masked and past-the-end keys -inf) and dp.
-ATTNPOOL_BACKWARD_UNROLL
+ATTNPOOL_UNROLL
     for (int t = 0; t < kC; ++t) {
       const std::size_t j = j0 + static_cast<std::size_t>(t);
       const bool live = j < vis.limit && j != vis.skip;
@@ -153,7 +114,7 @@ ATTNPOOL_BACKWARD_UNROLL
       dp[t] = dot_dout_v<kDv1>(dout_i, vj, dout0, vj, a.dv);
     }
     float cmax = s[0];
-ATTNPOOL_BACKWARD_UNROLL
+ATTNPOOL_UNROLL
     for (int t = 1; t < kC; ++t) cmax = max_hd(cmax, s[t]);
     if (cmax == -INFINITY) continue;  // every key of the chunk masked: nothing to add
     // Raise the running maximum first (one merge, two exp2 per chunk), so that the chunk's
@@ -162,14 +123,14 @@ ATTNPOOL_BACKWARD_UNROLL
     c *= r.self;
     rr *= r.self;
     qr *= r.self;
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e) {
       b[e] *= r.self;
       g[e] *= r.self;
     }
     // Pass 2: the weights and the sums; the key rows are read again (L1 hits on the GPU) and
     // give bitwise the same distances.
-ATTNPOOL_BACKWARD_UNROLL
+ATTNPOOL_UNROLL
     for (int t = 0; t < kC; ++t) {
       const std::size_t j = j0 + static_cast<std::size_t>(t);
       const bool live = j < vis.limit && j != vis.skip;
@@ -183,7 +144,7 @@ ATTNPOOL_BACKWARD_UNROLL
       c += wd;
       rr = fma_hd(w, r2, rr);
       qr = fma_hd(wd, r2, qr);
-      ATTNPOOL_BACKWARD_UNROLL
+      ATTNPOOL_UNROLL
       for (int e = 0; e < D; ++e) {
         const float diff = qi[e] - kj[e];
         b[e] = fma_hd(w, diff, b[e]);
@@ -198,7 +159,7 @@ ATTNPOOL_BACKWARD_UNROLL
   a.dsum[i] = dsum;
   if (a.dq != nullptr) {
     const double f = -a.inv_h2 / z;
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e)  // constant indices after unrolling keep b, g in registers
       if (e < a.d)
         a.dq[i * a.lddq + e] = static_cast<float>(
@@ -226,9 +187,9 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
   const bool by_length = a.mask == attnpool::mask::valid_length;
 
   float dk[D], dvw[kW];
-  ATTNPOOL_BACKWARD_UNROLL
+  ATTNPOOL_UNROLL
   for (int e = 0; e < D; ++e) dk[e] = 0.0f;
-  ATTNPOOL_BACKWARD_UNROLL
+  ATTNPOOL_UNROLL
   for (int e = 0; e < kW; ++e) dvw[e] = 0.0f;
   for (std::size_t i = 0; i < a.n; ++i) {
     if (i == skip || (by_length && j >= a.valid_lens[i])) continue;
@@ -239,20 +200,20 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
     const float p = detail::fast_exp2(sub_rn(score(r2), ldg(a.lse2 + i)));
     const float dp = dot_dout_v<kDv1>(dout_i, vj, v0, dout_i, a.dv);
     const float ds = p * (dp - ldg(a.dsum + i));
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e) dk[e] = fma_hd(ds, qi[e] - kj[e], dk[e]);
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < kW; ++e)
       if (e < cols) dvw[e] = fma_hd(p, ldg(dout_i + col0 + e), dvw[e]);
   }
   if (a.dk != nullptr && write_dk) {
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e)
       if (e < a.d)
         a.dk[j * a.lddk + e] = static_cast<float>(a.inv_h2 * static_cast<double>(dk[e]));
   }
   if (a.dvv != nullptr) {
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < kW; ++e)
       if (e < cols) a.dvv[j * a.lddv + col0 + e] = dvw[e];
   }

@@ -28,14 +28,6 @@
 #include <limits>
 #include <type_traits>
 
-// Full unrolling of loo_row_sweep's short constant loops on the device, so that its arrays
-// stay in registers (indexed by constants only); host compilers would warn on the pragma.
-#if defined(__CUDA_ARCH__)
-#define ATTNPOOL_LOO_UNROLL _Pragma("unroll")
-#else
-#define ATTNPOOL_LOO_UNROLL
-#endif
-
 namespace attnpool::kernels {
 
 /// Everything one sweep launch reads. Plain data, passed by value as the kernel parameter.
@@ -140,42 +132,42 @@ struct loo_row_sweep {
     static_assert(K <= 32, "the validity mask is one 32-bit word");
     if (valid == 0) return;
     float cmin = std::numeric_limits<float>::infinity();
-    ATTNPOOL_LOO_UNROLL
+    ATTNPOOL_UNROLL
     for (int k = 0; k < K; ++k)
       if ((valid >> k) & 1u) cmin = cmin < r[k] ? cmin : r[k];
     if (cmin < run_min) {
       // A nearer key: rescale every bandwidth onto it. Before the first key the sums are 0 and
       // the factor is irrelevant (it would be 2^(-c * inf)).
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int g = 0; g < G; ++g) {
         const float f = run_min == std::numeric_limits<float>::infinity()
                             ? 0.0f
                             : detail::fast_exp2(neg_c[g] * (run_min - cmin));
         sum[g] *= f;
-        ATTNPOOL_LOO_UNROLL
+        ATTNPOOL_UNROLL
         for (int c = 0; c < DVC; ++c) acc[g][c] *= f;
       }
       run_min = cmin;
     }
-    ATTNPOOL_LOO_UNROLL
+    ATTNPOOL_UNROLL
     for (int k = 0; k < K; ++k) r[k] -= run_min;  // >= 0 for every valid key
-    ATTNPOOL_LOO_UNROLL
+    ATTNPOOL_UNROLL
     for (int g = 0; g < G; ++g) {
       if (g >= active) break;
       // The chunk's partial sums first, folded in once: short sums round less.
       float s = 0.0f;
       float part[DVC];
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int c = 0; c < DVC; ++c) part[c] = 0.0f;
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int k = 0; k < K; ++k) {
         const float p = (valid >> k) & 1u ? detail::fast_exp2(neg_c[g] * r[k]) : 0.0f;
         s += p;
-        ATTNPOOL_LOO_UNROLL
+        ATTNPOOL_UNROLL
         for (int c = 0; c < DVC; ++c) part[c] = p * vals[k * DVC + c] + part[c];
       }
       sum[g] += s;
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int c = 0; c < DVC; ++c) acc[g][c] += part[c];
     }
   }
@@ -183,11 +175,11 @@ struct loo_row_sweep {
   /// err[g] += sum_{c < cols} (y[c] - yhat_c)^2 for the first `active` bandwidths, with
   /// yhat = acc / sum (sum >= 1 once a key was seen: the nearest contributes 2^0).
   ATTNPOOL_HD void add_errors(const float* y, int cols, int active, double (&err)[G]) const {
-    ATTNPOOL_LOO_UNROLL
+    ATTNPOOL_UNROLL
     for (int g = 0; g < G; ++g) {
       if (g >= active) break;
       const float inv = 1.0f / sum[g];
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int c = 0; c < DVC; ++c) {
         if (c < cols) {
           const double e = static_cast<double>(y[c]) - static_cast<double>(acc[g][c] * inv);

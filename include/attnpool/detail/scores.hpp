@@ -14,9 +14,7 @@ namespace attnpool::detail {
 template <int D>
 ATTNPOOL_HD float squared_distance(const float* q, const float* k) {
   float acc = 0.0f;
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
+  ATTNPOOL_UNROLL
   for (int c = 0; c < D; ++c) {
     const float diff = q[c] - k[c];
     acc = diff * diff + acc;
