@@ -43,19 +43,6 @@ using detail::log2_accurate;
 using detail::max_hd;
 using detail::sub_rn;
 
-/// Which keys query row i sees: [0, limit) except `skip` (mask::none: every key).
-struct row_visibility {
-  std::size_t limit;
-  std::size_t skip;
-};
-
-ATTNPOOL_HD row_visibility visibility_of_row(const backward_args& a, std::size_t i) {
-  row_visibility r{a.m, ~std::size_t{0}};
-  if (a.mask == attnpool::mask::valid_length) r.limit = a.valid_lens[i];  // in [1, m]
-  if (a.mask == attnpool::mask::leave_one_out) r.skip = i;
-  return r;
-}
-
 /// The first d coordinates of a row, zero-padded to D (padding leaves distances unchanged).
 template <int D>
 ATTNPOOL_HD void load_row(const float* src, int d, float (&x)[D]) {
@@ -91,7 +78,7 @@ ATTNPOOL_HD void backward_row(const backward_args& a, std::size_t i) {
   const float* dout_i = a.dout + i * a.lddo;
   const float dout0 = ldg(dout_i);
   const detail::gaussian_log2_score score{a.neg_scale};
-  const row_visibility vis = visibility_of_row(a, i);
+  const detail::key_range vis = a.mask.row(i, a.m);  // every row sees >= 1 key
 
   detail::online_softmax softmax;  // the running maximum and z
   float c = 0.0f, rr = 0.0f, qr = 0.0f;
@@ -105,7 +92,7 @@ ATTNPOOL_HD void backward_row(const backward_args& a, std::size_t i) {
 ATTNPOOL_UNROLL
     for (int t = 0; t < kC; ++t) {
       const std::size_t j = j0 + static_cast<std::size_t>(t);
-      const bool live = j < vis.limit && j != vis.skip;
+      const bool live = vis.sees(j);
       const std::size_t jj = live ? j : 0;  // dead keys read row 0 (m >= 1) and are dropped
       float kj[D];
       load_row<D>(a.k + jj * a.ldk, a.d, kj);
@@ -133,7 +120,7 @@ ATTNPOOL_UNROLL
 ATTNPOOL_UNROLL
     for (int t = 0; t < kC; ++t) {
       const std::size_t j = j0 + static_cast<std::size_t>(t);
-      const bool live = j < vis.limit && j != vis.skip;
+      const bool live = vis.sees(j);
       const std::size_t jj = live ? j : 0;
       float kj[D];
       load_row<D>(a.k + jj * a.ldk, a.d, kj);
@@ -182,9 +169,6 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
   const float* vj = a.v + j * a.ldv;
   const float v0 = ldg(vj);
   const detail::gaussian_log2_score score{a.neg_scale};
-  // Which queries see key j: leave_one_out skips query j; valid_length those with len <= j.
-  const std::size_t skip = a.mask == attnpool::mask::leave_one_out ? j : ~std::size_t{0};
-  const bool by_length = a.mask == attnpool::mask::valid_length;
 
   float dk[D], dvw[kW];
   ATTNPOOL_UNROLL
@@ -192,7 +176,7 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
   ATTNPOOL_UNROLL
   for (int e = 0; e < kW; ++e) dvw[e] = 0.0f;
   for (std::size_t i = 0; i < a.n; ++i) {
-    if (i == skip || (by_length && j >= a.valid_lens[i])) continue;
+    if (!a.mask.sees(i, j)) continue;  // the queries that see key j
     float qi[D];
     load_row<D>(a.q + i * a.ldq, a.d, qi);
     const float* dout_i = a.dout + i * a.lddo;

@@ -19,6 +19,7 @@
 // Every output element is one thread's sum in a fixed order: no atomics, bitwise repeatable.
 #pragma once
 
+#include <attnpool/detail/mask.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/types.hpp>
 
@@ -39,8 +40,7 @@ struct backward_args {
   float neg_scale = 0.0f;  ///< gaussian_log2_score's constant, -log2(e) / (2 h^2)
   double inv_h2 = 0.0;     ///< 1 / h^2 (the gradients' scale, applied once per element)
 
-  attnpool::mask mask = attnpool::mask::none;
-  const std::size_t* valid_lens = nullptr;  ///< mask::valid_length: n counts (device memory)
+  detail::mask_rule mask;  ///< which keys each query sees; valid_lens in device memory
 
   float* lse2 = nullptr;     ///< n: written by the rows phase, read by the keys phase
   float* dsum = nullptr;     ///< n: D_i, written by the rows phase

@@ -2,6 +2,7 @@
 // (FlashAttention's params struct). Host-includable.
 #pragma once
 
+#include <attnpool/detail/mask.hpp>
 #include <attnpool/types.hpp>
 
 #include <cstddef>
@@ -56,10 +57,8 @@ struct generic_score_args {
   /// Which keys each query sees (pool_params::mask): a masked key's distance becomes +inf, so
   /// its score is -inf and its weight exactly 0, with no n x m mask stored. Masked calls run
   /// this path whatever the kernel, so the Gaussian fast path's code stays mask-free.
-  attnpool::mask mask = attnpool::mask::none;
-  /// mask::valid_length only: n counts in device memory (the caller's workspace), row i sees
-  /// keys [0, valid_lens[i]).
-  const std::size_t* valid_lens = nullptr;
+  /// mask::valid_length: valid_lens holds n counts in device memory (the caller's workspace).
+  detail::mask_rule mask;
 };
 
 /// Where launch_fused_partial writes the merged, unnormalised state of every query row: max[i],

@@ -133,9 +133,9 @@ void fused_backward(const char* fn, const_view q, const_view k, const_view v, co
   a.dv = static_cast<int>(s.dv);
   a.neg_scale = cuda::detail::neg_log2_scale(params);
   a.inv_h2 = 1.0 / (params.bandwidth * params.bandwidth);
-  a.mask = params.mask;
+  a.mask.kind = params.mask;
   if (params.mask == mask::valid_length)
-    a.valid_lens = reinterpret_cast<const std::size_t*>(ws + l.lens);
+    a.mask.valid_lens = reinterpret_cast<const std::size_t*>(ws + l.lens);
   a.lse2 = reinterpret_cast<float*>(ws + l.lse2);
   a.dsum = reinterpret_cast<float*>(ws + l.dsum);
   a.dh_rows = grads.bandwidth != nullptr ? reinterpret_cast<float*>(ws + l.dh_rows) : nullptr;

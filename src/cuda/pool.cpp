@@ -250,10 +250,10 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
 
   kernels::generic_score_args generic;
   kernels::fused_args a = fused_args_for(q, k, v, out, params, generic);
-  generic.mask = params.mask;
+  generic.mask.kind = params.mask;
   if (lens) {
     upload_valid_lens(params, s.n, ws_at(opts, l.lens_offset), opts.stream);
-    generic.valid_lens = reinterpret_cast<const std::size_t*>(ws_at(opts, l.lens_offset));
+    generic.mask.valid_lens = reinterpret_cast<const std::size_t*>(ws_at(opts, l.lens_offset));
   }
   if (l.plan.splits > 1) {
     a.partial_state = reinterpret_cast<float*>(ws_at(opts, l.state_offset));
