@@ -218,15 +218,7 @@ void dispatch_backward(std::size_t d, int dv, F&& f) {
       f(dc, std::false_type{});
     }
   };
-  switch (backward_d_bucket(d)) {
-    case 1: return with_dv(std::integral_constant<int, 1>{});
-    case 2: return with_dv(std::integral_constant<int, 2>{});
-    case 4: return with_dv(std::integral_constant<int, 4>{});
-    case 8: return with_dv(std::integral_constant<int, 8>{});
-    case 16: return with_dv(std::integral_constant<int, 16>{});
-    case 32: return with_dv(std::integral_constant<int, 32>{});
-    default: return with_dv(std::integral_constant<int, 64>{});
-  }
+  backward_d_buckets::dispatch(d, with_dv);
 }
 
 }  // namespace attnpool::kernels

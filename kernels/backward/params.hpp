@@ -19,6 +19,7 @@
 // Every output element is one thread's sum in a fixed order: no atomics, bitwise repeatable.
 #pragma once
 
+#include <attnpool/detail/dims.hpp>
 #include <attnpool/detail/mask.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/types.hpp>
@@ -87,13 +88,12 @@ struct backward_traits {
 /// The largest d the GPU backward takes (the gradient accumulators live in registers).
 inline constexpr std::size_t kMaxBackwardDims = kMaxGpuBackwardDims;
 
+/// The compiled query dimensions: {1, 2, 4, 8, 16, 32, 64}, the set of the fused value windows.
+using backward_d_buckets = detail::pow2_dims_to_64;
+
 /// The compiled query dimension serving a run-time d in [1, kMaxBackwardDims]: the smallest of
 /// {1, 2, 4, 8, 16, 32, 64} that is >= d.
-constexpr int backward_d_bucket(std::size_t d) {
-  int b = 1;
-  while (b < 64 && static_cast<std::size_t>(b) < d) b *= 2;
-  return b;
-}
+constexpr int backward_d_bucket(std::size_t d) { return backward_d_buckets::bucket(d); }
 
 /// Phase 1: lse2 and dsum (always), dq (when a.dq) and dh_rows (when a.dh_rows). Throws
 /// cuda_error on a launch failure.

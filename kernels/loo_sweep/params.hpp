@@ -18,6 +18,7 @@
 // row's squared error sum_c (y_ic - yhat_ic)^2, and loo_reduce_kernel adds the rows.
 #pragma once
 
+#include <attnpool/detail/dims.hpp>
 #include <attnpool/detail/host_device.hpp>
 #include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
@@ -190,18 +191,18 @@ struct loo_row_sweep {
   }
 };
 
-/// The compiled input dimension that serves a run-time d: 1, 2, 4 or 8 (zero-padded), else 0.
-constexpr int loo_d_bucket(std::size_t d) {
-  if (d <= 2) return static_cast<int>(d);
-  if (d <= 4) return 4;
-  if (d <= 8) return 8;
-  return 0;
-}
+/// The compiled input dimensions: 1, 2, 4 or 8 (zero-padded), else 0 (the generic path, and
+/// the empty d = 0).
+using loo_d_buckets = detail::dim_buckets<0, 0, 1, 2, 4, 8>;
 
-/// The value-column window that serves a run-time dv: 1 for dv == 1, else 4.
-constexpr int loo_dv_bucket(std::size_t dv) {
-  return dv <= 1 ? 1 : 4;
-}
+/// The value-column windows: 1 for dv == 1, else 4.
+using loo_dv_buckets = detail::dim_buckets<4, 1, 4>;
+
+/// The compiled input dimension that serves a run-time d (loo_d_buckets).
+constexpr int loo_d_bucket(std::size_t d) { return loo_d_buckets::bucket(d); }
+
+/// The value-column window that serves a run-time dv (loo_dv_buckets).
+constexpr int loo_dv_bucket(std::size_t dv) { return loo_dv_buckets::bucket(dv); }
 
 /// How many bandwidths one sweep launch evaluates, so that its nb x n row errors (doubles) fit
 /// in `budget_bytes`: all nb when they fit, else the largest multiple of kLooGroup that does,

@@ -18,6 +18,7 @@
 
 #include <attnpool/error.hpp>
 
+#include <attnpool/detail/dims.hpp>
 #include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/detail/scores.hpp>
@@ -135,23 +136,15 @@ template <class Score>
 float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j0,
                    std::size_t len, Score score, const float* w, float* s) {
   if (w != nullptr) return score_tile_blocked<0, true>(q, kb, d, j0, len, score, w, s);
-  constexpr bool kAllDims = std::is_same_v<Score, gaussian_log2_score>;
-  switch (d) {
-    case 2: return score_tile_blocked<2, false>(q, kb, d, j0, len, score, w, s);
-    case 3: return score_tile_blocked<3, false>(q, kb, d, j0, len, score, w, s);
-    default: break;
+  const auto tile = [&](auto dc) {
+    return score_tile_blocked<decltype(dc)::value, false>(q, kb, d, j0, len, score, w, s);
+  };
+  // Exact dimensions only: the blocked tiles do not zero-pad.
+  if constexpr (std::is_same_v<Score, gaussian_log2_score>) {
+    return dim_buckets<0, 2, 3, 4, 8, 16, 32, 64>::dispatch_exact(d, tile);
+  } else {
+    return dim_buckets<0, 2, 3>::dispatch_exact(d, tile);
   }
-  if constexpr (kAllDims) {
-    switch (d) {
-      case 4: return score_tile_blocked<4, false>(q, kb, d, j0, len, score, w, s);
-      case 8: return score_tile_blocked<8, false>(q, kb, d, j0, len, score, w, s);
-      case 16: return score_tile_blocked<16, false>(q, kb, d, j0, len, score, w, s);
-      case 32: return score_tile_blocked<32, false>(q, kb, d, j0, len, score, w, s);
-      case 64: return score_tile_blocked<64, false>(q, kb, d, j0, len, score, w, s);
-      default: break;
-    }
-  }
-  return score_tile_blocked<0, false>(q, kb, d, j0, len, score, w, s);
 }
 
 // What one pass over a tile returns: the largest log2 score seen, and relative to the reference
