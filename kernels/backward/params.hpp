@@ -54,30 +54,21 @@ struct backward_args {
 };
 
 /// Tile constants of the backward kernels for compiled query dimension D (a run-time d <= D is
-/// zero-padded, which leaves every distance and difference exactly unchanged).
+/// zero-padded, which leaves every distance and difference exactly unchanged). One row (rows
+/// phase) or one key (keys phase) per thread, its own row and gradient accumulators in
+/// registers, the other side read through L1.
 ///
-/// Chosen on paper for simplicity first, and measured slow on an H100 (bench_cuda_learn,
-/// 2026-11-26): at n = m = 2^16, d = dv = 1 the backward takes 24.3 ms, 14.5x the fused
-/// forward's 1.68 ms (the goal is 2.5x). These kernels read the other side through L1
-/// without the forward's shared-memory tiles; tiling them as the forward is the next step:
-///  - kThreads 128: four warps per block, as the forward.
-///  - One row (rows) or one key (keys) per thread. Its q_i or k_j and its gradient
-///    accumulators (D floats) live in registers; the other side is read from global memory,
-///    every thread of a warp reading the same element at once (a broadcast served by L1).
-///  - kChunk 16 (rows; 8 for D >= 16): one online-softmax merge per chunk, as the forward's
-//    chunks; the chunk's scores and dp stay in registers, its key rows are read twice (L1).
-//    nvcc (CUDA 13, sm_90, -Xptxas -v) reports for the row kernel: 92-156 registers for
-//    D <= 4, 156-212 for D = 8, 148-198 for D = 16 (247 with kChunk 16), 255 plus a few hundred
-//    bytes of spills for D = 32 and ~3 KB for D = 64 (correct, slower; not measured).
-//    The key kernel: 27-64 registers for D <= 8, up to 231-255 for D = 64.
-///  - kValueWindow 8 (keys, dv > 1): value columns of dv_j one thread accumulates; wider dv
-///    runs ceil(dv / 8) windows (grid.y), each recomputing the pair terms.
+/// Tuning: chosen on paper, not varied; bench_cuda_learn on an NVIDIA H100 80GB HBM3
+/// (2026-11-26; the rationale and register counts are in bench/runs/2026-11-26-h100.md).
 template <int D>
 struct backward_traits {
   static_assert(D == 1 || D == 2 || D == 4 || D == 8 || D == 16 || D == 32 || D == 64,
                 "backward_traits: D must be one of the compiled query dimensions");
+  /// Four warps, as the forward; H100, n = m = 2^16, d = dv = 1: 24.3 ms (14.5x the forward).
   static constexpr int kThreads = 128;
+  /// Keys per online-softmax merge (rows phase); 8 for D >= 16 (D = 16: 247 registers at 16).
   static constexpr int kChunk = D <= 8 ? 16 : 8;
+  /// Value columns one key thread accumulates (dv > 1); wider dv runs ceil(dv / 8) windows.
   static constexpr int kValueWindow = 8;
   static_assert(kThreads % 32 == 0, "whole warps only");
   // Row phase: kChunk scores and dp values plus q_i, b and g (3 D) live per thread. D = 64

@@ -54,22 +54,9 @@ struct loo_sweep_args {
 /// ceil(dv / DVC) windows one after the other inside the thread, so that each row's error sum
 /// stays in one thread (no atomics, fixed order).
 ///
-/// Chosen on paper from the H100's per-SM budget (64K registers, 16 MUFU.EX2 and 128 FP32 lanes
-/// per clock): the sweep costs one ex2 per (pair, bandwidth), so it is MUFU-bound: at n = 1e5
-/// and 64 bandwidths, 6.4e11 ex2 / (132 SMs x 16 x 1.98 GHz) is about 0.15 s. Measured on an
-/// H100 (bench_cuda_cv, 2026-11-26): 201 ms there, 3.19e12 pair-bandwidths/s = 76 % of the exp2
-/// bound, and select_bandwidth at n = 1e5 (78 evaluations) 330 ms. The constants below were not
-/// varied. Rationale:
-///  - kThreads 128 (= rows per block, one row per thread): four warps, several blocks per SM.
-///  - kGroup 8: bandwidths per thread. Each costs 1 + DVC accumulator registers plus its
-///    constant; 8 shares every distance 8 ways (the distance is 2d + 1 FP32 ops against 8 ex2)
-///    while the live set (below) stays far under the 255-register cap. Fewer bandwidths than 8
-///    (the golden-section steps evaluate one) leave the unused lanes idle by a uniform branch.
-///  - kChunk 16: distances kept in registers at once; the running minimum, and with it any
-///    rescale, is updated once per chunk, and each chunk's sums are folded into the running
-///    ones once (a short partial sum, which also limits the float rounding of long rows).
-///  - kTileKeys 128 = kThreads: each thread stages one key per tile; 128 amortises the two
-///    barriers per tile.
+/// Tuning: chosen on paper from the H100's per-SM budget (the sweep is MUFU-bound: one ex2 per
+/// pair and bandwidth), not varied; bench_cuda_cv on an NVIDIA H100 80GB HBM3 (2026-11-26; the
+/// rationale is in bench/runs/2026-11-26-h100.md).
 template <int D, int DVC>
 struct loo_sweep_traits {
   static_assert(D == 0 || D == 1 || D == 2 || D == 4 || D == 8,
@@ -77,9 +64,13 @@ struct loo_sweep_traits {
   static_assert(DVC == 1 || DVC == 4, "loo_sweep_traits: DVC must be 1 or 4");
 
   static constexpr bool kGeneric = D == 0;
+  /// One row per thread, four warps; H100, n = 1e5, 64 bandwidths: 201 ms, 76 % of exp2 bound.
   static constexpr int kThreads = 128;
+  /// Bandwidths per thread, sharing every distance 8 ways (3.19e12 pair-bandwidths/s, H100).
   static constexpr int kGroup = 8;
+  /// Distances in registers per rescale and per fold of the partial sums (not varied).
   static constexpr int kChunk = 16;
+  /// Keys staged per tile, one per thread; amortises the two barriers per tile (not varied).
   static constexpr int kTileKeys = kThreads;
 
   static constexpr int kKeyFloats = kGeneric ? 0 : kTileKeys * D;
