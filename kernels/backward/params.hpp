@@ -2,7 +2,7 @@
 // n x m matrix is never stored. Host-includable (no device code): src/cuda/backward.cpp plans
 // and launches through this header; kernels/backward/kernel.cuh holds the device side and
 // kernels/backward/rows.cu / backward_keys.cu instantiate it; the per-thread work is
-// kernels/backward/agent.hpp, host-testable.
+// kernels/backward/thread_ops.hpp, host-testable.
 //
 // With P the weights (Gaussian, log2 scores s2_ij = neg_scale * ||q_i - k_j||^2, masked keys
 // -inf), dp_ij = dout_i . v_j, D_i = dout_i . out_i = sum_j P_ij dp_ij, dS_ij = P_ij (dp_ij - D_i):
@@ -11,7 +11,7 @@
 //      lse2_i = max + log2(sum) (log2 units, as the online_softmax state gives it),
 //      D_i = sum_j P_ij dp_ij (no dv-wide accumulator, no forward output needed),
 //      dq_i = -1/h^2 sum_j dS_ij (q_i - k_j) and the row's share of dh,
-//      sum_j dS_ij ||q_i - k_j||^2 (kernels/backward/agent.hpp says how).
+//      sum_j dS_ij ||q_i - k_j||^2 (kernels/backward/thread_ops.hpp says how).
 //   2. keys (one thread per key, grid.y = value windows): P_ij = 2^(s2_ij - lse2_i)
 //      recomputed with the same score functor; dk_j = 1/h^2 sum_i dS_ij (q_i - k_j) and
 //      dv_j = sum_i P_ij dout_i.
@@ -25,6 +25,7 @@
 #include <attnpool/types.hpp>
 
 #include <cstddef>
+#include <type_traits>
 
 namespace attnpool::kernels {
 
@@ -85,6 +86,24 @@ using backward_d_buckets = detail::pow2_dims_to_64;
 /// The compiled query dimension serving a run-time d in [1, kMaxBackwardDims]: the smallest of
 /// {1, 2, 4, 8, 16, 32, 64} that is >= d.
 constexpr int backward_d_bucket(std::size_t d) { return backward_d_buckets::bucket(d); }
+
+/// The value-column window of the key phase: 1 for dv == 1, else kValueWindow columns.
+template <int D, bool kDv1>
+inline constexpr int backward_value_window = kDv1 ? 1 : backward_traits<D>::kValueWindow;
+
+/// The run-time -> compile-time switch of the backward pass: calls f(D, kDv1) as
+/// std::integral_constant values, D = backward_d_bucket(d), kDv1 = (dv == 1).
+template <class F>
+void dispatch_backward(std::size_t d, int dv, F&& f) {
+  auto with_dv = [&](auto dc) {
+    if (dv == 1) {
+      f(dc, std::true_type{});
+    } else {
+      f(dc, std::false_type{});
+    }
+  };
+  backward_d_buckets::dispatch(d, with_dv);
+}
 
 /// Phase 1: lse2 and dsum (always), dq (when a.dq) and dh_rows (when a.dh_rows). Throws
 /// cuda_error on a launch failure.

@@ -1,4 +1,4 @@
-// The GPU backward pass's arithmetic on the CPU: kernels/backward/agent.hpp holds the per-row
+// The GPU backward pass's arithmetic on the CPU: kernels/backward/thread_ops.hpp holds the per-row
 // and per-key work that the CUDA kernels run one thread at a time; here the same functions run
 // in plain loops over every row and key (with the shared exp2_poly in place of the hardware
 // ex2) and are checked against the fp64 oracle with the error model of tests/learn/
@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/backward/agent.hpp"
+#include "kernels/backward/thread_ops.hpp"
 #include "learn_support.hpp"
 #include "test_support.hpp"
 

@@ -1,5 +1,5 @@
 // The per-row and per-key work of the fused backward pass, written once as __host__ __device__
-// code: the CUDA kernels (kernels/backward/kernel.cuh) run one call per thread, and the host test
+// code: the CUDA agents (kernels/backward/agent.cuh) run one call per thread, and the host test
 // tests/learn/test_backward_agent.cpp runs the very same functions on the CPU against the fp64
 // oracle, so the GPU's arithmetic is checked in CI without a GPU (up to the hardware exp2 and
 // log2, which the host replaces with the shared exp2_poly and std::log2).
@@ -31,7 +31,6 @@
 
 #include <cmath>
 #include <cstddef>
-#include <type_traits>
 
 namespace attnpool::kernels {
 
@@ -201,24 +200,6 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
     for (int e = 0; e < kW; ++e)
       if (e < cols) a.dvv[j * a.lddv + col0 + e] = dvw[e];
   }
-}
-
-/// The value-column window of the key phase: 1 for dv == 1, else kValueWindow columns.
-template <int D, bool kDv1>
-inline constexpr int backward_value_window = kDv1 ? 1 : backward_traits<D>::kValueWindow;
-
-/// The run-time -> compile-time switch of the backward pass: calls f(D, kDv1) as
-/// std::integral_constant values, D = backward_d_bucket(d), kDv1 = (dv == 1).
-template <class F>
-void dispatch_backward(std::size_t d, int dv, F&& f) {
-  auto with_dv = [&](auto dc) {
-    if (dv == 1) {
-      f(dc, std::true_type{});
-    } else {
-      f(dc, std::false_type{});
-    }
-  };
-  backward_d_buckets::dispatch(d, with_dv);
 }
 
 }  // namespace attnpool::kernels
