@@ -104,7 +104,7 @@ void bm_variant(benchmark::State& state, std::size_t n) {
     a.ldq = a.ldk = a.ldv = a.ldo = 1;
     a.n = a.m = n;
     a.d = a.dv = 1;
-    a.neg_scale = attnpool::detail::kernel_constant(attnpool::kernel::gaussian, 0.5);
+    a.score_constant = attnpool::detail::kernel_constant(attnpool::kernel::gaussian, 0.5);
     a.splits = 1;
     a.keys_per_split = n;
     const double seconds = attnpool::bench::timed_loop(state, nullptr, [&] {

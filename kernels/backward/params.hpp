@@ -4,7 +4,7 @@
 // kernels/backward/rows.cu / backward_keys.cu instantiate it; the per-thread work is
 // kernels/backward/thread_ops.hpp, host-testable.
 //
-// With P the weights (Gaussian, log2 scores s2_ij = neg_scale * ||q_i - k_j||^2, masked keys
+// With P the weights (Gaussian, log2 scores s2_ij = score_constant * ||q_i - k_j||^2, masked keys
 // -inf), dp_ij = dout_i . v_j, D_i = dout_i . out_i = sum_j P_ij dp_ij, dS_ij = P_ij (dp_ij - D_i):
 //   1. rows (one thread per query row): ONE streaming pass over the row's visible keys with
 //      the shared online softmax, keeping the max-rescaled sums that give, at the end,
@@ -24,6 +24,8 @@
 #include <attnpool/learn.hpp>
 #include <attnpool/types.hpp>
 
+#include "kernels/common/params.hpp"
+
 #include <cstddef>
 #include <type_traits>
 
@@ -31,15 +33,10 @@ namespace attnpool::kernels {
 
 /// Everything the backward kernels read and write (device pointers, leading dimensions in
 /// elements). Gradient pointers may be null: that gradient is not written.
-struct backward_args {
-  const float* q = nullptr;     ///< n x d, row stride ldq
-  const float* k = nullptr;     ///< m x d, row stride ldk
-  const float* v = nullptr;     ///< m x dv, row stride ldv
+struct backward_args : problem_args {
   const float* dout = nullptr;  ///< n x dv, row stride lddo
-  std::size_t ldq = 0, ldk = 0, ldv = 0, lddo = 0;
-  std::size_t n = 0, m = 0;
-  int d = 0, dv = 0;
-  float neg_scale = 0.0f;  ///< gaussian_log2_score's constant, -log2(e) / (2 h^2)
+  std::size_t lddo = 0;
+  float score_constant = 0.0f;  ///< gaussian_log2_score's constant, -log2(e) / (2 h^2)
   double inv_h2 = 0.0;     ///< 1 / h^2 (the gradients' scale, applied once per element)
 
   detail::mask_rule mask;  ///< which keys each query sees; valid_lens in device memory

@@ -18,7 +18,7 @@
 // Key phase (one key j, one window of value columns): P_ij = 2^(s2_ij - lse2_i) from the saved
 // log-sum-exp, dS_ij = P_ij (dp_ij - D_i); dk_j = sum_i dS_ij (q_i - k_j) / h^2 and
 // dv_j = sum_i P_ij dout_i. The score is subtracted with sub_rn (no FMA contraction): a
-// contracted neg_scale * r2 - lse2 would not match the lse2 computed from rounded scores, which
+// contracted score_constant * r2 - lse2 would not match the lse2 computed from rounded scores, which
 // matters for scores of -1e13 (far keys at small h).
 #pragma once
 
@@ -76,7 +76,7 @@ ATTNPOOL_HD void backward_row(const backward_args& a, std::size_t i) {
   load_row<D>(a.q + i * a.ldq, a.d, qi);
   const float* dout_i = a.dout + i * a.lddo;
   const float dout0 = ldg(dout_i);
-  const detail::gaussian_log2_score score{a.neg_scale};
+  const detail::gaussian_log2_score score{a.score_constant};
   const detail::key_range vis = a.mask.row(i, a.m);  // every row sees >= 1 key
 
   detail::online_softmax softmax;  // the running maximum and z
@@ -167,7 +167,7 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
   load_row<D>(a.k + j * a.ldk, a.d, kj);
   const float* vj = a.v + j * a.ldv;
   const float v0 = ldg(vj);
-  const detail::gaussian_log2_score score{a.neg_scale};
+  const detail::gaussian_log2_score score{a.score_constant};
 
   float dk[D], dvw[kW];
   ATTNPOOL_UNROLL

@@ -28,9 +28,9 @@ namespace attnpool::kernels {
 template <class Score>
 __device__ Score score_from_args(const fused_args& a, const generic_score_args* generic) {
   if constexpr (std::is_same_v<Score, detail::gaussian_log2_score>) {
-    return Score{a.neg_scale};
+    return Score{a.score_constant};
   } else {
-    return Score{generic->kind, a.neg_scale};
+    return Score{generic->kind, a.score_constant};
   }
 }
 

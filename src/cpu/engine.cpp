@@ -287,16 +287,11 @@ struct distance_setup {
 };
 
 distance_setup make_distance(const pool_params& params) {
+  const bandwidth_setup b = bandwidth_setup_of(params);
   distance_setup ds;
-  if (params.bandwidths.empty()) {
-    ds.h = params.bandwidth;
-  } else if (params.bandwidths.size() == 1) {
-    ds.h = params.bandwidths[0];
-  } else {
-    ds.w.resize(params.bandwidths.size());
-    for (std::size_t c = 0; c < ds.w.size(); ++c)
-      ds.w[c] = static_cast<float>(1.0 / (params.bandwidths[c] * params.bandwidths[c]));
-  }
+  ds.h = b.h;
+  ds.w.resize(b.dims);
+  for (std::size_t c = 0; c < b.dims; ++c) ds.w[c] = b.weight(c);
   return ds;
 }
 

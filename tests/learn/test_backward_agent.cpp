@@ -59,7 +59,7 @@ grads run_agents(const problem& p, const std::vector<float>& dout, const pool_pa
   a.m = p.m;
   a.d = static_cast<int>(p.d);
   a.dv = static_cast<int>(p.dv);
-  a.neg_scale = static_cast<float>(-attnpool::detail::gaussian_log2_scale(params.bandwidth));
+  a.score_constant = static_cast<float>(-attnpool::detail::gaussian_log2_scale(params.bandwidth));
   a.inv_h2 = 1.0 / (params.bandwidth * params.bandwidth);
   a.mask = attnpool::detail::mask_rule_of(params);
   a.lse2 = lse2.data();
