@@ -1,6 +1,6 @@
 // Measures the tile constants of kernels/fused/traits.hpp (fused_traits) on the GPU at hand: the
-// fused agent for d = dv = 1 (the notebook's shape and the headline), instantiated with
-// variants of its traits, each timed with CUDA events on the same buffers and checked against
+// fused kernel for d = dv = 1 (the notebook's shape and the headline), instantiated through
+// kernels/fused/tuning.cuh with variants of its traits, each timed with CUDA events on the same buffers and checked against
 // the library's own kernel (max |difference|, which must be rounding-sized).
 //
 // Counters: pairs/s, exp2_% (of SMs x 16 MUFU.EX2/clk x clock), regs (registers per thread),
@@ -14,7 +14,7 @@
 #include <attnpool/detail/scores.hpp>
 
 #include "bench_cuda_support.hpp"
-#include "kernels/fused/agent.cuh"
+#include "kernels/fused/tuning.cuh"
 
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
@@ -46,13 +46,6 @@ struct variant : fused_traits<1, 1> {
   static_assert(Tile % Chunk == 0, "a chunk never straddles a tile");
 };
 
-template <class T>
-__global__ void __launch_bounds__(T::kThreads) tuned_kernel(const fused_args args) {
-  using agent_t = attnpool::kernels::fused_agent<1, 1, attnpool::detail::gaussian_log2_score, T>;
-  __shared__ typename agent_t::shared_storage smem;
-  agent_t agent(smem, args);
-  agent.run();
-}
 
 using attnpool::bench::check;
 
@@ -111,12 +104,11 @@ void bm_variant(benchmark::State& state, std::size_t n) {
     a.ldq = a.ldk = a.ldv = a.ldo = 1;
     a.n = a.m = n;
     a.d = a.dv = 1;
-    a.neg_scale = attnpool::detail::kernel_constant(attnpool::kernel::gaussian, 0.5);
+    a.score_constant = attnpool::detail::kernel_constant(attnpool::kernel::gaussian, 0.5);
     a.splits = 1;
     a.keys_per_split = n;
-    const dim3 grid(static_cast<unsigned>((n + T::kRowsPerBlock - 1) / T::kRowsPerBlock), 1, 1);
     const double seconds = attnpool::bench::timed_loop(state, nullptr, [&] {
-      tuned_kernel<T><<<grid, T::kThreads>>>(a);
+      attnpool::kernels::launch_fused_tuned<1, 1, T>(a);
       check(cudaGetLastError(), "launch");
     });
     std::vector<float> got(n), want(n);
@@ -125,10 +117,11 @@ void bm_variant(benchmark::State& state, std::size_t n) {
     double max_diff = 0.0;
     for (std::size_t i = 0; i < n; ++i)
       max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+    const auto kernel = attnpool::kernels::fused_pool_tuned_kernel<1, 1, T>;
     cudaFuncAttributes attr{};
-    check(cudaFuncGetAttributes(&attr, tuned_kernel<T>), "attributes");
+    check(cudaFuncGetAttributes(&attr, kernel), "attributes");
     int blocks = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, tuned_kernel<T>, T::kThreads, 0),
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, T::kThreads, 0),
           "occupancy");
     const double pairs = static_cast<double>(n) * static_cast<double>(n);
     const double iters = static_cast<double>(state.iterations());

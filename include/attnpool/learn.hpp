@@ -140,11 +140,9 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
 /// backend::cpu evaluates every bandwidth in one fused sweep over the keys: the squared distances
 /// of a tile are computed once and shared, and each bandwidth keeps its own softmax sums. (All
 /// bandwidths share the row's nearest key as the softmax maximum, so no rescaling is needed.)
-/// backend::cuda_fused runs the same sweep on the GPU: one thread per row i streams the keys
-/// through shared memory once, computes each squared distance once and updates the sums of a
-/// group of 8 bandwidths in registers (a running nearest distance shared by the group); the
-/// per-row errors are then summed per bandwidth in a fixed order, so the result is bitwise
-/// reproducible. It agrees with backend::cpu within float32 rounding. Any d >= 1 and dv >= 1.
+/// backend::cuda_fused runs the same sweep on the GPU: each squared distance is computed once
+/// and shared by several bandwidths, and the per-row errors are summed per bandwidth in a fixed
+/// order, so the result is bitwise reproducible. It agrees with backend::cpu within float32 rounding. Any d >= 1 and dv >= 1.
 /// \param x          n x d inputs (queries and keys at once), n >= 2
 /// \param y          n x dv targets
 /// \param bandwidths each finite and > 0, small enough that log2(e)/(2h^2) fits a float

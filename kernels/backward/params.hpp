@@ -2,16 +2,16 @@
 // n x m matrix is never stored. Host-includable (no device code): src/cuda/backward.cpp plans
 // and launches through this header; kernels/backward/kernel.cuh holds the device side and
 // kernels/backward/rows.cu / backward_keys.cu instantiate it; the per-thread work is
-// kernels/backward/agent.hpp, host-testable.
+// kernels/backward/thread_ops.hpp, host-testable.
 //
-// With P the weights (Gaussian, log2 scores s2_ij = neg_scale * ||q_i - k_j||^2, masked keys
+// With P the weights (Gaussian, log2 scores s2_ij = score_constant * ||q_i - k_j||^2, masked keys
 // -inf), dp_ij = dout_i . v_j, D_i = dout_i . out_i = sum_j P_ij dp_ij, dS_ij = P_ij (dp_ij - D_i):
 //   1. rows (one thread per query row): ONE streaming pass over the row's visible keys with
 //      the shared online softmax, keeping the max-rescaled sums that give, at the end,
 //      lse2_i = max + log2(sum) (log2 units, as the online_softmax state gives it),
 //      D_i = sum_j P_ij dp_ij (no dv-wide accumulator, no forward output needed),
 //      dq_i = -1/h^2 sum_j dS_ij (q_i - k_j) and the row's share of dh,
-//      sum_j dS_ij ||q_i - k_j||^2 (kernels/backward/agent.hpp says how).
+//      sum_j dS_ij ||q_i - k_j||^2 (kernels/backward/thread_ops.hpp says how).
 //   2. keys (one thread per key, grid.y = value windows): P_ij = 2^(s2_ij - lse2_i)
 //      recomputed with the same score functor; dk_j = 1/h^2 sum_i dS_ij (q_i - k_j) and
 //      dv_j = sum_i P_ij dout_i.
@@ -19,28 +19,27 @@
 // Every output element is one thread's sum in a fixed order: no atomics, bitwise repeatable.
 #pragma once
 
+#include <attnpool/detail/dims.hpp>
+#include <attnpool/detail/mask.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/types.hpp>
 
+#include "kernels/common/params.hpp"
+
 #include <cstddef>
+#include <type_traits>
 
 namespace attnpool::kernels {
 
 /// Everything the backward kernels read and write (device pointers, leading dimensions in
 /// elements). Gradient pointers may be null: that gradient is not written.
-struct backward_args {
-  const float* q = nullptr;     ///< n x d, row stride ldq
-  const float* k = nullptr;     ///< m x d, row stride ldk
-  const float* v = nullptr;     ///< m x dv, row stride ldv
+struct backward_args : problem_args {
   const float* dout = nullptr;  ///< n x dv, row stride lddo
-  std::size_t ldq = 0, ldk = 0, ldv = 0, lddo = 0;
-  std::size_t n = 0, m = 0;
-  int d = 0, dv = 0;
-  float neg_scale = 0.0f;  ///< gaussian_log2_score's constant, -log2(e) / (2 h^2)
+  std::size_t lddo = 0;
+  float score_constant = 0.0f;  ///< gaussian_log2_score's constant, -log2(e) / (2 h^2)
   double inv_h2 = 0.0;     ///< 1 / h^2 (the gradients' scale, applied once per element)
 
-  attnpool::mask mask = attnpool::mask::none;
-  const std::size_t* valid_lens = nullptr;  ///< mask::valid_length: n counts (device memory)
+  detail::mask_rule mask;  ///< which keys each query sees; valid_lens in device memory
 
   float* lse2 = nullptr;     ///< n: written by the rows phase, read by the keys phase
   float* dsum = nullptr;     ///< n: D_i, written by the rows phase
@@ -53,30 +52,21 @@ struct backward_args {
 };
 
 /// Tile constants of the backward kernels for compiled query dimension D (a run-time d <= D is
-/// zero-padded, which leaves every distance and difference exactly unchanged).
+/// zero-padded, which leaves every distance and difference exactly unchanged). One row (rows
+/// phase) or one key (keys phase) per thread, its own row and gradient accumulators in
+/// registers, the other side read through L1.
 ///
-/// Chosen on paper for simplicity first, and measured slow on an H100 (bench_cuda_learn,
-/// 2026-11-26): at n = m = 2^16, d = dv = 1 the backward takes 24.3 ms, 14.5x the fused
-/// forward's 1.68 ms (the goal is 2.5x). These kernels read the other side through L1
-/// without the forward's shared-memory tiles; tiling them as the forward is the next step:
-///  - kThreads 128: four warps per block, as the forward.
-///  - One row (rows) or one key (keys) per thread. Its q_i or k_j and its gradient
-///    accumulators (D floats) live in registers; the other side is read from global memory,
-///    every thread of a warp reading the same element at once (a broadcast served by L1).
-///  - kChunk 16 (rows; 8 for D >= 16): one online-softmax merge per chunk, as the forward's
-//    chunks; the chunk's scores and dp stay in registers, its key rows are read twice (L1).
-//    nvcc (CUDA 13, sm_90, -Xptxas -v) reports for the row kernel: 92-156 registers for
-//    D <= 4, 156-212 for D = 8, 148-198 for D = 16 (247 with kChunk 16), 255 plus a few hundred
-//    bytes of spills for D = 32 and ~3 KB for D = 64 (correct, slower; not measured).
-//    The key kernel: 27-64 registers for D <= 8, up to 231-255 for D = 64.
-///  - kValueWindow 8 (keys, dv > 1): value columns of dv_j one thread accumulates; wider dv
-///    runs ceil(dv / 8) windows (grid.y), each recomputing the pair terms.
+/// Tuning: chosen on paper, not varied; bench_cuda_learn on an NVIDIA H100 80GB HBM3
+/// (2026-11-26; the rationale and register counts are in bench/runs/2026-11-26-h100.md).
 template <int D>
 struct backward_traits {
   static_assert(D == 1 || D == 2 || D == 4 || D == 8 || D == 16 || D == 32 || D == 64,
                 "backward_traits: D must be one of the compiled query dimensions");
+  /// Four warps, as the forward; H100, n = m = 2^16, d = dv = 1: 24.3 ms (14.5x the forward).
   static constexpr int kThreads = 128;
+  /// Keys per online-softmax merge (rows phase); 8 for D >= 16 (D = 16: 247 registers at 16).
   static constexpr int kChunk = D <= 8 ? 16 : 8;
+  /// Value columns one key thread accumulates (dv > 1); wider dv runs ceil(dv / 8) windows.
   static constexpr int kValueWindow = 8;
   static_assert(kThreads % 32 == 0, "whole warps only");
   // Row phase: kChunk scores and dp values plus q_i, b and g (3 D) live per thread. D = 64
@@ -87,12 +77,29 @@ struct backward_traits {
 /// The largest d the GPU backward takes (the gradient accumulators live in registers).
 inline constexpr std::size_t kMaxBackwardDims = kMaxGpuBackwardDims;
 
+/// The compiled query dimensions: {1, 2, 4, 8, 16, 32, 64}, the set of the fused value windows.
+using backward_d_buckets = detail::pow2_dims_to_64;
+
 /// The compiled query dimension serving a run-time d in [1, kMaxBackwardDims]: the smallest of
 /// {1, 2, 4, 8, 16, 32, 64} that is >= d.
-constexpr int backward_d_bucket(std::size_t d) {
-  int b = 1;
-  while (b < 64 && static_cast<std::size_t>(b) < d) b *= 2;
-  return b;
+constexpr int backward_d_bucket(std::size_t d) { return backward_d_buckets::bucket(d); }
+
+/// The value-column window of the key phase: 1 for dv == 1, else kValueWindow columns.
+template <int D, bool kDv1>
+inline constexpr int backward_value_window = kDv1 ? 1 : backward_traits<D>::kValueWindow;
+
+/// The run-time -> compile-time switch of the backward pass: calls f(D, kDv1) as
+/// std::integral_constant values, D = backward_d_bucket(d), kDv1 = (dv == 1).
+template <class F>
+void dispatch_backward(std::size_t d, int dv, F&& f) {
+  auto with_dv = [&](auto dc) {
+    if (dv == 1) {
+      f(dc, std::true_type{});
+    } else {
+      f(dc, std::false_type{});
+    }
+  };
+  backward_d_buckets::dispatch(d, with_dv);
 }
 
 /// Phase 1: lse2 and dsum (always), dq (when a.dq) and dh_rows (when a.dh_rows). Throws

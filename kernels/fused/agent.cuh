@@ -28,9 +28,9 @@ namespace attnpool::kernels {
 template <class Score>
 __device__ Score score_from_args(const fused_args& a, const generic_score_args* generic) {
   if constexpr (std::is_same_v<Score, detail::gaussian_log2_score>) {
-    return Score{a.neg_scale};
+    return Score{a.score_constant};
   } else {
-    return Score{generic->kind, a.neg_scale};
+    return Score{generic->kind, a.score_constant};
   }
 }
 
@@ -150,9 +150,11 @@ struct fused_agent {
       const float* src = a.q + (ok ? row_index(r) : 0) * a.ldq;  // row 0 exists: n >= 1
       if constexpr (kGenericScore) {
         // Rows past n keep no limit; they are never stored. valid_lens is read for rows < n only.
-        key_limit[r] = (ok && x->mask == attnpool::mask::valid_length) ? x->valid_lens[row_index(r)]
-                                                                       : ~std::size_t{0};
-        skip_key[r] = x->mask == attnpool::mask::leave_one_out ? row_index(r) : ~std::size_t{0};
+        // The key count is no limit here: the tiles end at the keys' end.
+        const detail::key_range keys = ok ? x->mask.row(row_index(r), detail::kNoKey)
+                                          : detail::key_range{detail::kNoKey, detail::kNoKey};
+        key_limit[r] = keys.limit;
+        skip_key[r] = keys.skip;
       }
       if constexpr (traits::kGeneric) {
         q_row[r] = src;
@@ -312,7 +314,7 @@ struct fused_agent {
             // weight 2^-inf = 0; it never becomes the chunk's minimum unless all keys are
             // masked, and then the chunk is the empty state (cmax = -inf below).
             p[r][j] = !live ? 0.0f
-                      : (key >= key_limit[r] || key == skip_key[r]) ? INFINITY
+                      : !detail::key_range{key_limit[r], skip_key[r]}.sees(key) ? INFINITY
                       : x->weighted
                           ? detail::weighted_squared_distance(q_row[r], kj, x->dim_weights, a.d)
                           : detail::squared_distance(q_row[r], kj, a.d);

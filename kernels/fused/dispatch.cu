@@ -39,7 +39,7 @@ shape_consts shape_consts_for(std::size_t d, std::size_t dv, bool generic_score)
                         static_cast<std::size_t>(traits::kBlocksPerSm)};
   };
   // The generic-score path is compiled for the generic D = 0 only.
-  return generic_score ? dispatch_impl::dispatch_dv<0>(fused_dv_bucket(dv), consts)
+  return generic_score ? dispatch_dv<0>(dv, consts)
                     : dispatch_dims(d, dv, consts);
 }
 
@@ -64,7 +64,7 @@ void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stre
   if (generic != nullptr) {
     ATTNPOOL_EXPECTS(plan.d_bucket == 0, "launch_fused: a non-Gaussian or anisotropic call needs ",
                      "a plan made with generic_score = true");
-    dispatch_impl::dispatch_dv<0>(plan.dv_bucket, [&](auto dc, auto dvc) {
+    dispatch_dv<0>(static_cast<std::size_t>(plan.dv_bucket), [&](auto dc, auto dvc) {
       launch_fused_config<decltype(dc)::value, decltype(dvc)::value, detail::generic_log2_score>(
           args, plan, stream, generic);
     });

@@ -2,7 +2,10 @@
 // (FlashAttention's params struct). Host-includable.
 #pragma once
 
+#include <attnpool/detail/mask.hpp>
 #include <attnpool/types.hpp>
+
+#include "kernels/common/params.hpp"
 
 #include <cstddef>
 
@@ -16,17 +19,16 @@ struct fused_block {
   std::size_t key_begin = 0, key_end = 0;
 };
 
-/// Everything one launch reads: pointers, leading dimensions (in elements) and sizes. Plain
-/// data, passed by value as the kernel parameter (FlashAttention's params struct).
-struct fused_args {
-  const float* q = nullptr;  ///< n x d, row stride ldq
-  const float* k = nullptr;  ///< m x d, row stride ldk
-  const float* v = nullptr;  ///< m x dv, row stride ldv
-  float* out = nullptr;      ///< n x dv, row stride ldo (written when partial_acc is null)
-  std::size_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
-  std::size_t n = 0, m = 0;
-  int d = 0, dv = 0;
-  float neg_scale = 0.0f;  ///< the score functor's constant: detail::kernel_constant(kind, h)
+/// Everything one launch of the Gaussian fast path reads: the problem (problem_args), the
+/// output, the score constant, split-K and batch blocks. Plain data, passed by value as the
+/// kernel parameter (FlashAttention's Flash_fwd_params). The generic-score path reads
+/// generic_score_args beside it.
+struct fused_args : problem_args {
+  float* out = nullptr;  ///< n x dv, row stride ldo (written when partial_acc is null)
+  std::size_t ldo = 0;
+  /// The score functor's constant, detail::kernel_constant(kind, h): -log2(e) / (2 h^2) for the
+  /// Gaussian, +1 / h^2 for the compact kernels.
+  float score_constant = 0.0f;
 
   // Split-K (flash-decoding): block z handles keys [z * keys_per_split, (z + 1) * keys_per_split).
   int splits = 1;
@@ -56,10 +58,8 @@ struct generic_score_args {
   /// Which keys each query sees (pool_params::mask): a masked key's distance becomes +inf, so
   /// its score is -inf and its weight exactly 0, with no n x m mask stored. Masked calls run
   /// this path whatever the kernel, so the Gaussian fast path's code stays mask-free.
-  attnpool::mask mask = attnpool::mask::none;
-  /// mask::valid_length only: n counts in device memory (the caller's workspace), row i sees
-  /// keys [0, valid_lens[i]).
-  const std::size_t* valid_lens = nullptr;
+  /// mask::valid_length: valid_lens holds n counts in device memory (the caller's workspace).
+  detail::mask_rule mask;
 };
 
 /// Where launch_fused_partial writes the merged, unnormalised state of every query row: max[i],

@@ -2,6 +2,8 @@
 // split-K, and the block table of a batched launch. Pure host functions, no device needed.
 #pragma once
 
+#include <attnpool/detail/dims.hpp>
+
 #include "kernels/fused/params.hpp"
 
 #include <cstddef>
@@ -11,77 +13,38 @@
 
 namespace attnpool::kernels {
 
-/// Compile-time dimension tag handed to dispatch_dims' callback.
-template <int N>
-using dim_c = std::integral_constant<int, N>;
+using detail::dim_c;
+
+/// The compiled query dimensions: {1, 2, 3, 4, 8, 16, 32, 64}, zero-padded up to the bucket;
+/// D = 0 is the generic path (d > 64, and the empty d = 0).
+using fused_d_buckets = detail::dim_buckets<0, 0, 1, 2, 3, 4, 8, 16, 32, 64>;
+
+/// The value-column windows: the smallest power of two >= dv, capped at 64 (wider dv runs
+/// ceil(dv / 64) windows).
+using fused_dv_buckets = detail::pow2_dims_to_64;
 
 /// The compiled query dimension that serves a run-time d: the smallest of {1, 2, 3, 4, 8, 16,
 /// 32, 64} that is >= d, else 0 (generic path).
-constexpr int fused_d_bucket(std::size_t d) {
-  if (d <= 4) return static_cast<int>(d);
-  if (d <= 8) return 8;
-  if (d <= 16) return 16;
-  if (d <= 32) return 32;
-  if (d <= 64) return 64;
-  return 0;
-}
+constexpr int fused_d_bucket(std::size_t d) { return fused_d_buckets::bucket(d); }
 
-/// The value-column window that serves a run-time dv: the smallest power of two >= dv, capped
-/// at 64 (wider dv runs ceil(dv / 64) windows).
-constexpr int fused_dv_bucket(std::size_t dv) {
-  int b = 1;
-  while (b < 64 && static_cast<std::size_t>(b) < dv) b *= 2;
-  return b;
-}
+/// The value-column window that serves a run-time dv (fused_dv_buckets).
+constexpr int fused_dv_bucket(std::size_t dv) { return fused_dv_buckets::bucket(dv); }
 
-namespace dispatch_impl {
+/// f(dim_c<D>{}, dim_c<DV>{}) for a fixed D and the window that serves dv (a bucket itself
+/// serves itself, so plan.dv_bucket may be passed as dv).
 template <int D, class F>
-decltype(auto) dispatch_dv(int dv_bucket, F&& f) {
-  switch (dv_bucket) {
-    case 1:
-      return f(dim_c<D>{}, dim_c<1>{});
-    case 2:
-      return f(dim_c<D>{}, dim_c<2>{});
-    case 4:
-      return f(dim_c<D>{}, dim_c<4>{});
-    case 8:
-      return f(dim_c<D>{}, dim_c<8>{});
-    case 16:
-      return f(dim_c<D>{}, dim_c<16>{});
-    case 32:
-      return f(dim_c<D>{}, dim_c<32>{});
-    default:
-      return f(dim_c<D>{}, dim_c<64>{});
-  }
+decltype(auto) dispatch_dv(std::size_t dv, F&& f) {
+  return fused_dv_buckets::dispatch(dv, [&](auto dvc) { return f(dim_c<D>{}, dvc); });
 }
-}  // namespace dispatch_impl
 
 /// THE runtime-to-compile-time switch of the fused family: calls f(dim_c<D>{}, dim_c<DV>{}) for
 /// the compiled configuration that serves (d, dv). Every (D, DV) it can name is instantiated in
 /// kernels/fused/inst/d*.cu.
 template <class F>
 decltype(auto) dispatch_dims(std::size_t d, std::size_t dv, F&& f) {
-  const int dvb = fused_dv_bucket(dv);
-  switch (fused_d_bucket(d)) {
-    case 1:
-      return dispatch_impl::dispatch_dv<1>(dvb, f);
-    case 2:
-      return dispatch_impl::dispatch_dv<2>(dvb, f);
-    case 3:
-      return dispatch_impl::dispatch_dv<3>(dvb, f);
-    case 4:
-      return dispatch_impl::dispatch_dv<4>(dvb, f);
-    case 8:
-      return dispatch_impl::dispatch_dv<8>(dvb, f);
-    case 16:
-      return dispatch_impl::dispatch_dv<16>(dvb, f);
-    case 32:
-      return dispatch_impl::dispatch_dv<32>(dvb, f);
-    case 64:
-      return dispatch_impl::dispatch_dv<64>(dvb, f);
-    default:
-      return dispatch_impl::dispatch_dv<0>(dvb, f);
-  }
+  return fused_d_buckets::dispatch(d, [&](auto dc) {
+    return fused_dv_buckets::dispatch(dv, [&](auto dvc) { return f(dc, dvc); });
+  });
 }
 
 /// How one fused call is laid out on the GPU.

@@ -18,6 +18,7 @@
 // row's squared error sum_c (y_ic - yhat_ic)^2, and loo_reduce_kernel adds the rows.
 #pragma once
 
+#include <attnpool/detail/dims.hpp>
 #include <attnpool/detail/host_device.hpp>
 #include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
@@ -27,14 +28,6 @@
 #include <cstddef>
 #include <limits>
 #include <type_traits>
-
-// Full unrolling of loo_row_sweep's short constant loops on the device, so that its arrays
-// stay in registers (indexed by constants only); host compilers would warn on the pragma.
-#if defined(__CUDA_ARCH__)
-#define ATTNPOOL_LOO_UNROLL _Pragma("unroll")
-#else
-#define ATTNPOOL_LOO_UNROLL
-#endif
 
 namespace attnpool::kernels {
 
@@ -61,22 +54,9 @@ struct loo_sweep_args {
 /// ceil(dv / DVC) windows one after the other inside the thread, so that each row's error sum
 /// stays in one thread (no atomics, fixed order).
 ///
-/// Chosen on paper from the H100's per-SM budget (64K registers, 16 MUFU.EX2 and 128 FP32 lanes
-/// per clock): the sweep costs one ex2 per (pair, bandwidth), so it is MUFU-bound: at n = 1e5
-/// and 64 bandwidths, 6.4e11 ex2 / (132 SMs x 16 x 1.98 GHz) is about 0.15 s. Measured on an
-/// H100 (bench_cuda_cv, 2026-11-26): 201 ms there, 3.19e12 pair-bandwidths/s = 76 % of the exp2
-/// bound, and select_bandwidth at n = 1e5 (78 evaluations) 330 ms. The constants below were not
-/// varied. Rationale:
-///  - kThreads 128 (= rows per block, one row per thread): four warps, several blocks per SM.
-///  - kGroup 8: bandwidths per thread. Each costs 1 + DVC accumulator registers plus its
-///    constant; 8 shares every distance 8 ways (the distance is 2d + 1 FP32 ops against 8 ex2)
-///    while the live set (below) stays far under the 255-register cap. Fewer bandwidths than 8
-///    (the golden-section steps evaluate one) leave the unused lanes idle by a uniform branch.
-///  - kChunk 16: distances kept in registers at once; the running minimum, and with it any
-///    rescale, is updated once per chunk, and each chunk's sums are folded into the running
-///    ones once (a short partial sum, which also limits the float rounding of long rows).
-///  - kTileKeys 128 = kThreads: each thread stages one key per tile; 128 amortises the two
-///    barriers per tile.
+/// Tuning: chosen on paper from the H100's per-SM budget (the sweep is MUFU-bound: one ex2 per
+/// pair and bandwidth), not varied; bench_cuda_cv on an NVIDIA H100 80GB HBM3 (2026-11-26; the
+/// rationale is in bench/runs/2026-11-26-h100.md).
 template <int D, int DVC>
 struct loo_sweep_traits {
   static_assert(D == 0 || D == 1 || D == 2 || D == 4 || D == 8,
@@ -84,9 +64,13 @@ struct loo_sweep_traits {
   static_assert(DVC == 1 || DVC == 4, "loo_sweep_traits: DVC must be 1 or 4");
 
   static constexpr bool kGeneric = D == 0;
+  /// One row per thread, four warps; H100, n = 1e5, 64 bandwidths: 201 ms, 76 % of exp2 bound.
   static constexpr int kThreads = 128;
+  /// Bandwidths per thread, sharing every distance 8 ways (3.19e12 pair-bandwidths/s, H100).
   static constexpr int kGroup = 8;
+  /// Distances in registers per rescale and per fold of the partial sums (not varied).
   static constexpr int kChunk = 16;
+  /// Keys staged per tile, one per thread; amortises the two barriers per tile (not varied).
   static constexpr int kTileKeys = kThreads;
 
   static constexpr int kKeyFloats = kGeneric ? 0 : kTileKeys * D;
@@ -140,42 +124,42 @@ struct loo_row_sweep {
     static_assert(K <= 32, "the validity mask is one 32-bit word");
     if (valid == 0) return;
     float cmin = std::numeric_limits<float>::infinity();
-    ATTNPOOL_LOO_UNROLL
+    ATTNPOOL_UNROLL
     for (int k = 0; k < K; ++k)
       if ((valid >> k) & 1u) cmin = cmin < r[k] ? cmin : r[k];
     if (cmin < run_min) {
       // A nearer key: rescale every bandwidth onto it. Before the first key the sums are 0 and
       // the factor is irrelevant (it would be 2^(-c * inf)).
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int g = 0; g < G; ++g) {
         const float f = run_min == std::numeric_limits<float>::infinity()
                             ? 0.0f
                             : detail::fast_exp2(neg_c[g] * (run_min - cmin));
         sum[g] *= f;
-        ATTNPOOL_LOO_UNROLL
+        ATTNPOOL_UNROLL
         for (int c = 0; c < DVC; ++c) acc[g][c] *= f;
       }
       run_min = cmin;
     }
-    ATTNPOOL_LOO_UNROLL
+    ATTNPOOL_UNROLL
     for (int k = 0; k < K; ++k) r[k] -= run_min;  // >= 0 for every valid key
-    ATTNPOOL_LOO_UNROLL
+    ATTNPOOL_UNROLL
     for (int g = 0; g < G; ++g) {
       if (g >= active) break;
       // The chunk's partial sums first, folded in once: short sums round less.
       float s = 0.0f;
       float part[DVC];
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int c = 0; c < DVC; ++c) part[c] = 0.0f;
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int k = 0; k < K; ++k) {
         const float p = (valid >> k) & 1u ? detail::fast_exp2(neg_c[g] * r[k]) : 0.0f;
         s += p;
-        ATTNPOOL_LOO_UNROLL
+        ATTNPOOL_UNROLL
         for (int c = 0; c < DVC; ++c) part[c] = p * vals[k * DVC + c] + part[c];
       }
       sum[g] += s;
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int c = 0; c < DVC; ++c) acc[g][c] += part[c];
     }
   }
@@ -183,11 +167,11 @@ struct loo_row_sweep {
   /// err[g] += sum_{c < cols} (y[c] - yhat_c)^2 for the first `active` bandwidths, with
   /// yhat = acc / sum (sum >= 1 once a key was seen: the nearest contributes 2^0).
   ATTNPOOL_HD void add_errors(const float* y, int cols, int active, double (&err)[G]) const {
-    ATTNPOOL_LOO_UNROLL
+    ATTNPOOL_UNROLL
     for (int g = 0; g < G; ++g) {
       if (g >= active) break;
       const float inv = 1.0f / sum[g];
-      ATTNPOOL_LOO_UNROLL
+      ATTNPOOL_UNROLL
       for (int c = 0; c < DVC; ++c) {
         if (c < cols) {
           const double e = static_cast<double>(y[c]) - static_cast<double>(acc[g][c] * inv);
@@ -198,18 +182,18 @@ struct loo_row_sweep {
   }
 };
 
-/// The compiled input dimension that serves a run-time d: 1, 2, 4 or 8 (zero-padded), else 0.
-constexpr int loo_d_bucket(std::size_t d) {
-  if (d <= 2) return static_cast<int>(d);
-  if (d <= 4) return 4;
-  if (d <= 8) return 8;
-  return 0;
-}
+/// The compiled input dimensions: 1, 2, 4 or 8 (zero-padded), else 0 (the generic path, and
+/// the empty d = 0).
+using loo_d_buckets = detail::dim_buckets<0, 0, 1, 2, 4, 8>;
 
-/// The value-column window that serves a run-time dv: 1 for dv == 1, else 4.
-constexpr int loo_dv_bucket(std::size_t dv) {
-  return dv <= 1 ? 1 : 4;
-}
+/// The value-column windows: 1 for dv == 1, else 4.
+using loo_dv_buckets = detail::dim_buckets<4, 1, 4>;
+
+/// The compiled input dimension that serves a run-time d (loo_d_buckets).
+constexpr int loo_d_bucket(std::size_t d) { return loo_d_buckets::bucket(d); }
+
+/// The value-column window that serves a run-time dv (loo_dv_buckets).
+constexpr int loo_dv_bucket(std::size_t dv) { return loo_dv_buckets::bucket(dv); }
 
 /// How many bandwidths one sweep launch evaluates, so that its nb x n row errors (doubles) fit
 /// in `budget_bytes`: all nb when they fit, else the largest multiple of kLooGroup that does,

@@ -133,36 +133,15 @@ void launch_sweep(const loo_sweep_args& a, stream_t stream) {
   ATTNPOOL_CHECK_LAUNCH("loo_sweep_kernel");
 }
 
-template <int D>
-void launch_sweep_dv(const loo_sweep_args& a, stream_t stream) {
-  if (loo_dv_bucket(static_cast<std::size_t>(a.dv)) == 1) {
-    launch_sweep<D, 1>(a, stream);
-  } else {
-    launch_sweep<D, 4>(a, stream);
-  }
-}
-
 }  // namespace
 
 void launch_loo_sweep(const loo_sweep_args& a, stream_t stream) {
   if (a.n == 0 || a.nb <= 0 || a.dv <= 0) return;
-  switch (loo_d_bucket(static_cast<std::size_t>(a.d))) {
-    case 1:
-      launch_sweep_dv<1>(a, stream);
-      break;
-    case 2:
-      launch_sweep_dv<2>(a, stream);
-      break;
-    case 4:
-      launch_sweep_dv<4>(a, stream);
-      break;
-    case 8:
-      launch_sweep_dv<8>(a, stream);
-      break;
-    default:
-      launch_sweep_dv<0>(a, stream);
-      break;
-  }
+  loo_d_buckets::dispatch(static_cast<std::size_t>(a.d), [&](auto dc) {
+    loo_dv_buckets::dispatch(static_cast<std::size_t>(a.dv), [&](auto dvc) {
+      launch_sweep<decltype(dc)::value, decltype(dvc)::value>(a, stream);
+    });
+  });
 }
 
 void launch_loo_reduce(const double* row_error, std::size_t n, int nb, double count, double* cv,

@@ -139,12 +139,12 @@ void detail::cpu_backward(const_view q, const_view k, const_view v, const_view d
       for (std::size_t c = 0; c < dv; ++c) di[c] = dout(i, c);
       std::fill(acc, acc + d, 0.0f);
       float dh = 0.0f;
-      const detail::row_mask rm = detail::mask_for_row(params, i, m);
-      for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
-        const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
+      const detail::key_range rm = detail::mask_rule_of(params).row(i, m);
+      for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
+        const std::size_t len = std::min(kCpuTile, rm.limit - j0);
         detail::dist_tile(q.row(i), kt.data(), m, d, j0, len, r);
         score_tile(r, len, score, s);
-        if (rm.skip - j0 < len) s[rm.skip - j0] = kNegInf;
+        if (rm.skips_in(j0, len)) s[rm.skip - j0] = kNegInf;
         dot_cols(di, vt.data(), m, dv, j0, len, ds);
         dh += ds_row_tile(s, r, ds, len, lse2[i], dsum[i]);
         if (want_dq)
@@ -167,9 +167,11 @@ void detail::cpu_backward(const_view q, const_view k, const_view v, const_view d
   const bool want_dk = g.keys.data != nullptr, want_dv = g.values.data != nullptr;
   if (!want_dk && !want_dv) return;
   const std::vector<float> qt = detail::pack_columns(q), dt = detail::pack_columns(dout);
+  const detail::mask_rule rule = detail::mask_rule_of(params);
+  // mask_rule::sees read by key, as two selects over a tile of queries: the leave-one-out
+  // query, and j < valid_lens[i] on signed copies of the counts (a compare that vectorises).
   std::vector<std::int64_t> lens;
-  if (params.mask == mask::valid_length)
-    lens.assign(params.valid_lens.begin(), params.valid_lens.end());
+  if (rule.by_length()) lens.assign(params.valid_lens.begin(), params.valid_lens.end());
   // Scratch: distances, scores, weights, dp/ds, the dk and dv accumulators, the key's values.
   detail::parallel_rows(m, n * (2 * d + 2 * dv), threads, 4 * kCpuTile + d + 2 * dv,
                 [&](std::size_t j, float* buf) {
@@ -177,8 +179,7 @@ void detail::cpu_backward(const_view q, const_view k, const_view v, const_view d
     float *dk = ds + kCpuTile, *dvv = dk + d, *vj = dvv + dv;
     for (std::size_t c = 0; c < dv; ++c) vj[c] = v(j, c);
     std::fill(dk, dk + d + dv, 0.0f);
-    // Which queries see key j: leave_one_out masks query j; valid_length those with len <= j.
-    const std::size_t skip = params.mask == mask::leave_one_out ? j : n;
+    const std::size_t skip = rule.skipped_query(j);
     for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, n - i0);
       detail::dist_tile(k.row(j), qt.data(), n, d, i0, len, r);

@@ -18,6 +18,7 @@
 
 #include <attnpool/error.hpp>
 
+#include <attnpool/detail/dims.hpp>
 #include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/detail/scores.hpp>
@@ -135,23 +136,15 @@ template <class Score>
 float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j0,
                    std::size_t len, Score score, const float* w, float* s) {
   if (w != nullptr) return score_tile_blocked<0, true>(q, kb, d, j0, len, score, w, s);
-  constexpr bool kAllDims = std::is_same_v<Score, gaussian_log2_score>;
-  switch (d) {
-    case 2: return score_tile_blocked<2, false>(q, kb, d, j0, len, score, w, s);
-    case 3: return score_tile_blocked<3, false>(q, kb, d, j0, len, score, w, s);
-    default: break;
+  const auto tile = [&](auto dc) {
+    return score_tile_blocked<decltype(dc)::value, false>(q, kb, d, j0, len, score, w, s);
+  };
+  // Exact dimensions only: the blocked tiles do not zero-pad.
+  if constexpr (std::is_same_v<Score, gaussian_log2_score>) {
+    return dim_buckets<0, 2, 3, 4, 8, 16, 32, 64>::dispatch_exact(d, tile);
+  } else {
+    return dim_buckets<0, 2, 3>::dispatch_exact(d, tile);
   }
-  if constexpr (kAllDims) {
-    switch (d) {
-      case 4: return score_tile_blocked<4, false>(q, kb, d, j0, len, score, w, s);
-      case 8: return score_tile_blocked<8, false>(q, kb, d, j0, len, score, w, s);
-      case 16: return score_tile_blocked<16, false>(q, kb, d, j0, len, score, w, s);
-      case 32: return score_tile_blocked<32, false>(q, kb, d, j0, len, score, w, s);
-      case 64: return score_tile_blocked<64, false>(q, kb, d, j0, len, score, w, s);
-      default: break;
-    }
-  }
-  return score_tile_blocked<0, false>(q, kb, d, j0, len, score, w, s);
 }
 
 // What one pass over a tile returns: the largest log2 score seen, and relative to the reference
@@ -294,32 +287,27 @@ struct distance_setup {
 };
 
 distance_setup make_distance(const pool_params& params) {
+  const bandwidth_setup b = bandwidth_setup_of(params);
   distance_setup ds;
-  if (params.bandwidths.empty()) {
-    ds.h = params.bandwidth;
-  } else if (params.bandwidths.size() == 1) {
-    ds.h = params.bandwidths[0];
-  } else {
-    ds.w.resize(params.bandwidths.size());
-    for (std::size_t c = 0; c < ds.w.size(); ++c)
-      ds.w[c] = static_cast<float>(1.0 / (params.bandwidths[c] * params.bandwidths[c]));
-  }
+  ds.h = b.h;
+  ds.w.resize(b.dims);
+  for (std::size_t c = 0; c < b.dims; ++c) ds.w[c] = b.weight(c);
   return ds;
 }
 
 // The empty_support::nearest policy: the visible key closest to query i under the engine's own
 // distance, the lowest index on a tie. A plain loop: it runs once per empty row.
-std::size_t nearest_key(const_view q, const_view k, std::size_t i, const float* w, row_mask rm) {
-  std::size_t best = rm.row_keys;
+std::size_t nearest_key(const_view q, const_view k, std::size_t i, const float* w, key_range rm) {
+  std::size_t best = rm.limit;
   float best_d = std::numeric_limits<float>::infinity();
-  for (std::size_t j = 0; j < rm.row_keys; ++j) {
+  for (std::size_t j = 0; j < rm.limit; ++j) {
     if (j == rm.skip) continue;
     float acc = 0.0f;
     for (std::size_t c = 0; c < q.cols; ++c) {
       const float diff = q(i, c) - k(j, c);
       acc = (w != nullptr ? w[c] * diff : diff) * diff + acc;
     }
-    if (best == rm.row_keys || acc < best_d) {
+    if (best == rm.limit || acc < best_d) {
       best = j;
       best_d = acc;
     }
@@ -372,15 +360,15 @@ struct packed_keys {
 // key order and tile boundaries for pool(), pool_batched() and pool_partial().
 template <class Score>
 online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d, std::size_t dv,
-                          row_mask rm, Score score, const float* w, float* buf) {
+                          key_range rm, Score score, const float* w, float* buf) {
   float* s = buf;
   row_state row{online_softmax{}, s + kCpuTile};
   float* tile_acc = row.acc + dv;
   std::fill(row.acc, row.acc + dv, 0.0f);
   // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
   // key of one tile. check_mask guaranteed that every row keeps at least one key.
-  for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
-    const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
+  for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
+    const std::size_t len = std::min(kCpuTile, rm.limit - j0);
     const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: no key skipped
     const float* vp = pk.vt + j0;
     if (d == 1 && dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
@@ -424,7 +412,7 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
 // compact kernel's empty row. k and v are the row's problem's keys and values (for nearest).
 template <class Score>
 void finish_row(const online_softmax& sm, const float* acc, const_view q, std::size_t i,
-                const_view k, const_view v, row_mask rm, const pool_params& params,
+                const_view k, const_view v, key_range rm, const pool_params& params,
                 const float* w, mutable_view out, float* lse2, empty_rows& empties) {
   const std::size_t dv = v.cols;
   if (Score::kCompact && sm.empty()) {  // no key in the support: the policy decides
@@ -458,7 +446,7 @@ void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
   // Scratch per thread: one tile of squared distances / weights, the row's accumulator and the
   // tile's.
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
-    const row_mask rm = mask_for_row(params, i, m);
+    const key_range rm = mask_rule_of(params).row(i, m);
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     finish_row<Score>(sm, buf + kCpuTile, q, i, k, v, rm, params, w, out, lse2, empties);
   });
@@ -513,7 +501,7 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
     const packed_keys pk{d == 1 ? kt.data() + k0 : nullptr,
                          d > 1 ? kb.data() + first_block[b] * d * kLanes : nullptr,
                          vt.data() + k0, m, mb};
-    const row_mask rm{mb, mb};
+    const key_range rm{mb, kNoKey};
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     finish_row<Score>(sm, buf + kCpuTile, q, i, rows_of(k, k0, k0 + mb),
                       rows_of(v, k0, k0 + mb), rm, params, w, out, nullptr, empties);
@@ -539,7 +527,7 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, float* max,
   const std::vector<float> vt = pack_columns(v);
   const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m};
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
-    const online_softmax sm = stream_row(q.row(i), pk, d, dv, row_mask{m, m}, score, w, buf);
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, key_range{m, kNoKey}, score, w, buf);
     max[i] = sm.max;
     sum[i] = sm.sum;
     std::copy(buf + kCpuTile, buf + kCpuTile + dv, acc.row(i));
@@ -593,16 +581,16 @@ void cpu_weights_impl(const_view q, const_view k, mutable_view w, const pool_par
   empty_rows empties(n);
   parallel_rows(n, m * d, threads, 0, [&](std::size_t i, float*) {
     float* row = w.row(i);
-    const row_mask rm = mask_for_row(params, i, m);
+    const key_range rm = mask_rule_of(params).row(i, m);
     // Scores straight into the output row, tile by tile, then one exp pass. Masked keys, and
     // keys outside a compact kernel's support, score -inf and so get weight exactly 0.
     float mx = -std::numeric_limits<float>::infinity();
-    for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile) {
-      const std::size_t len = std::min(kCpuTile, rm.row_keys - j0);
+    for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
+      const std::size_t len = std::min(kCpuTile, rm.limit - j0);
       mx = std::max(mx, score_tile<Weighted>(q.row(i), kt.data(), m, d, j0, len, score, dw,
                                              row + j0));
     }
-    if (rm.skip < rm.row_keys) mx = mask_one(row, rm.row_keys, rm.skip);
+    if (rm.skip < rm.limit) mx = mask_one(row, rm.limit, rm.skip);
     if (Score::kCompact && mx == -std::numeric_limits<float>::infinity()) {  // empty support
       if (params.empty == empty_support::nearest) {
         std::fill(row, row + m, 0.0f);
@@ -617,11 +605,11 @@ void cpu_weights_impl(const_view q, const_view k, mutable_view w, const pool_par
     // then stays within the float rounding of one tile's sum, vectorised or not (sanitizer
     // builds do not vectorise, and a sequential float sum of m terms drifts by ~sqrt(m) eps).
     double sum = 0.0;
-    for (std::size_t j0 = 0; j0 < rm.row_keys; j0 += kCpuTile)
-      sum += exp_tile(row + j0, std::min(kCpuTile, rm.row_keys - j0), mx);
+    for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile)
+      sum += exp_tile(row + j0, std::min(kCpuTile, rm.limit - j0), mx);
     const auto inv = static_cast<float>(1.0 / sum);
-    for (std::size_t j = 0; j < rm.row_keys; ++j) row[j] *= inv;
-    std::fill(row + rm.row_keys, row + m, 0.0f);
+    for (std::size_t j = 0; j < rm.limit; ++j) row[j] *= inv;
+    std::fill(row + rm.limit, row + m, 0.0f);
   });
   empties.throw_if_any("attention_weights", params, n);
 }

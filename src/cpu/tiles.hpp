@@ -2,6 +2,7 @@
 // the tile size, the per-ISA function cloning, column packing and the row-parallel driver.
 #pragma once
 
+#include <attnpool/detail/mask.hpp>
 #include <attnpool/types.hpp>
 
 #include <algorithm>
@@ -76,19 +77,5 @@ void dist_tile(const float* a, const float* bt, std::size_t stride, std::size_t 
 // sum_j p[j] * v[j], vectorised (defined once in src/cpu/engine.cpp, multiversioned there). The
 // engine's, the backward pass's and the bandwidth sweep's dot products over a tile.
 float dot_tile(const float* p, const float* v, std::size_t len);
-
-// The keys query i sees under the mask: [0, row_keys) minus key `skip` (skip >= row_keys: none).
-struct row_mask {
-  std::size_t row_keys, skip;
-};
-
-inline row_mask mask_for_row(const pool_params& params, std::size_t i, std::size_t m) {
-  switch (params.mask) {
-    case mask::none: break;
-    case mask::leave_one_out: return {m, i};
-    case mask::valid_length: return {params.valid_lens[i], m};
-  }
-  return {m, m};
-}
 
 }  // namespace attnpool::detail

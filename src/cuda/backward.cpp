@@ -119,23 +119,14 @@ void fused_backward(const char* fn, const_view q, const_view k, const_view v, co
   cuda::detail::upload_valid_lens(params, s.n, ws + l.lens, stream);
 
   kernels::backward_args a;
-  a.q = q.data;
-  a.k = k.data;
-  a.v = v.data;
+  static_cast<kernels::problem_args&>(a) = cuda::detail::problem_args_for(q, k, v);
   a.dout = dout.data;
-  a.ldq = q.ld;
-  a.ldk = k.ld;
-  a.ldv = v.ld;
   a.lddo = dout.ld;
-  a.n = s.n;
-  a.m = s.m;
-  a.d = static_cast<int>(s.d);
-  a.dv = static_cast<int>(s.dv);
-  a.neg_scale = cuda::detail::neg_log2_scale(params);
+  a.score_constant = cuda::detail::neg_log2_scale(params);
   a.inv_h2 = 1.0 / (params.bandwidth * params.bandwidth);
-  a.mask = params.mask;
+  a.mask.kind = params.mask;
   if (params.mask == mask::valid_length)
-    a.valid_lens = reinterpret_cast<const std::size_t*>(ws + l.lens);
+    a.mask.valid_lens = reinterpret_cast<const std::size_t*>(ws + l.lens);
   a.lse2 = reinterpret_cast<float*>(ws + l.lse2);
   a.dsum = reinterpret_cast<float*>(ws + l.dsum);
   a.dh_rows = grads.bandwidth != nullptr ? reinterpret_cast<float*>(ws + l.dh_rows) : nullptr;

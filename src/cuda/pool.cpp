@@ -71,23 +71,29 @@ void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
                    " exceeds the CUDA backends' limit of 2^31 - 1");
 }
 
+kernels::problem_args problem_args_for(const_view q, const_view k, const_view v) {
+  kernels::problem_args p;
+  p.q = q.data;
+  p.k = k.data;
+  p.v = v.data;
+  p.ldq = q.ld;
+  p.ldk = k.ld;
+  p.ldv = v.ld;
+  p.n = q.rows;
+  p.m = k.rows;
+  p.d = static_cast<int>(q.cols);
+  p.dv = static_cast<int>(v.cols);
+  return p;
+}
+
 kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,
                                    const pool_params& params, kernels::generic_score_args& generic) {
   kernels::fused_args a;
-  a.q = q.data;
-  a.k = k.data;
-  a.v = v.data;
+  static_cast<kernels::problem_args&>(a) = problem_args_for(q, k, v);
   a.out = out.data;
-  a.ldq = q.ld;
-  a.ldk = k.ld;
-  a.ldv = v.ld;
   a.ldo = out.ld;
-  a.n = q.rows;
-  a.m = k.rows;
-  a.d = static_cast<int>(q.cols);
-  a.dv = static_cast<int>(v.cols);
   const gpu_kernel g = gpu_kernel_for(params);
-  a.neg_scale = g.constant;
+  a.score_constant = g.constant;
   generic.kind = g.kind;
   generic.weighted = g.weighted ? 1 : 0;
   std::copy(std::begin(g.dim_weights), std::end(g.dim_weights), std::begin(generic.dim_weights));
@@ -138,17 +144,11 @@ void upload_valid_lens(const pool_params& params, std::size_t n, void* dst, stre
 gpu_kernel gpu_kernel_for(const pool_params& params) {
   gpu_kernel g;
   g.kind = params.kernel;
-  // d = 1 anisotropic is isotropic with h = h_0 (and keeps the Gaussian fast path); d >= 2
-  // weights each squared difference by 1 / h_c^2 and scores with h = 1.
-  double h = params.bandwidth;
-  if (params.bandwidths.size() == 1) h = params.bandwidths[0];
-  if (params.bandwidths.size() > 1) {
-    h = 1.0;
-    g.weighted = true;
-    for (std::size_t c = 0; c < params.bandwidths.size(); ++c)
-      g.dim_weights[c] = static_cast<float>(1.0 / (params.bandwidths[c] * params.bandwidths[c]));
-  }
-  g.constant = ::attnpool::detail::kernel_constant(params.kernel, h);
+  // d = 1 anisotropic is isotropic with h = h_0 (and keeps the Gaussian fast path).
+  const ::attnpool::detail::bandwidth_setup b = ::attnpool::detail::bandwidth_setup_of(params);
+  g.weighted = b.dims > 0;
+  for (std::size_t c = 0; c < b.dims; ++c) g.dim_weights[c] = b.weight(c);
+  g.constant = ::attnpool::detail::kernel_constant(params.kernel, b.h);
   return g;
 }
 
@@ -250,10 +250,10 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
 
   kernels::generic_score_args generic;
   kernels::fused_args a = fused_args_for(q, k, v, out, params, generic);
-  generic.mask = params.mask;
+  generic.mask.kind = params.mask;
   if (lens) {
     upload_valid_lens(params, s.n, ws_at(opts, l.lens_offset), opts.stream);
-    generic.valid_lens = reinterpret_cast<const std::size_t*>(ws_at(opts, l.lens_offset));
+    generic.mask.valid_lens = reinterpret_cast<const std::size_t*>(ws_at(opts, l.lens_offset));
   }
   if (l.plan.splits > 1) {
     a.partial_state = reinterpret_cast<float*>(ws_at(opts, l.state_offset));

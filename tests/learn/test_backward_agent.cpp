@@ -1,4 +1,4 @@
-// The GPU backward pass's arithmetic on the CPU: kernels/backward/agent.hpp holds the per-row
+// The GPU backward pass's arithmetic on the CPU: kernels/backward/thread_ops.hpp holds the per-row
 // and per-key work that the CUDA kernels run one thread at a time; here the same functions run
 // in plain loops over every row and key (with the shared exp2_poly in place of the hardware
 // ex2) and are checked against the fp64 oracle with the error model of tests/learn/
@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/backward/agent.hpp"
+#include "kernels/backward/thread_ops.hpp"
 #include "learn_support.hpp"
 #include "test_support.hpp"
 
@@ -59,10 +59,9 @@ grads run_agents(const problem& p, const std::vector<float>& dout, const pool_pa
   a.m = p.m;
   a.d = static_cast<int>(p.d);
   a.dv = static_cast<int>(p.dv);
-  a.neg_scale = static_cast<float>(-attnpool::detail::gaussian_log2_scale(params.bandwidth));
+  a.score_constant = static_cast<float>(-attnpool::detail::gaussian_log2_scale(params.bandwidth));
   a.inv_h2 = 1.0 / (params.bandwidth * params.bandwidth);
-  a.mask = params.mask;
-  a.valid_lens = params.valid_lens.data();
+  a.mask = attnpool::detail::mask_rule_of(params);
   a.lse2 = lse2.data();
   a.dsum = dsum.data();
   a.dh_rows = dh_rows.data();

@@ -114,6 +114,16 @@ ATTNPOOL_HD float log2_hd(float x) {
 #endif
 }
 
+/// log2 accurate to the last bits on host and device alike (std::log2, log2f): for results that
+/// other phases compare against, such as the backward pass's saved log-sum-exp.
+ATTNPOOL_HD float log2_accurate(float x) {
+#if defined(__CUDA_ARCH__)
+  return log2f(x);
+#else
+  return std::log2(x);
+#endif
+}
+
 ATTNPOOL_HD float sqrt_hd(float x) {
 #if defined(__CUDA_ARCH__)
   return ::sqrtf(x);

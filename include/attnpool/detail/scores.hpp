@@ -14,9 +14,7 @@ namespace attnpool::detail {
 template <int D>
 ATTNPOOL_HD float squared_distance(const float* q, const float* k) {
   float acc = 0.0f;
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
+  ATTNPOOL_UNROLL
   for (int c = 0; c < D; ++c) {
     const float diff = q[c] - k[c];
     acc = diff * diff + acc;
@@ -121,6 +119,32 @@ inline float kernel_constant(kernel k, double h) {
     case kernel::tricube: break;
   }
   return static_cast<float>(1.0 / (h * h));
+}
+
+/// How a call's bandwidth enters the scores, the same on the CPU and the GPU: an isotropic h
+/// (params.bandwidth, or bandwidths[0] for d = 1, which keeps the fast paths), or for an
+/// anisotropic bandwidth with d >= 2 per-dimension weights 1 / h_c^2 on the squared
+/// differences and h = 1 in the score functor. Host code, for validated params.
+struct bandwidth_setup {
+  double h = 1.0;         ///< the functor's bandwidth
+  std::size_t dims = 0;   ///< weighted dimensions; 0: isotropic
+  const double* hc = nullptr;  ///< params.bandwidths.data() when weighted
+
+  /// The weight of dimension c < dims, 1 / h_c^2 rounded once to float.
+  float weight(std::size_t c) const { return static_cast<float>(1.0 / (hc[c] * hc[c])); }
+};
+
+inline bandwidth_setup bandwidth_setup_of(const pool_params& params) {
+  bandwidth_setup b;
+  if (params.bandwidths.empty()) {
+    b.h = params.bandwidth;
+  } else if (params.bandwidths.size() == 1) {
+    b.h = params.bandwidths[0];
+  } else {
+    b.dims = params.bandwidths.size();
+    b.hc = params.bandwidths.data();
+  }
+  return b;
 }
 
 /// Calls f(score) with the score functor of kernel k built from kernel_constant(k, h): the one

@@ -1,5 +1,5 @@
 // The per-row and per-key work of the fused backward pass, written once as __host__ __device__
-// code: the CUDA kernels (kernels/backward/kernel.cuh) run one call per thread, and the host test
+// code: the CUDA agents (kernels/backward/agent.cuh) run one call per thread, and the host test
 // tests/learn/test_backward_agent.cpp runs the very same functions on the CPU against the fp64
 // oracle, so the GPU's arithmetic is checked in CI without a GPU (up to the hardware exp2 and
 // log2, which the host replaces with the shared exp2_poly and std::log2).
@@ -18,7 +18,7 @@
 // Key phase (one key j, one window of value columns): P_ij = 2^(s2_ij - lse2_i) from the saved
 // log-sum-exp, dS_ij = P_ij (dp_ij - D_i); dk_j = sum_i dS_ij (q_i - k_j) / h^2 and
 // dv_j = sum_i P_ij dout_i. The score is subtracted with sub_rn (no FMA contraction): a
-// contracted neg_scale * r2 - lse2 would not match the lse2 computed from rounded scores, which
+// contracted score_constant * r2 - lse2 would not match the lse2 computed from rounded scores, which
 // matters for scores of -1e13 (far keys at small h).
 #pragma once
 
@@ -31,74 +31,21 @@
 
 #include <cmath>
 #include <cstddef>
-#include <type_traits>
-
-// Unrolled on the device (constant indices keep the per-thread arrays in registers); a plain
-// loop on the host, where `#pragma unroll` is not a GCC pragma.
-#if defined(__CUDA_ARCH__)
-#define ATTNPOOL_BACKWARD_UNROLL _Pragma("unroll")
-#else
-#define ATTNPOOL_BACKWARD_UNROLL
-#endif
 
 namespace attnpool::kernels {
 
 namespace backward_detail {
 
-/// A read-only load: through the non-coherent cache on the device.
-ATTNPOOL_HD float ldg(const float* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldg(p);
-#else
-  return *p;
-#endif
-}
-
-/// a - b rounded on its own: never contracted with the multiply that produced a.
-ATTNPOOL_HD float sub_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fsub_rn(a, b);
-#else
-  volatile float r = a - b;  // a separate, rounded operation on the host too
-  return r;
-#endif
-}
-
-ATTNPOOL_HD float fma_hd(float a, float b, float c) {
-#if defined(__CUDA_ARCH__)
-  return fmaf(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-
-ATTNPOOL_HD float max_hd(float a, float b) { return a > b ? a : b; }
-
-ATTNPOOL_HD float log2_accurate(float x) {
-#if defined(__CUDA_ARCH__)
-  return log2f(x);
-#else
-  return std::log2(x);
-#endif
-}
-
-/// Which keys query row i sees: [0, limit) except `skip` (mask::none: every key).
-struct row_visibility {
-  std::size_t limit;
-  std::size_t skip;
-};
-
-ATTNPOOL_HD row_visibility visibility_of_row(const backward_args& a, std::size_t i) {
-  row_visibility r{a.m, ~std::size_t{0}};
-  if (a.mask == attnpool::mask::valid_length) r.limit = a.valid_lens[i];  // in [1, m]
-  if (a.mask == attnpool::mask::leave_one_out) r.skip = i;
-  return r;
-}
+using detail::fma_hd;
+using detail::ldg;
+using detail::log2_accurate;
+using detail::max_hd;
+using detail::sub_rn;
 
 /// The first d coordinates of a row, zero-padded to D (padding leaves distances unchanged).
 template <int D>
 ATTNPOOL_HD void load_row(const float* src, int d, float (&x)[D]) {
-ATTNPOOL_BACKWARD_UNROLL
+ATTNPOOL_UNROLL
   for (int c = 0; c < D; ++c) x[c] = c < d ? ldg(src + c) : 0.0f;
 }
 
@@ -129,22 +76,22 @@ ATTNPOOL_HD void backward_row(const backward_args& a, std::size_t i) {
   load_row<D>(a.q + i * a.ldq, a.d, qi);
   const float* dout_i = a.dout + i * a.lddo;
   const float dout0 = ldg(dout_i);
-  const detail::gaussian_log2_score score{a.neg_scale};
-  const row_visibility vis = visibility_of_row(a, i);
+  const detail::gaussian_log2_score score{a.score_constant};
+  const detail::key_range vis = a.mask.row(i, a.m);  // every row sees >= 1 key
 
   detail::online_softmax softmax;  // the running maximum and z
   float c = 0.0f, rr = 0.0f, qr = 0.0f;
   float b[D], g[D];
-  ATTNPOOL_BACKWARD_UNROLL
+  ATTNPOOL_UNROLL
   for (int e = 0; e < D; ++e) b[e] = g[e] = 0.0f;
 
   for (std::size_t j0 = 0; j0 < vis.limit; j0 += kC) {
     float s[kC], dp[kC];
     // Pass 1 over the chunk: scores (masked and past-the-end keys -inf) and dp.
-ATTNPOOL_BACKWARD_UNROLL
+ATTNPOOL_UNROLL
     for (int t = 0; t < kC; ++t) {
       const std::size_t j = j0 + static_cast<std::size_t>(t);
-      const bool live = j < vis.limit && j != vis.skip;
+      const bool live = vis.sees(j);
       const std::size_t jj = live ? j : 0;  // dead keys read row 0 (m >= 1) and are dropped
       float kj[D];
       load_row<D>(a.k + jj * a.ldk, a.d, kj);
@@ -153,7 +100,7 @@ ATTNPOOL_BACKWARD_UNROLL
       dp[t] = dot_dout_v<kDv1>(dout_i, vj, dout0, vj, a.dv);
     }
     float cmax = s[0];
-ATTNPOOL_BACKWARD_UNROLL
+ATTNPOOL_UNROLL
     for (int t = 1; t < kC; ++t) cmax = max_hd(cmax, s[t]);
     if (cmax == -INFINITY) continue;  // every key of the chunk masked: nothing to add
     // Raise the running maximum first (one merge, two exp2 per chunk), so that the chunk's
@@ -162,17 +109,17 @@ ATTNPOOL_BACKWARD_UNROLL
     c *= r.self;
     rr *= r.self;
     qr *= r.self;
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e) {
       b[e] *= r.self;
       g[e] *= r.self;
     }
     // Pass 2: the weights and the sums; the key rows are read again (L1 hits on the GPU) and
     // give bitwise the same distances.
-ATTNPOOL_BACKWARD_UNROLL
+ATTNPOOL_UNROLL
     for (int t = 0; t < kC; ++t) {
       const std::size_t j = j0 + static_cast<std::size_t>(t);
-      const bool live = j < vis.limit && j != vis.skip;
+      const bool live = vis.sees(j);
       const std::size_t jj = live ? j : 0;
       float kj[D];
       load_row<D>(a.k + jj * a.ldk, a.d, kj);
@@ -183,7 +130,7 @@ ATTNPOOL_BACKWARD_UNROLL
       c += wd;
       rr = fma_hd(w, r2, rr);
       qr = fma_hd(wd, r2, qr);
-      ATTNPOOL_BACKWARD_UNROLL
+      ATTNPOOL_UNROLL
       for (int e = 0; e < D; ++e) {
         const float diff = qi[e] - kj[e];
         b[e] = fma_hd(w, diff, b[e]);
@@ -198,7 +145,7 @@ ATTNPOOL_BACKWARD_UNROLL
   a.dsum[i] = dsum;
   if (a.dq != nullptr) {
     const double f = -a.inv_h2 / z;
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e)  // constant indices after unrolling keep b, g in registers
       if (e < a.d)
         a.dq[i * a.lddq + e] = static_cast<float>(
@@ -220,18 +167,15 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
   load_row<D>(a.k + j * a.ldk, a.d, kj);
   const float* vj = a.v + j * a.ldv;
   const float v0 = ldg(vj);
-  const detail::gaussian_log2_score score{a.neg_scale};
-  // Which queries see key j: leave_one_out skips query j; valid_length those with len <= j.
-  const std::size_t skip = a.mask == attnpool::mask::leave_one_out ? j : ~std::size_t{0};
-  const bool by_length = a.mask == attnpool::mask::valid_length;
+  const detail::gaussian_log2_score score{a.score_constant};
 
   float dk[D], dvw[kW];
-  ATTNPOOL_BACKWARD_UNROLL
+  ATTNPOOL_UNROLL
   for (int e = 0; e < D; ++e) dk[e] = 0.0f;
-  ATTNPOOL_BACKWARD_UNROLL
+  ATTNPOOL_UNROLL
   for (int e = 0; e < kW; ++e) dvw[e] = 0.0f;
   for (std::size_t i = 0; i < a.n; ++i) {
-    if (i == skip || (by_length && j >= a.valid_lens[i])) continue;
+    if (!a.mask.sees(i, j)) continue;  // the queries that see key j
     float qi[D];
     load_row<D>(a.q + i * a.ldq, a.d, qi);
     const float* dout_i = a.dout + i * a.lddo;
@@ -239,48 +183,22 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
     const float p = detail::fast_exp2(sub_rn(score(r2), ldg(a.lse2 + i)));
     const float dp = dot_dout_v<kDv1>(dout_i, vj, v0, dout_i, a.dv);
     const float ds = p * (dp - ldg(a.dsum + i));
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e) dk[e] = fma_hd(ds, qi[e] - kj[e], dk[e]);
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < kW; ++e)
       if (e < cols) dvw[e] = fma_hd(p, ldg(dout_i + col0 + e), dvw[e]);
   }
   if (a.dk != nullptr && write_dk) {
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e)
       if (e < a.d)
         a.dk[j * a.lddk + e] = static_cast<float>(a.inv_h2 * static_cast<double>(dk[e]));
   }
   if (a.dvv != nullptr) {
-    ATTNPOOL_BACKWARD_UNROLL
+    ATTNPOOL_UNROLL
     for (int e = 0; e < kW; ++e)
       if (e < cols) a.dvv[j * a.lddv + col0 + e] = dvw[e];
-  }
-}
-
-/// The value-column window of the key phase: 1 for dv == 1, else kValueWindow columns.
-template <int D, bool kDv1>
-inline constexpr int backward_value_window = kDv1 ? 1 : backward_traits<D>::kValueWindow;
-
-/// The run-time -> compile-time switch of the backward pass: calls f(D, kDv1) as
-/// std::integral_constant values, D = backward_d_bucket(d), kDv1 = (dv == 1).
-template <class F>
-void dispatch_backward(std::size_t d, int dv, F&& f) {
-  auto with_dv = [&](auto dc) {
-    if (dv == 1) {
-      f(dc, std::true_type{});
-    } else {
-      f(dc, std::false_type{});
-    }
-  };
-  switch (backward_d_bucket(d)) {
-    case 1: return with_dv(std::integral_constant<int, 1>{});
-    case 2: return with_dv(std::integral_constant<int, 2>{});
-    case 4: return with_dv(std::integral_constant<int, 4>{});
-    case 8: return with_dv(std::integral_constant<int, 8>{});
-    case 16: return with_dv(std::integral_constant<int, 16>{});
-    case 32: return with_dv(std::integral_constant<int, 32>{});
-    default: return with_dv(std::integral_constant<int, 64>{});
   }
 }
 
