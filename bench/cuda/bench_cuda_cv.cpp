@@ -101,17 +101,9 @@ void bm_sweep(benchmark::State& state, std::size_t n, std::size_t d, std::size_t
     check(cudaMemcpy(x, dat.x.data(), dat.x.size() * sizeof(float), cudaMemcpyHostToDevice), "up");
     check(cudaMemcpy(y, dat.y.data(), dat.y.size() * sizeof(float), cudaMemcpyHostToDevice), "up");
     check(cudaMemcpy(dneg, neg.data(), kGrid * sizeof(float), cudaMemcpyHostToDevice), "up");
-    attnpool::kernels::loo_sweep_args a;
-    a.x = x;
-    a.y = y;
-    a.ldx = d;
-    a.ldy = dv;
-    a.n = n;
-    a.d = static_cast<int>(d);
-    a.dv = static_cast<int>(dv);
-    a.neg_scale = dneg;
-    a.nb = static_cast<int>(kGrid);
-    a.row_error = rows;
+    const attnpool::kernels::loo_sweep_args a = attnpool::kernels::loo_sweep_args_of(
+        attnpool::const_view{x, n, d}, attnpool::const_view{y, n, dv}, dneg,
+        static_cast<int>(kGrid), rows);
     const double count = static_cast<double>(n * dv);
     const attnpool::bench::dev_stream stream;
     const double seconds = attnpool::bench::timed_loop(state, stream.s, [&] {

@@ -1,9 +1,11 @@
 // The base of every kernel family's parameters (FlashAttention's Qkv_params): the problem's
 // views and sizes. Each family's args struct derives from it and adds its score, mask and
 // extras (kernels/fused/params.hpp, kernels/backward/params.hpp, kernels/loo_sweep/params.hpp);
-// src/cuda/host.hpp fills it from the public views once (problem_args_for). Plain data, passed
+// problem_args_of fills it from the public views, once for every family. Plain data, passed
 // by value as a kernel parameter; host-includable.
 #pragma once
+
+#include <attnpool/types.hpp>
 
 #include <cstddef>
 
@@ -20,5 +22,21 @@ struct problem_args {
   std::size_t n = 0, m = 0;
   int d = 0, dv = 0;
 };
+
+/// The problem of views q (n x d), k (m x d) and v (m x dv), validated by the caller.
+inline problem_args problem_args_of(const_view q, const_view k, const_view v) {
+  problem_args p;
+  p.q = q.data;
+  p.k = k.data;
+  p.v = v.data;
+  p.ldq = q.ld;
+  p.ldk = k.ld;
+  p.ldv = v.ld;
+  p.n = q.rows;
+  p.m = k.rows;
+  p.d = static_cast<int>(q.cols);
+  p.dv = static_cast<int>(v.cols);
+  return p;
+}
 
 }  // namespace attnpool::kernels

@@ -25,26 +25,38 @@
 #include <attnpool/detail/scores.hpp>
 #include <attnpool/types.hpp>
 
+#include "kernels/common/params.hpp"
+
 #include <cstddef>
 #include <limits>
 #include <type_traits>
 
 namespace attnpool::kernels {
 
-/// Everything one sweep launch reads. Plain data, passed by value as the kernel parameter.
-struct loo_sweep_args {
-  const float* x = nullptr;  ///< n x d training inputs (queries and keys at once), row stride ldx
-  const float* y = nullptr;  ///< n x dv targets (the values), row stride ldy
-  std::size_t ldx = 0, ldy = 0;
-  std::size_t n = 0;
-  int d = 0, dv = 0;
+/// Everything one sweep launch reads: the training set is the queries, the keys and the values
+/// at once (q = k = x, v = y, n = m), each query row i seeing every key but i (the leave-one-out
+/// mask); on top, per bandwidth, the score constant and the row errors it writes. Plain data,
+/// passed by value as the kernel parameter.
+struct loo_sweep_args : problem_args {
   /// nb floats in device memory: -log2(e) / (2 h_b^2) per bandwidth, rounded once from double
   /// (detail::gaussian_log2_scale, the constant of the shared gaussian_log2_score functor).
-  const float* neg_scale = nullptr;
+  const float* score_constants = nullptr;
   int nb = 0;
   /// nb x n doubles: row_error[b * n + i] = sum_c (y_ic - yhat_ic(h_b))^2.
   double* row_error = nullptr;
 };
+
+/// The sweep of training inputs x (n x d) and targets y (n x dv), device memory, over nb
+/// bandwidths' score constants, writing nb x n row errors.
+inline loo_sweep_args loo_sweep_args_of(const_view x, const_view y, const float* score_constants,
+                                        int nb, double* row_error) {
+  loo_sweep_args a;
+  static_cast<problem_args&>(a) = problem_args_of(x, x, y);
+  a.score_constants = score_constants;
+  a.nb = nb;
+  a.row_error = row_error;
+  return a;
+}
 
 /// Tile constants of loo_sweep_kernel<D, DVC>. D is the input dimension the kernel is compiled
 /// for (a run-time d <= D is zero-padded to D, which leaves every distance exactly unchanged);

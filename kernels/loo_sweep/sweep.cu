@@ -31,6 +31,9 @@ __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
   __shared__ float skeys[traits::kKeyFloats > 0 ? traits::kKeyFloats : 1];
   __shared__ float svals[traits::kValueFloats];
 
+  // The training inputs are the queries and the keys at once (loo_sweep_args: q = k, n = m).
+  const float* const x = a.q;
+  const std::size_t ldx = a.ldq;
   const std::size_t n = a.n;
   const std::size_t i = static_cast<std::size_t>(blockIdx.x) * traits::kThreads + threadIdx.x;
   const bool row_ok = i < n;
@@ -40,14 +43,14 @@ __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
   // The group's constants; unused lanes repeat the last one (their results are not written).
   float neg_c[kG];
 #pragma unroll
-  for (int g = 0; g < kG; ++g) neg_c[g] = a.neg_scale[g0 + min(g, active - 1)];
+  for (int g = 0; g < kG; ++g) neg_c[g] = a.score_constants[g0 + min(g, active - 1)];
 
   // The query row, zero-padded to D (the generic path reads it from global memory instead).
   [[maybe_unused]] float q[D > 0 ? D : 1];
 #pragma unroll
   for (int c = 0; c < (D > 0 ? D : 1); ++c)
-    q[c] = (D > 0 && row_ok && c < a.d) ? a.x[i * a.ldx + c] : 0.0f;
-  [[maybe_unused]] const float* xi = a.x + (row_ok ? i : 0) * a.ldx;
+    q[c] = (D > 0 && row_ok && c < a.d) ? x[i * ldx + c] : 0.0f;
+  [[maybe_unused]] const float* xi = x + (row_ok ? i : 0) * ldx;
 
   double err[kG];
 #pragma unroll
@@ -68,11 +71,11 @@ __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
         if constexpr (D > 0) {
 #pragma unroll
           for (int c = 0; c < D; ++c)
-            skeys[t * D + c] = (t < len && c < a.d) ? a.x[j * a.ldx + c] : 0.0f;
+            skeys[t * D + c] = (t < len && c < a.d) ? x[j * ldx + c] : 0.0f;
         }
 #pragma unroll
         for (int c = 0; c < DVC; ++c)
-          svals[t * DVC + c] = (t < len && c < cols) ? a.y[j * a.ldy + c0 + c] : 0.0f;
+          svals[t * DVC + c] = (t < len && c < cols) ? a.v[j * a.ldv + c0 + c] : 0.0f;
       }
       __syncthreads();
       if (!row_ok) continue;  // barriers stay uniform: they are outside this branch
@@ -89,7 +92,7 @@ __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
           if constexpr (D > 0) {
             dist = detail::squared_distance<D>(q, &skeys[kk * D]);
           } else {
-            if (kk < len) dist = detail::squared_distance(xi, a.x + j * a.ldx, a.d);
+            if (kk < len) dist = detail::squared_distance(xi, x + j * ldx, a.d);
           }
           r[k] = dist;
           if (kk < len && j != i) valid |= 1u << k;  // j == i: leave one out
@@ -97,7 +100,7 @@ __device__ __forceinline__ void loo_sweep_agent(const loo_sweep_args& a) {
         row.add_chunk(r, valid, neg_c, active, &svals[k0 * DVC]);
       }
     }
-    if (row_ok) row.add_errors(a.y + i * a.ldy + c0, cols, active, err);
+    if (row_ok) row.add_errors(a.v + i * a.ldv + c0, cols, active, err);  // targets = values
   }
 
   if (!row_ok) return;

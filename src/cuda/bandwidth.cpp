@@ -97,18 +97,11 @@ std::vector<double> cuda_loo_cv::operator()(std::span<const double> bandwidths) 
   const double count = static_cast<double>(s.n) * static_cast<double>(s.dv);
   for (std::size_t b0 = 0; b0 < nb; b0 += batch) {
     const std::size_t len = std::min(batch, nb - b0);
-    kernels::loo_sweep_args a;
-    a.x = s.x.data();
-    a.y = s.y.data();
-    a.ldx = s.d;
-    a.ldy = s.dv;
-    a.n = s.n;
-    a.d = static_cast<int>(s.d);
-    a.dv = static_cast<int>(s.dv);
-    a.neg_scale = s.neg_scale.data() + b0;
-    a.nb = static_cast<int>(len);
-    a.row_error = s.row_error.data();
-    kernels::launch_loo_sweep(a, kStream);
+    kernels::launch_loo_sweep(
+        kernels::loo_sweep_args_of(const_view{s.x.data(), s.n, s.d}, const_view{s.y.data(), s.n, s.dv},
+                                   s.neg_scale.data() + b0, static_cast<int>(len),
+                                   s.row_error.data()),
+        kStream);
     kernels::launch_loo_reduce(s.row_error.data(), s.n, static_cast<int>(len), count,
                                s.cv.data() + b0, kStream);
   }

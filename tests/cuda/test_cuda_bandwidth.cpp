@@ -367,18 +367,11 @@ TEST(CudaLooCv, SweepWritesEveryRowError) {
     cuda_ok(
         cudaMemcpy(rows, host_err.data(), host_err.size() * sizeof(double), cudaMemcpyHostToDevice),
         "poison");
-    attnpool::kernels::loo_sweep_args a;
-    a.x = x.data();
-    a.y = y.data();
-    a.ldx = p.d;
-    a.ldy = p.dv;
-    a.n = p.n;
-    a.d = static_cast<int>(p.d);
-    a.dv = static_cast<int>(p.dv);
-    a.neg_scale = dneg.data();
-    a.nb = static_cast<int>(nb);
-    a.row_error = rows;
-    attnpool::kernels::launch_loo_sweep(a, nullptr);
+    attnpool::kernels::launch_loo_sweep(
+        attnpool::kernels::loo_sweep_args_of(attnpool::const_view{x.data(), p.n, p.d},
+                                             attnpool::const_view{y.data(), p.n, p.dv},
+                                             dneg.data(), static_cast<int>(nb), rows),
+        nullptr);
     const double count = static_cast<double>(p.n * p.dv);
     attnpool::kernels::launch_loo_reduce(rows, p.n, static_cast<int>(nb), count, cv, nullptr);
     std::vector<double> got_cv(nb);
