@@ -9,6 +9,7 @@
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
 #include "src/reference/engine.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <algorithm>
@@ -19,26 +20,6 @@
 
 namespace attnpool {
 namespace {
-
-// The backends these entry points implement: cpu (also for automatic), reference where
-// `reference_ok`, and cuda_fused (host copies around the device-pointer API). cuda_unfused is an
-// invalid_argument naming the backend.
-backend host_backend(const char* fn, backend requested, bool reference_ok) {
-  switch (requested) {
-    case backend::automatic:
-    case backend::cpu: return backend::cpu;
-    case backend::reference:
-      if (reference_ok) return backend::reference;
-      throw invalid_argument(detail::concat(fn, ": backend reference is not implemented; use ",
-                                            "backend cpu or cuda_fused"));
-    case backend::cuda_fused: return backend::cuda_fused;
-    case backend::cuda_unfused: break;
-  }
-  throw invalid_argument(detail::concat(fn, ": backend ", to_string(requested),
-                                        " is not implemented (the batched and sharded paths ",
-                                        "stream keys and never store the n x m weights); use ",
-                                        "backend cuda_fused or cpu"));
-}
 
 void reject_mask(const char* fn, const pool_params& params) {
   ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
@@ -65,13 +46,13 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
                   std::span<const std::size_t> key_offsets, const pool_params& params,
                   const options& opts) {
   constexpr const char* fn = "pool_batched";
-  const backend b = host_backend(fn, opts.backend, true);
+  const backend b = detail::choose_backend({fn, detail::entry_point::batched, opts.backend});
   reject_mask(fn, params);
   detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   const std::size_t problems = query_offsets.size() - 1;
   if (q.rows == 0) return;  // then keys.rows may be 0 as well; nothing to check or compute
   detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
-  if (b == backend::cuda_fused) detail::reject_gpu_params(fn, params, q.cols);
+  detail::choose_backend({fn, detail::entry_point::batched, b, q.cols, &params});
   check_finite_inputs(fn, opts, q, k, v, params);
   if (b == backend::cuda_fused)
     return detail::cuda_pool_batched_host(q, k, v, out, query_offsets, key_offsets, params);
@@ -91,7 +72,7 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
 partial_states pool_partial(const_view q, const_view k, const_view v, const pool_params& params,
                             const options& opts) {
   constexpr const char* fn = "pool_partial";
-  const backend b = host_backend(fn, opts.backend, false);
+  const backend b = detail::choose_backend({fn, detail::entry_point::partial, opts.backend});
   reject_mask(fn, params);
   ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
                    ": params.empty = nearest is not supported for sharded keys (a shard does not ",
@@ -102,7 +83,7 @@ partial_states pool_partial(const_view q, const_view k, const_view v, const pool
   st.acc.assign(detail::checked_mul(fn, "n * dv", st.n, st.dv), 0.0f);
   const mutable_view acc{st.acc.data(), st.n, st.dv};
   detail::check_pool_args(fn, q, k, v, acc, params, detail::mask_support::host);
-  if (b == backend::cuda_fused) detail::reject_gpu_params(fn, params, q.cols);
+  detail::choose_backend({fn, detail::entry_point::partial, b, q.cols, &params});
   check_finite_inputs(fn, opts, q, k, v, params);
   st.max.assign(st.n, -std::numeric_limits<float>::infinity());
   st.sum.assign(st.n, 0.0f);

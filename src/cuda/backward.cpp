@@ -13,6 +13,7 @@
 #include "kernels/common/workspace.hpp"
 #include "kernels/fused/dispatch.hpp"
 #include "kernels/support/support.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
@@ -42,13 +43,6 @@ backward_layout backward_layout_for(const char* fn, std::size_t n, const pool_pa
   l.dh_rows = l.dsum + row_bytes;
   l.total = l.dh_rows + row_bytes;
   return l;
-}
-
-backend check_backend(const char* fn, backend requested) {
-  ATTNPOOL_EXPECTS(requested == backend::cuda_fused || requested == backend::automatic, fn,
-                   ": backend must be cuda_fused or automatic (the fused backward pass), got ",
-                   to_string(requested));
-  return backend::cuda_fused;
 }
 
 // What the GPU backward takes beyond pool_backward's own rules.
@@ -93,7 +87,8 @@ void zero_rows(mutable_view a, stream_t stream) {
 // The device-pointer backward with the caller's name in its messages.
 void fused_backward(const char* fn, const_view q, const_view k, const_view v, const_view dout,
                     const pool_gradients& grads, const pool_params& params, const options& opts) {
-  check_backend(fn, opts.backend);
+  ::attnpool::detail::choose_backend(
+      {fn, ::attnpool::detail::entry_point::device_backward, opts.backend});
   ::attnpool::detail::reject_non_gaussian(fn, params);
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, dout, params,
                                                      ::attnpool::detail::mask_support::gpu_fused);

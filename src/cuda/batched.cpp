@@ -10,6 +10,7 @@
 #include "kernels/common/workspace.hpp"
 #include "kernels/fused/dispatch.hpp"
 #include "kernels/merge/states.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
@@ -28,11 +29,6 @@ namespace core = ::attnpool::detail;
 
 std::byte* ws_at(const options& opts, std::size_t offset) {
   return static_cast<std::byte*>(opts.workspace) + offset;
-}
-
-void require_fused(const char* fn, backend requested) {
-  ATTNPOOL_EXPECTS(requested == backend::automatic || requested == backend::cuda_fused, fn,
-                   ": backend must be cuda_fused or automatic, got ", to_string(requested));
 }
 
 void reject_batch_mask(const char* fn, const pool_params& params) {
@@ -94,7 +90,8 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
                         std::span<const std::size_t> key_offsets, const pool_params& params,
                         const options& opts) {
   constexpr const char* fn = "cuda::pool_batched";
-  detail::require_fused(fn, opts.backend);
+  ::attnpool::detail::choose_backend(
+      {fn, ::attnpool::detail::entry_point::device_fused, opts.backend});
   detail::reject_batch_mask(fn, params);
   ::attnpool::detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   if (q.rows == 0) return;  // keys.rows may be 0 too; nothing to check or compute
@@ -150,7 +147,8 @@ std::size_t cuda::pool_partial_workspace_size(std::size_t n, std::size_t m, std:
 void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_view& out,
                         const pool_params& params, const options& opts) {
   constexpr const char* fn = "cuda::pool_partial";
-  detail::require_fused(fn, opts.backend);
+  ::attnpool::detail::choose_backend(
+      {fn, ::attnpool::detail::entry_point::device_fused, opts.backend});
   detail::reject_batch_mask(fn, params);
   detail::reject_nearest(fn, params);
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out.acc, params);

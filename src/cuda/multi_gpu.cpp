@@ -6,6 +6,7 @@
 
 #include "src/cuda/host.hpp"
 #include "kernels/common/cuda_check.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
@@ -80,8 +81,7 @@ const_view rows_of(const_view a, std::size_t r0, std::size_t r1) {
 void pool_sharded(const_view q, const_view k, const_view v, mutable_view out,
                   const pool_params& params, const sharding& how, const options& opts) {
   constexpr const char* fn = "pool_sharded";
-  ATTNPOOL_EXPECTS(opts.backend == backend::automatic || opts.backend == backend::cuda_fused, fn,
-                   ": backend must be cuda_fused or automatic, got ", to_string(opts.backend));
+  detail::choose_backend({fn, detail::entry_point::device_fused, opts.backend});
   ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
                    " is not supported for sharded keys; use mask::none");
   ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,

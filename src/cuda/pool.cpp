@@ -10,6 +10,7 @@
 #include "kernels/common/workspace.hpp"
 #include "kernels/fused/dispatch.hpp"
 #include "kernels/support/support.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
@@ -268,25 +269,22 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
 // ---- the public device-pointer API --------------------------------------------------------------
 
 namespace {
-backend cuda_backend_for(const char* fn, backend requested) {
-  if (requested == backend::automatic) return backend::cuda_fused;
-  ATTNPOOL_EXPECTS(requested == backend::cuda_fused || requested == backend::cuda_unfused, fn,
-                   ": backend must be cuda_fused, cuda_unfused or automatic, got ",
-                   to_string(requested));
-  return requested;
-}
+using ::attnpool::detail::choose_backend;
+using ::attnpool::detail::entry_point;
 }  // namespace
 
 std::size_t cuda::pool_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
                                       const pool_params& params, backend which) {
-  if (cuda_backend_for("cuda::pool_workspace_size", which) == backend::cuda_unfused)
+  if (choose_backend({"cuda::pool_workspace_size", entry_point::device_pool, which}) ==
+      backend::cuda_unfused)
     return detail::unfused_pool_workspace_size(n, m, d);
   return detail::fused_workspace_size(n, m, d, dv, {}, params);
 }
 
 void cuda::pool(const_view q, const_view k, const_view v, mutable_view out,
                 const pool_params& params, const options& opts) {
-  if (cuda_backend_for("cuda::pool", opts.backend) == backend::cuda_unfused) {
+  if (choose_backend({"cuda::pool", entry_point::device_pool, opts.backend}) ==
+      backend::cuda_unfused) {
     detail::unfused_pool("cuda::pool", q, k, v, out, params, opts);
   } else {
     detail::fused_pool(q, k, v, out, params, opts, {});
@@ -301,7 +299,7 @@ std::size_t cuda::attention_weights_workspace_size(std::size_t n, std::size_t m,
 void cuda::attention_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
                              const options& opts) {
   // Any CUDA backend: the matrix is materialised by definition, so fused == unfused here.
-  cuda_backend_for("cuda::attention_weights", opts.backend);
+  choose_backend({"cuda::attention_weights", entry_point::device_pool, opts.backend});
   detail::unfused_weights("cuda::attention_weights", q, k, w, params, opts);
 }
 

@@ -110,32 +110,6 @@ void check_optional_output(const char* fn, const char* name, const_view a, std::
   check_view(fn, name, a);
 }
 
-backend resolve_learn_backend(const char* fn, backend requested) {
-  switch (requested) {
-    case backend::automatic:
-    case backend::cpu: return backend::cpu;
-    case backend::reference: return backend::reference;
-    case backend::cuda_fused:
-    case backend::cuda_unfused: break;
-  }
-  throw invalid_argument(concat(fn, ": backend ", to_string(requested),
-                                " is not implemented on the GPU yet; use backend cpu or reference"));
-}
-
-backend resolve_backward_backend(const char* fn, backend requested, std::size_t d) {
-  switch (requested) {
-    case backend::automatic:
-      return cuda_available() && d <= kMaxGpuBackwardDims ? backend::cuda_fused : backend::cpu;
-    case backend::cpu:
-    case backend::reference:
-    case backend::cuda_fused: return requested;
-    case backend::cuda_unfused: break;
-  }
-  throw invalid_argument(concat(fn, ": backend ", to_string(requested),
-                                " is not implemented for the learning API (it has no fused ",
-                                "backward pass); use backend cuda_fused, cpu or reference"));
-}
-
 void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m) {
   switch (params.mask) {
     case mask::none: return;

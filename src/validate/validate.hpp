@@ -70,18 +70,6 @@ void check_score_range_host(const char* fn, const_view queries, const_view keys,
 // The largest |coordinate| for which every float32 score is finite (used by the device check).
 double max_safe_coordinate(std::size_t d, double bandwidth);
 
-// The backend a learning entry point (learn.hpp) runs on where it has no GPU version of its own:
-// cpu or reference; automatic means cpu; cuda_* throw invalid_argument "<fn>: ... not
-// implemented on the GPU". (src/api/bandwidth.cpp and src/api/backward.cpp wrap it with their GPU
-// paths.)
-backend resolve_learn_backend(const char* fn, backend requested);
-
-// The backend of pool_backward and train_parametric for input dimension d: reference, cpu or
-// cuda_fused; automatic means cuda_fused where a device exists and d <= kMaxGpuBackwardDims,
-// else cpu; cuda_unfused throws invalid_argument "<fn>: backend cuda_unfused is not
-// implemented ...; use cuda_fused".
-backend resolve_backward_backend(const char* fn, backend requested, std::size_t d);
-
 // pool_batched's offsets: B + 1 each (B >= 0), 0 first, non-decreasing, query_offsets ending at
 // query_rows and key_offsets at key_rows, and every problem with queries has >= 1 key. Messages
 // name the offset array, the index and the problem.
