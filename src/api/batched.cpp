@@ -21,11 +21,6 @@
 namespace attnpool {
 namespace {
 
-void reject_mask(const char* fn, const pool_params& params) {
-  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not supported; use mask::none");
-}
-
 void check_finite_inputs(const char* fn, const options& opts, const_view q, const_view k,
                          const_view v, const pool_params& params) {
   if (!opts.check_finite) return;
@@ -33,10 +28,6 @@ void check_finite_inputs(const char* fn, const options& opts, const_view q, cons
   detail::check_finite_host(fn, "keys", k);
   detail::check_finite_host(fn, "values", v);
   detail::check_score_range_host(fn, q, k, params);
-}
-
-const_view rows_of(const_view a, std::size_t r0, std::size_t r1) {
-  return {a.data + r0 * a.ld, r1 - r0, a.cols, a.ld};
 }
 
 }  // namespace
@@ -47,7 +38,7 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
                   const options& opts) {
   constexpr const char* fn = "pool_batched";
   const backend b = detail::choose_backend({fn, detail::entry_point::batched, opts.backend});
-  reject_mask(fn, params);
+  detail::reject_shard_mask(fn, params);
   detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   const std::size_t problems = query_offsets.size() - 1;
   if (q.rows == 0) return;  // then keys.rows may be 0 as well; nothing to check or compute
@@ -63,9 +54,8 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
     const std::size_t q0 = query_offsets[p], q1 = query_offsets[p + 1];
     if (q0 == q1) continue;
     const std::size_t k0 = key_offsets[p], k1 = key_offsets[p + 1];
-    detail::reference_pool(rows_of(q, q0, q1), rows_of(k, k0, k1), rows_of(v, k0, k1),
-                           mutable_view{out.data + q0 * out.ld, q1 - q0, out.cols, out.ld},
-                           params);
+    detail::reference_pool(detail::rows_of(q, q0, q1), detail::rows_of(k, k0, k1),
+                           detail::rows_of(v, k0, k1), detail::rows_of(out, q0, q1), params);
   }
 }
 
@@ -73,10 +63,8 @@ partial_states pool_partial(const_view q, const_view k, const_view v, const pool
                             const options& opts) {
   constexpr const char* fn = "pool_partial";
   const backend b = detail::choose_backend({fn, detail::entry_point::partial, opts.backend});
-  reject_mask(fn, params);
-  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
-                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
-                   "know the other shards' keys); use empty_support::error or nan");
+  detail::reject_shard_mask(fn, params);
+  detail::reject_shard_nearest(fn, params);
   partial_states st;
   st.n = q.rows;
   st.dv = v.cols;
@@ -121,9 +109,7 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
       bool seen = false;
       for (const partial_states& p : shards)
         seen |= p.max[i] != -std::numeric_limits<float>::infinity();
-      ATTNPOOL_EXPECTS(seen, fn, ": query row ", i, " has no key inside the support of the ",
-                       to_string(params.kernel), " kernel in any shard (every weight would be ",
-                       "0/0); widen the bandwidth, or choose params.empty = nan");
+      if (!seen) detail::throw_empty_row(fn, params, i, {.any_shard = true, .nearest_ok = false});
     }
   }
   std::vector<float> acc(dv);

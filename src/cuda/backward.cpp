@@ -59,23 +59,8 @@ void check_backward_limits(const char* fn, std::size_t d, std::size_t dv) {
 // options.check_finite for dout, after check_inputs_on_device did q, k and v: the same scan
 // and the same words.
 void check_dout_on_device(const char* fn, const_view dout, void* scan_slot, stream_t stream) {
-  auto* scan = static_cast<kernels::input_scan*>(scan_slot);
-  ATTNPOOL_CUDA_TRY(cudaMemsetAsync(&scan->first_bad[0], 0xFF, sizeof scan->first_bad[0], stream));
-  kernels::scan_inputs(dout, &scan->first_bad[0], nullptr, cuda::detail::current_sm_count(),
-                       stream);
-  unsigned long long bad = 0;
-  ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(&bad, &scan->first_bad[0], sizeof bad,
-                                    cudaMemcpyDeviceToHost, stream));
-  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
-  if (bad == ~0ULL) return;
-  const std::size_t r = bad / dout.cols, c = bad % dout.cols;
-  float x = 0.0f;
-  ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(&x, dout.data + r * dout.ld + c, sizeof x,
-                                    cudaMemcpyDeviceToHost, stream));
-  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
-  throw invalid_argument(::attnpool::detail::concat(
-      fn, ": dout(", r, ", ", c, ") is ", x,
-      "; inputs must be finite (options.check_finite = false skips this check)"));
+  const unsigned long long bad = cuda::detail::first_nonfinite_on_device(dout, scan_slot, stream);
+  if (bad != ~0ULL) cuda::detail::throw_nonfinite_on_device(fn, "dout", dout, bad, stream);
 }
 
 void zero_rows(mutable_view a, stream_t stream) {
@@ -196,12 +181,7 @@ void detail::cuda_backward_host(const_view q, const_view k, const_view v, const_
   const device_buffer<std::byte> ws(
       cuda::pool_backward_workspace_size(q.rows, k.rows, q.cols, v.cols, params),
       "the backward pass's workspace");
-  options o;
-  o.backend = backend::cuda_fused;
-  o.check_finite = false;  // src/api/backward.cpp checked the host data already
-  o.stream = stream;
-  o.workspace = ws.data();
-  o.workspace_bytes = ws.bytes();
+  const options o = cuda::detail::host_call_options(backend::cuda_fused, stream, &ws);
   pool_gradients g;
   g.queries = gq.view;
   g.keys = gk.view;

@@ -31,11 +31,6 @@ std::byte* ws_at(const options& opts, std::size_t offset) {
   return static_cast<std::byte*>(opts.workspace) + offset;
 }
 
-void reject_batch_mask(const char* fn, const pool_params& params) {
-  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not supported in batches or shards; use mask::none");
-}
-
 // pool_batched's workspace: [scan slot][block table of max_batch_blocks entries].
 std::size_t batched_table_bytes(const char* fn, std::size_t problems, std::size_t total_queries,
                                 std::size_t d, std::size_t dv, const pool_params& params) {
@@ -66,12 +61,6 @@ partial_layout partial_layout_for(std::size_t n, std::size_t m, std::size_t d, s
   return l;
 }
 
-void reject_nearest(const char* fn, const pool_params& params) {
-  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
-                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
-                   "know the other shards' keys); use empty_support::error or nan");
-}
-
 }  // namespace
 }  // namespace cuda::detail
 
@@ -92,7 +81,7 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
   constexpr const char* fn = "cuda::pool_batched";
   ::attnpool::detail::choose_backend(
       {fn, ::attnpool::detail::entry_point::device_fused, opts.backend});
-  detail::reject_batch_mask(fn, params);
+  ::attnpool::detail::reject_shard_mask(fn, params);
   ::attnpool::detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   if (q.rows == 0) return;  // keys.rows may be 0 too; nothing to check or compute
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params);
@@ -124,17 +113,9 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
   if (detail::needs_empty_check(params)) {
     const unsigned long long bad =
         detail::first_nonfinite_on_device(out, detail::ws_at(opts, 0), opts.stream);
-    if (bad != ~0ULL) {
-      const std::size_t i = static_cast<std::size_t>(bad / out.cols);
-      const auto b =
-          static_cast<std::size_t>(std::upper_bound(query_offsets.begin(), query_offsets.end(), i) -
-                                   query_offsets.begin() - 1);
-      throw invalid_argument(::attnpool::detail::concat(
-          fn, ": query row ", i - query_offsets[b], " of problem ", b, " (row ", i,
-          " of the concatenated queries) has no key inside the support of the ",
-          to_string(params.kernel), " kernel (every weight would be 0/0); widen the bandwidth, ",
-          "or choose params.empty = nan"));
-    }
+    if (bad != ~0ULL)
+      ::attnpool::detail::throw_empty_row(fn, params, static_cast<std::size_t>(bad / out.cols),
+                                          {.query_offsets = query_offsets, .nearest_ok = false});
   }
 }
 
@@ -149,8 +130,8 @@ void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_
   constexpr const char* fn = "cuda::pool_partial";
   ::attnpool::detail::choose_backend(
       {fn, ::attnpool::detail::entry_point::device_fused, opts.backend});
-  detail::reject_batch_mask(fn, params);
-  detail::reject_nearest(fn, params);
+  ::attnpool::detail::reject_shard_mask(fn, params);
+  ::attnpool::detail::reject_shard_nearest(fn, params);
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out.acc, params);
   detail::check_int_dims(fn, s.d, s.dv);
   if (s.n == 0) return;
@@ -180,7 +161,7 @@ std::size_t cuda::merge_partials_workspace_size(const pool_params&) {
 void cuda::merge_partials(const stacked_partials& in, mutable_view out, const pool_params& params,
                           const options& opts) {
   constexpr const char* fn = "cuda::merge_partials";
-  detail::reject_nearest(fn, params);
+  ::attnpool::detail::reject_shard_nearest(fn, params);
   const std::size_t n = in.acc.rows, dv = in.acc.cols;
   ATTNPOOL_EXPECTS(in.shards >= 1, fn, ": shards.shards must be >= 1, got ", in.shards);
   ATTNPOOL_EXPECTS(in.shards <= static_cast<std::size_t>(INT_MAX), fn,
@@ -225,9 +206,9 @@ void cuda::merge_partials(const stacked_partials& in, mutable_view out, const po
   if (detail::needs_empty_check(params)) {
     const unsigned long long bad =
         detail::first_nonfinite_on_device(out, detail::ws_at(opts, 0), opts.stream);
-    ATTNPOOL_EXPECTS(bad == ~0ULL, fn, ": query row ", bad / dv, " has no key inside the ",
-                     "support of the ", to_string(params.kernel), " kernel in any shard (every ",
-                     "weight would be 0/0); widen the bandwidth, or choose params.empty = nan");
+    if (bad != ~0ULL)
+      ::attnpool::detail::throw_empty_row(fn, params, static_cast<std::size_t>(bad / dv),
+                                          {.any_shard = true, .nearest_ok = false});
   }
 }
 
@@ -246,12 +227,7 @@ void detail::cuda_pool_batched_host(const_view q, const_view k, const_view v, mu
   const device_buffer<std::byte> ws(
       cuda::pool_batched_workspace_size(query_offsets.size() - 1, q.rows, q.cols, v.cols, params),
       "pool_batched's workspace");
-  options o;
-  o.backend = backend::cuda_fused;
-  o.check_finite = false;  // src/api/batched.cpp checked the host data already
-  o.stream = stream;
-  o.workspace = ws.data();
-  o.workspace_bytes = ws.bytes();
+  const options o = cuda::detail::host_call_options(backend::cuda_fused, stream, &ws);
   cuda::pool_batched(const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
                      const_view{dv.data(), v.rows, v.cols},
                      mutable_view{dout.data(), out.rows, out.cols}, query_offsets, key_offsets,
@@ -271,12 +247,7 @@ void detail::cuda_pool_partial_host(const_view q, const_view k, const_view v, fl
   device_buffer<float> packed(cuda::packed_partial_floats(n, dv), "the partial states");
   const device_buffer<std::byte> ws(
       cuda::pool_partial_workspace_size(n, k.rows, q.cols, dv, params), "pool_partial's workspace");
-  options o;
-  o.backend = backend::cuda_fused;
-  o.check_finite = false;  // src/api/batched.cpp checked the host data already
-  o.stream = stream;
-  o.workspace = ws.data();
-  o.workspace_bytes = ws.bytes();
+  const options o = cuda::detail::host_call_options(backend::cuda_fused, stream, &ws);
   const cuda::partial_view pv = cuda::packed_partial(packed.data(), n, dv);
   cuda::pool_partial(const_view{dq.data(), n, q.cols}, const_view{dk.data(), k.rows, k.cols},
                      const_view{dvals.data(), v.rows, dv}, pv, params, o);

@@ -114,6 +114,27 @@ void download(const float* d, mutable_view a, stream_t stream);
 /// callers on different threads do not serialise on the legacy stream.
 inline const stream_t kHostStream = cudaStreamPerThread;
 
+/// The options with which a host-memory entry point (or pool_sharded) calls the device-pointer
+/// API: backend `which` on `stream`, check_finite off (the caller checked the host data), and
+/// `workspace` when given.
+inline options host_call_options(backend which, stream_t stream,
+                                 const device_buffer<std::byte>* workspace = nullptr) {
+  options o;
+  o.backend = which;
+  o.check_finite = false;
+  o.stream = stream;
+  if (workspace != nullptr) {
+    o.workspace = workspace->data();
+    o.workspace_bytes = workspace->bytes();
+  }
+  return o;
+}
+
+/// options.check_finite on device data: element `bad` (row-major index) of `a` is not finite.
+/// Reads it back (synchronises `stream`) and throws invalid_argument with the host check's words.
+[[noreturn]] void throw_nonfinite_on_device(const char* fn, const char* name, const_view a,
+                                            unsigned long long bad, stream_t stream);
+
 /// The row-major index of the first non-finite element of `result` (device memory), or ~0ULL
 /// when all are finite. Uses the scan slot, synchronises `stream`.
 unsigned long long first_nonfinite_on_device(const_view result, void* scan_slot, stream_t stream);

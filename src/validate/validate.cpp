@@ -102,6 +102,34 @@ void reject_gpu_mask(const char* fn, const pool_params& params) {
                    "reference");
 }
 
+void reject_shard_mask(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
+                   " is not supported in batches or shards; use mask::none");
+}
+
+void reject_shard_nearest(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
+                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
+                   "know the other shards' keys); use empty_support::error or nan");
+}
+
+void throw_empty_row(const char* fn, const pool_params& params, std::size_t row,
+                     const empty_row_where& where) {
+  std::string which = concat("query row ", row);
+  if (!where.query_offsets.empty()) {
+    const auto& off = where.query_offsets;
+    const auto b =
+        static_cast<std::size_t>(std::upper_bound(off.begin(), off.end(), row) - off.begin() - 1);
+    which = concat("query row ", row - off[b], " of problem ", b, " (row ", row,
+                   " of the concatenated queries)");
+  }
+  throw invalid_argument(concat(fn, ": ", which, " has no key inside the support of the ",
+                                to_string(params.kernel), " kernel",
+                                where.any_shard ? " in any shard" : "",
+                                " (every weight would be 0/0); widen the bandwidth, or choose ",
+                                "params.empty = nan", where.nearest_ok ? " or nearest" : ""));
+}
+
 void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,
                            std::size_t cols) {
   if (a.data == nullptr) return;
@@ -135,17 +163,26 @@ void check_mask(const char* fn, const pool_params& params, std::size_t n, std::s
   throw invalid_argument(concat(fn, ": unknown mask ", static_cast<int>(params.mask)));
 }
 
-problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
-                              const_view values, const_view out, const pool_params& params,
-                              mask_support masks) {
+namespace {
+// What pool and attention_weights share: the parameters, d and m.
+problem_shape check_queries_keys(const char* fn, const_view queries, const_view keys,
+                                 std::size_t dv, const pool_params& params, mask_support masks) {
   check_bandwidth(fn, params, queries.cols);
   if (masks != mask_support::host)
     reject_gpu_params(fn, params, queries.cols, masks == mask_support::gpu_fused);
-  const problem_shape s{queries.rows, keys.rows, queries.cols, values.cols};
+  const problem_shape s{queries.rows, keys.rows, queries.cols, dv};
   ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
   ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
                    "), got ", keys.cols);
   ATTNPOOL_EXPECTS(s.m >= 1, fn, ": keys.rows (m) must be >= 1, got ", s.m);
+  return s;
+}
+}  // namespace
+
+problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
+                              const_view values, const_view out, const pool_params& params,
+                              mask_support masks) {
+  const problem_shape s = check_queries_keys(fn, queries, keys, values.cols, params, masks);
   ATTNPOOL_EXPECTS(values.rows == s.m, fn, ": values.rows must equal keys.rows (m = ", s.m,
                    "), got ", values.rows);
   ATTNPOOL_EXPECTS(s.dv >= 1, fn, ": values.cols (dv) must be >= 1, got ", s.dv);
@@ -166,14 +203,7 @@ problem_shape check_pool_args(const char* fn, const_view queries, const_view key
 problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
                                  const_view weights, const pool_params& params,
                                  mask_support masks) {
-  check_bandwidth(fn, params, queries.cols);
-  if (masks != mask_support::host)
-    reject_gpu_params(fn, params, queries.cols, masks == mask_support::gpu_fused);
-  const problem_shape s{queries.rows, keys.rows, queries.cols, 0};
-  ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
-  ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
-                   "), got ", keys.cols);
-  ATTNPOOL_EXPECTS(s.m >= 1, fn, ": keys.rows (m) must be >= 1, got ", s.m);
+  const problem_shape s = check_queries_keys(fn, queries, keys, 0, params, masks);
   ATTNPOOL_EXPECTS(weights.rows == s.n, fn, ": weights.rows must equal queries.rows (n = ", s.n,
                    "), got ", weights.rows);
   ATTNPOOL_EXPECTS(weights.cols == s.m, fn, ": weights.cols must equal keys.rows (m = ", s.m,
@@ -201,11 +231,15 @@ void check_finite_host(const char* fn, const char* name, const_view a) {
     bool ok = true;
     for (std::size_t j = 0; j < a.cols; ++j) ok &= std::isfinite(row[j]);
     if (ok) continue;
-    for (std::size_t j = 0; j < a.cols; ++j) {
-      ATTNPOOL_EXPECTS(std::isfinite(row[j]), fn, ": ", name, "(", i, ", ", j, ") is ", row[j],
-                       "; inputs must be finite (options.check_finite = false skips this check)");
-    }
+    for (std::size_t j = 0; j < a.cols; ++j)
+      if (!std::isfinite(row[j])) throw_nonfinite(fn, name, i, j, row[j]);
   }
+}
+
+void throw_nonfinite(const char* fn, const char* name, std::size_t r, std::size_t c, float x) {
+  throw invalid_argument(concat(fn, ": ", name, "(", r, ", ", c, ") is ", x,
+                                "; inputs must be finite (options.check_finite = false skips "
+                                "this check)"));
 }
 
 double max_safe_coordinate(std::size_t d, double bandwidth) {
