@@ -19,19 +19,6 @@
 #include <vector>
 
 namespace attnpool {
-namespace {
-
-void check_finite_inputs(const char* fn, const options& opts, const_view q, const_view k,
-                         const_view v, const pool_params& params) {
-  if (!opts.check_finite) return;
-  detail::check_finite_host(fn, "queries", q);
-  detail::check_finite_host(fn, "keys", k);
-  detail::check_finite_host(fn, "values", v);
-  detail::check_score_range_host(fn, q, k, params);
-}
-
-}  // namespace
-
 void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
                   std::span<const std::size_t> query_offsets,
                   std::span<const std::size_t> key_offsets, const pool_params& params,
@@ -44,7 +31,7 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
   if (q.rows == 0) return;  // then keys.rows may be 0 as well; nothing to check or compute
   detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
   detail::choose_backend({fn, detail::entry_point::batched, b, q.cols, &params});
-  check_finite_inputs(fn, opts, q, k, v, params);
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   if (b == backend::cuda_fused)
     return detail::cuda_pool_batched_host(q, k, v, out, query_offsets, key_offsets, params);
   if (b == backend::cpu)
@@ -72,7 +59,7 @@ partial_states pool_partial(const_view q, const_view k, const_view v, const pool
   const mutable_view acc{st.acc.data(), st.n, st.dv};
   detail::check_pool_args(fn, q, k, v, acc, params, detail::mask_support::host);
   detail::choose_backend({fn, detail::entry_point::partial, b, q.cols, &params});
-  check_finite_inputs(fn, opts, q, k, v, params);
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   st.max.assign(st.n, -std::numeric_limits<float>::infinity());
   st.sum.assign(st.n, 0.0f);
   if (b == backend::cuda_fused) {

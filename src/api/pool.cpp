@@ -13,19 +13,6 @@
 #include <string_view>
 
 namespace attnpool {
-namespace {
-
-void check_data(const char* fn, const options& opts, const_view q, const_view k,
-                const_view v, const pool_params& params) {
-  if (!opts.check_finite) return;
-  detail::check_finite_host(fn, "queries", q);
-  detail::check_finite_host(fn, "keys", k);
-  if (v.data != nullptr) detail::check_finite_host(fn, "values", v);
-  detail::check_score_range_host(fn, q, k, params);
-}
-
-}  // namespace
-
 const char* to_string(backend b) noexcept {
   switch (b) {
     case backend::automatic: return "automatic";
@@ -93,7 +80,7 @@ void pool(const_view q, const_view k, const_view v, mutable_view out, const pool
   if (shape.n == 0) return;
   const backend b =
       detail::choose_backend({fn, detail::entry_point::pool, opts.backend, q.cols, &params});
-  check_data(fn, opts, q, k, v, params);
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   switch (b) {
     case backend::reference: return detail::reference_pool(q, k, v, out, params);
     case backend::cpu: return detail::cpu_pool(q, k, v, out, params, opts.threads);
@@ -112,7 +99,7 @@ void attention_weights(const_view q, const_view k, mutable_view w, const pool_pa
   if (shape.n == 0) return;
   const backend b = detail::choose_backend(
       {fn, detail::entry_point::attention_weights, opts.backend, q.cols, &params});
-  check_data(fn, opts, q, k, const_view{}, params);
+  detail::check_inputs_host(fn, opts, q, k, const_view{}, params);
   switch (b) {
     case backend::reference: return detail::reference_weights(q, k, w, params);
     case backend::cpu: return detail::cpu_weights(q, k, w, params, opts.threads);

@@ -82,12 +82,7 @@ void pool_sharded(const_view q, const_view k, const_view v, mutable_view out,
   detail::reject_shard_nearest(fn, params);
   const auto s = detail::check_pool_args(fn, q, k, v, out, params);
   cuda::detail::check_int_dims(fn, s.d, s.dv);
-  if (opts.check_finite) {
-    detail::check_finite_host(fn, "queries", q);
-    detail::check_finite_host(fn, "keys", k);
-    detail::check_finite_host(fn, "values", v);
-    detail::check_score_range_host(fn, q, k, params);
-  }
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   const int count = cuda::device_count();
   if (count == 0) throw cuda_error(detail::concat(fn, ": no CUDA device is visible"));
   std::vector<int> devices(how.devices.begin(), how.devices.end());

@@ -268,6 +268,15 @@ void check_score_range_host(const char* fn, const_view queries, const_view keys,
                    " (the limit is ", safe, "); centre or rescale the inputs");
 }
 
+void check_inputs_host(const char* fn, const options& opts, const_view queries, const_view keys,
+                       const_view values, const pool_params& params) {
+  if (!opts.check_finite) return;
+  check_finite_host(fn, "queries", queries);
+  check_finite_host(fn, "keys", keys);
+  if (values.data != nullptr) check_finite_host(fn, "values", values);
+  check_score_range_host(fn, queries, keys, params);
+}
+
 namespace {
 // B + 1 offsets into `rows` rows: 0 first, non-decreasing, `rows` last.
 void check_offsets(const char* fn, const char* name, std::span<const std::size_t> offsets,

@@ -102,6 +102,10 @@ void check_finite_host(const char* fn, const char* name, const_view a);
                                   float x);
 void check_score_range_host(const char* fn, const_view queries, const_view keys,
                             const pool_params& params);
+// Both, for a call's queries, keys and values (skipped where values.data is null), unless
+// opts.check_finite is off.
+void check_inputs_host(const char* fn, const options& opts, const_view queries, const_view keys,
+                       const_view values, const pool_params& params);
 
 // The largest |coordinate| for which every float32 score is finite (used by the device check).
 double max_safe_coordinate(std::size_t d, double bandwidth);
