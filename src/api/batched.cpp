@@ -19,6 +19,7 @@
 #include <vector>
 
 namespace attnpool {
+
 void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
                   std::span<const std::size_t> query_offsets,
                   std::span<const std::size_t> key_offsets, const pool_params& params,
@@ -62,11 +63,12 @@ partial_states pool_partial(const_view q, const_view k, const_view v, const pool
   detail::check_inputs_host(fn, opts, q, k, v, params);
   st.max.assign(st.n, -std::numeric_limits<float>::infinity());
   st.sum.assign(st.n, 0.0f);
+  const mutable_partials out = st.view();
   if (b == backend::cuda_fused) {
-    if (st.n > 0) detail::cuda_pool_partial_host(q, k, v, st.max.data(), st.sum.data(), acc, params);
+    if (st.n > 0) detail::cuda_pool_partial_host(q, k, v, out, params);
     return st;
   }
-  detail::cpu_pool_partial(q, k, v, st.max.data(), st.sum.data(), acc, params, opts.threads);
+  detail::cpu_pool_partial(q, k, v, out.max, out.sum, out.acc, params, opts.threads);
   return st;
 }
 
@@ -95,7 +97,7 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
     for (std::size_t i = 0; i < n; ++i) {
       bool seen = false;
       for (const partial_states& p : shards)
-        seen |= p.max[i] != -std::numeric_limits<float>::infinity();
+        seen |= p.view().max[i] != -std::numeric_limits<float>::infinity();
       if (!seen) detail::throw_empty_row(fn, params, i, {.any_shard = true, .nearest_ok = false});
     }
   }
@@ -104,8 +106,9 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
     detail::online_softmax sm;
     std::fill(acc.begin(), acc.end(), 0.0f);
     for (const partial_states& p : shards) {
-      const detail::rescale r = sm.merge(detail::online_softmax{p.max[i], p.sum[i]});
-      const float* pa = p.acc.data() + i * dv;
+      const const_partials st = p.view();
+      const detail::rescale r = sm.merge(detail::online_softmax{st.max[i], st.sum[i]});
+      const float* pa = st.acc.row(i);
       for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * pa[c];
     }
     if (sm.empty()) {

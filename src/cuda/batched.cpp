@@ -137,6 +137,7 @@ void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_
   if (s.n == 0) return;
   ATTNPOOL_EXPECTS(out.max != nullptr && out.sum != nullptr, fn, ": out.max and out.sum must ",
                    "point to n = ", s.n, " floats each, got ", out.max, " and ", out.sum);
+  ATTNPOOL_EXPECTS(out.state_step >= 1, fn, ": out.state_step must be >= 1, got ", out.state_step);
   const detail::partial_layout l = detail::partial_layout_for(s.n, s.m, s.d, s.dv, params);
   detail::check_workspace(fn, opts, l.total);
   if (opts.check_finite)
@@ -145,13 +146,8 @@ void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_
   kernels::fused_args a = detail::fused_args_for(q, k, v, out.acc, params, generic_args);
   a.partial_state = reinterpret_cast<float*>(detail::ws_at(opts, l.state_offset));
   a.partial_acc = reinterpret_cast<float*>(detail::ws_at(opts, l.acc_offset));
-  kernels::partial_target t;
-  t.max = out.max;
-  t.sum = out.sum;
-  t.acc = out.acc.data;
-  t.acc_ld = out.acc.ld;
   kernels::launch_fused_partial(a, l.plan, opts.stream,
-                                detail::uses_generic_score(params) ? &generic_args : nullptr, t);
+                                detail::uses_generic_score(params) ? &generic_args : nullptr, out);
 }
 
 std::size_t cuda::merge_partials_workspace_size(const pool_params&) {
@@ -178,8 +174,11 @@ void cuda::merge_partials(const stacked_partials& in, mutable_view out, const po
       in.max != nullptr && in.sum != nullptr && in.acc.data != nullptr && out.data != nullptr, fn,
       ": shards.max, shards.sum, shards.acc.data and out.data must be device ", "pointers, got ",
       in.max, ", ", in.sum, ", ", in.acc.data, " and ", out.data);
+  ATTNPOOL_EXPECTS(in.state_step >= 1, fn, ": shards.state_step must be >= 1, got ", in.state_step);
   if (in.shards > 1) {
-    ATTNPOOL_EXPECTS(in.state_stride >= n, fn, ": shards.state_stride must be >= n (", n,
+    const std::size_t state_span = (n - 1) * in.state_step + 1;
+    ATTNPOOL_EXPECTS(in.state_stride >= state_span, fn, ": shards.state_stride must be >= ",
+                     in.state_step == 1 ? "n (" : "(n - 1) * state_step + 1 (", state_span,
                      ") so that the shards' max and sum arrays do not overlap, got ",
                      in.state_stride);
     const std::size_t acc_span = (n - 1) * in.acc.ld + dv;
@@ -188,21 +187,10 @@ void cuda::merge_partials(const stacked_partials& in, mutable_view out, const po
                      " so that the shards' accumulators ", "do not overlap, got ", in.acc_stride);
   }
   detail::check_workspace(fn, opts, detail::needs_empty_check(params) ? detail::kScanBytes : 0);
-  kernels::stacked_states src;
-  src.max = in.max;
-  src.sum = in.sum;
-  src.state_row_step = 1;
-  src.state_shard_stride = in.state_stride;
-  src.acc = in.acc.data;
-  src.acc_ld = in.acc.ld;
-  src.acc_shard_stride = in.acc_stride;
-  src.shards = static_cast<int>(in.shards);
-  src.n = n;
-  src.dv = static_cast<int>(dv);
   kernels::merge_target dst;
   dst.out = out.data;
   dst.ldo = out.ld;
-  kernels::launch_merge_states(src, dst, opts.stream);
+  kernels::launch_merge_states(in, dst, opts.stream);
   if (detail::needs_empty_check(params)) {
     const unsigned long long bad =
         detail::first_nonfinite_on_device(out, detail::ws_at(opts, 0), opts.stream);
@@ -236,8 +224,8 @@ void detail::cuda_pool_batched_host(const_view q, const_view k, const_view v, mu
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
 
-void detail::cuda_pool_partial_host(const_view q, const_view k, const_view v, float* max,
-                                    float* sum, mutable_view acc, const pool_params& params) {
+void detail::cuda_pool_partial_host(const_view q, const_view k, const_view v,
+                                    const mutable_partials& st, const pool_params& params) {
   using cuda::detail::device_buffer;
   const stream_t stream = cuda::detail::kHostStream;
   const std::size_t n = q.rows, dv = v.cols;
@@ -252,10 +240,10 @@ void detail::cuda_pool_partial_host(const_view q, const_view k, const_view v, fl
   cuda::pool_partial(const_view{dq.data(), n, q.cols}, const_view{dk.data(), k.rows, k.cols},
                      const_view{dvals.data(), v.rows, dv}, pv, params, o);
   ATTNPOOL_CUDA_TRY(
-      cudaMemcpyAsync(max, pv.max, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+      cudaMemcpyAsync(st.max, pv.max, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
   ATTNPOOL_CUDA_TRY(
-      cudaMemcpyAsync(sum, pv.sum, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
-  cuda::detail::download(pv.acc.data, acc, stream);
+      cudaMemcpyAsync(st.sum, pv.sum, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  cuda::detail::download(pv.acc.data, st.acc, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
 
