@@ -169,9 +169,7 @@ void detail::cuda_backward_host(const_view q, const_view k, const_view v, const_
   // Same checks as the device call, before any allocation, so the caller's names appear.
   check_backward_limits(fn, q.cols, v.cols);
   const stream_t stream = cuda::detail::kHostStream;
-  const device_buffer<float> dq = upload(q, "queries", stream);
-  const device_buffer<float> dk = upload(k, "keys", stream);
-  const device_buffer<float> dv = upload(v, "values", stream);
+  const cuda::detail::device_inputs in(q, k, v, stream);
   const device_buffer<float> ddout = upload(dout, "dout", stream);
   const device_grad gq(grads.queries, "grads.queries");
   const device_grad gk(grads.keys, "grads.keys");
@@ -187,9 +185,8 @@ void detail::cuda_backward_host(const_view q, const_view k, const_view v, const_
   g.keys = gk.view;
   g.values = gv.view;
   g.bandwidth = gh.data();
-  fused_backward(fn, const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
-                 const_view{dv.data(), v.rows, v.cols},
-                 const_view{ddout.data(), dout.rows, dout.cols}, g, params, o);
+  fused_backward(fn, in.q, in.k, in.v, const_view{ddout.data(), dout.rows, dout.cols}, g, params,
+                 o);
   gq.download(grads.queries, stream);
   gk.download(grads.keys, stream);
   gv.download(grads.values, stream);

@@ -208,18 +208,14 @@ void detail::cuda_pool_batched_host(const_view q, const_view k, const_view v, mu
                                     const pool_params& params) {
   using cuda::detail::device_buffer;
   const stream_t stream = cuda::detail::kHostStream;
-  const device_buffer<float> dq = cuda::detail::upload(q, "queries", stream);
-  const device_buffer<float> dk = cuda::detail::upload(k, "keys", stream);
-  const device_buffer<float> dv = cuda::detail::upload(v, "values", stream);
+  const cuda::detail::device_inputs in(q, k, v, stream);
   device_buffer<float> dout(out.rows * out.cols, "output");
   const device_buffer<std::byte> ws(
       cuda::pool_batched_workspace_size(query_offsets.size() - 1, q.rows, q.cols, v.cols, params),
       "pool_batched's workspace");
   const options o = cuda::detail::host_call_options(backend::cuda_fused, stream, &ws);
-  cuda::pool_batched(const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
-                     const_view{dv.data(), v.rows, v.cols},
-                     mutable_view{dout.data(), out.rows, out.cols}, query_offsets, key_offsets,
-                     params, o);
+  cuda::pool_batched(in.q, in.k, in.v, mutable_view{dout.data(), out.rows, out.cols}, query_offsets,
+                     key_offsets, params, o);
   cuda::detail::download(dout.data(), out, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
@@ -229,16 +225,13 @@ void detail::cuda_pool_partial_host(const_view q, const_view k, const_view v,
   using cuda::detail::device_buffer;
   const stream_t stream = cuda::detail::kHostStream;
   const std::size_t n = q.rows, dv = v.cols;
-  const device_buffer<float> dq = cuda::detail::upload(q, "queries", stream);
-  const device_buffer<float> dk = cuda::detail::upload(k, "keys", stream);
-  const device_buffer<float> dvals = cuda::detail::upload(v, "values", stream);
+  const cuda::detail::device_inputs in(q, k, v, stream);
   device_buffer<float> packed(cuda::packed_partial_floats(n, dv), "the partial states");
   const device_buffer<std::byte> ws(
       cuda::pool_partial_workspace_size(n, k.rows, q.cols, dv, params), "pool_partial's workspace");
   const options o = cuda::detail::host_call_options(backend::cuda_fused, stream, &ws);
   const cuda::partial_view pv = cuda::packed_partial(packed.data(), n, dv);
-  cuda::pool_partial(const_view{dq.data(), n, q.cols}, const_view{dk.data(), k.rows, k.cols},
-                     const_view{dvals.data(), v.rows, dv}, pv, params, o);
+  cuda::pool_partial(in.q, in.k, in.v, pv, params, o);
   ATTNPOOL_CUDA_TRY(
       cudaMemcpyAsync(st.max, pv.max, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
   ATTNPOOL_CUDA_TRY(

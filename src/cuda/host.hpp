@@ -110,6 +110,20 @@ device_buffer<float> upload(const_view a, const char* what, stream_t stream);
 /// Dense device rows (ld = a.cols) -> host rows with a.ld, enqueued on `stream`.
 void download(const float* d, mutable_view a, stream_t stream);
 
+/// A host-memory call's queries, keys and values uploaded (in that order) to dense device
+/// rows on `stream`, with their device views.
+struct device_inputs {
+  device_buffer<float> q_buf, k_buf, v_buf;
+  const_view q, k, v;
+  device_inputs(const_view hq, const_view hk, const_view hv, stream_t stream)
+      : q_buf(upload(hq, "queries", stream)),
+        k_buf(upload(hk, "keys", stream)),
+        v_buf(upload(hv, "values", stream)),
+        q{q_buf.data(), hq.rows, hq.cols},
+        k{k_buf.data(), hk.rows, hk.cols},
+        v{v_buf.data(), hv.rows, hv.cols} {}
+};
+
 /// The stream of the host-memory entry points: the calling thread's default stream, so that
 /// callers on different threads do not serialise on the legacy stream.
 inline const stream_t kHostStream = cudaStreamPerThread;

@@ -354,9 +354,7 @@ using cuda::detail::upload;
 void detail::cuda_pool_host(const_view q, const_view k, const_view v, mutable_view out,
                             const pool_params& params, backend which) {
   const stream_t stream = kHostStream;
-  const device_buffer<float> dq = upload(q, "queries", stream);
-  const device_buffer<float> dk = upload(k, "keys", stream);
-  const device_buffer<float> dv = upload(v, "values", stream);
+  const cuda::detail::device_inputs in(q, k, v, stream);
   device_buffer<float> dout(out.rows * out.cols, "output");
   const std::size_t ws_bytes =
       cuda::pool_workspace_size(q.rows, k.rows, q.cols, v.cols, params, which);
@@ -364,9 +362,7 @@ void detail::cuda_pool_host(const_view q, const_view k, const_view v, mutable_vi
                                                   ? "the unfused path's workspace (n x m weights)"
                                                   : "the fused path's workspace");
   const options o = host_call_options(which, stream, &ws);
-  cuda::pool(const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
-             const_view{dv.data(), v.rows, v.cols}, mutable_view{dout.data(), out.rows, out.cols},
-             params, o);
+  cuda::pool(in.q, in.k, in.v, mutable_view{dout.data(), out.rows, out.cols}, params, o);
   download(dout.data(), out, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }

@@ -85,6 +85,17 @@ void reject_non_gaussian(const char* fn, const pool_params& params) {
                    "API; use the isotropic params.bandwidth");
 }
 
+namespace {
+// Throws invalid_argument "<fn>: params.mask = <mask> is not implemented on the GPU yet ..."
+// for any mask but none: the GPU paths without masks.
+void reject_gpu_mask(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
+                   " is not implemented on the GPU yet for this call or backend (pool and ",
+                   "pool_backward take masks on cuda_fused); use backend cuda_fused, cpu or "
+                   "reference");
+}
+}  // namespace
+
 void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d, bool masks_ok) {
   if (!masks_ok) reject_gpu_mask(fn, params);
   ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
@@ -93,13 +104,6 @@ void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d,
   ATTNPOOL_EXPECTS(params.bandwidths.empty() || d <= kMaxGpuAnisotropicDims, fn,
                    ": an anisotropic bandwidth with d = ", d, " > ", kMaxGpuAnisotropicDims,
                    " is not implemented on the GPU yet; use backend cpu or reference");
-}
-
-void reject_gpu_mask(const char* fn, const pool_params& params) {
-  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not implemented on the GPU yet for this call or backend (pool and ",
-                   "pool_backward take masks on cuda_fused); use backend cuda_fused, cpu or "
-                   "reference");
 }
 
 void reject_shard_mask(const char* fn, const pool_params& params) {

@@ -42,11 +42,6 @@ void check_optional_output(const char* fn, const char* name, const_view a, std::
 // counts, each in [1, m]. A row with no visible key is an error naming the row.
 void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m);
 
-// Throws invalid_argument "<fn>: params.mask = <mask> is not implemented on the GPU yet" for
-// any mask but none (for entry points whose CUDA path has no masks: the unfused path,
-// attention_weights, batched).
-void reject_gpu_mask(const char* fn, const pool_params& params);
-
 // What the GPU paths do not implement yet, each an invalid_argument naming it: masks (unless
 // `masks_ok`: the fused path implements them), empty_support::nearest (for compact kernels) and
 // anisotropic bandwidths with d > 64.
