@@ -64,6 +64,11 @@ struct partial_states {
 
   /// acc as a view.
   const_view accumulators() const { return {acc.data(), n, dv}; }
+  /// The states as a one-shard view (host memory, state_step 1, acc.ld = dv). Valid while the
+  /// vectors are neither resized nor destroyed.
+  const_partials view() const { return {max.data(), sum.data(), const_view{acc.data(), n, dv}}; }
+  /// The same, writable.
+  mutable_partials view() { return {max.data(), sum.data(), mutable_view{acc.data(), n, dv}}; }
 };
 
 /// The partial states of `queries` over one key shard (keys_shard / values_shard: any subset of

@@ -100,26 +100,16 @@ void pool_batched(const_view queries, const_view keys, const_view values, mutabl
                   std::span<const std::size_t> key_offsets, const pool_params& params,
                   const options& opts);
 
-/// One shard's partial softmax states in device memory, for n query rows and dv value columns:
-/// max[i] (log2 units) and sum[i], n floats each, and the unnormalised accumulators acc (n x dv,
-/// any leading dimension). Same meaning as attnpool::partial_states.
-struct partial_view {
-  float* max = nullptr;
-  float* sum = nullptr;
-  mutable_view acc;
-};
+/// One shard's partial softmax states in device memory (attnpool::partials_view, types.hpp):
+/// max[i] and sum[i] at max[i * state_step] and sum[i * state_step], and the unnormalised
+/// accumulators acc (n x dv, any leading dimension). Same meaning as attnpool::partial_states.
+using partial_view = mutable_partials;
 
-/// S shards' partial states in device memory, stacked: shard s's max[i] is at
-/// max[s * state_stride + i], its sum[i] at sum[s * state_stride + i], and its acc row i at
-/// acc.data + s * acc_stride + i * acc.ld; acc.rows = n and acc.cols = dv describe one shard.
-struct stacked_partials {
-  const float* max = nullptr;
-  const float* sum = nullptr;
-  const_view acc;
-  std::size_t shards = 0;
-  std::size_t state_stride = 0;
-  std::size_t acc_stride = 0;
-};
+/// S shards' partial states in device memory, stacked (attnpool::partials_view, types.hpp):
+/// shard s's max[i] is at max[s * state_stride + i * state_step], its sum[i] at
+/// sum[s * state_stride + i * state_step], and its acc row i at acc.data + s * acc_stride +
+/// i * acc.ld; acc.rows = n and acc.cols = dv describe one shard.
+using stacked_partials = const_partials;
 
 /// Floats of one shard in the packed layout [max: n][sum: n][acc: n x dv, ld = dv]: the n x
 /// (dv + 2) floats per shard that the multi-GPU and NCCL paths move (docs/scaling.md).
@@ -138,7 +128,8 @@ constexpr stacked_partials packed_partials(const float* buffer, std::size_t shar
           const_view{buffer + 2 * n, n, dv, dv},
           shards,
           packed_partial_floats(n, dv),
-          packed_partial_floats(n, dv)};
+          packed_partial_floats(n, dv),
+          1};
 }
 
 /// Bytes of device workspace that pool_partial() needs (never 0: the key ranges' states).
@@ -146,7 +137,8 @@ std::size_t pool_partial_workspace_size(std::size_t n, std::size_t m, std::size_
                                         const pool_params& params = {});
 
 /// attnpool::pool_partial on device pointers: the partial states of `queries` over one shard of
-/// the keys (keys_shard, values_shard), written to `out` (out.acc must be n x dv). Runs the fused
+/// the keys (keys_shard, values_shard), written to `out` (one shard: out.acc must be n x dv,
+/// out.state_step >= 1; out.shards and the shard strides are not read). Runs the fused
 /// kernel (split-K inside the shard where the queries alone cannot fill the GPU) and merges its
 /// key ranges in a fixed order. Asynchronous unless opts.check_finite. A row with no key inside a compact
 /// kernel's support gets the empty state (max = -inf, sum = 0, acc = 0), never an error.
@@ -165,8 +157,8 @@ std::size_t merge_partials_workspace_size(const pool_params& params = {});
 /// params.kernel and params.empty are read; a row that no shard saw a key for is NaN
 /// (empty_support::nan) or an invalid_argument naming the row (empty_support::error, which
 /// synchronises opts.stream). Otherwise asynchronous.
-/// \throws invalid_argument for shards == 0, a shape mismatch, null pointers or strides that
-///         make shards overlap.
+/// \throws invalid_argument for shards == 0, state_step == 0, a shape mismatch, null pointers
+///         or strides that make shards overlap.
 void merge_partials(const stacked_partials& shards, mutable_view out, const pool_params& params,
                     const options& opts);
 

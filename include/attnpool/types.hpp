@@ -48,6 +48,38 @@ struct matrix_view {
 using const_view = matrix_view<const float>;  ///< read-only float32 matrix
 using mutable_view = matrix_view<float>;      ///< writable float32 matrix
 
+/// A non-owning, strided view of the partial streaming-softmax states (attnpool/batched.hpp)
+/// of `shards` shards over the same n query rows and dv value columns. The memory may be host or
+/// device memory; which one is fixed by the function it is passed to. Shard s, row i:
+///
+///   max[i] (log2 units) at max[s * state_stride + i * state_step]
+///   sum[i]              at sum[s * state_stride + i * state_step]
+///   acc row i           at acc.data + s * acc_stride + i * acc.ld (dv floats, unnormalised)
+///
+/// acc.rows = n and acc.cols = dv describe one shard. The public layouts have state_step 1
+/// (cuda::packed_partial); the fused kernel's split-K workspace interleaves {max, sum}
+/// (state_step 2, sum = max + 1). One shard: `shards` = 1 and the shard strides are not read.
+template <class T>
+struct partials_view {
+  T* max = nullptr;
+  T* sum = nullptr;
+  matrix_view<T> acc;             ///< shard 0's n x dv accumulators
+  std::size_t shards = 1;         ///< S
+  std::size_t state_stride = 0;   ///< elements between shards' max (and sum) arrays
+  std::size_t acc_stride = 0;     ///< elements between shards' accumulators
+  std::size_t state_step = 1;     ///< elements between rows' max (and sum)
+
+  /// Views of float convert to views of const float.
+  template <class U>
+    requires(!std::is_same_v<U, T> && std::is_same_v<U, const T>)
+  constexpr operator partials_view<U>() const {  // NOLINT(google-explicit-constructor)
+    return {max, sum, acc, shards, state_stride, acc_stride, state_step};
+  }
+};
+
+using const_partials = partials_view<const float>;  ///< read-only partial states
+using mutable_partials = partials_view<float>;      ///< writable partial states
+
 /// The kernel K(u), u = ||q - k|| / h, that turns a distance into a weight: w_ij is
 /// proportional to K(u_ij). Compact kernels (epanechnikov, boxcar, tricube) give weight exactly 0
 /// to keys with u >= 1; a query with no key inside its support is handled by

@@ -44,18 +44,16 @@ shape_consts shape_consts_for(std::size_t d, std::size_t dv, bool generic_score)
 }
 
 // The split-K layout of the workspace as stacked states: {max, sum} interleaved per row.
-stacked_states split_states(const fused_args& args, int splits) {
-  stacked_states src;
+const_partials split_states(const fused_args& args, int splits) {
+  const auto dv = static_cast<std::size_t>(args.dv);
+  const_partials src;
   src.max = args.partial_state;
   src.sum = args.partial_state + 1;
-  src.state_row_step = 2;
-  src.state_shard_stride = 2 * args.n;
-  src.acc = args.partial_acc;
-  src.acc_ld = static_cast<std::size_t>(args.dv);
-  src.acc_shard_stride = args.n * static_cast<std::size_t>(args.dv);
-  src.shards = splits;
-  src.n = args.n;
-  src.dv = args.dv;
+  src.state_step = 2;
+  src.state_stride = 2 * args.n;
+  src.acc = const_view{args.partial_acc, args.n, dv};
+  src.acc_stride = args.n * dv;
+  src.shards = static_cast<std::size_t>(splits);
   return src;
 }
 
@@ -190,10 +188,7 @@ void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stre
   args.out = nullptr;
   launch_kernel(args, plan, stream, generic);
   merge_target t;
-  t.max = dst.max;
-  t.sum = dst.sum;
-  t.acc = dst.acc;
-  t.acc_ld = dst.acc_ld;
+  t.state = dst;
   launch_merge_states(split_states(args, plan.splits), t, stream);
 }
 

@@ -62,13 +62,8 @@ struct generic_score_args {
   detail::mask_rule mask;
 };
 
-/// Where launch_fused_partial writes the merged, unnormalised state of every query row: max[i],
-/// sum[i] and acc row i (n x dv, row stride acc_ld). Device memory.
-struct partial_target {
-  float* max = nullptr;
-  float* sum = nullptr;
-  float* acc = nullptr;
-  std::size_t acc_ld = 0;
-};
+/// Where launch_fused_partial writes the merged, unnormalised state of every query row: one
+/// shard of attnpool::partials_view (max, sum and acc row i). Device memory.
+using partial_target = mutable_partials;
 
 }  // namespace attnpool::kernels

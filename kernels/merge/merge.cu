@@ -26,11 +26,11 @@ constexpr unsigned kWarp = 32;
 // An empty lane state (no shard, or a shard with no key in a compact support) is the merge's
 // identity; a row that stays empty is NaN in the normalised output, as in the unsplit kernel.
 __global__ void __launch_bounds__(kMergeThreads)
-    merge_states_kernel(const stacked_states src, const merge_target dst) {
+    merge_states_kernel(const const_partials src, const merge_target dst) {
   constexpr unsigned kFull = 0xffffffffu;
   const int lane = static_cast<int>(threadIdx.x % kWarp);
-  const auto dv = static_cast<std::size_t>(src.dv);
-  const std::size_t total = src.n * dv;
+  const std::size_t dv = src.acc.cols;
+  const std::size_t total = src.acc.rows * dv;
   const std::size_t warps = static_cast<std::size_t>(gridDim.x) * (blockDim.x / kWarp);
   for (std::size_t e = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
        e < total; e += warps) {  // warp-uniform: every lane of a warp takes the same e
@@ -38,13 +38,10 @@ __global__ void __launch_bounds__(kMergeThreads)
     const std::size_t c = e - row * dv;
     detail::online_softmax softmax;
     float a = 0.0f;
-    for (int z = lane; z < src.shards; z += static_cast<int>(kWarp)) {
-      const std::size_t s =
-          static_cast<std::size_t>(z) * src.state_shard_stride + row * src.state_row_step;
+    for (auto z = static_cast<std::size_t>(lane); z < src.shards; z += kWarp) {
+      const std::size_t s = z * src.state_stride + row * src.state_step;
       const detail::rescale r = softmax.merge(detail::online_softmax{src.max[s], src.sum[s]});
-      a = a * r.self +
-          r.other *
-              src.acc[static_cast<std::size_t>(z) * src.acc_shard_stride + row * src.acc_ld + c];
+      a = a * r.self + r.other * src.acc.data[z * src.acc_stride + row * src.acc.ld + c];
     }
 #pragma unroll
     for (int offset = 16; offset > 0; offset /= 2) {
@@ -67,18 +64,18 @@ __global__ void __launch_bounds__(kMergeThreads)
           softmax.empty() ? __int_as_float(0x7fffffff) : a * softmax.inv_sum();
     } else {
       if (c == 0) {
-        dst.max[row] = softmax.max;
-        dst.sum[row] = softmax.sum;
+        dst.state.max[row * dst.state.state_step] = softmax.max;
+        dst.state.sum[row * dst.state.state_step] = softmax.sum;
       }
-      dst.acc[row * dst.acc_ld + c] = a;
+      dst.state.acc.data[row * dst.state.acc.ld + c] = a;
     }
   }
 }
 
 }  // namespace
 
-void launch_merge_states(const stacked_states& src, const merge_target& dst, stream_t stream) {
-  const std::size_t total = src.n * static_cast<std::size_t>(src.dv);
+void launch_merge_states(const const_partials& src, const merge_target& dst, stream_t stream) {
+  const std::size_t total = src.acc.rows * src.acc.cols;
   if (total == 0) return;
   const std::size_t warps_per_block = kMergeThreads / kWarp;
   const std::size_t blocks =

@@ -5,6 +5,7 @@
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
 #include "src/reference/engine.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <algorithm>
@@ -14,7 +15,8 @@ namespace attnpool {
 void pool_backward(const_view q, const_view k, const_view v, const_view dout,
                    const pool_gradients& grads, const pool_params& params, const options& opts) {
   constexpr const char* fn = "pool_backward";
-  const backend b = detail::resolve_backward_backend(fn, opts.backend, q.cols);
+  const backend b =
+      detail::choose_backend({fn, detail::entry_point::learning, opts.backend, q.cols});
   detail::reject_non_gaussian(fn, params);
   const auto shape = detail::check_pool_args(fn, q, k, v, dout, params, detail::mask_support::host);
   detail::check_optional_output(fn, "grads.queries", grads.queries, shape.n, shape.d);
@@ -36,11 +38,7 @@ void pool_backward(const_view q, const_view k, const_view v, const_view dout,
   }
   if (b == backend::reference) return detail::reference_backward(q, k, v, dout, grads, params);
   if (b == backend::cuda_fused) {
-    // Checked here, before any CUDA call, so that the limit reads the same with or without a
-    // device (and in a build without CUDA).
-    ATTNPOOL_EXPECTS(shape.d <= kMaxGpuBackwardDims, fn, ": d = ", shape.d, " exceeds the GPU ",
-                     "backward pass's limit of ", kMaxGpuBackwardDims,
-                     " (its gradient sums live in registers); use backend cpu");
+    detail::choose_backend({fn, detail::entry_point::learning, b, shape.d, &params});
     return detail::cuda_backward_host(q, k, v, dout, grads, params);
   }
   detail::cpu_backward(q, k, v, dout, grads, params, opts.threads);

@@ -10,6 +10,7 @@
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
 #include "src/reference/engine.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cmath>
@@ -46,20 +47,6 @@ void check_cv_args(const char* fn, const_view x, const_view y, std::span<const d
       ATTNPOOL_EXPECTS(std::fabs(x(i, c)) <= limit, fn, ": x(", i, ", ", c, ") = ", x(i, c),
                        " overflows float32 squared distances (|x| <= ", limit,
                        "); centre or rescale the inputs");
-}
-
-// The backend a cross-validation call runs on. The learning API's shared rule
-// (resolve_learn_backend) except that the GPU sweep exists: cuda_fused runs it, automatic picks
-// it where a device exists (else the CPU engine), and cuda_unfused, which would need the n x n
-// weights for nothing, is refused naming the backend.
-backend resolve_cv_backend(const char* fn, backend requested) {
-  if (requested == backend::cuda_fused) return backend::cuda_fused;
-  if (requested == backend::automatic)
-    return cuda::device_count() > 0 ? backend::cuda_fused : backend::cpu;
-  ATTNPOOL_EXPECTS(requested != backend::cuda_unfused, fn,
-                   ": backend cuda_unfused has no leave-one-out sweep (it is fused by design); "
-                   "use cuda_fused, automatic, cpu or reference");
-  return detail::resolve_learn_backend(fn, requested);
 }
 
 // cv(h) for a set of bandwidths (validated by the caller).
@@ -128,7 +115,7 @@ bandwidth_selection grid_then_golden(const bandwidth_search& search, double h_mi
 std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const double> bandwidths,
                                  const options& opts) {
   constexpr const char* fn = "loo_cv_error";
-  const backend b = resolve_cv_backend(fn, opts.backend);
+  const backend b = detail::choose_backend({fn, detail::entry_point::bandwidth, opts.backend});
   check_cv_args(fn, x, y, bandwidths, opts);
   switch (b) {
     case backend::reference: return detail::reference_loo_cv(x, y, bandwidths);
@@ -140,7 +127,7 @@ std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const dou
 bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth_search& search,
                                      const options& opts) {
   constexpr const char* fn = "select_bandwidth";
-  const backend which = resolve_cv_backend(fn, opts.backend);
+  const backend which = detail::choose_backend({fn, detail::entry_point::bandwidth, opts.backend});
   ATTNPOOL_EXPECTS(search.grid_size >= 3, fn, ": search.grid_size must be >= 3, got ",
                    search.grid_size);
   ATTNPOOL_EXPECTS(std::isfinite(search.log_tolerance) && search.log_tolerance > 0.0, fn,

@@ -9,6 +9,7 @@
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
 #include "src/reference/engine.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <algorithm>
@@ -18,61 +19,20 @@
 #include <vector>
 
 namespace attnpool {
-namespace {
-
-// The backends these entry points implement: cpu (also for automatic), reference where
-// `reference_ok`, and cuda_fused (host copies around the device-pointer API). cuda_unfused is an
-// invalid_argument naming the backend.
-backend host_backend(const char* fn, backend requested, bool reference_ok) {
-  switch (requested) {
-    case backend::automatic:
-    case backend::cpu: return backend::cpu;
-    case backend::reference:
-      if (reference_ok) return backend::reference;
-      throw invalid_argument(detail::concat(fn, ": backend reference is not implemented; use ",
-                                            "backend cpu or cuda_fused"));
-    case backend::cuda_fused: return backend::cuda_fused;
-    case backend::cuda_unfused: break;
-  }
-  throw invalid_argument(detail::concat(fn, ": backend ", to_string(requested),
-                                        " is not implemented (the batched and sharded paths ",
-                                        "stream keys and never store the n x m weights); use ",
-                                        "backend cuda_fused or cpu"));
-}
-
-void reject_mask(const char* fn, const pool_params& params) {
-  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not supported; use mask::none");
-}
-
-void check_finite_inputs(const char* fn, const options& opts, const_view q, const_view k,
-                         const_view v, const pool_params& params) {
-  if (!opts.check_finite) return;
-  detail::check_finite_host(fn, "queries", q);
-  detail::check_finite_host(fn, "keys", k);
-  detail::check_finite_host(fn, "values", v);
-  detail::check_score_range_host(fn, q, k, params);
-}
-
-const_view rows_of(const_view a, std::size_t r0, std::size_t r1) {
-  return {a.data + r0 * a.ld, r1 - r0, a.cols, a.ld};
-}
-
-}  // namespace
 
 void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
                   std::span<const std::size_t> query_offsets,
                   std::span<const std::size_t> key_offsets, const pool_params& params,
                   const options& opts) {
   constexpr const char* fn = "pool_batched";
-  const backend b = host_backend(fn, opts.backend, true);
-  reject_mask(fn, params);
+  const backend b = detail::choose_backend({fn, detail::entry_point::batched, opts.backend});
+  detail::reject_shard_mask(fn, params);
   detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   const std::size_t problems = query_offsets.size() - 1;
   if (q.rows == 0) return;  // then keys.rows may be 0 as well; nothing to check or compute
   detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
-  if (b == backend::cuda_fused) detail::reject_gpu_params(fn, params, q.cols);
-  check_finite_inputs(fn, opts, q, k, v, params);
+  detail::choose_backend({fn, detail::entry_point::batched, b, q.cols, &params});
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   if (b == backend::cuda_fused)
     return detail::cuda_pool_batched_host(q, k, v, out, query_offsets, key_offsets, params);
   if (b == backend::cpu)
@@ -82,35 +42,33 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
     const std::size_t q0 = query_offsets[p], q1 = query_offsets[p + 1];
     if (q0 == q1) continue;
     const std::size_t k0 = key_offsets[p], k1 = key_offsets[p + 1];
-    detail::reference_pool(rows_of(q, q0, q1), rows_of(k, k0, k1), rows_of(v, k0, k1),
-                           mutable_view{out.data + q0 * out.ld, q1 - q0, out.cols, out.ld},
-                           params);
+    detail::reference_pool(detail::rows_of(q, q0, q1), detail::rows_of(k, k0, k1),
+                           detail::rows_of(v, k0, k1), detail::rows_of(out, q0, q1), params);
   }
 }
 
 partial_states pool_partial(const_view q, const_view k, const_view v, const pool_params& params,
                             const options& opts) {
   constexpr const char* fn = "pool_partial";
-  const backend b = host_backend(fn, opts.backend, false);
-  reject_mask(fn, params);
-  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
-                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
-                   "know the other shards' keys); use empty_support::error or nan");
+  const backend b = detail::choose_backend({fn, detail::entry_point::partial, opts.backend});
+  detail::reject_shard_mask(fn, params);
+  detail::reject_shard_nearest(fn, params);
   partial_states st;
   st.n = q.rows;
   st.dv = v.cols;
   st.acc.assign(detail::checked_mul(fn, "n * dv", st.n, st.dv), 0.0f);
   const mutable_view acc{st.acc.data(), st.n, st.dv};
   detail::check_pool_args(fn, q, k, v, acc, params, detail::mask_support::host);
-  if (b == backend::cuda_fused) detail::reject_gpu_params(fn, params, q.cols);
-  check_finite_inputs(fn, opts, q, k, v, params);
+  detail::choose_backend({fn, detail::entry_point::partial, b, q.cols, &params});
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   st.max.assign(st.n, -std::numeric_limits<float>::infinity());
   st.sum.assign(st.n, 0.0f);
+  const mutable_partials out = st.view();
   if (b == backend::cuda_fused) {
-    if (st.n > 0) detail::cuda_pool_partial_host(q, k, v, st.max.data(), st.sum.data(), acc, params);
+    if (st.n > 0) detail::cuda_pool_partial_host(q, k, v, out, params);
     return st;
   }
-  detail::cpu_pool_partial(q, k, v, st.max.data(), st.sum.data(), acc, params, opts.threads);
+  detail::cpu_pool_partial(q, k, v, out.max, out.sum, out.acc, params, opts.threads);
   return st;
 }
 
@@ -139,10 +97,8 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
     for (std::size_t i = 0; i < n; ++i) {
       bool seen = false;
       for (const partial_states& p : shards)
-        seen |= p.max[i] != -std::numeric_limits<float>::infinity();
-      ATTNPOOL_EXPECTS(seen, fn, ": query row ", i, " has no key inside the support of the ",
-                       to_string(params.kernel), " kernel in any shard (every weight would be ",
-                       "0/0); widen the bandwidth, or choose params.empty = nan");
+        seen |= p.view().max[i] != -std::numeric_limits<float>::infinity();
+      if (!seen) detail::throw_empty_row(fn, params, i, {.any_shard = true, .nearest_ok = false});
     }
   }
   std::vector<float> acc(dv);
@@ -150,8 +106,9 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
     detail::online_softmax sm;
     std::fill(acc.begin(), acc.end(), 0.0f);
     for (const partial_states& p : shards) {
-      const detail::rescale r = sm.merge(detail::online_softmax{p.max[i], p.sum[i]});
-      const float* pa = p.acc.data() + i * dv;
+      const const_partials st = p.view();
+      const detail::rescale r = sm.merge(detail::online_softmax{st.max[i], st.sum[i]});
+      const float* pa = st.acc.row(i);
       for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * pa[c];
     }
     if (sm.empty()) {

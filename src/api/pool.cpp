@@ -6,25 +6,13 @@
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
 #include "src/reference/engine.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cstring>
 #include <string_view>
 
 namespace attnpool {
-namespace {
-
-void check_data(const char* fn, const options& opts, const_view q, const_view k,
-                const_view v, const pool_params& params) {
-  if (!opts.check_finite) return;
-  detail::check_finite_host(fn, "queries", q);
-  detail::check_finite_host(fn, "keys", k);
-  if (v.data != nullptr) detail::check_finite_host(fn, "values", v);
-  detail::check_score_range_host(fn, q, k, params);
-}
-
-}  // namespace
-
 const char* to_string(backend b) noexcept {
   switch (b) {
     case backend::automatic: return "automatic";
@@ -81,8 +69,7 @@ backend parse_backend(const char* name) {
 bool cuda_available() noexcept { return cuda::device_count() > 0; }
 
 backend resolve_backend(backend requested) {
-  if (requested != backend::automatic) return requested;
-  return cuda_available() ? backend::cuda_fused : backend::cpu;
+  return detail::choose_backend({"resolve_backend", detail::entry_point::pool, requested});
 }
 
 void pool(const_view q, const_view k, const_view v, mutable_view out, const pool_params& params,
@@ -91,11 +78,9 @@ void pool(const_view q, const_view k, const_view v, mutable_view out, const pool
   const auto shape =
       detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
   if (shape.n == 0) return;
-  const backend b = resolve_backend(opts.backend);
-  // The fused CUDA path takes masks (the generic-score instantiations); the unfused one does not.
-  if (b == backend::cuda_fused || b == backend::cuda_unfused)
-    detail::reject_gpu_params(fn, params, q.cols, b == backend::cuda_fused);
-  check_data(fn, opts, q, k, v, params);
+  const backend b =
+      detail::choose_backend({fn, detail::entry_point::pool, opts.backend, q.cols, &params});
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   switch (b) {
     case backend::reference: return detail::reference_pool(q, k, v, out, params);
     case backend::cpu: return detail::cpu_pool(q, k, v, out, params, opts.threads);
@@ -112,9 +97,9 @@ void attention_weights(const_view q, const_view k, mutable_view w, const pool_pa
   const auto shape =
       detail::check_weights_args(fn, q, k, w, params, detail::mask_support::host);
   if (shape.n == 0) return;
-  const backend b = resolve_backend(opts.backend);
-  if (b == backend::cuda_fused || b == backend::cuda_unfused) detail::reject_gpu_params(fn, params, q.cols);
-  check_data(fn, opts, q, k, const_view{}, params);
+  const backend b = detail::choose_backend(
+      {fn, detail::entry_point::attention_weights, opts.backend, q.cols, &params});
+  detail::check_inputs_host(fn, opts, q, k, const_view{}, params);
   switch (b) {
     case backend::reference: return detail::reference_weights(q, k, w, params);
     case backend::cpu: return detail::cpu_weights(q, k, w, params, opts.threads);
@@ -130,7 +115,7 @@ void average_pool(const_view values, mutable_view out, const options& opts) {
   detail::check_average_args(fn, values, out);
   if (out.rows == 0) return;
   if (opts.check_finite) detail::check_finite_host(fn, "values", values);
-  const backend b = resolve_backend(opts.backend);
+  const backend b = detail::choose_backend({fn, detail::entry_point::average_pool, opts.backend});
   if (b == backend::cuda_fused || b == backend::cuda_unfused)
     return detail::cuda_average_host(values, out);
   // Column means accumulated in double: exact enough for any m a float input can carry.

@@ -6,6 +6,7 @@
 #include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cmath>
@@ -27,7 +28,8 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
   constexpr const char* fn = "train_parametric";
   // One backend for every pool() and pool_backward() call of the run (automatic resolved once).
   options run_opts = opts;
-  run_opts.backend = detail::resolve_backward_backend(fn, opts.backend, x.cols);
+  run_opts.backend =
+      detail::choose_backend({fn, detail::entry_point::learning, opts.backend, x.cols});
   ATTNPOOL_EXPECTS(x.rows >= 2, fn, ": x.rows (n) must be >= 2 for leave-one-out, got ", x.rows);
   ATTNPOOL_EXPECTS(y.rows == x.rows, fn, ": y.rows must equal x.rows (n = ", x.rows, "), got ",
                    y.rows);

@@ -15,6 +15,7 @@
 // AVX2+FMA and baseline x86-64, chosen at load time by the CPU. No -march=native is needed.
 #include "src/cpu/engine.hpp"
 #include "src/cpu/tiles.hpp"
+#include "src/validate/validate.hpp"
 
 #include <attnpool/error.hpp>
 
@@ -327,9 +328,7 @@ struct empty_rows {
   }
   void throw_if_any(const char* fn, const pool_params& params, std::size_t none) const {
     const std::size_t i = first.load();
-    ATTNPOOL_EXPECTS(i == none, fn, ": query row ", i, " has no key inside the support of the ",
-                     to_string(params.kernel), " kernel (every weight would be 0/0); widen the ",
-                     "bandwidth, or choose params.empty = nan or nearest");
+    if (i != none) throw_empty_row(fn, params, i);
   }
 };
 
@@ -472,9 +471,6 @@ std::vector<float> pack_blocks_segmented(const_view a, std::span<const std::size
 }
 
 // Sub-view of rows [r0, r1).
-const_view rows_of(const_view a, std::size_t r0, std::size_t r1) {
-  return {a.data + r0 * a.ld, r1 - r0, a.cols, a.ld};
-}
 
 template <class Score>
 void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_view out,
@@ -507,15 +503,7 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
                       rows_of(v, k0, k0 + mb), rm, params, w, out, nullptr, empties);
   });
   const std::size_t i = empties.first.load();
-  if (i != n) {
-    const auto b = static_cast<std::size_t>(
-        std::upper_bound(qoff.begin(), qoff.end(), i) - qoff.begin() - 1);
-    throw invalid_argument(concat("pool_batched: query row ", i - qoff[b], " of problem ", b,
-                                  " (row ", i, " of the concatenated queries) has no key inside ",
-                                  "the support of the ", to_string(params.kernel), " kernel ",
-                                  "(every weight would be 0/0); widen the bandwidth, or choose ",
-                                  "params.empty = nan or nearest"));
-  }
+  if (i != n) throw_empty_row("pool_batched", params, i, {qoff});
 }
 
 template <class Score>

@@ -26,8 +26,9 @@ void cuda_backward_host(const_view q, const_view k, const_view v, const_view dou
 void cuda_pool_batched_host(const_view q, const_view k, const_view v, mutable_view out,
                             std::span<const std::size_t> query_offsets,
                             std::span<const std::size_t> key_offsets, const pool_params& params);
-void cuda_pool_partial_host(const_view q, const_view k, const_view v, float* max, float* sum,
-                            mutable_view acc, const pool_params& params);
+// `st`: one shard in host memory with state_step 1 (partial_states::view()).
+void cuda_pool_partial_host(const_view q, const_view k, const_view v, const mutable_partials& st,
+                            const pool_params& params);
 
 // The leave-one-out bandwidth sweep on the GPU (loo_cv_error / select_bandwidth on cuda_fused):
 // constructing it copies x and y to the device once; each call evaluates cv(h) for a set of

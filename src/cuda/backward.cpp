@@ -13,6 +13,7 @@
 #include "kernels/common/workspace.hpp"
 #include "kernels/fused/dispatch.hpp"
 #include "kernels/support/support.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
@@ -44,13 +45,6 @@ backward_layout backward_layout_for(const char* fn, std::size_t n, const pool_pa
   return l;
 }
 
-backend check_backend(const char* fn, backend requested) {
-  ATTNPOOL_EXPECTS(requested == backend::cuda_fused || requested == backend::automatic, fn,
-                   ": backend must be cuda_fused or automatic (the fused backward pass), got ",
-                   to_string(requested));
-  return backend::cuda_fused;
-}
-
 // What the GPU backward takes beyond pool_backward's own rules.
 void check_backward_limits(const char* fn, std::size_t d, std::size_t dv) {
   ATTNPOOL_EXPECTS(d <= kernels::kMaxBackwardDims, fn, ": d = ", d,
@@ -65,23 +59,8 @@ void check_backward_limits(const char* fn, std::size_t d, std::size_t dv) {
 // options.check_finite for dout, after check_inputs_on_device did q, k and v: the same scan
 // and the same words.
 void check_dout_on_device(const char* fn, const_view dout, void* scan_slot, stream_t stream) {
-  auto* scan = static_cast<kernels::input_scan*>(scan_slot);
-  ATTNPOOL_CUDA_TRY(cudaMemsetAsync(&scan->first_bad[0], 0xFF, sizeof scan->first_bad[0], stream));
-  kernels::scan_inputs(dout, &scan->first_bad[0], nullptr, cuda::detail::current_sm_count(),
-                       stream);
-  unsigned long long bad = 0;
-  ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(&bad, &scan->first_bad[0], sizeof bad,
-                                    cudaMemcpyDeviceToHost, stream));
-  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
-  if (bad == ~0ULL) return;
-  const std::size_t r = bad / dout.cols, c = bad % dout.cols;
-  float x = 0.0f;
-  ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(&x, dout.data + r * dout.ld + c, sizeof x,
-                                    cudaMemcpyDeviceToHost, stream));
-  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
-  throw invalid_argument(::attnpool::detail::concat(
-      fn, ": dout(", r, ", ", c, ") is ", x,
-      "; inputs must be finite (options.check_finite = false skips this check)"));
+  const unsigned long long bad = cuda::detail::first_nonfinite_on_device(dout, scan_slot, stream);
+  if (bad != ~0ULL) cuda::detail::throw_nonfinite_on_device(fn, "dout", dout, bad, stream);
 }
 
 void zero_rows(mutable_view a, stream_t stream) {
@@ -93,7 +72,8 @@ void zero_rows(mutable_view a, stream_t stream) {
 // The device-pointer backward with the caller's name in its messages.
 void fused_backward(const char* fn, const_view q, const_view k, const_view v, const_view dout,
                     const pool_gradients& grads, const pool_params& params, const options& opts) {
-  check_backend(fn, opts.backend);
+  ::attnpool::detail::choose_backend(
+      {fn, ::attnpool::detail::entry_point::device_backward, opts.backend});
   ::attnpool::detail::reject_non_gaussian(fn, params);
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, dout, params,
                                                      ::attnpool::detail::mask_support::gpu_fused);
@@ -180,9 +160,7 @@ void detail::cuda_backward_host(const_view q, const_view k, const_view v, const_
   // Same checks as the device call, before any allocation, so the caller's names appear.
   check_backward_limits(fn, q.cols, v.cols);
   const stream_t stream = cuda::detail::kHostStream;
-  const device_buffer<float> dq = upload(q, "queries", stream);
-  const device_buffer<float> dk = upload(k, "keys", stream);
-  const device_buffer<float> dv = upload(v, "values", stream);
+  const cuda::detail::device_inputs in(q, k, v, stream);
   const device_buffer<float> ddout = upload(dout, "dout", stream);
   const device_grad gq(grads.queries, "grads.queries");
   const device_grad gk(grads.keys, "grads.keys");
@@ -192,20 +170,14 @@ void detail::cuda_backward_host(const_view q, const_view k, const_view v, const_
   const device_buffer<std::byte> ws(
       cuda::pool_backward_workspace_size(q.rows, k.rows, q.cols, v.cols, params),
       "the backward pass's workspace");
-  options o;
-  o.backend = backend::cuda_fused;
-  o.check_finite = false;  // src/api/backward.cpp checked the host data already
-  o.stream = stream;
-  o.workspace = ws.data();
-  o.workspace_bytes = ws.bytes();
+  const options o = cuda::detail::host_call_options(backend::cuda_fused, stream, &ws);
   pool_gradients g;
   g.queries = gq.view;
   g.keys = gk.view;
   g.values = gv.view;
   g.bandwidth = gh.data();
-  fused_backward(fn, const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
-                 const_view{dv.data(), v.rows, v.cols},
-                 const_view{ddout.data(), dout.rows, dout.cols}, g, params, o);
+  fused_backward(fn, in.q, in.k, in.v, const_view{ddout.data(), dout.rows, dout.cols}, g, params,
+                 o);
   gq.download(grads.queries, stream);
   gk.download(grads.keys, stream);
   gv.download(grads.values, stream);

@@ -6,6 +6,7 @@
 #include <attnpool/error.hpp>
 
 #include "src/cuda/backends.hpp"
+#include "src/cuda/host.hpp"
 #include "kernels/loo_sweep/params.hpp"
 #include "kernels/common/cuda_check.hpp"
 #include "src/validate/validate.hpp"
@@ -27,20 +28,9 @@ using cuda::detail::device_buffer;
 // bandwidth groups (kernels::loo_batch_bandwidths).
 constexpr std::size_t kRowErrorBudget = std::size_t{256} << 20;
 
-// The host entry points' stream (as src/cuda/pool.cpp): concurrent callers on different threads do
-// not serialise on the legacy default stream.
-const stream_t kStream = cudaStreamPerThread;
-
-// Host rows -> dense device rows (pads between rows are never read).
-device_buffer<float> upload(const_view a, const char* what) {
-  device_buffer<float> d(a.rows * a.cols, what);
-  if (a.rows > 0 && a.cols > 0) {
-    ATTNPOOL_CUDA_TRY(cudaMemcpy2DAsync(d.data(), a.cols * sizeof(float), a.data,
-                                        a.ld * sizeof(float), a.cols * sizeof(float), a.rows,
-                                        cudaMemcpyHostToDevice, kStream));
-  }
-  return d;
-}
+// The host entry points' stream: concurrent callers on different threads do not serialise on
+// the legacy default stream.
+const stream_t kStream = cuda::detail::kHostStream;
 
 }  // namespace
 
@@ -67,8 +57,8 @@ cuda_loo_cv::cuda_loo_cv(const_view x, const_view y) {
   s_->n = x.rows;
   s_->d = x.cols;
   s_->dv = y.cols;
-  s_->x = upload(x, "bandwidth sweep inputs x");
-  s_->y = upload(y, "bandwidth sweep targets y");
+  s_->x = cuda::detail::upload(x, "bandwidth sweep inputs x", kStream);
+  s_->y = cuda::detail::upload(y, "bandwidth sweep targets y", kStream);
 }
 
 cuda_loo_cv::~cuda_loo_cv() = default;

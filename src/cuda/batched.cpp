@@ -10,6 +10,7 @@
 #include "kernels/common/workspace.hpp"
 #include "kernels/fused/dispatch.hpp"
 #include "kernels/merge/states.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
@@ -28,16 +29,6 @@ namespace core = ::attnpool::detail;
 
 std::byte* ws_at(const options& opts, std::size_t offset) {
   return static_cast<std::byte*>(opts.workspace) + offset;
-}
-
-void require_fused(const char* fn, backend requested) {
-  ATTNPOOL_EXPECTS(requested == backend::automatic || requested == backend::cuda_fused, fn,
-                   ": backend must be cuda_fused or automatic, got ", to_string(requested));
-}
-
-void reject_batch_mask(const char* fn, const pool_params& params) {
-  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not supported in batches or shards; use mask::none");
 }
 
 // pool_batched's workspace: [scan slot][block table of max_batch_blocks entries].
@@ -70,12 +61,6 @@ partial_layout partial_layout_for(std::size_t n, std::size_t m, std::size_t d, s
   return l;
 }
 
-void reject_nearest(const char* fn, const pool_params& params) {
-  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
-                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
-                   "know the other shards' keys); use empty_support::error or nan");
-}
-
 }  // namespace
 }  // namespace cuda::detail
 
@@ -94,8 +79,9 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
                         std::span<const std::size_t> key_offsets, const pool_params& params,
                         const options& opts) {
   constexpr const char* fn = "cuda::pool_batched";
-  detail::require_fused(fn, opts.backend);
-  detail::reject_batch_mask(fn, params);
+  ::attnpool::detail::choose_backend(
+      {fn, ::attnpool::detail::entry_point::device_fused, opts.backend});
+  ::attnpool::detail::reject_shard_mask(fn, params);
   ::attnpool::detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   if (q.rows == 0) return;  // keys.rows may be 0 too; nothing to check or compute
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params);
@@ -127,17 +113,9 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
   if (detail::needs_empty_check(params)) {
     const unsigned long long bad =
         detail::first_nonfinite_on_device(out, detail::ws_at(opts, 0), opts.stream);
-    if (bad != ~0ULL) {
-      const std::size_t i = static_cast<std::size_t>(bad / out.cols);
-      const auto b =
-          static_cast<std::size_t>(std::upper_bound(query_offsets.begin(), query_offsets.end(), i) -
-                                   query_offsets.begin() - 1);
-      throw invalid_argument(::attnpool::detail::concat(
-          fn, ": query row ", i - query_offsets[b], " of problem ", b, " (row ", i,
-          " of the concatenated queries) has no key inside the support of the ",
-          to_string(params.kernel), " kernel (every weight would be 0/0); widen the bandwidth, ",
-          "or choose params.empty = nan"));
-    }
+    if (bad != ~0ULL)
+      ::attnpool::detail::throw_empty_row(fn, params, static_cast<std::size_t>(bad / out.cols),
+                                          {.query_offsets = query_offsets, .nearest_ok = false});
   }
 }
 
@@ -150,14 +128,16 @@ std::size_t cuda::pool_partial_workspace_size(std::size_t n, std::size_t m, std:
 void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_view& out,
                         const pool_params& params, const options& opts) {
   constexpr const char* fn = "cuda::pool_partial";
-  detail::require_fused(fn, opts.backend);
-  detail::reject_batch_mask(fn, params);
-  detail::reject_nearest(fn, params);
+  ::attnpool::detail::choose_backend(
+      {fn, ::attnpool::detail::entry_point::device_fused, opts.backend});
+  ::attnpool::detail::reject_shard_mask(fn, params);
+  ::attnpool::detail::reject_shard_nearest(fn, params);
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out.acc, params);
   detail::check_int_dims(fn, s.d, s.dv);
   if (s.n == 0) return;
   ATTNPOOL_EXPECTS(out.max != nullptr && out.sum != nullptr, fn, ": out.max and out.sum must ",
                    "point to n = ", s.n, " floats each, got ", out.max, " and ", out.sum);
+  ATTNPOOL_EXPECTS(out.state_step >= 1, fn, ": out.state_step must be >= 1, got ", out.state_step);
   const detail::partial_layout l = detail::partial_layout_for(s.n, s.m, s.d, s.dv, params);
   detail::check_workspace(fn, opts, l.total);
   if (opts.check_finite)
@@ -166,13 +146,8 @@ void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_
   kernels::fused_args a = detail::fused_args_for(q, k, v, out.acc, params, generic_args);
   a.partial_state = reinterpret_cast<float*>(detail::ws_at(opts, l.state_offset));
   a.partial_acc = reinterpret_cast<float*>(detail::ws_at(opts, l.acc_offset));
-  kernels::partial_target t;
-  t.max = out.max;
-  t.sum = out.sum;
-  t.acc = out.acc.data;
-  t.acc_ld = out.acc.ld;
   kernels::launch_fused_partial(a, l.plan, opts.stream,
-                                detail::uses_generic_score(params) ? &generic_args : nullptr, t);
+                                detail::uses_generic_score(params) ? &generic_args : nullptr, out);
 }
 
 std::size_t cuda::merge_partials_workspace_size(const pool_params&) {
@@ -182,7 +157,7 @@ std::size_t cuda::merge_partials_workspace_size(const pool_params&) {
 void cuda::merge_partials(const stacked_partials& in, mutable_view out, const pool_params& params,
                           const options& opts) {
   constexpr const char* fn = "cuda::merge_partials";
-  detail::reject_nearest(fn, params);
+  ::attnpool::detail::reject_shard_nearest(fn, params);
   const std::size_t n = in.acc.rows, dv = in.acc.cols;
   ATTNPOOL_EXPECTS(in.shards >= 1, fn, ": shards.shards must be >= 1, got ", in.shards);
   ATTNPOOL_EXPECTS(in.shards <= static_cast<std::size_t>(INT_MAX), fn,
@@ -199,8 +174,11 @@ void cuda::merge_partials(const stacked_partials& in, mutable_view out, const po
       in.max != nullptr && in.sum != nullptr && in.acc.data != nullptr && out.data != nullptr, fn,
       ": shards.max, shards.sum, shards.acc.data and out.data must be device ", "pointers, got ",
       in.max, ", ", in.sum, ", ", in.acc.data, " and ", out.data);
+  ATTNPOOL_EXPECTS(in.state_step >= 1, fn, ": shards.state_step must be >= 1, got ", in.state_step);
   if (in.shards > 1) {
-    ATTNPOOL_EXPECTS(in.state_stride >= n, fn, ": shards.state_stride must be >= n (", n,
+    const std::size_t state_span = (n - 1) * in.state_step + 1;
+    ATTNPOOL_EXPECTS(in.state_stride >= state_span, fn, ": shards.state_stride must be >= ",
+                     in.state_step == 1 ? "n (" : "(n - 1) * state_step + 1 (", state_span,
                      ") so that the shards' max and sum arrays do not overlap, got ",
                      in.state_stride);
     const std::size_t acc_span = (n - 1) * in.acc.ld + dv;
@@ -209,27 +187,16 @@ void cuda::merge_partials(const stacked_partials& in, mutable_view out, const po
                      " so that the shards' accumulators ", "do not overlap, got ", in.acc_stride);
   }
   detail::check_workspace(fn, opts, detail::needs_empty_check(params) ? detail::kScanBytes : 0);
-  kernels::stacked_states src;
-  src.max = in.max;
-  src.sum = in.sum;
-  src.state_row_step = 1;
-  src.state_shard_stride = in.state_stride;
-  src.acc = in.acc.data;
-  src.acc_ld = in.acc.ld;
-  src.acc_shard_stride = in.acc_stride;
-  src.shards = static_cast<int>(in.shards);
-  src.n = n;
-  src.dv = static_cast<int>(dv);
   kernels::merge_target dst;
   dst.out = out.data;
   dst.ldo = out.ld;
-  kernels::launch_merge_states(src, dst, opts.stream);
+  kernels::launch_merge_states(in, dst, opts.stream);
   if (detail::needs_empty_check(params)) {
     const unsigned long long bad =
         detail::first_nonfinite_on_device(out, detail::ws_at(opts, 0), opts.stream);
-    ATTNPOOL_EXPECTS(bad == ~0ULL, fn, ": query row ", bad / dv, " has no key inside the ",
-                     "support of the ", to_string(params.kernel), " kernel in any shard (every ",
-                     "weight would be 0/0); widen the bandwidth, or choose params.empty = nan");
+    if (bad != ~0ULL)
+      ::attnpool::detail::throw_empty_row(fn, params, static_cast<std::size_t>(bad / dv),
+                                          {.any_shard = true, .nearest_ok = false});
   }
 }
 
@@ -241,52 +208,35 @@ void detail::cuda_pool_batched_host(const_view q, const_view k, const_view v, mu
                                     const pool_params& params) {
   using cuda::detail::device_buffer;
   const stream_t stream = cuda::detail::kHostStream;
-  const device_buffer<float> dq = cuda::detail::upload(q, "queries", stream);
-  const device_buffer<float> dk = cuda::detail::upload(k, "keys", stream);
-  const device_buffer<float> dv = cuda::detail::upload(v, "values", stream);
+  const cuda::detail::device_inputs in(q, k, v, stream);
   device_buffer<float> dout(out.rows * out.cols, "output");
   const device_buffer<std::byte> ws(
       cuda::pool_batched_workspace_size(query_offsets.size() - 1, q.rows, q.cols, v.cols, params),
       "pool_batched's workspace");
-  options o;
-  o.backend = backend::cuda_fused;
-  o.check_finite = false;  // src/api/batched.cpp checked the host data already
-  o.stream = stream;
-  o.workspace = ws.data();
-  o.workspace_bytes = ws.bytes();
-  cuda::pool_batched(const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
-                     const_view{dv.data(), v.rows, v.cols},
-                     mutable_view{dout.data(), out.rows, out.cols}, query_offsets, key_offsets,
-                     params, o);
+  const options o = cuda::detail::host_call_options(backend::cuda_fused, stream, &ws);
+  cuda::pool_batched(in.q, in.k, in.v, mutable_view{dout.data(), out.rows, out.cols}, query_offsets,
+                     key_offsets, params, o);
   cuda::detail::download(dout.data(), out, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
 
-void detail::cuda_pool_partial_host(const_view q, const_view k, const_view v, float* max,
-                                    float* sum, mutable_view acc, const pool_params& params) {
+void detail::cuda_pool_partial_host(const_view q, const_view k, const_view v,
+                                    const mutable_partials& st, const pool_params& params) {
   using cuda::detail::device_buffer;
   const stream_t stream = cuda::detail::kHostStream;
   const std::size_t n = q.rows, dv = v.cols;
-  const device_buffer<float> dq = cuda::detail::upload(q, "queries", stream);
-  const device_buffer<float> dk = cuda::detail::upload(k, "keys", stream);
-  const device_buffer<float> dvals = cuda::detail::upload(v, "values", stream);
+  const cuda::detail::device_inputs in(q, k, v, stream);
   device_buffer<float> packed(cuda::packed_partial_floats(n, dv), "the partial states");
   const device_buffer<std::byte> ws(
       cuda::pool_partial_workspace_size(n, k.rows, q.cols, dv, params), "pool_partial's workspace");
-  options o;
-  o.backend = backend::cuda_fused;
-  o.check_finite = false;  // src/api/batched.cpp checked the host data already
-  o.stream = stream;
-  o.workspace = ws.data();
-  o.workspace_bytes = ws.bytes();
+  const options o = cuda::detail::host_call_options(backend::cuda_fused, stream, &ws);
   const cuda::partial_view pv = cuda::packed_partial(packed.data(), n, dv);
-  cuda::pool_partial(const_view{dq.data(), n, q.cols}, const_view{dk.data(), k.rows, k.cols},
-                     const_view{dvals.data(), v.rows, dv}, pv, params, o);
+  cuda::pool_partial(in.q, in.k, in.v, pv, params, o);
   ATTNPOOL_CUDA_TRY(
-      cudaMemcpyAsync(max, pv.max, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+      cudaMemcpyAsync(st.max, pv.max, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
   ATTNPOOL_CUDA_TRY(
-      cudaMemcpyAsync(sum, pv.sum, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
-  cuda::detail::download(pv.acc.data, acc, stream);
+      cudaMemcpyAsync(st.sum, pv.sum, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  cuda::detail::download(pv.acc.data, st.acc, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
 

@@ -114,9 +114,44 @@ device_buffer<float> upload(const_view a, const char* what, stream_t stream);
 /// Dense device rows (ld = a.cols) -> host rows with a.ld, enqueued on `stream`.
 void download(const float* d, mutable_view a, stream_t stream);
 
+/// A host-memory call's queries, keys and values uploaded (in that order) to dense device
+/// rows on `stream`, with their device views.
+struct device_inputs {
+  device_buffer<float> q_buf, k_buf, v_buf;
+  const_view q, k, v;
+  device_inputs(const_view hq, const_view hk, const_view hv, stream_t stream)
+      : q_buf(upload(hq, "queries", stream)),
+        k_buf(upload(hk, "keys", stream)),
+        v_buf(upload(hv, "values", stream)),
+        q{q_buf.data(), hq.rows, hq.cols},
+        k{k_buf.data(), hk.rows, hk.cols},
+        v{v_buf.data(), hv.rows, hv.cols} {}
+};
+
 /// The stream of the host-memory entry points: the calling thread's default stream, so that
 /// callers on different threads do not serialise on the legacy stream.
 inline const stream_t kHostStream = cudaStreamPerThread;
+
+/// The options with which a host-memory entry point (or pool_sharded) calls the device-pointer
+/// API: backend `which` on `stream`, check_finite off (the caller checked the host data), and
+/// `workspace` when given.
+inline options host_call_options(backend which, stream_t stream,
+                                 const device_buffer<std::byte>* workspace = nullptr) {
+  options o;
+  o.backend = which;
+  o.check_finite = false;
+  o.stream = stream;
+  if (workspace != nullptr) {
+    o.workspace = workspace->data();
+    o.workspace_bytes = workspace->bytes();
+  }
+  return o;
+}
+
+/// options.check_finite on device data: element `bad` (row-major index) of `a` is not finite.
+/// Reads it back (synchronises `stream`) and throws invalid_argument with the host check's words.
+[[noreturn]] void throw_nonfinite_on_device(const char* fn, const char* name, const_view a,
+                                            unsigned long long bad, stream_t stream);
 
 /// The row-major index of the first non-finite element of `result` (device memory), or ~0ULL
 /// when all are finite. Uses the scan slot, synchronises `stream`.

@@ -6,6 +6,7 @@
 
 #include "src/cuda/host.hpp"
 #include "kernels/common/cuda_check.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
@@ -71,30 +72,17 @@ struct shard_slot {
   }
 };
 
-const_view rows_of(const_view a, std::size_t r0, std::size_t r1) {
-  return {a.data + r0 * a.ld, r1 - r0, a.cols, a.ld};
-}
-
 }  // namespace
 
 void pool_sharded(const_view q, const_view k, const_view v, mutable_view out,
                   const pool_params& params, const sharding& how, const options& opts) {
   constexpr const char* fn = "pool_sharded";
-  ATTNPOOL_EXPECTS(opts.backend == backend::automatic || opts.backend == backend::cuda_fused, fn,
-                   ": backend must be cuda_fused or automatic, got ", to_string(opts.backend));
-  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not supported for sharded keys; use mask::none");
-  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
-                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
-                   "know the other shards' keys); use empty_support::error or nan");
+  detail::choose_backend({fn, detail::entry_point::device_fused, opts.backend});
+  detail::reject_shard_mask(fn, params);
+  detail::reject_shard_nearest(fn, params);
   const auto s = detail::check_pool_args(fn, q, k, v, out, params);
   cuda::detail::check_int_dims(fn, s.d, s.dv);
-  if (opts.check_finite) {
-    detail::check_finite_host(fn, "queries", q);
-    detail::check_finite_host(fn, "keys", k);
-    detail::check_finite_host(fn, "values", v);
-    detail::check_score_range_host(fn, q, k, params);
-  }
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   const int count = cuda::device_count();
   if (count == 0) throw cuda_error(detail::concat(fn, ": no CUDA device is visible"));
   std::vector<int> devices(how.devices.begin(), how.devices.end());
@@ -138,19 +126,15 @@ void pool_sharded(const_view q, const_view k, const_view v, mutable_view out,
     shard_slot& w = *work.back();
     w.ordinal = dev.ordinal;
     const std::size_t k0 = s.m * sh / shards, k1 = s.m * (sh + 1) / shards;
-    w.keys = cuda::detail::upload(rows_of(k, k0, k1), "a key shard", dev.stream);
-    w.values = cuda::detail::upload(rows_of(v, k0, k1), "a value shard", dev.stream);
+    w.keys = cuda::detail::upload(detail::rows_of(k, k0, k1), "a key shard", dev.stream);
+    w.values = cuda::detail::upload(detail::rows_of(v, k0, k1), "a value shard", dev.stream);
     w.workspace = device_buffer<std::byte>(
         cuda::pool_partial_workspace_size(n, k1 - k0, s.d, dv, params), "pool_partial's workspace");
     const bool local = dev.ordinal == root.ordinal;
     float* dst = stacked.data() + sh * per_shard;
     if (!local) w.partial = device_buffer<float>(per_shard, "a shard's partial states");
-    options o;
-    o.backend = backend::cuda_fused;
-    o.check_finite = false;  // checked on the host above
-    o.stream = dev.stream;
-    o.workspace = w.workspace.data();
-    o.workspace_bytes = w.workspace.bytes();
+    const options o =
+        cuda::detail::host_call_options(backend::cuda_fused, dev.stream, &w.workspace);
     cuda::pool_partial(const_view{dev.queries.data(), n, s.d},
                        const_view{w.keys.data(), k1 - k0, s.d},
                        const_view{w.values.data(), k1 - k0, dv},
@@ -166,12 +150,7 @@ void pool_sharded(const_view q, const_view k, const_view v, mutable_view out,
   ATTNPOOL_CUDA_TRY(cudaSetDevice(root.ordinal));
   for (const auto& w : work)
     if (w->sent != nullptr) ATTNPOOL_CUDA_TRY(cudaStreamWaitEvent(root.stream, w->sent, 0));
-  options o;
-  o.backend = backend::cuda_fused;
-  o.check_finite = false;
-  o.stream = root.stream;
-  o.workspace = merge_ws.data();
-  o.workspace_bytes = merge_ws.bytes();
+  const options o = cuda::detail::host_call_options(backend::cuda_fused, root.stream, &merge_ws);
   cuda::merge_partials(cuda::packed_partials(stacked.data(), shards, n, dv),
                        mutable_view{dout.data(), n, dv}, params, o);
   cuda::detail::download(dout.data(), out, root.stream);

@@ -10,6 +10,7 @@
 #include "kernels/common/workspace.hpp"
 #include "kernels/fused/dispatch.hpp"
 #include "kernels/support/support.hpp"
+#include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cuda_runtime_api.h>
@@ -162,10 +163,7 @@ void check_empty_rows_on_device(const char* fn, const pool_params& params, const
   const unsigned long long bad = first_nonfinite_on_device(result, scan_slot, stream);
   // The inputs were finite (or the caller switched check_finite off), so a non-finite result
   // element belongs to a row the kernels left empty: the same words as the host engines.
-  ATTNPOOL_EXPECTS(bad == ~0ULL, fn, ": query row ", bad / result.cols,
-                   " has no key inside the support of the ", to_string(params.kernel),
-                   " kernel (every weight would be 0/0); widen the bandwidth, or choose "
-                   "params.empty = nan or nearest");
+  if (bad != ~0ULL) ::attnpool::detail::throw_empty_row(fn, params, bad / result.cols);
 }
 
 void check_workspace(const char* fn, const options& opts, std::size_t required) {
@@ -178,6 +176,16 @@ void check_workspace(const char* fn, const options& opts, std::size_t required) 
   ATTNPOOL_EXPECTS(reinterpret_cast<std::uintptr_t>(opts.workspace) % kernels::kWorkspaceAlign == 0,
                    fn, ": options.workspace must be ", kernels::kWorkspaceAlign,
                    "-byte aligned (as cudaMalloc returns it), got address ", opts.workspace);
+}
+
+void throw_nonfinite_on_device(const char* fn, const char* name, const_view a,
+                               unsigned long long bad, stream_t stream) {
+  const std::size_t r = bad / a.cols, c = bad % a.cols;
+  float x = 0.0f;
+  ATTNPOOL_CUDA_TRY(
+      cudaMemcpyAsync(&x, a.data + r * a.ld + c, sizeof x, cudaMemcpyDeviceToHost, stream));
+  ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
+  ::attnpool::detail::throw_nonfinite(fn, name, r, c, x);
 }
 
 void check_inputs_on_device(const char* fn, const_view q, const_view k, const_view v,
@@ -199,16 +207,8 @@ void check_inputs_on_device(const char* fn, const_view q, const_view k, const_vi
   const const_view mats[3] = {q, k, v};
   const char* names[3] = {"queries", "keys", "values"};
   for (int i = 0; i < 3; ++i) {
-    const unsigned long long bad = host.first_bad[i];
-    if (bad == ~0ULL) continue;
-    const std::size_t r = bad / mats[i].cols, c = bad % mats[i].cols;
-    float x = 0.0f;
-    ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(&x, mats[i].data + r * mats[i].ld + c, sizeof x,
-                                      cudaMemcpyDeviceToHost, stream));
-    ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
-    throw invalid_argument(::attnpool::detail::concat(
-        fn, ": ", names[i], "(", r, ", ", c, ") is ", x,
-        "; inputs must be finite (options.check_finite = false skips this check)"));
+    if (host.first_bad[i] != ~0ULL)
+      throw_nonfinite_on_device(fn, names[i], mats[i], host.first_bad[i], stream);
   }
   // The range check itself is the host one, run on a 1 x d stand-in whose largest coordinate is
   // the device maximum: one source for the limit and the message.
@@ -268,25 +268,22 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
 // ---- the public device-pointer API --------------------------------------------------------------
 
 namespace {
-backend cuda_backend_for(const char* fn, backend requested) {
-  if (requested == backend::automatic) return backend::cuda_fused;
-  ATTNPOOL_EXPECTS(requested == backend::cuda_fused || requested == backend::cuda_unfused, fn,
-                   ": backend must be cuda_fused, cuda_unfused or automatic, got ",
-                   to_string(requested));
-  return requested;
-}
+using ::attnpool::detail::choose_backend;
+using ::attnpool::detail::entry_point;
 }  // namespace
 
 std::size_t cuda::pool_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
                                       const pool_params& params, backend which) {
-  if (cuda_backend_for("cuda::pool_workspace_size", which) == backend::cuda_unfused)
+  if (choose_backend({"cuda::pool_workspace_size", entry_point::device_pool, which}) ==
+      backend::cuda_unfused)
     return detail::unfused_pool_workspace_size(n, m, d);
   return detail::fused_workspace_size(n, m, d, dv, {}, params);
 }
 
 void cuda::pool(const_view q, const_view k, const_view v, mutable_view out,
                 const pool_params& params, const options& opts) {
-  if (cuda_backend_for("cuda::pool", opts.backend) == backend::cuda_unfused) {
+  if (choose_backend({"cuda::pool", entry_point::device_pool, opts.backend}) ==
+      backend::cuda_unfused) {
     detail::unfused_pool("cuda::pool", q, k, v, out, params, opts);
   } else {
     detail::fused_pool(q, k, v, out, params, opts, {});
@@ -301,7 +298,7 @@ std::size_t cuda::attention_weights_workspace_size(std::size_t n, std::size_t m,
 void cuda::attention_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
                              const options& opts) {
   // Any CUDA backend: the matrix is materialised by definition, so fused == unfused here.
-  cuda_backend_for("cuda::attention_weights", opts.backend);
+  choose_backend({"cuda::attention_weights", entry_point::device_pool, opts.backend});
   detail::unfused_weights("cuda::attention_weights", q, k, w, params, opts);
 }
 
@@ -349,6 +346,7 @@ void cuda::detail::download(const float* d, mutable_view a, stream_t stream) {
 
 namespace {
 using cuda::detail::download;
+using cuda::detail::host_call_options;
 using cuda::detail::kHostStream;
 using cuda::detail::upload;
 }  // namespace
@@ -356,24 +354,15 @@ using cuda::detail::upload;
 void detail::cuda_pool_host(const_view q, const_view k, const_view v, mutable_view out,
                             const pool_params& params, backend which) {
   const stream_t stream = kHostStream;
-  const device_buffer<float> dq = upload(q, "queries", stream);
-  const device_buffer<float> dk = upload(k, "keys", stream);
-  const device_buffer<float> dv = upload(v, "values", stream);
+  const cuda::detail::device_inputs in(q, k, v, stream);
   device_buffer<float> dout(out.rows * out.cols, "output");
   const std::size_t ws_bytes =
       cuda::pool_workspace_size(q.rows, k.rows, q.cols, v.cols, params, which);
   const device_buffer<std::byte> ws(ws_bytes, which == backend::cuda_unfused
                                                   ? "the unfused path's workspace (n x m weights)"
                                                   : "the fused path's workspace");
-  options o;
-  o.backend = which;
-  o.check_finite = false;  // src/api/pool.cpp checked the host data already
-  o.stream = stream;
-  o.workspace = ws.data();
-  o.workspace_bytes = ws.bytes();
-  cuda::pool(const_view{dq.data(), q.rows, q.cols}, const_view{dk.data(), k.rows, k.cols},
-             const_view{dv.data(), v.rows, v.cols}, mutable_view{dout.data(), out.rows, out.cols},
-             params, o);
+  const options o = host_call_options(which, stream, &ws);
+  cuda::pool(in.q, in.k, in.v, mutable_view{dout.data(), out.rows, out.cols}, params, o);
   download(dout.data(), out, stream);
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
 }
@@ -388,12 +377,7 @@ void detail::cuda_weights_host(const_view q, const_view k, mutable_view w,
   const device_buffer<std::byte> ws(
       cuda::attention_weights_workspace_size(q.rows, k.rows, q.cols, params),
       "the unfused path's workspace");
-  options o;
-  o.backend = backend::cuda_unfused;
-  o.check_finite = false;
-  o.stream = stream;
-  o.workspace = ws.data();
-  o.workspace_bytes = ws.bytes();
+  const options o = host_call_options(backend::cuda_unfused, stream, &ws);
   cuda::attention_weights(const_view{dq.data(), q.rows, q.cols},
                           const_view{dk.data(), k.rows, k.cols},
                           mutable_view{dw.data(), w.rows, w.cols}, params, o);
@@ -405,9 +389,7 @@ void detail::cuda_average_host(const_view values, mutable_view out) {
   const stream_t stream = kHostStream;
   const device_buffer<float> dv = upload(values, "values", stream);
   device_buffer<float> dout(out.rows * out.cols, "output");
-  options o;
-  o.check_finite = false;
-  o.stream = stream;
+  const options o = host_call_options(backend::automatic, stream);
   cuda::average_pool(const_view{dv.data(), values.rows, values.cols},
                      mutable_view{dout.data(), out.rows, out.cols}, o);
   download(dout.data(), out, stream);

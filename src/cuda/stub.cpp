@@ -64,8 +64,8 @@ void detail::cuda_pool_batched_host(const_view, const_view, const_view, mutable_
                                     const pool_params&) {
   no_cuda("pool_batched(cuda_fused)");
 }
-void detail::cuda_pool_partial_host(const_view, const_view, const_view, float*, float*,
-                                    mutable_view, const pool_params&) {
+void detail::cuda_pool_partial_host(const_view, const_view, const_view, const mutable_partials&,
+                                    const pool_params&) {
   no_cuda("pool_partial(cuda_fused)");
 }
 std::size_t cuda::pool_batched_workspace_size(std::size_t, std::size_t, std::size_t, std::size_t,

@@ -84,10 +84,7 @@ void row_scores(const_view q, const_view k, std::size_t i, const pool_params& pa
 // all-NaN row for empty_support::nan, or throws for empty_support::error.
 void empty_row(const char* fn, const pool_params& params, std::size_t i,
                const std::vector<double>& u2, std::vector<double>& w) {
-  ATTNPOOL_EXPECTS(params.empty != empty_support::error, fn, ": query row ", i,
-                   " has no key inside the support of the ", to_string(params.kernel),
-                   " kernel (every weight would be 0/0); widen the bandwidth, or choose "
-                   "params.empty = nan or nearest");
+  if (params.empty == empty_support::error) detail::throw_empty_row(fn, params, i);
   if (params.empty == empty_support::nan) {
     std::fill(w.begin(), w.end(), std::numeric_limits<double>::quiet_NaN());
     return;

@@ -85,6 +85,17 @@ void reject_non_gaussian(const char* fn, const pool_params& params) {
                    "API; use the isotropic params.bandwidth");
 }
 
+namespace {
+// Throws invalid_argument "<fn>: params.mask = <mask> is not implemented on the GPU yet ..."
+// for any mask but none: the GPU paths without masks.
+void reject_gpu_mask(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
+                   " is not implemented on the GPU yet for this call or backend (pool and ",
+                   "pool_backward take masks on cuda_fused); use backend cuda_fused, cpu or "
+                   "reference");
+}
+}  // namespace
+
 void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d, bool masks_ok) {
   if (!masks_ok) reject_gpu_mask(fn, params);
   ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
@@ -95,11 +106,32 @@ void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d,
                    " is not implemented on the GPU yet; use backend cpu or reference");
 }
 
-void reject_gpu_mask(const char* fn, const pool_params& params) {
+void reject_shard_mask(const char* fn, const pool_params& params) {
   ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not implemented on the GPU yet for this call or backend (pool and ",
-                   "pool_backward take masks on cuda_fused); use backend cuda_fused, cpu or "
-                   "reference");
+                   " is not supported in batches or shards; use mask::none");
+}
+
+void reject_shard_nearest(const char* fn, const pool_params& params) {
+  ATTNPOOL_EXPECTS(params.empty != empty_support::nearest || !is_compact(params.kernel), fn,
+                   ": params.empty = nearest is not supported for sharded keys (a shard does not ",
+                   "know the other shards' keys); use empty_support::error or nan");
+}
+
+void throw_empty_row(const char* fn, const pool_params& params, std::size_t row,
+                     const empty_row_where& where) {
+  std::string which = concat("query row ", row);
+  if (!where.query_offsets.empty()) {
+    const auto& off = where.query_offsets;
+    const auto b =
+        static_cast<std::size_t>(std::upper_bound(off.begin(), off.end(), row) - off.begin() - 1);
+    which = concat("query row ", row - off[b], " of problem ", b, " (row ", row,
+                   " of the concatenated queries)");
+  }
+  throw invalid_argument(concat(fn, ": ", which, " has no key inside the support of the ",
+                                to_string(params.kernel), " kernel",
+                                where.any_shard ? " in any shard" : "",
+                                " (every weight would be 0/0); widen the bandwidth, or choose ",
+                                "params.empty = nan", where.nearest_ok ? " or nearest" : ""));
 }
 
 void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,
@@ -108,32 +140,6 @@ void check_optional_output(const char* fn, const char* name, const_view a, std::
   ATTNPOOL_EXPECTS(a.rows == rows && a.cols == cols, fn, ": ", name, " must be ", rows, " x ",
                    cols, " (or an empty view to skip it), got ", a.rows, " x ", a.cols);
   check_view(fn, name, a);
-}
-
-backend resolve_learn_backend(const char* fn, backend requested) {
-  switch (requested) {
-    case backend::automatic:
-    case backend::cpu: return backend::cpu;
-    case backend::reference: return backend::reference;
-    case backend::cuda_fused:
-    case backend::cuda_unfused: break;
-  }
-  throw invalid_argument(concat(fn, ": backend ", to_string(requested),
-                                " is not implemented on the GPU yet; use backend cpu or reference"));
-}
-
-backend resolve_backward_backend(const char* fn, backend requested, std::size_t d) {
-  switch (requested) {
-    case backend::automatic:
-      return cuda_available() && d <= kMaxGpuBackwardDims ? backend::cuda_fused : backend::cpu;
-    case backend::cpu:
-    case backend::reference:
-    case backend::cuda_fused: return requested;
-    case backend::cuda_unfused: break;
-  }
-  throw invalid_argument(concat(fn, ": backend ", to_string(requested),
-                                " is not implemented for the learning API (it has no fused ",
-                                "backward pass); use backend cuda_fused, cpu or reference"));
 }
 
 void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m) {
@@ -161,17 +167,26 @@ void check_mask(const char* fn, const pool_params& params, std::size_t n, std::s
   throw invalid_argument(concat(fn, ": unknown mask ", static_cast<int>(params.mask)));
 }
 
-problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
-                              const_view values, const_view out, const pool_params& params,
-                              mask_support masks) {
+namespace {
+// What pool and attention_weights share: the parameters, d and m.
+problem_shape check_queries_keys(const char* fn, const_view queries, const_view keys,
+                                 std::size_t dv, const pool_params& params, mask_support masks) {
   check_bandwidth(fn, params, queries.cols);
   if (masks != mask_support::host)
     reject_gpu_params(fn, params, queries.cols, masks == mask_support::gpu_fused);
-  const problem_shape s{queries.rows, keys.rows, queries.cols, values.cols};
+  const problem_shape s{queries.rows, keys.rows, queries.cols, dv};
   ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
   ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
                    "), got ", keys.cols);
   ATTNPOOL_EXPECTS(s.m >= 1, fn, ": keys.rows (m) must be >= 1, got ", s.m);
+  return s;
+}
+}  // namespace
+
+problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
+                              const_view values, const_view out, const pool_params& params,
+                              mask_support masks) {
+  const problem_shape s = check_queries_keys(fn, queries, keys, values.cols, params, masks);
   ATTNPOOL_EXPECTS(values.rows == s.m, fn, ": values.rows must equal keys.rows (m = ", s.m,
                    "), got ", values.rows);
   ATTNPOOL_EXPECTS(s.dv >= 1, fn, ": values.cols (dv) must be >= 1, got ", s.dv);
@@ -192,14 +207,7 @@ problem_shape check_pool_args(const char* fn, const_view queries, const_view key
 problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
                                  const_view weights, const pool_params& params,
                                  mask_support masks) {
-  check_bandwidth(fn, params, queries.cols);
-  if (masks != mask_support::host)
-    reject_gpu_params(fn, params, queries.cols, masks == mask_support::gpu_fused);
-  const problem_shape s{queries.rows, keys.rows, queries.cols, 0};
-  ATTNPOOL_EXPECTS(s.d >= 1, fn, ": queries.cols (d) must be >= 1, got ", s.d);
-  ATTNPOOL_EXPECTS(keys.cols == s.d, fn, ": keys.cols must equal queries.cols (d = ", s.d,
-                   "), got ", keys.cols);
-  ATTNPOOL_EXPECTS(s.m >= 1, fn, ": keys.rows (m) must be >= 1, got ", s.m);
+  const problem_shape s = check_queries_keys(fn, queries, keys, 0, params, masks);
   ATTNPOOL_EXPECTS(weights.rows == s.n, fn, ": weights.rows must equal queries.rows (n = ", s.n,
                    "), got ", weights.rows);
   ATTNPOOL_EXPECTS(weights.cols == s.m, fn, ": weights.cols must equal keys.rows (m = ", s.m,
@@ -227,11 +235,15 @@ void check_finite_host(const char* fn, const char* name, const_view a) {
     bool ok = true;
     for (std::size_t j = 0; j < a.cols; ++j) ok &= std::isfinite(row[j]);
     if (ok) continue;
-    for (std::size_t j = 0; j < a.cols; ++j) {
-      ATTNPOOL_EXPECTS(std::isfinite(row[j]), fn, ": ", name, "(", i, ", ", j, ") is ", row[j],
-                       "; inputs must be finite (options.check_finite = false skips this check)");
-    }
+    for (std::size_t j = 0; j < a.cols; ++j)
+      if (!std::isfinite(row[j])) throw_nonfinite(fn, name, i, j, row[j]);
   }
+}
+
+void throw_nonfinite(const char* fn, const char* name, std::size_t r, std::size_t c, float x) {
+  throw invalid_argument(concat(fn, ": ", name, "(", r, ", ", c, ") is ", x,
+                                "; inputs must be finite (options.check_finite = false skips "
+                                "this check)"));
 }
 
 double max_safe_coordinate(std::size_t d, double bandwidth) {
@@ -258,6 +270,15 @@ void check_score_range_host(const char* fn, const_view queries, const_view keys,
   ATTNPOOL_EXPECTS(r <= safe, fn, ": coordinates up to ", r, " overflow float32 scores at ",
                    "bandwidth ", h, " and d = ", queries.cols,
                    " (the limit is ", safe, "); centre or rescale the inputs");
+}
+
+void check_inputs_host(const char* fn, const options& opts, const_view queries, const_view keys,
+                       const_view values, const pool_params& params) {
+  if (!opts.check_finite) return;
+  check_finite_host(fn, "queries", queries);
+  check_finite_host(fn, "keys", keys);
+  if (values.data != nullptr) check_finite_host(fn, "values", values);
+  check_score_range_host(fn, queries, keys, params);
 }
 
 namespace {

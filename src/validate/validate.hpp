@@ -42,16 +42,43 @@ void check_optional_output(const char* fn, const char* name, const_view a, std::
 // counts, each in [1, m]. A row with no visible key is an error naming the row.
 void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m);
 
-// Throws invalid_argument "<fn>: params.mask = <mask> is not implemented on the GPU yet" for
-// any mask but none (for entry points whose CUDA path has no masks: the unfused path,
-// attention_weights, batched).
-void reject_gpu_mask(const char* fn, const pool_params& params);
-
 // What the GPU paths do not implement yet, each an invalid_argument naming it: masks (unless
 // `masks_ok`: the fused path implements them), empty_support::nearest (for compact kernels) and
 // anisotropic bandwidths with d > 64.
 void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d,
                        bool masks_ok = false);
+
+// Batches and shards (pool_batched, pool_partial, pool_sharded, their cuda:: versions and
+// nccl::pool) take no masks: invalid_argument "<fn>: params.mask = <mask> is not supported in
+// batches or shards; use mask::none" for any mask but none.
+void reject_shard_mask(const char* fn, const pool_params& params);
+
+// Sharded keys (pool_partial, cuda::pool_partial, cuda::merge_partials, pool_sharded) cannot
+// apply empty_support::nearest for a compact kernel: a shard does not know the other shards'
+// keys. An invalid_argument naming the policy.
+void reject_shard_nearest(const char* fn, const pool_params& params);
+
+// Where a row with no key inside a compact kernel's support was found, for its message.
+struct empty_row_where {
+  // pool_batched's query offsets: the row is named in its problem and in the concatenation.
+  std::span<const std::size_t> query_offsets = {};
+  // A merge of sharded states: no shard saw a key for the row.
+  bool any_shard = false;
+  // Whether the entry point takes empty_support::nearest (the message then suggests it).
+  bool nearest_ok = true;
+};
+
+// empty_support::error for a compact kernel: throws invalid_argument "<fn>: query row <row> has
+// no key inside the support of the <kernel> kernel (every weight would be 0/0); ..." with the
+// remedies the entry point takes. `row` is the row of the call's queries.
+[[noreturn]] void throw_empty_row(const char* fn, const pool_params& params, std::size_t row,
+                                  const empty_row_where& where = {});
+
+// Rows [r0, r1) of a view (r0 <= r1 <= a.rows), same leading dimension.
+template <class T>
+matrix_view<T> rows_of(matrix_view<T> a, std::size_t r0, std::size_t r1) {
+  return {a.data + r0 * a.ld, r1 - r0, a.cols, a.ld};
+}
 
 // The learning API (backward, bandwidth selection, training) is derived for the isotropic
 // Gaussian: anything else is an invalid_argument naming the kernel / the bandwidths.
@@ -64,23 +91,19 @@ void check_average_args(const char* fn, const_view values, const_view out);
 // Host-memory data checks (options.check_finite): every element finite, and the coordinates
 // small enough that every float32 score -||q-k||^2 * log2(e)/(2h^2) is finite.
 void check_finite_host(const char* fn, const char* name, const_view a);
+// The message of both checks (host and device): "<fn>: <name>(r, c) is <x>; inputs must be
+// finite (...)".
+[[noreturn]] void throw_nonfinite(const char* fn, const char* name, std::size_t r, std::size_t c,
+                                  float x);
 void check_score_range_host(const char* fn, const_view queries, const_view keys,
                             const pool_params& params);
+// Both, for a call's queries, keys and values (skipped where values.data is null), unless
+// opts.check_finite is off.
+void check_inputs_host(const char* fn, const options& opts, const_view queries, const_view keys,
+                       const_view values, const pool_params& params);
 
 // The largest |coordinate| for which every float32 score is finite (used by the device check).
 double max_safe_coordinate(std::size_t d, double bandwidth);
-
-// The backend a learning entry point (learn.hpp) runs on where it has no GPU version of its own:
-// cpu or reference; automatic means cpu; cuda_* throw invalid_argument "<fn>: ... not
-// implemented on the GPU". (src/api/bandwidth.cpp and src/api/backward.cpp wrap it with their GPU
-// paths.)
-backend resolve_learn_backend(const char* fn, backend requested);
-
-// The backend of pool_backward and train_parametric for input dimension d: reference, cpu or
-// cuda_fused; automatic means cuda_fused where a device exists and d <= kMaxGpuBackwardDims,
-// else cpu; cuda_unfused throws invalid_argument "<fn>: backend cuda_unfused is not
-// implemented ...; use cuda_fused".
-backend resolve_backward_backend(const char* fn, backend requested, std::size_t d);
 
 // pool_batched's offsets: B + 1 each (B >= 0), 0 first, non-decreasing, query_offsets ending at
 // query_rows and key_offsets at key_rows, and every problem with queries has >= 1 key. Messages
