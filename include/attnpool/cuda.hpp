@@ -43,12 +43,10 @@ void pool(const_view queries, const_view keys, const_view values, mutable_view o
 std::size_t pool_backward_workspace_size(std::size_t n, std::size_t m, std::size_t d,
                                          std::size_t dv, const pool_params& params);
 
-/// The backward pass of pool() on device pointers (see attnpool::pool_backward for the maths),
-/// fused in the FlashAttention style: a row-parallel kernel makes one streaming pass per query
-/// row for its log-sum-exp, D_i = dout_i . out_i, dq_i and the row's share of dh; a
-/// key-parallel kernel recomputes the scores from the saved log-sum-exp for dk and dv; one block
-/// sums dh. The n x m matrix is never stored and every gradient is summed in a fixed order
-/// (bitwise repeatable). Gaussian kernel, isotropic bandwidth, d <= 64.
+/// The backward pass of pool() on device pointers (see attnpool::pool_backward for the maths):
+/// the gradients with respect to the queries, keys, values and bandwidth, with the n x m matrix
+/// never stored and every gradient summed in a fixed order (bitwise repeatable). Gaussian
+/// kernel, isotropic bandwidth, d <= kMaxGpuBackwardDims.
 /// Backend must be cuda_fused or automatic.
 /// \param grads device views of the gradients wanted (any subset); grads.bandwidth, when set,
 ///        points to ONE DOUBLE IN DEVICE MEMORY, written asynchronously.
@@ -83,11 +81,10 @@ std::size_t pool_batched_workspace_size(std::size_t problems, std::size_t total_
                                         std::size_t d, std::size_t dv,
                                         const pool_params& params = {});
 
-/// attnpool::pool_batched on device pointers, in ONE fused kernel launch: every block of the
-/// grid runs up to a block's worth of query rows of one problem against that problem's keys
-/// only. queries / keys / values / out are device memory; query_offsets and key_offsets (B + 1
-/// each) are host memory, read before the call returns (the block table is built from them on
-/// the host and copied into opts.workspace, asynchronously on opts.stream).
+/// attnpool::pool_batched on device pointers, in one fused kernel launch: each problem's queries
+/// see only that problem's keys. queries / keys / values / out are device memory; query_offsets
+/// and key_offsets (B + 1 each) are host memory, read before the call returns (a table built
+/// from them is copied into opts.workspace, asynchronously on opts.stream).
 /// Backend must be cuda_fused or automatic. params.mask must be none (masks are not supported
 /// in batches yet); every kernel and anisotropic bandwidths are. Each problem's result equals
 /// a separate cuda::pool call on it without split-K (same per-row code, same key order).
@@ -150,10 +147,9 @@ void pool_partial(const_view queries, const_view keys_shard, const_view values_s
 /// Bytes of device workspace that merge_partials() needs (the empty-row scan slot).
 std::size_t merge_partials_workspace_size(const pool_params& params = {});
 
-/// attnpool::merge_partials on the device: merges the shards' states in one fixed order (a
-/// warp per output: lane l takes shards l, l + 32, ..., then a fixed butterfly of shuffles;
-/// see kernels/merge/states.hpp), so the result is bitwise deterministic, though not bitwise
-/// the CPU's merge_partials (which merges 0, 1, ..., S-1), and writes the normalised n x dv result to `out`. Only
+/// attnpool::merge_partials on the device: merges the shards' states in one fixed order, so the
+/// result is bitwise deterministic (though not bitwise the CPU's merge_partials, which merges
+/// shard 0, 1, ..., S-1 in turn), and writes the normalised n x dv result to `out`. Only
 /// params.kernel and params.empty are read; a row that no shard saw a key for is NaN
 /// (empty_support::nan) or an invalid_argument naming the row (empty_support::error, which
 /// synchronises opts.stream). Otherwise asynchronous.

@@ -27,8 +27,8 @@ namespace attnpool {
 
 // ---- backward pass ----------------------------------------------------------------------------
 
-/// The largest input dimension d that pool_backward() takes on backend::cuda_fused (each
-/// thread keeps its d gradient sums in registers); larger d needs backend::cpu.
+/// The largest input dimension d that pool_backward() takes on backend::cuda_fused; larger d
+/// needs backend::cpu.
 inline constexpr std::size_t kMaxGpuBackwardDims = 64;
 
 /// Where pool_backward() writes the gradients of a scalar loss L. Each view is optional: leave
@@ -142,7 +142,8 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
 /// bandwidths share the row's nearest key as the softmax maximum, so no rescaling is needed.)
 /// backend::cuda_fused runs the same sweep on the GPU: each squared distance is computed once
 /// and shared by several bandwidths, and the per-row errors are summed per bandwidth in a fixed
-/// order, so the result is bitwise reproducible. It agrees with backend::cpu within float32 rounding. Any d >= 1 and dv >= 1.
+/// order, so the result is bitwise reproducible. It agrees with backend::cpu within float32
+/// rounding. Any d >= 1 and dv >= 1.
 /// \param x          n x d inputs (queries and keys at once), n >= 2
 /// \param y          n x dv targets
 /// \param bandwidths each finite and > 0, small enough that log2(e)/(2h^2) fits a float

@@ -179,7 +179,7 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
 }
 
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
-                          const generic_score_args* generic, const partial_target& dst) {
+                          const generic_score_args* generic, const mutable_partials& dst) {
   ATTNPOOL_EXPECTS(args.partial_state != nullptr && args.partial_acc != nullptr,
                    "launch_fused_partial: the split states need workspace");
   ATTNPOOL_EXPECTS(args.batch_blocks == nullptr, "launch_fused_partial: no batched launch");

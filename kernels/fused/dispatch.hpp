@@ -22,9 +22,10 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
 /// pool_partial's launch: the fused kernel writes per-split partial states into
 /// args.partial_state / args.partial_acc (required, also for plan.splits == 1: splits x n x 2
 /// and splits x n x dv floats), then the merge kernel merges the splits in its fixed order into
-/// `dst`.
+/// `dst`, one shard of device memory: the merged, unnormalised max, sum and acc row of every
+/// query row.
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
-                          const generic_score_args* generic, const partial_target& dst);
+                          const generic_score_args* generic, const mutable_partials& dst);
 
 /// One compiled configuration's launch (defined in kernels/fused/agent.cuh, instantiated per D). Score is
 /// the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the

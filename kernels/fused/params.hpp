@@ -62,8 +62,4 @@ struct generic_score_args {
   detail::mask_rule mask;
 };
 
-/// Where launch_fused_partial writes the merged, unnormalised state of every query row: one
-/// shard of attnpool::partials_view (max, sum and acc row i). Device memory.
-using partial_target = mutable_partials;
-
 }  // namespace attnpool::kernels

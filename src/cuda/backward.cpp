@@ -99,7 +99,7 @@ void fused_backward(const char* fn, const_view q, const_view k, const_view v, co
   cuda::detail::upload_valid_lens(params, s.n, ws + l.lens, stream);
 
   kernels::backward_args a;
-  static_cast<kernels::problem_args&>(a) = cuda::detail::problem_args_for(q, k, v);
+  static_cast<kernels::problem_args&>(a) = kernels::problem_args_of(q, k, v);
   a.dout = dout.data;
   a.lddo = dout.ld;
   a.score_constant = cuda::detail::neg_log2_scale(params);

@@ -97,12 +97,9 @@ void check_empty_rows_on_device(const char* fn, const pool_params& params, const
 
 // ---- kernel arguments and copies (pool.cpp) ----------------------------------------------
 
-/// The problem part of every family's kernel arguments (pointers, strides, sizes) for one
-/// validated problem; d and dv must fit an int (check_int_dims).
-kernels::problem_args problem_args_for(const_view q, const_view k, const_view v);
-
 /// The fused kernel's arguments for one validated problem (pointers, strides, sizes, the score
-/// constant), and in `generic` the generic-score path's extras (read only if uses_generic_score(params)).
+/// constant), and in `generic` the generic-score path's extras (read only if
+/// uses_generic_score(params)).
 kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,
                                    const pool_params& params, kernels::generic_score_args& generic);
 

@@ -72,25 +72,10 @@ void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
                    " exceeds the CUDA backends' limit of 2^31 - 1");
 }
 
-kernels::problem_args problem_args_for(const_view q, const_view k, const_view v) {
-  kernels::problem_args p;
-  p.q = q.data;
-  p.k = k.data;
-  p.v = v.data;
-  p.ldq = q.ld;
-  p.ldk = k.ld;
-  p.ldv = v.ld;
-  p.n = q.rows;
-  p.m = k.rows;
-  p.d = static_cast<int>(q.cols);
-  p.dv = static_cast<int>(v.cols);
-  return p;
-}
-
 kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,
                                    const pool_params& params, kernels::generic_score_args& generic) {
   kernels::fused_args a;
-  static_cast<kernels::problem_args&>(a) = problem_args_for(q, k, v);
+  static_cast<kernels::problem_args&>(a) = kernels::problem_args_of(q, k, v);
   a.out = out.data;
   a.ldo = out.ld;
   const gpu_kernel g = gpu_kernel_for(params);
