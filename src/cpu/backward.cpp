@@ -20,7 +20,6 @@
 #include <attnpool/detail/scores.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
-#include <attnpool/reference.hpp>
 
 #include "src/cpu/engine.hpp"
 #include "src/cpu/tiles.hpp"

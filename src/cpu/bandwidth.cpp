@@ -1,8 +1,7 @@
-// Bandwidth selection by leave-one-out cross-validation: loo_cv_error evaluates many
-// bandwidths in one fused sweep over the keys, select_bandwidth searches a log grid and refines
-// it by golden section on ln h.
+// The leave-one-out sweep of loo_cv_error on the CPU engine: many bandwidths in one fused pass
+// over the keys.
 //
-// The fused sweep, per query row i (x_i against every x_j, j != i):
+// Per query row i (x_i against every x_j, j != i):
 //   1. r_j = ||x_i - x_j||^2 for the whole row into a row buffer (n floats per thread, L2-sized
 //      for n ~ 1e5), r_i = +inf (the leave-one-out mask), and r_min = min_j r_j.
 //   2. t_j = r_j - r_min >= 0 in place. Every Gaussian score is -c_h r_j with c_h > 0, so the
@@ -16,26 +15,19 @@
 // The distances are computed once per pair and shared by all bandwidths; each bandwidth costs
 // one exp2 and two adds per pair.
 //
-// backend::cuda_fused runs the same sweep on the GPU (kernels/loo_sweep/sweep.cu, glue in
-// src/cuda/bandwidth.cpp), and select_bandwidth's search is written once
-// (grid_then_golden) over a pluggable evaluator: the CPU / reference loo_cv_error, or one
-// device session that holds x and y for the whole search.
-#include <attnpool/cuda.hpp>
+// backend::cuda_fused runs the same sweep on the GPU (kernels/loo_sweep/).
 #include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/detail/scores.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
-#include <attnpool/reference.hpp>
 
 #include "src/cpu/engine.hpp"
 #include "src/cpu/tiles.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cmath>
-#include <functional>
 #include <limits>
-#include <optional>
 
 namespace attnpool {
 namespace {
