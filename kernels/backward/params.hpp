@@ -37,7 +37,7 @@ struct backward_args : problem_args {
   const float* dout = nullptr;  ///< n x dv, row stride lddo
   std::size_t lddo = 0;
   float score_constant = 0.0f;  ///< gaussian_log2_score's constant, -log2(e) / (2 h^2)
-  double inv_h2 = 0.0;     ///< 1 / h^2 (the gradients' scale, applied once per element)
+  double inv_h2 = 0.0;          ///< 1 / h^2 (the gradients' scale, applied once per element)
 
   detail::mask_rule mask;  ///< which keys each query sees; valid_lens in device memory
 
@@ -45,8 +45,8 @@ struct backward_args : problem_args {
   float* dsum = nullptr;     ///< n: D_i, written by the rows phase
   float* dh_rows = nullptr;  ///< n: per-row share of dh (rows), or null
 
-  float* dq = nullptr;  ///< n x d, row stride lddq, or null
-  float* dk = nullptr;  ///< m x d, row stride lddk, or null
+  float* dq = nullptr;   ///< n x d, row stride lddq, or null
+  float* dk = nullptr;   ///< m x d, row stride lddk, or null
   float* dvv = nullptr;  ///< m x dv, row stride lddv, or null
   std::size_t lddq = 0, lddk = 0, lddv = 0;
 };
@@ -82,7 +82,9 @@ using backward_d_buckets = detail::pow2_dims_to_64;
 
 /// The compiled query dimension serving a run-time d in [1, kMaxBackwardDims]: the smallest of
 /// {1, 2, 4, 8, 16, 32, 64} that is >= d.
-constexpr int backward_d_bucket(std::size_t d) { return backward_d_buckets::bucket(d); }
+constexpr int backward_d_bucket(std::size_t d) {
+  return backward_d_buckets::bucket(d);
+}
 
 /// The value-column window of the key phase: 1 for dv == 1, else kValueWindow columns.
 template <int D, bool kDv1>

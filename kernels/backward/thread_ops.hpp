@@ -18,12 +18,12 @@
 // Key phase (one key j, one window of value columns): P_ij = 2^(s2_ij - lse2_i) from the saved
 // log-sum-exp, dS_ij = P_ij (dp_ij - D_i); dk_j = sum_i dS_ij (q_i - k_j) / h^2 and
 // dv_j = sum_i P_ij dout_i. The score is subtracted with sub_rn (no FMA contraction): a
-// contracted score_constant * r2 - lse2 would not match the lse2 computed from rounded scores, which
-// matters for scores of -1e13 (far keys at small h).
+// contracted score_constant * r2 - lse2 would not match the lse2 computed from rounded scores,
+// which matters for scores of -1e13 (far keys at small h).
 #pragma once
 
-#include <attnpool/detail/host_device.hpp>
 #include <attnpool/detail/fast_math.hpp>
+#include <attnpool/detail/host_device.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/detail/scores.hpp>
 
@@ -45,7 +45,7 @@ using detail::sub_rn;
 /// The first d coordinates of a row, zero-padded to D (padding leaves distances unchanged).
 template <int D>
 ATTNPOOL_HD void load_row(const float* src, int d, float (&x)[D]) {
-ATTNPOOL_UNROLL
+  ATTNPOOL_UNROLL
   for (int c = 0; c < D; ++c) x[c] = c < d ? ldg(src + c) : 0.0f;
 }
 
@@ -88,7 +88,7 @@ ATTNPOOL_HD void backward_row(const backward_args& a, std::size_t i) {
   for (std::size_t j0 = 0; j0 < vis.limit; j0 += kC) {
     float s[kC], dp[kC];
     // Pass 1 over the chunk: scores (masked and past-the-end keys -inf) and dp.
-ATTNPOOL_UNROLL
+    ATTNPOOL_UNROLL
     for (int t = 0; t < kC; ++t) {
       const std::size_t j = j0 + static_cast<std::size_t>(t);
       const bool live = vis.sees(j);
@@ -100,7 +100,7 @@ ATTNPOOL_UNROLL
       dp[t] = dot_dout_v<kDv1>(dout_i, vj, dout0, vj, a.dv);
     }
     float cmax = s[0];
-ATTNPOOL_UNROLL
+    ATTNPOOL_UNROLL
     for (int t = 1; t < kC; ++t) cmax = max_hd(cmax, s[t]);
     if (cmax == -INFINITY) continue;  // every key of the chunk masked: nothing to add
     // Raise the running maximum first (one merge, two exp2 per chunk), so that the chunk's
@@ -116,7 +116,7 @@ ATTNPOOL_UNROLL
     }
     // Pass 2: the weights and the sums; the key rows are read again (L1 hits on the GPU) and
     // give bitwise the same distances.
-ATTNPOOL_UNROLL
+    ATTNPOOL_UNROLL
     for (int t = 0; t < kC; ++t) {
       const std::size_t j = j0 + static_cast<std::size_t>(t);
       const bool live = vis.sees(j);
@@ -148,8 +148,9 @@ ATTNPOOL_UNROLL
     ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e)  // constant indices after unrolling keep b, g in registers
       if (e < a.d)
-        a.dq[i * a.lddq + e] = static_cast<float>(
-            f * (static_cast<double>(g[e]) - static_cast<double>(dsum) * static_cast<double>(b[e])));
+        a.dq[i * a.lddq + e] =
+            static_cast<float>(f * (static_cast<double>(g[e]) -
+                                    static_cast<double>(dsum) * static_cast<double>(b[e])));
   }
   if (a.dh_rows != nullptr) {
     a.dh_rows[i] = static_cast<float>(
@@ -192,8 +193,7 @@ ATTNPOOL_HD void backward_key(const backward_args& a, std::size_t j, int col0, i
   if (a.dk != nullptr && write_dk) {
     ATTNPOOL_UNROLL
     for (int e = 0; e < D; ++e)
-      if (e < a.d)
-        a.dk[j * a.lddk + e] = static_cast<float>(a.inv_h2 * static_cast<double>(dk[e]));
+      if (e < a.d) a.dk[j * a.lddk + e] = static_cast<float>(a.inv_h2 * static_cast<double>(dk[e]));
   }
   if (a.dvv != nullptr) {
     ATTNPOOL_UNROLL

@@ -41,7 +41,8 @@ struct fused_agent {
   using traits = Traits;
   /// The generic-score path: may see -inf scores (compact supports) and weighted distances.
   static constexpr bool kGenericScore = !std::is_same_v<Score, detail::gaussian_log2_score>;
-  static_assert(!kGenericScore || traits::kGeneric, "the generic-score path is instantiated for D = 0 only");
+  static_assert(!kGenericScore || traits::kGeneric,
+                "the generic-score path is instantiated for D = 0 only");
   static constexpr int kR = traits::kRowsPerThread;
   static constexpr int kC = traits::kChunk;
   static constexpr int kTile = traits::kTileKeys;
@@ -57,7 +58,8 @@ struct fused_agent {
 
   shared_storage& smem;
   const fused_args& a;
-  const generic_score_args* x;  // the generic-score path's extra parameters; null on the Gaussian path
+  const generic_score_args*
+      x;  // the generic-score path's extra parameters; null on the Gaussian path
   const Score score;
 
   // Block coordinates.
@@ -313,7 +315,7 @@ struct fused_agent {
             // A masked key: distance +inf, so score -inf for every kernel of the family and
             // weight 2^-inf = 0; it never becomes the chunk's minimum unless all keys are
             // masked, and then the chunk is the empty state (cmax = -inf below).
-            p[r][j] = !live ? 0.0f
+            p[r][j] = !live                                                     ? 0.0f
                       : !detail::key_range{key_limit[r], skip_key[r]}.sees(key) ? INFINITY
                       : x->weighted
                           ? detail::weighted_squared_distance(q_row[r], kj, x->dim_weights, a.d)
@@ -457,21 +459,21 @@ void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_
 
 #define ATTNPOOL_FUSED_INSTANTIATE(D)                                                      \
   template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t,  \
-                                          const generic_score_args*);                         \
+                                          const generic_score_args*);                      \
   template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t,  \
-                                          const generic_score_args*);                         \
+                                          const generic_score_args*);                      \
   template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t,  \
-                                          const generic_score_args*);                         \
+                                          const generic_score_args*);                      \
   template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t,  \
-                                          const generic_score_args*);                         \
+                                          const generic_score_args*);                      \
   template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t, \
-                                           const generic_score_args*);                        \
+                                           const generic_score_args*);                     \
   template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t, \
-                                           const generic_score_args*);                        \
+                                           const generic_score_args*);                     \
   template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t, \
                                            const generic_score_args*);
 
-#define ATTNPOOL_FUSED_ANY_INSTANTIATE(DV)                          \
+#define ATTNPOOL_FUSED_ANY_INSTANTIATE(DV)                              \
   template void launch_fused_config<0, DV, detail::generic_log2_score>( \
       const fused_args&, const fused_plan&, stream_t, const generic_score_args*);
 

@@ -39,8 +39,7 @@ shape_consts shape_consts_for(std::size_t d, std::size_t dv, bool generic_score)
                         static_cast<std::size_t>(traits::kBlocksPerSm)};
   };
   // The generic-score path is compiled for the generic D = 0 only.
-  return generic_score ? dispatch_dv<0>(dv, consts)
-                    : dispatch_dims(d, dv, consts);
+  return generic_score ? dispatch_dv<0>(dv, consts) : dispatch_dims(d, dv, consts);
 }
 
 // The split-K layout of the workspace as stacked states: {max, sum} interleaved per row.
@@ -137,7 +136,8 @@ std::size_t max_batch_blocks(std::size_t problems, std::size_t total_rows,
   return ceil_div(total_rows, rows_per_block) + problems;
 }
 
-fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv, bool generic_score) {
+fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
+                              bool generic_score) {
   fused_plan plan;
   plan.d_bucket = generic_score ? 0 : fused_d_bucket(d);
   plan.dv_bucket = fused_dv_bucket(dv);

@@ -27,29 +27,29 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
                           const generic_score_args* generic, const mutable_partials& dst);
 
-/// One compiled configuration's launch (defined in kernels/fused/agent.cuh, instantiated per D). Score is
-/// the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the
+/// One compiled configuration's launch (defined in kernels/fused/agent.cuh, instantiated per D).
+/// Score is the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the
 /// run-time-switched detail::generic_log2_score (every kernel, anisotropic distances) only for the
-/// generic D = 0 path and the 7 value windows (kernels/fused/inst/generic_score.cu), so the kernel family
-/// costs 7 instantiations, not 4 x 63. Non-Gaussian kernels are therefore not the fast path for
-/// small d: they read query and key rows through L1 instead of registers / shared memory.
+/// generic D = 0 path and the 7 value windows (kernels/fused/inst/generic_score.cu), so the kernel
+/// family costs 7 instantiations, not 4 x 63. Non-Gaussian kernels are therefore not the fast path
+/// for small d: they read query and key rows through L1 instead of registers / shared memory.
 template <int D, int DV, class Score = detail::gaussian_log2_score>
 void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_t stream,
                          const generic_score_args* generic = nullptr);
 
 #define ATTNPOOL_FUSED_EXTERN(D)                                                                  \
   extern template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t,  \
-                                                 const generic_score_args*);                         \
+                                                 const generic_score_args*);                      \
   extern template void launch_fused_config<D, 2>(const fused_args&, const fused_plan&, stream_t,  \
-                                                 const generic_score_args*);                         \
+                                                 const generic_score_args*);                      \
   extern template void launch_fused_config<D, 4>(const fused_args&, const fused_plan&, stream_t,  \
-                                                 const generic_score_args*);                         \
+                                                 const generic_score_args*);                      \
   extern template void launch_fused_config<D, 8>(const fused_args&, const fused_plan&, stream_t,  \
-                                                 const generic_score_args*);                         \
+                                                 const generic_score_args*);                      \
   extern template void launch_fused_config<D, 16>(const fused_args&, const fused_plan&, stream_t, \
-                                                  const generic_score_args*);                        \
+                                                  const generic_score_args*);                     \
   extern template void launch_fused_config<D, 32>(const fused_args&, const fused_plan&, stream_t, \
-                                                  const generic_score_args*);                        \
+                                                  const generic_score_args*);                     \
   extern template void launch_fused_config<D, 64>(const fused_args&, const fused_plan&, stream_t, \
                                                   const generic_score_args*);
 ATTNPOOL_FUSED_EXTERN(0)

@@ -44,10 +44,11 @@ struct fused_args : problem_args {
   const fused_block* batch_blocks = nullptr;
 };
 
-/// What the generic-score instantiations (kernels/fused/inst/generic_score.cu: non-Gaussian kernels, anisotropic
-/// bandwidths, masks) read on top of fused_args. A second kernel parameter rather than more fields of
-/// fused_args, so that the Gaussian fast path's parameter block, and with it its code, stays
-/// exactly as it was (a 256-byte array in fused_args changed how nvcc addresses the whole block).
+/// What the generic-score instantiations (kernels/fused/inst/generic_score.cu: non-Gaussian
+/// kernels, anisotropic bandwidths, masks) read on top of fused_args. A second kernel parameter
+/// rather than more fields of fused_args, so that the Gaussian fast path's parameter block, and
+/// with it its code, stays exactly as it was (a 256-byte array in fused_args changed how nvcc
+/// addresses the whole block).
 struct generic_score_args {
   attnpool::kernel kind = attnpool::kernel::gaussian;
   /// Anisotropic bandwidth: 1 = squared differences are weighted by dim_weights[c] = 1 / h_c^2

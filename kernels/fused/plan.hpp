@@ -25,10 +25,14 @@ using fused_dv_buckets = detail::pow2_dims_to_64;
 
 /// The compiled query dimension that serves a run-time d: the smallest of {1, 2, 3, 4, 8, 16,
 /// 32, 64} that is >= d, else 0 (generic path).
-constexpr int fused_d_bucket(std::size_t d) { return fused_d_buckets::bucket(d); }
+constexpr int fused_d_bucket(std::size_t d) {
+  return fused_d_buckets::bucket(d);
+}
 
 /// The value-column window that serves a run-time dv (fused_dv_buckets).
-constexpr int fused_dv_bucket(std::size_t dv) { return fused_dv_buckets::bucket(dv); }
+constexpr int fused_dv_bucket(std::size_t dv) {
+  return fused_dv_buckets::bucket(dv);
+}
 
 /// f(dim_c<D>{}, dim_c<DV>{}) for a fixed D and the window that serves dv (a bucket itself
 /// serves itself, so plan.dv_bucket may be passed as dv).
@@ -60,8 +64,8 @@ struct fused_plan {
 /// Picks the configuration and split-K for a problem. `sm_count` is the device's multiprocessor
 /// count; `forced_splits` 0 lets the heuristic decide, >= 1 requests that many key ranges
 /// (clamped so that every range holds at least one key). `generic_score`: the call runs the
-/// generic-score instantiations (uses_generic_score), whose tiles are those of D = 0. Pure function of
-/// its arguments, so the workspace query and the launch agree on the same device.
+/// generic-score instantiations (uses_generic_score), whose tiles are those of D = 0. Pure function
+/// of its arguments, so the workspace query and the launch agree on the same device.
 fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
                       int forced_splits = 0, bool generic_score = false);
 

@@ -25,8 +25,7 @@ __global__ void __launch_bounds__(Traits::kThreads) fused_pool_tuned_kernel(cons
 /// The grid of fused_pool_tuned_kernel over n query rows (one value window, no split-K).
 template <class Traits>
 dim3 fused_tuned_grid(std::size_t n) {
-  return dim3(static_cast<unsigned>((n + Traits::kRowsPerBlock - 1) / Traits::kRowsPerBlock), 1,
-              1);
+  return dim3(static_cast<unsigned>((n + Traits::kRowsPerBlock - 1) / Traits::kRowsPerBlock), 1, 1);
 }
 
 /// Enqueues fused_pool_tuned_kernel<D, DV, Traits> on `stream`; the caller checks the launch.

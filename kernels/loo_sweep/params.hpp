@@ -6,10 +6,11 @@
 // Layers (CUB style):
 //   loo_cv_error / select_bandwidth   public calls, validation       (src/api/bandwidth.cpp)
 //   detail::cuda_loo_cv                uploads x, y once; batches     (src/cuda/bandwidth.cpp)
-//   launch_loo_sweep / launch_loo_reduce  picks D, DVC and the grid   (here, kernels/loo_sweep/sweep.cu)
-//   loo_sweep_kernel<D, DVC>           thin __global__ entry          (kernels/loo_sweep/sweep.cu)
-//   loo_sweep_agent<D, DVC>            walks the key tiles of a block (kernels/loo_sweep/sweep.cu)
-//   loo_reduce_kernel                  per bandwidth, sums the rows in a fixed order
+//   launch_loo_sweep / launch_loo_reduce  picks D, DVC and the grid   (here,
+//   kernels/loo_sweep/sweep.cu) loo_sweep_kernel<D, DVC>           thin __global__ entry
+//   (kernels/loo_sweep/sweep.cu) loo_sweep_agent<D, DVC>            walks the key tiles of a block
+//   (kernels/loo_sweep/sweep.cu) loo_reduce_kernel                  per bandwidth, sums the rows in
+//   a fixed order
 //
 // What one thread does: it owns training row i and a group of kGroup bandwidths (grid.y walks
 // the groups). The block streams every key j through shared memory once; the thread computes
@@ -19,8 +20,8 @@
 #pragma once
 
 #include <attnpool/detail/dims.hpp>
-#include <attnpool/detail/host_device.hpp>
 #include <attnpool/detail/fast_math.hpp>
+#include <attnpool/detail/host_device.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/detail/scores.hpp>
 #include <attnpool/types.hpp>
@@ -202,10 +203,14 @@ using loo_d_buckets = detail::dim_buckets<0, 0, 1, 2, 4, 8>;
 using loo_dv_buckets = detail::dim_buckets<4, 1, 4>;
 
 /// The compiled input dimension that serves a run-time d (loo_d_buckets).
-constexpr int loo_d_bucket(std::size_t d) { return loo_d_buckets::bucket(d); }
+constexpr int loo_d_bucket(std::size_t d) {
+  return loo_d_buckets::bucket(d);
+}
 
 /// The value-column window that serves a run-time dv (loo_dv_buckets).
-constexpr int loo_dv_bucket(std::size_t dv) { return loo_dv_buckets::bucket(dv); }
+constexpr int loo_dv_bucket(std::size_t dv) {
+  return loo_dv_buckets::bucket(dv);
+}
 
 /// How many bandwidths one sweep launch evaluates, so that its nb x n row errors (doubles) fit
 /// in `budget_bytes`: all nb when they fit, else the largest multiple of kLooGroup that does,

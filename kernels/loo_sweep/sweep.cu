@@ -1,13 +1,14 @@
-// The leave-one-out bandwidth sweep and its fixed-order reduction; see kernels/loo_sweep/params.hpp.
+// The leave-one-out bandwidth sweep and its fixed-order reduction; see
+// kernels/loo_sweep/params.hpp.
 //
 // The per-row arithmetic (running nearest distance, rescale, masked weights, error) is
-// loo_row_sweep in kernels/loo_sweep/params.hpp, shared with the host tests; this file stages the keys
-// through shared memory, computes each pair's distance once, and launches.
+// loo_row_sweep in kernels/loo_sweep/params.hpp, shared with the host tests; this file stages the
+// keys through shared memory, computes each pair's distance once, and launches.
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/detail/scores.hpp>
 
-#include "kernels/loo_sweep/params.hpp"
 #include "kernels/common/cuda_check.hpp"
+#include "kernels/loo_sweep/params.hpp"
 
 #include <cuda_runtime.h>
 #include <cub/block/block_reduce.cuh>

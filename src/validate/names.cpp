@@ -9,31 +9,44 @@ namespace attnpool {
 
 const char* to_string(backend b) noexcept {
   switch (b) {
-    case backend::automatic: return "automatic";
-    case backend::reference: return "reference";
-    case backend::cpu: return "cpu";
-    case backend::cuda_fused: return "cuda_fused";
-    case backend::cuda_unfused: return "cuda_unfused";
+    case backend::automatic:
+      return "automatic";
+    case backend::reference:
+      return "reference";
+    case backend::cpu:
+      return "cpu";
+    case backend::cuda_fused:
+      return "cuda_fused";
+    case backend::cuda_unfused:
+      return "cuda_unfused";
   }
   return "unknown";
 }
 
 const char* to_string(mask m) noexcept {
   switch (m) {
-    case mask::none: return "none";
-    case mask::leave_one_out: return "leave_one_out";
-    case mask::valid_length: return "valid_length";
+    case mask::none:
+      return "none";
+    case mask::leave_one_out:
+      return "leave_one_out";
+    case mask::valid_length:
+      return "valid_length";
   }
   return "unknown";
 }
 
 const char* to_string(kernel k) noexcept {
   switch (k) {
-    case kernel::gaussian: return "gaussian";
-    case kernel::laplacian: return "laplacian";
-    case kernel::epanechnikov: return "epanechnikov";
-    case kernel::boxcar: return "boxcar";
-    case kernel::tricube: return "tricube";
+    case kernel::gaussian:
+      return "gaussian";
+    case kernel::laplacian:
+      return "laplacian";
+    case kernel::epanechnikov:
+      return "epanechnikov";
+    case kernel::boxcar:
+      return "boxcar";
+    case kernel::tricube:
+      return "tricube";
   }
   return "unknown";
 }

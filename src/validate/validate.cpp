@@ -29,8 +29,9 @@ void check_view(const char* fn, const char* name, const_view a) {
 void check_one_bandwidth(const char* fn, const char* name, double h) {
   ATTNPOOL_EXPECTS(std::isfinite(h) && h > 0.0, fn, ": ", name, " must be finite and > 0, got ", h);
   // The float32 engines fold log2(e) / (2 h^2) (or 1 / h^2) into one float; it must be finite.
-  ATTNPOOL_EXPECTS(gaussian_log2_scale(h) < std::numeric_limits<float>::max(), fn, ": ", name,
-                   " ", h, " is too small for float32 scores (log2(e)/(2h^2) overflows"
+  ATTNPOOL_EXPECTS(gaussian_log2_scale(h) < std::numeric_limits<float>::max(), fn, ": ", name, " ",
+                   h,
+                   " is too small for float32 scores (log2(e)/(2h^2) overflows"
                    " float); rescale the inputs so that h >= 1e-18");
 }
 
@@ -41,8 +42,7 @@ void check_bandwidth(const char* fn, const pool_params& params, std::size_t d) {
     check_one_bandwidth(fn, "bandwidth", params.bandwidth);
   } else {
     ATTNPOOL_EXPECTS(params.bandwidths.size() == d, fn, ": params.bandwidths must hold one ",
-                     "bandwidth per input dimension (d = ", d, "), got ",
-                     params.bandwidths.size());
+                     "bandwidth per input dimension (d = ", d, "), got ", params.bandwidths.size());
     for (std::size_t c = 0; c < d; ++c) {
       const std::string name = concat("bandwidths[", c, "]");
       check_one_bandwidth(fn, name.c_str(), params.bandwidths[c]);
@@ -53,7 +53,8 @@ void check_bandwidth(const char* fn, const pool_params& params, std::size_t d) {
     case kernel::laplacian:
     case kernel::epanechnikov:
     case kernel::boxcar:
-    case kernel::tricube: break;
+    case kernel::tricube:
+      break;
     default:
       throw invalid_argument(concat(fn, ": unknown kernel ", static_cast<int>(params.kernel)));
   }
@@ -76,10 +77,10 @@ double smallest_bandwidth(const pool_params& params) {
 }
 
 void reject_non_gaussian(const char* fn, const pool_params& params) {
-  ATTNPOOL_EXPECTS(params.kernel == kernel::gaussian, fn, ": params.kernel = ",
-                   to_string(params.kernel), " is not supported by the learning API (gradients, ",
-                   "bandwidth selection and training are derived for the Gaussian); use ",
-                   "kernel::gaussian");
+  ATTNPOOL_EXPECTS(
+      params.kernel == kernel::gaussian, fn, ": params.kernel = ", to_string(params.kernel),
+      " is not supported by the learning API (gradients, ",
+      "bandwidth selection and training are derived for the Gaussian); use ", "kernel::gaussian");
   ATTNPOOL_EXPECTS(params.bandwidths.empty(), fn, ": an anisotropic bandwidth (params.bandwidths",
                    ", ", params.bandwidths.size(), " values) is not supported by the learning ",
                    "API; use the isotropic params.bandwidth");
@@ -137,14 +138,15 @@ void throw_empty_row(const char* fn, const pool_params& params, std::size_t row,
 void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,
                            std::size_t cols) {
   if (a.data == nullptr) return;
-  ATTNPOOL_EXPECTS(a.rows == rows && a.cols == cols, fn, ": ", name, " must be ", rows, " x ",
-                   cols, " (or an empty view to skip it), got ", a.rows, " x ", a.cols);
+  ATTNPOOL_EXPECTS(a.rows == rows && a.cols == cols, fn, ": ", name, " must be ", rows, " x ", cols,
+                   " (or an empty view to skip it), got ", a.rows, " x ", a.cols);
   check_view(fn, name, a);
 }
 
 void check_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m) {
   switch (params.mask) {
-    case mask::none: return;
+    case mask::none:
+      return;
     case mask::leave_one_out:
       ATTNPOOL_EXPECTS(n == m, fn, ": mask leave_one_out needs as many queries as keys (the same ",
                        "set), got n = ", n, " and m = ", m);
@@ -190,8 +192,8 @@ problem_shape check_pool_args(const char* fn, const_view queries, const_view key
   ATTNPOOL_EXPECTS(values.rows == s.m, fn, ": values.rows must equal keys.rows (m = ", s.m,
                    "), got ", values.rows);
   ATTNPOOL_EXPECTS(s.dv >= 1, fn, ": values.cols (dv) must be >= 1, got ", s.dv);
-  ATTNPOOL_EXPECTS(out.rows == s.n, fn, ": out.rows must equal queries.rows (n = ", s.n,
-                   "), got ", out.rows);
+  ATTNPOOL_EXPECTS(out.rows == s.n, fn, ": out.rows must equal queries.rows (n = ", s.n, "), got ",
+                   out.rows);
   ATTNPOOL_EXPECTS(out.cols == s.dv, fn, ": out.cols must equal values.cols (dv = ", s.dv,
                    "), got ", out.cols);
   check_view(fn, "queries", queries);
@@ -223,8 +225,8 @@ problem_shape check_weights_args(const char* fn, const_view queries, const_view 
 void check_average_args(const char* fn, const_view values, const_view out) {
   ATTNPOOL_EXPECTS(values.rows >= 1, fn, ": values.rows (m) must be >= 1, got ", values.rows);
   ATTNPOOL_EXPECTS(values.cols >= 1, fn, ": values.cols (dv) must be >= 1, got ", values.cols);
-  ATTNPOOL_EXPECTS(out.cols == values.cols, fn, ": out.cols must equal values.cols (dv = ",
-                   values.cols, "), got ", out.cols);
+  ATTNPOOL_EXPECTS(out.cols == values.cols, fn,
+                   ": out.cols must equal values.cols (dv = ", values.cols, "), got ", out.cols);
   check_view(fn, "values", values);
   check_view(fn, "out", out);
 }
@@ -268,8 +270,8 @@ void check_score_range_host(const char* fn, const_view queries, const_view keys,
   const double h = smallest_bandwidth(params);
   const double safe = max_safe_coordinate(queries.cols, h);
   ATTNPOOL_EXPECTS(r <= safe, fn, ": coordinates up to ", r, " overflow float32 scores at ",
-                   "bandwidth ", h, " and d = ", queries.cols,
-                   " (the limit is ", safe, "); centre or rescale the inputs");
+                   "bandwidth ", h, " and d = ", queries.cols, " (the limit is ", safe,
+                   "); centre or rescale the inputs");
 }
 
 void check_inputs_host(const char* fn, const options& opts, const_view queries, const_view keys,
@@ -292,8 +294,8 @@ void check_offsets(const char* fn, const char* name, std::span<const std::size_t
                      " problem ", b, " has ", name, "[", b, "] = ", offsets[b], " > ", name, "[",
                      b + 1, "] = ", offsets[b + 1]);
   }
-  ATTNPOOL_EXPECTS(offsets.back() == rows, fn, ": ", name, "[B] must equal ", rows_name, " (",
-                   rows, "), got ", offsets.back());
+  ATTNPOOL_EXPECTS(offsets.back() == rows, fn, ": ", name, "[B] must equal ", rows_name, " (", rows,
+                   "), got ", offsets.back());
 }
 }  // namespace
 
@@ -301,8 +303,8 @@ void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offs
                          std::span<const std::size_t> key_offsets, std::size_t query_rows,
                          std::size_t key_rows) {
   ATTNPOOL_EXPECTS(query_offsets.size() == key_offsets.size(), fn, ": query_offsets and ",
-                   "key_offsets must both hold B + 1 offsets, got ", query_offsets.size(),
-                   " and ", key_offsets.size());
+                   "key_offsets must both hold B + 1 offsets, got ", query_offsets.size(), " and ",
+                   key_offsets.size());
   check_offsets(fn, "query_offsets", query_offsets, query_rows, "queries.rows");
   check_offsets(fn, "key_offsets", key_offsets, key_rows, "keys.rows");
   const std::size_t problems = query_offsets.size() - 1;

@@ -62,7 +62,8 @@ ATTNPOOL_HD float exp2_poly(float x) {
   // Adding n to the exponent field. Unsigned arithmetic: callers may evaluate a few lanes with
   // x > 128 that they then discard (the CPU engine's single-pass tiles), and those must not be
   // signed-overflow UB.
-  const auto bits = static_cast<std::uint32_t>(float_as_int(p)) + (static_cast<std::uint32_t>(n) << 23);
+  const auto bits =
+      static_cast<std::uint32_t>(float_as_int(p)) + (static_cast<std::uint32_t>(n) << 23);
   const float r = int_as_float(static_cast<std::int32_t>(bits));
   return x < kExp2Floor ? 0.0f : r;
 }
@@ -84,15 +85,14 @@ ATTNPOOL_HD float fast_exp2(float x) {
 /// t = (f - 1) / (f + 1), |t| <= 0.172, by its odd series to t^9 (truncation < 2e-10 relative).
 /// f - 1 is exact, so results near x = 1 keep their relative accuracy. Measured against the
 /// fp64 log2 on every float in [2^-24, 1] (the compact kernels' range, 1 - u^2 >= 2^-24):
-/// |error| <= 0.76 eps32 (1 + |log2 x|); tests/core/test_kernels.cpp holds it to 1 eps32. Other inputs (<= 0, inf, NaN, denormals) return garbage
-/// without UB: callers select such lanes away.
+/// |error| <= 0.76 eps32 (1 + |log2 x|); tests/core/test_kernels.cpp holds it to 1 eps32. Other
+/// inputs (<= 0, inf, NaN, denormals) return garbage without UB: callers select such lanes away.
 ATTNPOOL_HD float log2_poly(float x) {
   const auto bits = static_cast<std::uint32_t>(float_as_int(x));
   // Exponent relative to f in [sqrt(1/2), sqrt(2)): offset the mantissa by 1 - sqrt(1/2) first.
   const std::uint32_t shifted = bits + (0x3f800000u - 0x3f3504f3u);
   const auto e = static_cast<std::int32_t>(shifted >> 23) - 127;
-  const float f =
-      int_as_float(static_cast<std::int32_t>((shifted & 0x007fffffu) + 0x3f3504f3u));
+  const float f = int_as_float(static_cast<std::int32_t>((shifted & 0x007fffffu) + 0x3f3504f3u));
   const float t = (f - 1.0f) / (f + 1.0f);
   const float t2 = t * t;
   float p = 1.0f / 9.0f;

@@ -53,6 +53,8 @@ ATTNPOOL_HD float fma_hd(float a, float b, float c) {
 #endif
 }
 
-ATTNPOOL_HD float max_hd(float a, float b) { return a > b ? a : b; }
+ATTNPOOL_HD float max_hd(float a, float b) {
+  return a > b ? a : b;
+}
 
 }  // namespace attnpool::detail

@@ -56,7 +56,6 @@ inline double gaussian_log2_scale(double bandwidth) {
 // chunk, tile or whole row whose maximum is -inf (see online_softmax). Constants are folded
 // once on the host, in double, by make_*_score / kernel_constant.
 
-
 /// Laplacian exp(-||q - k|| / h): s2 = -sqrt(r2) * log2(e) / h.
 struct laplacian_log2_score {
   float neg_scale;  ///< -log2(e) / h, rounded once to float
@@ -112,11 +111,14 @@ ATTNPOOL_HD float weighted_squared_distance(const float* q, const float* k, cons
 /// rounded once: -log2(e)/(2h^2) (gaussian), -log2(e)/h (laplacian), 1/h^2 (compact kernels).
 inline float kernel_constant(kernel k, double h) {
   switch (k) {
-    case kernel::gaussian: return static_cast<float>(-gaussian_log2_scale(h));
-    case kernel::laplacian: return static_cast<float>(-1.4426950408889634 / h);
+    case kernel::gaussian:
+      return static_cast<float>(-gaussian_log2_scale(h));
+    case kernel::laplacian:
+      return static_cast<float>(-1.4426950408889634 / h);
     case kernel::epanechnikov:
     case kernel::boxcar:
-    case kernel::tricube: break;
+    case kernel::tricube:
+      break;
   }
   return static_cast<float>(1.0 / (h * h));
 }
@@ -126,8 +128,8 @@ inline float kernel_constant(kernel k, double h) {
 /// anisotropic bandwidth with d >= 2 per-dimension weights 1 / h_c^2 on the squared
 /// differences and h = 1 in the score functor. Host code, for validated params.
 struct bandwidth_setup {
-  double h = 1.0;         ///< the functor's bandwidth
-  std::size_t dims = 0;   ///< weighted dimensions; 0: isotropic
+  double h = 1.0;              ///< the functor's bandwidth
+  std::size_t dims = 0;        ///< weighted dimensions; 0: isotropic
   const double* hc = nullptr;  ///< params.bandwidths.data() when weighted
 
   /// The weight of dimension c < dims, 1 / h_c^2 rounded once to float.
@@ -153,11 +155,16 @@ template <class F>
 decltype(auto) with_kernel_score(kernel k, double h, F&& f) {
   const float c = kernel_constant(k, h);
   switch (k) {
-    case kernel::laplacian: return f(laplacian_log2_score{c});
-    case kernel::epanechnikov: return f(epanechnikov_log2_score{c});
-    case kernel::boxcar: return f(boxcar_log2_score{c});
-    case kernel::tricube: return f(tricube_log2_score{c});
-    case kernel::gaussian: break;
+    case kernel::laplacian:
+      return f(laplacian_log2_score{c});
+    case kernel::epanechnikov:
+      return f(epanechnikov_log2_score{c});
+    case kernel::boxcar:
+      return f(boxcar_log2_score{c});
+    case kernel::tricube:
+      return f(tricube_log2_score{c});
+    case kernel::gaussian:
+      break;
   }
   return f(gaussian_log2_score{c});
 }
@@ -171,11 +178,16 @@ struct generic_log2_score {
   static constexpr bool kCompact = true;  // may return -inf: the engines take the guarded path
   ATTNPOOL_HD float operator()(float squared_dist) const {
     switch (kind) {
-      case kernel::laplacian: return laplacian_log2_score{constant}(squared_dist);
-      case kernel::epanechnikov: return epanechnikov_log2_score{constant}(squared_dist);
-      case kernel::boxcar: return boxcar_log2_score{constant}(squared_dist);
-      case kernel::tricube: return tricube_log2_score{constant}(squared_dist);
-      case kernel::gaussian: break;
+      case kernel::laplacian:
+        return laplacian_log2_score{constant}(squared_dist);
+      case kernel::epanechnikov:
+        return epanechnikov_log2_score{constant}(squared_dist);
+      case kernel::boxcar:
+        return boxcar_log2_score{constant}(squared_dist);
+      case kernel::tricube:
+        return tricube_log2_score{constant}(squared_dist);
+      case kernel::gaussian:
+        break;
     }
     return gaussian_log2_score{constant}(squared_dist);
   }

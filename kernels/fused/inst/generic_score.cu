@@ -1,6 +1,7 @@
-// Instantiates the generic-score fused path (detail::generic_log2_score: every kernel of the family and
-// anisotropic distances) for the generic query dimension D = 0 and every value window DV: the
-// only instantiations the non-Gaussian kernels add (see launch_fused_config in kernels/fused/params.hpp).
+// Instantiates the generic-score fused path (detail::generic_log2_score: every kernel of the family
+// and anisotropic distances) for the generic query dimension D = 0 and every value window DV: the
+// only instantiations the non-Gaussian kernels add (see launch_fused_config in
+// kernels/fused/params.hpp).
 #include "kernels/fused/agent.cuh"
 
 namespace attnpool::kernels {
