@@ -68,7 +68,7 @@ partial_states pool_partial(const_view q, const_view k, const_view v, const pool
     if (st.n > 0) detail::cuda_pool_partial_host(q, k, v, out, params);
     return st;
   }
-  detail::cpu_pool_partial(q, k, v, out.max, out.sum, out.acc, params, opts.threads);
+  detail::cpu_pool_partial(q, k, v, out, params, opts.threads);
   return st;
 }
 

@@ -507,8 +507,8 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
 }
 
 template <class Score>
-void cpu_pool_partial_impl(const_view q, const_view k, const_view v, float* max, float* sum,
-                           mutable_view acc, unsigned threads, Score score, const float* w) {
+void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutable_partials& out,
+                           unsigned threads, Score score, const float* w) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
@@ -516,9 +516,9 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, float* max,
   const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m};
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, key_range{m, kNoKey}, score, w, buf);
-    max[i] = sm.max;
-    sum[i] = sm.sum;
-    std::copy(buf + kCpuTile, buf + kCpuTile + dv, acc.row(i));
+    out.max[i * out.state_step] = sm.max;
+    out.sum[i * out.state_step] = sm.sum;
+    std::copy(buf + kCpuTile, buf + kCpuTile + dv, out.acc.row(i));
   });
 }
 
@@ -550,12 +550,12 @@ void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out
   });
 }
 
-void cpu_pool_partial(const_view q, const_view k, const_view v, float* max, float* sum,
-                      mutable_view acc, const pool_params& params, unsigned threads) {
+void cpu_pool_partial(const_view q, const_view k, const_view v, const mutable_partials& out,
+                      const pool_params& params, unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
-    cpu_pool_partial_impl(q, k, v, max, sum, acc, threads, score, ds.weights());
+    cpu_pool_partial_impl(q, k, v, out, threads, score, ds.weights());
   });
 }
 

@@ -22,11 +22,12 @@ void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out
                       std::span<const std::size_t> query_offsets,
                       std::span<const std::size_t> key_offsets, const pool_params& params,
                       unsigned threads);
-// The unnormalised streaming state of every row over the keys given (pool_partial): max[i] and
-// sum[i] of the row's online softmax, acc row i its dv accumulators. mask::none only; a compact
-// kernel's row with no key in the support gets the empty state (max -inf, sum 0, acc 0).
-void cpu_pool_partial(const_view q, const_view k, const_view v, float* max, float* sum,
-                      mutable_view acc, const pool_params& params, unsigned threads);
+// The unnormalised streaming state of every row over the keys given (pool_partial), into one
+// shard of `out` (host memory): max and sum of the row's online softmax, acc row i its dv
+// accumulators. mask::none only; a compact kernel's row with no key in the support gets the
+// empty state (max -inf, sum 0, acc 0).
+void cpu_pool_partial(const_view q, const_view k, const_view v, const mutable_partials& out,
+                      const pool_params& params, unsigned threads);
 void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
                  unsigned threads);
 // pool_backward on backend::cpu (src/cpu/backward.cpp): the fused two-phase backward.
