@@ -16,7 +16,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstddef>
 #include <vector>
 
@@ -85,7 +84,7 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
   ::attnpool::detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   if (q.rows == 0) return;  // keys.rows may be 0 too; nothing to check or compute
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params);
-  detail::check_int_dims(fn, s.d, s.dv);
+  ::attnpool::detail::check_int_dims(fn, s.d, s.dv);
   const std::size_t problems = query_offsets.size() - 1;
   const bool generic = detail::uses_generic_score(params);
   const std::vector<kernels::fused_block> blocks = kernels::plan_batch_blocks(
@@ -133,7 +132,7 @@ void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_
   ::attnpool::detail::reject_shard_mask(fn, params);
   ::attnpool::detail::reject_shard_nearest(fn, params);
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out.acc, params);
-  detail::check_int_dims(fn, s.d, s.dv);
+  ::attnpool::detail::check_int_dims(fn, s.d, s.dv);
   if (s.n == 0) return;
   ATTNPOOL_EXPECTS(out.max != nullptr && out.sum != nullptr, fn, ": out.max and out.sum must ",
                    "point to n = ", s.n, " floats each, got ", out.max, " and ", out.sum);
@@ -158,34 +157,8 @@ void cuda::merge_partials(const stacked_partials& in, mutable_view out, const po
                           const options& opts) {
   constexpr const char* fn = "cuda::merge_partials";
   ::attnpool::detail::reject_shard_nearest(fn, params);
-  const std::size_t n = in.acc.rows, dv = in.acc.cols;
-  ATTNPOOL_EXPECTS(in.shards >= 1, fn, ": shards.shards must be >= 1, got ", in.shards);
-  ATTNPOOL_EXPECTS(in.shards <= static_cast<std::size_t>(INT_MAX), fn,
-                   ": shards.shards = ", in.shards, " exceeds 2^31 - 1");
-  detail::check_int_dims(fn, 1, dv);
-  ATTNPOOL_EXPECTS(out.rows == n && out.cols == dv, fn, ": out must be ", n, " x ", dv,
-                   " (shards.acc's shape), got ", out.rows, " x ", out.cols);
-  ATTNPOOL_EXPECTS(out.ld >= out.cols, fn, ": out.ld must be >= out.cols (", out.cols, "), got ",
-                   out.ld);
-  ATTNPOOL_EXPECTS(in.acc.ld >= dv, fn, ": shards.acc.ld must be >= dv (", dv, "), got ",
-                   in.acc.ld);
-  if (n == 0 || dv == 0) return;
-  ATTNPOOL_EXPECTS(
-      in.max != nullptr && in.sum != nullptr && in.acc.data != nullptr && out.data != nullptr, fn,
-      ": shards.max, shards.sum, shards.acc.data and out.data must be device ", "pointers, got ",
-      in.max, ", ", in.sum, ", ", in.acc.data, " and ", out.data);
-  ATTNPOOL_EXPECTS(in.state_step >= 1, fn, ": shards.state_step must be >= 1, got ", in.state_step);
-  if (in.shards > 1) {
-    const std::size_t state_span = (n - 1) * in.state_step + 1;
-    ATTNPOOL_EXPECTS(in.state_stride >= state_span, fn, ": shards.state_stride must be >= ",
-                     in.state_step == 1 ? "n (" : "(n - 1) * state_step + 1 (", state_span,
-                     ") so that the shards' max and sum arrays do not overlap, got ",
-                     in.state_stride);
-    const std::size_t acc_span = (n - 1) * in.acc.ld + dv;
-    ATTNPOOL_EXPECTS(in.acc_stride >= acc_span, fn,
-                     ": shards.acc_stride must be >= ", "(n - 1) * acc.ld + dv = ", acc_span,
-                     " so that the shards' accumulators ", "do not overlap, got ", in.acc_stride);
-  }
+  if (!::attnpool::detail::check_stacked_partials(fn, in, out)) return;
+  const std::size_t dv = in.acc.cols;
   detail::check_workspace(fn, opts, detail::needs_empty_check(params) ? detail::kScanBytes : 0);
   kernels::merge_target dst;
   dst.out = out.data;

@@ -103,9 +103,6 @@ void check_empty_rows_on_device(const char* fn, const pool_params& params, const
 kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,
                                    const pool_params& params, kernels::generic_score_args& generic);
 
-/// Throws invalid_argument unless d and dv fit the kernels' int fields.
-void check_int_dims(const char* fn, std::size_t d, std::size_t dv);
-
 /// Host rows -> dense device rows (ld = cols), enqueued on `stream`; pads are never read.
 device_buffer<float> upload(const_view a, const char* what, stream_t stream);
 /// Dense device rows (ld = a.cols) -> host rows with a.ld, enqueued on `stream`.

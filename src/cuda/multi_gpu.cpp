@@ -81,7 +81,7 @@ void pool_sharded(const_view q, const_view k, const_view v, mutable_view out,
   detail::reject_shard_mask(fn, params);
   detail::reject_shard_nearest(fn, params);
   const auto s = detail::check_pool_args(fn, q, k, v, out, params);
-  cuda::detail::check_int_dims(fn, s.d, s.dv);
+  ::attnpool::detail::check_int_dims(fn, s.d, s.dv);
   detail::check_inputs_host(fn, opts, q, k, v, params);
   const int count = cuda::device_count();
   if (count == 0) throw cuda_error(detail::concat(fn, ": no CUDA device is visible"));

@@ -16,7 +16,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -64,13 +63,6 @@ std::byte* ws_at(const options& opts, std::size_t offset) {
 }
 
 }  // namespace
-
-void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
-  ATTNPOOL_EXPECTS(d <= static_cast<std::size_t>(INT_MAX), fn, ": d = ", d,
-                   " exceeds the CUDA backends' limit of 2^31 - 1");
-  ATTNPOOL_EXPECTS(dv <= static_cast<std::size_t>(INT_MAX), fn, ": dv = ", dv,
-                   " exceeds the CUDA backends' limit of 2^31 - 1");
-}
 
 kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,
                                    const pool_params& params, kernels::generic_score_args& generic) {
@@ -223,7 +215,7 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
   constexpr const char* fn = "cuda::pool";
   const auto s = ::attnpool::detail::check_pool_args(fn, q, k, v, out, params,
                                                      ::attnpool::detail::mask_support::gpu_fused);
-  check_int_dims(fn, s.d, s.dv);
+  ::attnpool::detail::check_int_dims(fn, s.d, s.dv);
   if (s.n == 0) return;
   const fused_layout l = fused_layout_for(s.n, s.m, s.d, s.dv, tuning, params);
   // The scan slot is only needed with check_finite or the empty-support check, but the layout

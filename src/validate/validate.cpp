@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <limits>
 #include <string>
 
@@ -315,6 +316,45 @@ void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offs
                      "keys (key_offsets[", p, "] = key_offsets[", p + 1, "] = ", key_offsets[p],
                      "); a problem with queries needs m_b >= 1");
   }
+}
+
+void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
+  ATTNPOOL_EXPECTS(d <= static_cast<std::size_t>(INT_MAX), fn, ": d = ", d,
+                   " exceeds the CUDA backends' limit of 2^31 - 1");
+  ATTNPOOL_EXPECTS(dv <= static_cast<std::size_t>(INT_MAX), fn, ": dv = ", dv,
+                   " exceeds the CUDA backends' limit of 2^31 - 1");
+}
+
+bool check_stacked_partials(const char* fn, const const_partials& in, const_view out) {
+  const std::size_t n = in.acc.rows, dv = in.acc.cols;
+  ATTNPOOL_EXPECTS(in.shards >= 1, fn, ": shards.shards must be >= 1, got ", in.shards);
+  ATTNPOOL_EXPECTS(in.shards <= static_cast<std::size_t>(INT_MAX), fn,
+                   ": shards.shards = ", in.shards, " exceeds 2^31 - 1");
+  check_int_dims(fn, 1, dv);
+  ATTNPOOL_EXPECTS(out.rows == n && out.cols == dv, fn, ": out must be ", n, " x ", dv,
+                   " (shards.acc's shape), got ", out.rows, " x ", out.cols);
+  ATTNPOOL_EXPECTS(out.ld >= out.cols, fn, ": out.ld must be >= out.cols (", out.cols, "), got ",
+                   out.ld);
+  ATTNPOOL_EXPECTS(in.acc.ld >= dv, fn, ": shards.acc.ld must be >= dv (", dv, "), got ",
+                   in.acc.ld);
+  if (n == 0 || dv == 0) return false;
+  ATTNPOOL_EXPECTS(
+      in.max != nullptr && in.sum != nullptr && in.acc.data != nullptr && out.data != nullptr, fn,
+      ": shards.max, shards.sum, shards.acc.data and out.data must be device ", "pointers, got ",
+      in.max, ", ", in.sum, ", ", in.acc.data, " and ", out.data);
+  ATTNPOOL_EXPECTS(in.state_step >= 1, fn, ": shards.state_step must be >= 1, got ", in.state_step);
+  if (in.shards > 1) {
+    const std::size_t state_span = (n - 1) * in.state_step + 1;
+    ATTNPOOL_EXPECTS(in.state_stride >= state_span, fn, ": shards.state_stride must be >= ",
+                     in.state_step == 1 ? "n (" : "(n - 1) * state_step + 1 (", state_span,
+                     ") so that the shards' max and sum arrays do not overlap, got ",
+                     in.state_stride);
+    const std::size_t acc_span = (n - 1) * in.acc.ld + dv;
+    ATTNPOOL_EXPECTS(in.acc_stride >= acc_span, fn,
+                     ": shards.acc_stride must be >= ", "(n - 1) * acc.ld + dv = ", acc_span,
+                     " so that the shards' accumulators ", "do not overlap, got ", in.acc_stride);
+  }
+  return true;
 }
 
 }  // namespace attnpool::detail

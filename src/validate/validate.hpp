@@ -74,6 +74,16 @@ struct empty_row_where {
 [[noreturn]] void throw_empty_row(const char* fn, const pool_params& params, std::size_t row,
                                   const empty_row_where& where = {});
 
+// d and dv against the GPU kernels' int fields: invalid_argument "<fn>: d = ... exceeds the CUDA
+// backends' limit of 2^31 - 1".
+void check_int_dims(const char* fn, std::size_t d, std::size_t dv);
+
+// The stacked shards `in` of cuda::merge_partials against its output: shards in [1, 2^31 - 1],
+// dv within the kernels' int fields, out n x dv with out.ld >= dv, in.acc.ld >= dv, and, when
+// there is anything to merge, non-null pointers, state_step >= 1 and shard strides that keep
+// the shards apart. Returns false when there is nothing to merge (n == 0 or dv == 0).
+bool check_stacked_partials(const char* fn, const const_partials& in, const_view out);
+
 // Rows [r0, r1) of a view (r0 <= r1 <= a.rows), same leading dimension.
 template <class T>
 matrix_view<T> rows_of(matrix_view<T> a, std::size_t r0, std::size_t r1) {
