@@ -46,7 +46,6 @@ struct variant : fused_traits<1, 1> {
   static_assert(Tile % Chunk == 0, "a chunk never straddles a tile");
 };
 
-
 using attnpool::bench::check;
 
 struct device_buffers {

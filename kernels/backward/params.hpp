@@ -74,13 +74,10 @@ struct backward_traits {
   static_assert(kChunk * 2 + 3 * D <= 255, "live registers per thread stay under the cap");
 };
 
-/// The largest d the GPU backward takes (the gradient accumulators live in registers).
-inline constexpr std::size_t kMaxBackwardDims = kMaxGpuBackwardDims;
-
 /// The compiled query dimensions: {1, 2, 4, 8, 16, 32, 64}, the set of the fused value windows.
 using backward_d_buckets = detail::pow2_dims_to_64;
 
-/// The compiled query dimension serving a run-time d in [1, kMaxBackwardDims]: the smallest of
+/// The compiled query dimension serving a run-time d in [1, kMaxGpuBackwardDims]: the smallest of
 /// {1, 2, 4, 8, 16, 32, 64} that is >= d.
 constexpr int backward_d_bucket(std::size_t d) {
   return backward_d_buckets::bucket(d);

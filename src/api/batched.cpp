@@ -97,7 +97,7 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
     for (std::size_t i = 0; i < n; ++i) {
       bool seen = false;
       for (const partial_states& p : shards)
-        seen |= p.view().max[i] != -std::numeric_limits<float>::infinity();
+        seen |= p.max[i] != -std::numeric_limits<float>::infinity();
       if (!seen) detail::throw_empty_row(fn, params, i, {.any_shard = true, .nearest_ok = false});
     }
   }
@@ -106,9 +106,8 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
     detail::online_softmax sm;
     std::fill(acc.begin(), acc.end(), 0.0f);
     for (const partial_states& p : shards) {
-      const const_partials st = p.view();
-      const detail::rescale r = sm.merge(detail::online_softmax{st.max[i], st.sum[i]});
-      const float* pa = st.acc.row(i);
+      const detail::rescale r = sm.merge(detail::online_softmax{p.max[i], p.sum[i]});
+      const float* pa = p.acc.data() + i * dv;
       for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * pa[c];
     }
     if (sm.empty()) {

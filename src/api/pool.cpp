@@ -9,8 +9,8 @@
 #include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
-
 namespace attnpool {
+
 bool cuda_available() noexcept { return cuda::device_count() > 0; }
 
 backend resolve_backend(backend requested) {

@@ -97,7 +97,6 @@ float weighted_diff_sum(const float* w, float a, const float* b, std::size_t len
   return acc;
 }
 
-
 // valid_length in phase 2: query t of the tile sees key j iff j < lens[t]. A select, so the loop
 // stays vectorised.
 ATTNPOOL_MULTIVERSION
@@ -125,6 +124,8 @@ void detail::cpu_backward(const_view q, const_view k, const_view v, const_view d
     dsum[i] = static_cast<float>(acc);
   }
 
+  const detail::mask_rule rule = detail::mask_rule_of(params);
+
   // 1. Rows: dq and the per-row share of dh.
   const bool want_dq = g.queries.data != nullptr, want_dh = g.bandwidth != nullptr;
   if (want_dq || want_dh) {
@@ -138,7 +139,7 @@ void detail::cpu_backward(const_view q, const_view k, const_view v, const_view d
       for (std::size_t c = 0; c < dv; ++c) di[c] = dout(i, c);
       std::fill(acc, acc + d, 0.0f);
       float dh = 0.0f;
-      const detail::key_range rm = detail::mask_rule_of(params).row(i, m);
+      const detail::key_range rm = rule.row(i, m);
       for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
         const std::size_t len = std::min(kCpuTile, rm.limit - j0);
         detail::dist_tile(q.row(i), kt.data(), m, d, j0, len, r);
@@ -166,7 +167,6 @@ void detail::cpu_backward(const_view q, const_view k, const_view v, const_view d
   const bool want_dk = g.keys.data != nullptr, want_dv = g.values.data != nullptr;
   if (!want_dk && !want_dv) return;
   const std::vector<float> qt = detail::pack_columns(q), dt = detail::pack_columns(dout);
-  const detail::mask_rule rule = detail::mask_rule_of(params);
   // mask_rule::sees read by key, as two selects over a tile of queries: the leave-one-out
   // query, and j < valid_lens[i] on signed copies of the counts (a compare that vectorises).
   std::vector<std::int64_t> lens;

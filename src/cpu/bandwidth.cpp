@@ -79,10 +79,9 @@ float exp_only(const float* t, float* p, std::size_t len, float neg_c) {
   return sum;
 }
 
-
-// The CPU sweep: cv for every bandwidth (validated by the caller).
 }  // namespace
 
+// The CPU sweep: cv for every bandwidth (validated by the caller).
 std::vector<double> detail::cpu_loo_cv(const_view x, const_view y, std::span<const double> hs,
                                        unsigned threads) {
   const std::size_t n = x.rows, d = x.cols, dv = y.cols, nb = hs.size();

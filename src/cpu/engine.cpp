@@ -268,7 +268,6 @@ tile_sums exp_dot_tile(const float* s, const float* v, std::size_t len, float re
   return {ref, sum, dot};
 }
 
-
 // The leave-one-out mask on a stored score tile: s[skip] = -inf, and the tile's maximum again
 // (the masked key may have been it). Runs on one tile per row.
 float mask_one(float* s, std::size_t len, std::size_t skip) {

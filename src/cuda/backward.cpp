@@ -47,9 +47,7 @@ backward_layout backward_layout_for(const char* fn, std::size_t n, const pool_pa
 
 // What the GPU backward takes beyond pool_backward's own rules.
 void check_backward_limits(const char* fn, std::size_t d, std::size_t dv) {
-  ATTNPOOL_EXPECTS(d <= kernels::kMaxBackwardDims, fn, ": d = ", d,
-                   " exceeds the GPU backward pass's limit of ", kernels::kMaxBackwardDims,
-                   " (its gradient sums live in registers); use backend cpu");
+  ::attnpool::detail::check_gpu_backward_dims(fn, d);
   ATTNPOOL_EXPECTS(dv <= static_cast<std::size_t>(INT_MAX) / 2, fn, ": dv = ", dv,
                    " exceeds the GPU backward pass's limit");
   const std::size_t windows = (dv + 7) / 8;

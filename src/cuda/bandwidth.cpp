@@ -14,7 +14,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstddef>
 #include <vector>
 
@@ -49,10 +48,7 @@ cuda_loo_cv::cuda_loo_cv(const_view x, const_view y) {
     throw cuda_error(concat(fn,
                             ": no CUDA device is available (use backend cpu or reference, or "
                             "automatic, which picks the CPU where no GPU exists)"));
-  ATTNPOOL_EXPECTS(x.cols <= static_cast<std::size_t>(INT_MAX), fn, ": d = ", x.cols,
-                   " exceeds the CUDA backends' limit of 2^31 - 1");
-  ATTNPOOL_EXPECTS(y.cols <= static_cast<std::size_t>(INT_MAX), fn, ": dv = ", y.cols,
-                   " exceeds the CUDA backends' limit of 2^31 - 1");
+  check_int_dims(fn, x.cols, y.cols);
   s_ = std::make_unique<state>();
   s_->n = x.rows;
   s_->d = x.cols;

@@ -26,10 +26,6 @@ namespace {
 using kernels::align_up;
 namespace core = ::attnpool::detail;
 
-std::byte* ws_at(const options& opts, std::size_t offset) {
-  return static_cast<std::byte*>(opts.workspace) + offset;
-}
-
 // pool_batched's workspace: [scan slot][block table of max_batch_blocks entries].
 std::size_t batched_table_bytes(const char* fn, std::size_t problems, std::size_t total_queries,
                                 std::size_t d, std::size_t dv, const pool_params& params) {

@@ -49,6 +49,11 @@ inline constexpr std::size_t kScanBytes = 256;
 /// Multiprocessor count of the current device. Throws cuda_error without a device.
 int current_sm_count();
 
+/// The byte `offset` into opts.workspace (validated by check_workspace).
+inline std::byte* ws_at(const options& opts, std::size_t offset) {
+  return static_cast<std::byte*>(opts.workspace) + offset;
+}
+
 /// Throws invalid_argument unless opts.workspace holds `required` bytes, 256-byte aligned.
 void check_workspace(const char* fn, const options& opts, std::size_t required);
 

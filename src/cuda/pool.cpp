@@ -58,10 +58,6 @@ fused_layout fused_layout_for(std::size_t n, std::size_t m, std::size_t d, std::
   return l;
 }
 
-std::byte* ws_at(const options& opts, std::size_t offset) {
-  return static_cast<std::byte*>(opts.workspace) + offset;
-}
-
 }  // namespace
 
 kernels::fused_args fused_args_for(const_view q, const_view k, const_view v, mutable_view out,

@@ -98,9 +98,7 @@ void check_limits(const backend_needs& n, backend b) {
     case entry_point::learning:
       // Checked before any CUDA call, so that the limit reads the same with or without a
       // device (and in a build without CUDA).
-      ATTNPOOL_EXPECTS(b != backend::cuda_fused || n.d <= kMaxGpuBackwardDims, n.fn, ": d = ", n.d,
-                       " exceeds the GPU backward pass's limit of ", kMaxGpuBackwardDims,
-                       " (its gradient sums live in registers); use backend cpu");
+      if (b == backend::cuda_fused) check_gpu_backward_dims(n.fn, n.d);
       return;
     case entry_point::average_pool:
     case entry_point::bandwidth:

@@ -318,6 +318,12 @@ void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offs
   }
 }
 
+void check_gpu_backward_dims(const char* fn, std::size_t d) {
+  ATTNPOOL_EXPECTS(d <= kMaxGpuBackwardDims, fn, ": d = ", d,
+                   " exceeds the GPU backward pass's limit of ", kMaxGpuBackwardDims,
+                   " (its gradient sums live in registers); use backend cpu");
+}
+
 void check_int_dims(const char* fn, std::size_t d, std::size_t dv) {
   ATTNPOOL_EXPECTS(d <= static_cast<std::size_t>(INT_MAX), fn, ": d = ", d,
                    " exceeds the CUDA backends' limit of 2^31 - 1");

@@ -74,6 +74,10 @@ struct empty_row_where {
 [[noreturn]] void throw_empty_row(const char* fn, const pool_params& params, std::size_t row,
                                   const empty_row_where& where = {});
 
+// d against the GPU backward pass's limit (kMaxGpuBackwardDims: its gradient sums live in
+// registers): invalid_argument "<fn>: d = ... exceeds the GPU backward pass's limit ...".
+void check_gpu_backward_dims(const char* fn, std::size_t d);
+
 // d and dv against the GPU kernels' int fields: invalid_argument "<fn>: d = ... exceeds the CUDA
 // backends' limit of 2^31 - 1".
 void check_int_dims(const char* fn, std::size_t d, std::size_t dv);
