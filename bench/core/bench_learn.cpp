@@ -1,4 +1,9 @@
 // Learning benchmarks, CPU side:
+//   cpu_ratio/*         the CPU engine's ratios at n = m = 2^14, d = dv = 1, one run: backward
+//                       (all four gradients) against the forward (goal <= 3x), and masked
+//                       (leave_one_out, valid_length) against unmasked, forward and backward
+//                       (goal <= 1.15x). valid_length counts are m - (i * 7919 mod 1024), so the
+//                       masked rows do nearly the unmasked work (random counts would halve it).
 //   forward / backward  pool() and pool_backward() (all four gradients) at n = m = 2^14, 2^16,
 //                       d = dv = 1: the goal is backward <= 2.5x forward (for the GPU;
 //                       the CPU ratio is recorded in bench/RESULTS.md)
@@ -7,12 +12,15 @@
 // seed. Counters: pairs/s (n * m per call; for select_bandwidth, n^2 * evaluations).
 //
 // Run: build/bench/bench_learn --benchmark_counters_tabular=true
+//      build/bench/bench_learn --benchmark_filter=cpu_ratio --benchmark_repetitions=5
+//          --benchmark_report_aggregates_only=true      (the ratios, medians)
 #include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -44,6 +52,64 @@ attnpool::options cpu() {
 
 // Silverman's h for the notebook's data at this n (about what a user would run).
 double notebook_h(std::size_t n) { return 1.06 * 1.44 * std::pow(static_cast<double>(n), -0.2); }
+
+// ---- CPU ratios: backward / forward and masked / unmasked ----------------------------------
+
+// range(0): 0 unmasked, 1 leave_one_out, 2 valid_length (nearly full rows, see the top).
+attnpool::pool_params ratio_params(std::size_t n, std::int64_t which,
+                                   std::vector<std::size_t>& lens) {
+  attnpool::pool_params p{notebook_h(n)};
+  if (which == 1) p.mask = attnpool::mask::leave_one_out;
+  if (which == 2) {
+    lens.resize(n);
+    for (std::size_t i = 0; i < n; ++i) lens[i] = n - (i * 7919) % 1024;
+    p.mask = attnpool::mask::valid_length;
+    p.valid_lens = lens;
+  }
+  return p;
+}
+
+void set_pairs(benchmark::State& state, std::size_t n) {
+  state.counters["pairs/s"] = benchmark::Counter(
+      static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+}
+
+void cpu_ratio_forward(benchmark::State& state) {
+  constexpr std::size_t n = std::size_t{1} << 14;
+  const data s = make(n);
+  std::vector<std::size_t> lens;
+  const attnpool::pool_params p = ratio_params(n, state.range(0), lens);
+  std::vector<float> out(n);
+  for (auto _ : state) {
+    attnpool::pool({s.x.data(), n, 1}, {s.x.data(), n, 1}, {s.y.data(), n, 1},
+                   {out.data(), n, 1}, p, cpu());
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_pairs(state, n);
+}
+
+void cpu_ratio_backward(benchmark::State& state) {
+  constexpr std::size_t n = std::size_t{1} << 14;
+  const data s = make(n);
+  std::vector<std::size_t> lens;
+  const attnpool::pool_params p = ratio_params(n, state.range(0), lens);
+  std::vector<float> dq(n), dk(n), dv(n);
+  double dh = 0.0;
+  for (auto _ : state) {
+    attnpool::pool_backward({s.x.data(), n, 1}, {s.x.data(), n, 1}, {s.y.data(), n, 1},
+                            {s.dout.data(), n, 1},
+                            {{dq.data(), n, 1}, {dk.data(), n, 1}, {dv.data(), n, 1}, &dh}, p,
+                            cpu());
+    benchmark::DoNotOptimize(dq.data());
+  }
+  set_pairs(state, n);
+}
+
+BENCHMARK(cpu_ratio_forward)->ArgName("mask")->DenseRange(0, 2)->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(cpu_ratio_backward)->ArgName("mask")->DenseRange(0, 2)->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void forward(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
