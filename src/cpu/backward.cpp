@@ -1,22 +1,30 @@
-// The backward pass of pool() on the CPU engine.
+// The backward pass of pool() on the CPU engine, fused in the FlashAttention style (the GPU's
+// two phases, kernels/backward/thread_ops.hpp, on tiles of keys). With the Gaussian log2 scores
+// s_ij = ns r2_ij (ns = -log2(e) / (2 h^2), r2 the squared distance), P the weights,
+// dp_ij = dout_i . v_j, D_i = dout_i . out_i and dS_ij = P_ij (dp_ij - D_i):
+//   1. rows (queries), parallel: ONE streaming pass over the row's visible keys that is also the
+//      forward. Relative to a reference distance ref_i (a visible key's r2, the row's nearest up
+//      to kRefSlack), w_ij = 2^(ns (r2_ij - ref_i)) and the pass keeps
+//        z = sum w,  c = sum w dp,  b = sum w (q_i - k_j),  g = sum w dp (q_i - k_j),
+//      so that P_ij = w_ij / z, D_i = c / z and dq_i = -(g - D_i b) / (h^2 z). It saves ref_i,
+//      log2 z_i and D_i: 3 floats per row, no output row.
+//   2. keys, parallel over blocks of keys: P_ij = 2^(ns (r2_ij - ref_i) - log2 z_i) recomputed,
+//      dk_j = 1/h^2 sum_i dS_ij (q_i - k_j), dv_j = sum_i P_ij dout_i and the key's share of
+//      dh, sum_i dS_ij r2_ij (dh = 1/h^3 sum_ij dS_ij r2_ij). A block of keys walks the queries
+//      tile by tile, so that a tile's queries and row values stay in L1 for every key of it.
+// The n x m matrix is never stored. Every output element is one thread's sum in a fixed order
+// (a key's sum runs over the query tiles in order whatever the block), and dh sums the keys'
+// shares in double in key order: no atomics, and the result does not depend on the thread
+// count. d = dv = 1 (the notebook's case and leave-one-out training) has its own single-pass
+// loops, as the forward engine does; dv = 1 there factors dp_ij = dout_i v_j out of the sums.
 //
-// CPU engine, FlashAttention style (the two-loop form of Triton's fused-attention backward):
-//   0. forward: cpu_pool_lse gives out and, per row, lse2_i = log2 sum_j 2^s_j; then
-//      D_i = dout_i . out_i. Memory O(n).
-//   1. rows (queries), parallel: recompute the scores of row i tile by tile; the weight is one
-//      exp2, P_ij = 2^(s_ij - lse2_i); dS_ij = P_ij (dout_i . v_j - D_i); dq_i and the row's
-//      share of dh are sums along the row.
-//   2. columns (keys), parallel: the same recomputation with queries and keys swapped, so that
-//      dk_j and dv_j are sums along a key's column. No atomics and no per-thread copies of dk and
-//      dv: every output element is one thread's sum in a fixed order, so the result does not
-//      depend on the thread count.
-// The n x m matrix is never stored. Each phase costs about one forward pass plus the d + dv
-// multiply-adds of the gradient sums per pair.
-//
-// Scores are stored (rounded to float) before the log-sum-exp is subtracted, as in the forward
-// engine: an unrounded `scale * r - lse2` (an FMA) would not match the lse2 that the forward
-// computed from rounded scores, which matters for scores of -1e13 (src/cpu/engine.cpp).
+// Why a reference distance instead of a log-sum-exp of scores: both passes take r2 - ref_i
+// before the multiply by ns, so phase 2 may contract ns (r2 - ref_i) - log2 z_i into one FMA and
+// still match phase 1's weights to the rounding of small numbers. A saved score-domain
+// log-sum-exp would be subtracted from ns r2, which for far keys at small h is ~1e13 with an ulp
+// of ~1e6: a contracted and an uncontracted subtraction would then disagree by 2^(1e6).
 #include <attnpool/detail/fast_math.hpp>
+#include <attnpool/detail/mask.hpp>
 #include <attnpool/detail/scores.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
@@ -25,22 +33,99 @@
 #include "src/cpu/tiles.hpp"
 #include "src/validate/validate.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 namespace attnpool {
 namespace {
 
 using detail::kCpuTile;
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// s[t] = score(r[t]), stored (see the file comment).
-ATTNPOOL_MULTIVERSION
-void score_tile(const float* r, std::size_t len, detail::gaussian_log2_score score, float* s) {
-#pragma omp simd
-  for (std::size_t t = 0; t < len; ++t) s[t] = score(r[t]);
+// Phase 1 on d = 1 may weigh a tile against a reference up to this far (log2 units) below the
+// tile's best score: every w is then <= 2^16, far from overflowing a tile sum, and the running
+// reference serves without a separate min pass. The same slack as the forward's d = 1 tile.
+constexpr float kRefSlack = 16.0f;
+
+// Keys per block in phase 2: the query tile (5 floats a query at d = dv = 1, 20 KiB) is read
+// from L1 by each of them. Small, so that m = 129 still spreads over two threads.
+constexpr std::size_t kKeyBlock = 8;
+
+// How phase 2 masks a tile of queries for one key: none, one skipped query (leave_one_out),
+// or query t sees the key iff key < lens[t] (valid_length).
+enum class col_mask { none, skip, by_length };
+
+// ---- d = dv = 1 --------------------------------------------------------------------------------
+
+struct row_sums_d1 {
+  float mn, z, a, b, g;  // min r2; sum w, w v, w diff, w v diff (dp = dout_i v_j)
+};
+
+// Phase 1, one tile of keys against reference distance ref: w = 2^(ns (r2 - ref)). The skipped
+// key (leave_one_out) gets r2 = +inf, so w = 0 and the min ignores it, through a select that
+// keeps the loop vectorised; only the tile holding it runs that instantiation.
+template <bool Skip, bool Dq>
+ATTNPOOL_MULTIVERSION row_sums_d1 row_tile_d1(float q, const float* k, const float* v,
+                                              std::size_t len, float ns, float ref,
+                                              std::size_t skip) {
+  float mn = kInf, z = 0.0f, a = 0.0f, b = 0.0f, g = 0.0f;
+#pragma omp simd reduction(min : mn) reduction(+ : z, a, b, g)
+  for (std::size_t j = 0; j < len; ++j) {
+    const float diff = q - k[j];
+    float r2 = diff * diff;
+    if constexpr (Skip) r2 = j == skip ? kInf : r2;
+    mn = std::min(mn, r2);
+    const float w = detail::exp2_poly(ns * (r2 - ref));
+    const float wv = w * v[j];
+    z += w;
+    a += wv;
+    if constexpr (Dq) {
+      b = w * diff + b;
+      g = wv * diff + g;
+    }
+  }
+  return {mn, z, a, b, g};
 }
+
+template <bool Dq>
+row_sums_d1 row_tile_d1(float q, const float* k, const float* v, std::size_t len, float ns,
+                        float ref, std::size_t skip) {
+  return skip < len ? row_tile_d1<true, Dq>(q, k, v, len, ns, ref, skip)
+                    : row_tile_d1<false, Dq>(q, k, v, len, ns, ref, skip);
+}
+
+struct col_sums_d1 {
+  float dk, dv, dh;  // sum dS (q - k), sum P dout, sum dS r2
+};
+
+// Phase 2, key (kj, vj) against queries [0, len) of a tile (row states ref, l2z, dsum).
+template <col_mask Mask>
+ATTNPOOL_MULTIVERSION col_sums_d1 col_tile_d1(float kj, float vj, const float* q, const float* ref,
+                                              const float* l2z, const float* dsum,
+                                              const float* dout, std::size_t len, float ns,
+                                              std::size_t skip, const std::int64_t* lens,
+                                              std::int64_t j) {
+  float dk = 0.0f, dv = 0.0f, dh = 0.0f;
+#pragma omp simd reduction(+ : dk, dv, dh)
+  for (std::size_t t = 0; t < len; ++t) {
+    const float diff = q[t] - kj;
+    const float r2 = diff * diff;
+    float p = detail::exp2_poly(ns * (r2 - ref[t]) - l2z[t]);
+    if constexpr (Mask == col_mask::skip) p = t == skip ? 0.0f : p;
+    if constexpr (Mask == col_mask::by_length) p = j < lens[t] ? p : 0.0f;
+    const float ds = p * (vj * dout[t] - dsum[t]);
+    dk = ds * diff + dk;
+    dv = p * dout[t] + dv;
+    dh = ds * r2 + dh;
+  }
+  return {dk, dv, dh};
+}
+
+// ---- any d, dv ----------------------------------------------------------------------------------
 
 // out[t] = sum_c coef_c * bt[c * stride + t0 + t]: dp = dout_i . v_j along a tile.
 ATTNPOOL_MULTIVERSION
@@ -60,35 +145,35 @@ void dot_cols(const float* coef, const float* bt, std::size_t stride, std::size_
   }
 }
 
-// Phase 1: p = 2^(s - lse2), ds[t] = p (dp[t] - dsum) in place of dp; returns sum_t ds[t] r[t].
-// A masked key has s = -inf, so p = 0 and ds = 0.
 ATTNPOOL_MULTIVERSION
-float ds_row_tile(const float* s, const float* r, float* dp, std::size_t len, float lse2,
-                  float dsum) {
-  float dh = 0.0f;
-#pragma omp simd reduction(+ : dh)
-  for (std::size_t t = 0; t < len; ++t) {
-    const float p = detail::exp2_poly(s[t] - lse2);
-    const float ds = p * (dp[t] - dsum);
-    dp[t] = ds;
-    dh = ds * r[t] + dh;
-  }
-  return dh;
+float min_tile(const float* r, std::size_t len) {
+  float mn = kInf;
+#pragma omp simd reduction(min : mn)
+  for (std::size_t t = 0; t < len; ++t) mn = std::min(mn, r[t]);
+  return mn;
 }
 
-// Phase 2: per query t of the tile, p[t] = 2^(s[t] - lse2[t]) and dp[t] -> p[t] (dp[t] - D[t]).
+// Phase 1: w[t] = 2^(ns (r[t] - ref)) in place of r, dp[t] -> w[t] dp[t]; returns
+// {sum w, sum w dp}.
+struct weight_sums {
+  float z, c;
+};
 ATTNPOOL_MULTIVERSION
-void ds_col_tile(const float* s, const float* lse2, const float* dsum, float* p, float* dp,
-                 std::size_t len) {
-#pragma omp simd
+weight_sums weight_row_tile(float* r, float* dp, std::size_t len, float ns, float ref) {
+  float z = 0.0f, c = 0.0f;
+#pragma omp simd reduction(+ : z, c)
   for (std::size_t t = 0; t < len; ++t) {
-    const float pt = detail::exp2_poly(s[t] - lse2[t]);
-    p[t] = pt;
-    dp[t] = pt * (dp[t] - dsum[t]);
+    const float w = detail::exp2_poly(ns * (r[t] - ref));
+    const float wd = w * dp[t];
+    r[t] = w;
+    dp[t] = wd;
+    z += w;
+    c += wd;
   }
+  return {z, c};
 }
 
-// sum_t w[t] (a - bt[t0 + t]) for one coordinate column: the dq / dk sums.
+// sum_t w[t] (a - b[t]) for one coordinate column: the dq / dk sums.
 ATTNPOOL_MULTIVERSION
 float weighted_diff_sum(const float* w, float a, const float* b, std::size_t len) {
   float acc = 0.0f;
@@ -97,108 +182,332 @@ float weighted_diff_sum(const float* w, float a, const float* b, std::size_t len
   return acc;
 }
 
-// valid_length in phase 2: query t of the tile sees key j iff j < lens[t]. A select, so the loop
-// stays vectorised.
+// Both row sums of one coordinate at once: {sum w (a - b), sum wd (a - b)}.
+struct pair_sums {
+  float w, wd;
+};
 ATTNPOOL_MULTIVERSION
-void mask_by_length(float* s, const std::int64_t* lens, std::int64_t j, std::size_t len) {
-#pragma omp simd
-  for (std::size_t t = 0; t < len; ++t) s[t] = j < lens[t] ? s[t] : kNegInf;
+pair_sums weighted_diff_sums(const float* w, const float* wd, float a, const float* b,
+                             std::size_t len) {
+  float sw = 0.0f, swd = 0.0f;
+#pragma omp simd reduction(+ : sw, swd)
+  for (std::size_t t = 0; t < len; ++t) {
+    const float diff = a - b[t];
+    sw = w[t] * diff + sw;
+    swd = wd[t] * diff + swd;
+  }
+  return {sw, swd};
+}
+
+// Phase 2: p[t] = P of query t (masked: 0) and dp[t] -> dS = p (dp - D) in place; returns
+// sum_t dS r2 (the key's share of dh over the tile).
+template <col_mask Mask>
+ATTNPOOL_MULTIVERSION float weight_col_tile(const float* r, const float* ref, const float* l2z,
+                                            const float* dsum, float* p, float* dp,
+                                            std::size_t len, float ns, std::size_t skip,
+                                            const std::int64_t* lens, std::int64_t j) {
+  float dh = 0.0f;
+#pragma omp simd reduction(+ : dh)
+  for (std::size_t t = 0; t < len; ++t) {
+    float pt = detail::exp2_poly(ns * (r[t] - ref[t]) - l2z[t]);
+    if constexpr (Mask == col_mask::skip) pt = t == skip ? 0.0f : pt;
+    if constexpr (Mask == col_mask::by_length) pt = j < lens[t] ? pt : 0.0f;
+    const float ds = pt * (dp[t] - dsum[t]);
+    p[t] = pt;
+    dp[t] = ds;
+    dh = ds * r[t] + dh;
+  }
+  return dh;
+}
+
+template <class F>
+decltype(auto) with_col_mask(col_mask mk, F&& f) {
+  switch (mk) {
+    case col_mask::skip:
+      return f(std::integral_constant<col_mask, col_mask::skip>{});
+    case col_mask::by_length:
+      return f(std::integral_constant<col_mask, col_mask::by_length>{});
+    case col_mask::none:
+      break;
+  }
+  return f(std::integral_constant<col_mask, col_mask::none>{});
+}
+
+// ---- the two phases ----------------------------------------------------------------------------
+
+// Per row, what phase 2 needs: the reference distance, log2 z and D.
+struct row_states {
+  std::vector<float> ref, l2z, dsum;
+  explicit row_states(std::size_t n) : ref(n), l2z(n), dsum(n) {}
+};
+
+struct problem {
+  const_view q, k, v, dout;
+  detail::mask_rule rule;
+  float ns;       // the Gaussian log2 score constant, -log2(e) / (2 h^2)
+  double inv_h2;  // 1 / h^2
+  unsigned threads;
+};
+
+// The reference distance a row starts from: its first visible key's (phase 1 on d = 1 then
+// moves it down to within kRefSlack of the row's nearest key).
+std::size_t first_visible(const detail::key_range& rm) { return rm.skip == 0 ? 1 : 0; }
+
+template <bool Dq>
+void rows_d1(const problem& pb, const std::vector<float>& kt, const std::vector<float>& vt,
+             row_states& st, mutable_view dq) {
+  const std::size_t n = pb.q.rows, m = pb.k.rows;
+  const float ns = pb.ns;
+  detail::parallel_rows(n, m * 2, pb.threads, 0, [&](std::size_t i, float*) {
+    const detail::key_range rm = pb.rule.row(i, m);
+    const float qi = pb.q(i, 0);
+    const float d0 = qi - kt[first_visible(rm)];
+    float ref = d0 * d0;
+    float z = 0.0f, a = 0.0f, b = 0.0f, g = 0.0f;
+    for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
+      const std::size_t len = std::min(kCpuTile, rm.limit - j0);
+      const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: none skipped
+      row_sums_d1 t = row_tile_d1<Dq>(qi, kt.data() + j0, vt.data() + j0, len, ns, ref, skip);
+      if (!(ns * (t.mn - ref) <= kRefSlack)) {
+        // A much closer key: move the row onto it and weigh the tile again.
+        const float f = detail::exp2_poly(ns * (ref - t.mn));
+        z *= f;
+        a *= f;
+        b *= f;
+        g *= f;
+        ref = t.mn;
+        t = row_tile_d1<Dq>(qi, kt.data() + j0, vt.data() + j0, len, ns, ref, skip);
+      }
+      z += t.z;
+      a += t.a;
+      b += t.b;
+      g += t.g;
+    }
+    // z >= 1: ref is a visible key's distance, so the nearest key weighs >= 2^0.
+    const double zd = z, dout = pb.dout(i, 0);
+    const double dsum = dout * static_cast<double>(a) / zd;
+    st.ref[i] = ref;
+    st.l2z[i] = detail::log2_accurate(z);
+    st.dsum[i] = static_cast<float>(dsum);
+    if constexpr (Dq)
+      dq(i, 0) = static_cast<float>(-pb.inv_h2 / zd *
+                                    (dout * static_cast<double>(g) - dsum * static_cast<double>(b)));
+  });
+}
+
+template <bool Dq>
+void rows_generic(const problem& pb, const std::vector<float>& kt, const std::vector<float>& vt,
+                  row_states& st, mutable_view dq) {
+  const std::size_t n = pb.q.rows, m = pb.k.rows, d = pb.q.cols, dv = pb.v.cols;
+  const float ns = pb.ns;
+  // Scratch: distances / weights, dp / w dp, and the b and g accumulators.
+  detail::parallel_rows(n, m * (2 * d + dv), pb.threads, 2 * kCpuTile + 2 * d,
+                        [&](std::size_t i, float* buf) {
+    float *r = buf, *dp = r + kCpuTile, *b = dp + kCpuTile, *g = b + d;
+    std::fill(b, b + 2 * d, 0.0f);
+    const detail::key_range rm = pb.rule.row(i, m);
+    const float* qi = pb.q.row(i);
+    float ref = kInf, z = 0.0f, c = 0.0f;
+    for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
+      const std::size_t len = std::min(kCpuTile, rm.limit - j0);
+      detail::dist_tile(qi, kt.data(), m, d, j0, len, r);
+      if (rm.skips_in(j0, len)) r[rm.skip - j0] = kInf;
+      const float mn = min_tile(r, len);
+      if (mn == kInf) continue;  // a one-key tile holding only the skipped key
+      if (mn < ref) {  // the row's exact nearest key so far becomes the reference
+        if (ref != kInf) {
+          const float f = detail::exp2_poly(ns * (ref - mn));
+          z *= f;
+          c *= f;
+          for (std::size_t e = 0; e < 2 * d; ++e) b[e] *= f;
+        }
+        ref = mn;
+      }
+      dot_cols(pb.dout.row(i), vt.data(), m, dv, j0, len, dp);
+      const weight_sums s = weight_row_tile(r, dp, len, ns, ref);
+      z += s.z;
+      c += s.c;
+      if constexpr (Dq) {
+        for (std::size_t e = 0; e < d; ++e) {
+          const pair_sums ps = weighted_diff_sums(r, dp, qi[e], kt.data() + e * m + j0, len);
+          b[e] += ps.w;
+          g[e] += ps.wd;
+        }
+      }
+    }
+    const double zd = z;
+    const double dsum = static_cast<double>(c) / zd;
+    st.ref[i] = ref;
+    st.l2z[i] = detail::log2_accurate(z);
+    st.dsum[i] = static_cast<float>(dsum);
+    if constexpr (Dq)
+      for (std::size_t e = 0; e < d; ++e)
+        dq(i, e) = static_cast<float>(-pb.inv_h2 / zd *
+                                      (static_cast<double>(g[e]) - dsum * static_cast<double>(b[e])));
+  });
+}
+
+// Phase 2's masks, read by key: the skipped query of leave_one_out, and for valid_length the
+// counts as signed integers (a compare that vectorises) with each query tile's smallest and
+// largest count, so that a key beyond every count of a tile skips it and a key below every
+// count runs the unmasked loop.
+struct col_masks {
+  const detail::mask_rule& rule;
+  std::vector<std::int64_t> lens, tile_min, tile_max;
+
+  col_masks(const detail::mask_rule& r, std::size_t n) : rule(r) {
+    if (!r.by_length()) return;
+    lens.assign(r.valid_lens, r.valid_lens + n);
+    const std::size_t tiles = (n + kCpuTile - 1) / kCpuTile;
+    tile_min.assign(tiles, std::numeric_limits<std::int64_t>::max());
+    tile_max.assign(tiles, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      tile_min[i / kCpuTile] = std::min(tile_min[i / kCpuTile], lens[i]);
+      tile_max[i / kCpuTile] = std::max(tile_max[i / kCpuTile], lens[i]);
+    }
+  }
+
+  // The mask of key j on query tile [i0, i0 + len); false: no query of the tile sees key j.
+  bool of(std::size_t j, std::size_t i0, std::size_t len, col_mask& mk, std::size_t& skip) const {
+    skip = rule.skipped_query(j) - i0;
+    mk = skip < len ? col_mask::skip : col_mask::none;
+    if (!lens.empty()) {
+      const auto jj = static_cast<std::int64_t>(j);
+      if (jj >= tile_max[i0 / kCpuTile]) return false;
+      if (jj >= tile_min[i0 / kCpuTile]) mk = col_mask::by_length;
+    }
+    return true;
+  }
+  const std::int64_t* lens_at(std::size_t i0) const {
+    return lens.empty() ? nullptr : lens.data() + i0;
+  }
+};
+
+// Writes key j's gradients from its sums (dk_sum = sum dS (q - k), dh_sum = sum dS r2).
+void write_key(const problem& pb, const pool_gradients& g, std::size_t j, const float* dk_sum,
+               const float* dv_sum, float dh_sum, std::vector<double>& dh_keys) {
+  if (g.keys.data != nullptr)
+    for (std::size_t e = 0; e < pb.k.cols; ++e)
+      g.keys(j, e) = static_cast<float>(pb.inv_h2 * static_cast<double>(dk_sum[e]));
+  if (g.values.data != nullptr)
+    for (std::size_t e = 0; e < pb.v.cols; ++e) g.values(j, e) = dv_sum[e];
+  dh_keys[j] = dh_sum;
+}
+
+void cols_d1(const problem& pb, const pool_gradients& g, const row_states& st,
+             std::vector<double>& dh_keys) {
+  const std::size_t n = pb.q.rows, m = pb.k.rows;
+  const std::vector<float> qt = detail::pack_columns(pb.q), dt = detail::pack_columns(pb.dout);
+  const col_masks masks(pb.rule, n);
+  const std::size_t blocks = (m + kKeyBlock - 1) / kKeyBlock;
+  detail::parallel_rows(blocks, n * 2 * kKeyBlock, pb.threads, 3 * kKeyBlock,
+                        [&](std::size_t blk, float* acc) {
+    const std::size_t jb = blk * kKeyBlock, je = std::min(m, jb + kKeyBlock);
+    std::fill(acc, acc + 3 * kKeyBlock, 0.0f);
+    for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
+      const std::size_t len = std::min(kCpuTile, n - i0);
+      for (std::size_t j = jb; j < je; ++j) {
+        col_mask mk{};
+        std::size_t skip = 0;
+        if (!masks.of(j, i0, len, mk, skip)) continue;
+        const col_sums_d1 s = with_col_mask(mk, [&](auto mc) {
+          return col_tile_d1<decltype(mc)::value>(
+              pb.k(j, 0), pb.v(j, 0), qt.data() + i0, st.ref.data() + i0, st.l2z.data() + i0,
+              st.dsum.data() + i0, dt.data() + i0, len, pb.ns, skip, masks.lens_at(i0),
+              static_cast<std::int64_t>(j));
+        });
+        float* a = acc + 3 * (j - jb);
+        a[0] += s.dk;
+        a[1] += s.dv;
+        a[2] += s.dh;
+      }
+    }
+    for (std::size_t j = jb; j < je; ++j) {
+      const float* a = acc + 3 * (j - jb);
+      write_key(pb, g, j, a, a + 1, a[2], dh_keys);
+    }
+  });
+}
+
+void cols_generic(const problem& pb, const pool_gradients& g, const row_states& st,
+                  std::vector<double>& dh_keys) {
+  const std::size_t n = pb.q.rows, m = pb.k.rows, d = pb.q.cols, dv = pb.v.cols;
+  const std::vector<float> qt = detail::pack_columns(pb.q), dt = detail::pack_columns(pb.dout);
+  const col_masks masks(pb.rule, n);
+  const std::size_t blocks = (m + kKeyBlock - 1) / kKeyBlock;
+  const std::size_t per_key = d + dv + 1;  // dk, dv and dh sums of one key
+  detail::parallel_rows(blocks, n * (2 * d + 2 * dv) * kKeyBlock, pb.threads,
+                        3 * kCpuTile + per_key * kKeyBlock, [&](std::size_t blk, float* buf) {
+    float *r = buf, *p = r + kCpuTile, *ds = p + kCpuTile, *acc = ds + kCpuTile;
+    const std::size_t jb = blk * kKeyBlock, je = std::min(m, jb + kKeyBlock);
+    std::fill(acc, acc + per_key * kKeyBlock, 0.0f);
+    for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
+      const std::size_t len = std::min(kCpuTile, n - i0);
+      for (std::size_t j = jb; j < je; ++j) {
+        col_mask mk{};
+        std::size_t skip = 0;
+        if (!masks.of(j, i0, len, mk, skip)) continue;
+        float* a = acc + per_key * (j - jb);  // dk[d], dv[dv], dh
+        const float* kj = pb.k.row(j);
+        detail::dist_tile(kj, qt.data(), n, d, i0, len, r);
+        dot_cols(pb.v.row(j), dt.data(), n, dv, i0, len, ds);
+        a[d + dv] += with_col_mask(mk, [&](auto mc) {
+          return weight_col_tile<decltype(mc)::value>(
+              r, st.ref.data() + i0, st.l2z.data() + i0, st.dsum.data() + i0, p, ds, len, pb.ns,
+              skip, masks.lens_at(i0), static_cast<std::int64_t>(j));
+        });
+        for (std::size_t c = 0; c < dv; ++c)
+          a[d + c] += detail::dot_tile(p, dt.data() + c * n + i0, len);
+        for (std::size_t c = 0; c < d; ++c)  // sum dS (q - k) = -sum dS (k - q)
+          a[c] -= weighted_diff_sum(ds, kj[c], qt.data() + c * n + i0, len);
+      }
+    }
+    for (std::size_t j = jb; j < je; ++j) {
+      const float* a = acc + per_key * (j - jb);
+      write_key(pb, g, j, a, a + d, a[d + dv], dh_keys);
+    }
+  });
 }
 
 }  // namespace
 
 void detail::cpu_backward(const_view q, const_view k, const_view v, const_view dout,
                           const pool_gradients& g, const pool_params& params, unsigned threads) {
-  const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
-  const detail::gaussian_log2_score score{
-      static_cast<float>(-detail::gaussian_log2_scale(params.bandwidth))};
-  const double inv_h2 = 1.0 / (params.bandwidth * params.bandwidth);
+  const std::size_t n = q.rows, d = q.cols, dv = v.cols;
+  const problem pb{q,
+                   k,
+                   v,
+                   dout,
+                   detail::mask_rule_of(params),
+                   static_cast<float>(-detail::gaussian_log2_scale(params.bandwidth)),
+                   1.0 / (params.bandwidth * params.bandwidth),
+                   threads};
+  const bool d1 = d == 1 && dv == 1;
 
-  // 0. Forward with the row log-sum-exps, and D_i.
-  std::vector<float> out(n * dv), lse2(n), dsum(n);
-  detail::cpu_pool_lse(q, k, v, mutable_view{out.data(), n, dv}, params, threads, lse2.data());
-  for (std::size_t i = 0; i < n; ++i) {
-    double acc = 0.0;
-    for (std::size_t c = 0; c < dv; ++c)
-      acc += static_cast<double>(dout(i, c)) * static_cast<double>(out[i * dv + c]);
-    dsum[i] = static_cast<float>(acc);
-  }
-
-  const detail::mask_rule rule = detail::mask_rule_of(params);
-
-  // 1. Rows: dq and the per-row share of dh.
-  const bool want_dq = g.queries.data != nullptr, want_dh = g.bandwidth != nullptr;
-  if (want_dq || want_dh) {
+  // 1. Rows: the forward's normalisers, D, and dq.
+  row_states st(n);
+  {
     const std::vector<float> kt = detail::pack_columns(k), vt = detail::pack_columns(v);
-    std::vector<double> dh_row(n, 0.0);
-    // Scratch: distances, scores, dp/ds, the dq accumulator and the row's dout.
-    detail::parallel_rows(n, m * (2 * d + dv), threads, 3 * kCpuTile + d + dv,
-                  [&](std::size_t i, float* buf) {
-      float *r = buf, *s = r + kCpuTile, *ds = s + kCpuTile, *acc = ds + kCpuTile;
-      float* di = acc + d;
-      for (std::size_t c = 0; c < dv; ++c) di[c] = dout(i, c);
-      std::fill(acc, acc + d, 0.0f);
-      float dh = 0.0f;
-      const detail::key_range rm = rule.row(i, m);
-      for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
-        const std::size_t len = std::min(kCpuTile, rm.limit - j0);
-        detail::dist_tile(q.row(i), kt.data(), m, d, j0, len, r);
-        score_tile(r, len, score, s);
-        if (rm.skips_in(j0, len)) s[rm.skip - j0] = kNegInf;
-        dot_cols(di, vt.data(), m, dv, j0, len, ds);
-        dh += ds_row_tile(s, r, ds, len, lse2[i], dsum[i]);
-        if (want_dq)
-          for (std::size_t c = 0; c < d; ++c)
-            acc[c] += weighted_diff_sum(ds, q(i, c), kt.data() + c * m + j0, len);
-      }
-      if (want_dq)
-        for (std::size_t c = 0; c < d; ++c)
-          g.queries(i, c) = static_cast<float>(-inv_h2 * static_cast<double>(acc[c]));
-      dh_row[i] = dh;
-    });
-    if (want_dh) {
-      double dh = 0.0;
-      for (double x : dh_row) dh += x;
-      *g.bandwidth = dh * inv_h2 / params.bandwidth;
-    }
+    const bool want_dq = g.queries.data != nullptr;
+    if (d1 && want_dq) rows_d1<true>(pb, kt, vt, st, g.queries);
+    if (d1 && !want_dq) rows_d1<false>(pb, kt, vt, st, g.queries);
+    if (!d1 && want_dq) rows_generic<true>(pb, kt, vt, st, g.queries);
+    if (!d1 && !want_dq) rows_generic<false>(pb, kt, vt, st, g.queries);
   }
 
-  // 2. Columns: dk and dv.
-  const bool want_dk = g.keys.data != nullptr, want_dv = g.values.data != nullptr;
-  if (!want_dk && !want_dv) return;
-  const std::vector<float> qt = detail::pack_columns(q), dt = detail::pack_columns(dout);
-  // mask_rule::sees read by key, as two selects over a tile of queries: the leave-one-out
-  // query, and j < valid_lens[i] on signed copies of the counts (a compare that vectorises).
-  std::vector<std::int64_t> lens;
-  if (rule.by_length()) lens.assign(params.valid_lens.begin(), params.valid_lens.end());
-  // Scratch: distances, scores, weights, dp/ds, the dk and dv accumulators, the key's values.
-  detail::parallel_rows(m, n * (2 * d + 2 * dv), threads, 4 * kCpuTile + d + 2 * dv,
-                [&](std::size_t j, float* buf) {
-    float *r = buf, *s = r + kCpuTile, *p = s + kCpuTile, *ds = p + kCpuTile;
-    float *dk = ds + kCpuTile, *dvv = dk + d, *vj = dvv + dv;
-    for (std::size_t c = 0; c < dv; ++c) vj[c] = v(j, c);
-    std::fill(dk, dk + d + dv, 0.0f);
-    const std::size_t skip = rule.skipped_query(j);
-    for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
-      const std::size_t len = std::min(kCpuTile, n - i0);
-      detail::dist_tile(k.row(j), qt.data(), n, d, i0, len, r);
-      score_tile(r, len, score, s);
-      if (skip - i0 < len) s[skip - i0] = kNegInf;
-      if (!lens.empty()) mask_by_length(s, lens.data() + i0, static_cast<std::int64_t>(j), len);
-      dot_cols(vj, dt.data(), n, dv, i0, len, ds);
-      ds_col_tile(s, lse2.data() + i0, dsum.data() + i0, p, ds, len);
-      if (want_dv)
-        for (std::size_t c = 0; c < dv; ++c) dvv[c] += detail::dot_tile(p, dt.data() + c * n + i0, len);
-      if (want_dk)
-        for (std::size_t c = 0; c < d; ++c)
-          dk[c] -= weighted_diff_sum(ds, k(j, c), qt.data() + c * n + i0, len);  // sum ds (q - k)
-    }
-    if (want_dk)
-      for (std::size_t c = 0; c < d; ++c)
-        g.keys(j, c) = static_cast<float>(inv_h2 * static_cast<double>(dk[c]));
-    if (want_dv)
-      for (std::size_t c = 0; c < dv; ++c) g.values(j, c) = dvv[c];
-  });
+  // 2. Keys: dk, dv and dh.
+  if (g.keys.data == nullptr && g.values.data == nullptr && g.bandwidth == nullptr) return;
+  std::vector<double> dh_keys(k.rows, 0.0);
+  if (d1) {
+    cols_d1(pb, g, st, dh_keys);
+  } else {
+    cols_generic(pb, g, st, dh_keys);
+  }
+  if (g.bandwidth != nullptr) {
+    double dh = 0.0;
+    for (double x : dh_keys) dh += x;
+    *g.bandwidth = dh * pb.inv_h2 / params.bandwidth;
+  }
 }
 
 }  // namespace attnpool
