@@ -9,6 +9,15 @@ are matched by mangled name, anonymous-namespace hashes masked, after the given 
 example 21fused_pool_any_kernel=25fused_pool_generic_kernel). Needs cuobjdump: on PATH, under
 CUDA_HOME, or from `pip install nvidia-cuda-cuobjdump`. No GPU needed. Exits 1 when a function
 differs or exists on one side only.
+
+    scripts/sass-compare.py --hot-loop OBJ FUNCTION_SUBSTRING [PAIRS_PER_ITERATION]
+
+Counts the instructions of one kernel's hot inner loop: of the loops (backward branches) whose
+body holds a MUFU.EX2, the innermost ones, and through each the shortest path from its head to
+its back-edge. In the fused agent that path is the common chunk (no rebase, the one-FFMA
+score): every rarer branch (the rebase, the far-reference form) only adds instructions.
+Prints the path's opcode counts and instructions per pair (pairs = PAIRS_PER_ITERATION, by
+default the MUFU.EX2 count on the path, i.e. one exp2 per pair).
 """
 import collections
 import glob
@@ -50,7 +59,93 @@ def functions(obj, renames):
     return fs
 
 
+def instructions(obj, fn_substring):
+    """(address, predicate, opcode, operands) of the one function whose name holds the substring."""
+    out = subprocess.check_output([cuobjdump(), "-sass", obj], text=True)
+    fs, cur = {}, None
+    for line in out.splitlines():
+        m = re.search(r"Function : (\S+)", line)
+        if m:
+            cur = fs.setdefault(m.group(1), [])
+            continue
+        m = re.match(r"\s+/\*([0-9a-f]{4,})\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z0-9_.]+)\s*(.*?)\s*;", line)
+        if m and cur is not None:
+            cur.append((int(m.group(1), 16), (m.group(2) or "").strip(), m.group(3), m.group(4)))
+    hits = [k for k in fs if fn_substring in k]
+    if len(hits) != 1:
+        sys.exit(f"sass-compare: {len(hits)} functions match {fn_substring!r}: {hits[:8]}")
+    return hits[0], fs[hits[0]]
+
+
+def hot_loops(ins, pairs=None):
+    """The innermost MUFU loops of one function, each with its shortest head-to-back-edge path."""
+    addr = {a: i for i, (a, *_) in enumerate(ins)}
+    def target(i):
+        m = re.match(r"(0x[0-9a-f]+)", ins[i][3])
+        return addr.get(int(m.group(1), 16)) if m else None
+    loops = []
+    for i, (a, pred, op, _) in enumerate(ins):
+        t = target(i) if op == "BRA" else None
+        if t is not None and t <= i:
+            loops.append((t, i))
+    with_mufu = [(h, b) for h, b in loops
+                 if any(ins[k][2] == "MUFU.EX2" for k in range(h, b + 1))]
+    inner = [(h, b) for h, b in with_mufu
+             if not any((h2, b2) != (h, b) and h <= h2 and b2 <= b for h2, b2 in with_mufu)]
+    results = []
+    for h, b in inner:
+        # Shortest path (instruction count) over the forward edges of the body, h .. b, that
+        # ends by taking the back-edge at b. Instructions are nodes; edges: fall-through unless
+        # an unconditional BRA/EXIT, plus the branch target when it stays in [h, b].
+        import heapq
+        dist, prev, heap = {h: 1}, {}, [(1, h)]
+        while heap:
+            d, i = heapq.heappop(heap)
+            if d != dist.get(i) or i == b:
+                continue
+            _, pred, op, _ = ins[i]
+            succ = []
+            if op == "BRA":
+                t = target(i)
+                if t is not None and h < t <= b and t > i:
+                    succ.append(t)
+                if pred:
+                    succ.append(i + 1)
+            elif op not in ("EXIT", "RET"):
+                succ.append(i + 1)
+            for s in succ:
+                if s <= b and d + 1 < dist.get(s, 1 << 30):
+                    dist[s], prev[s] = d + 1, i
+                    heapq.heappush(heap, (d + 1, s))
+        if b not in dist:
+            continue
+        path, i = [b], b
+        while i != h:
+            i = prev[i]
+            path.append(i)
+        ops = collections.Counter(ins[k][2] for k in path)
+        n_pairs = pairs or ops["MUFU.EX2"]
+        results.append((ins[h][0], ins[b][0], len(path), ops, n_pairs))
+    return results
+
+
+def hot_loop_main(args):
+    obj, fn = args[0], args[1]
+    pairs = int(args[2]) if len(args) > 2 else None
+    name, ins = instructions(obj, fn)
+    print(f"{name}: {len(ins)} instructions")
+    for head, back, count, ops, n_pairs in hot_loops(ins, pairs):
+        print(f"loop {head:#06x}..{back:#06x}: shortest path {count} instructions, "
+              f"{ops['MUFU.EX2']} MUFU.EX2, {count / n_pairs:.2f} per pair ({n_pairs} pairs)")
+        print("  " + ", ".join(f"{op} {c}" for op, c in ops.most_common()))
+    return 0
+
+
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--hot-loop":
+        if len(sys.argv) < 4:
+            sys.exit(__doc__)
+        return hot_loop_main(sys.argv[2:])
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     renames = [tuple(r.split("=", 1)) for r in sys.argv[3:]]
