@@ -406,12 +406,12 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
   return row.softmax;
 }
 
-// Turns a streamed row into output row i (and lse2[i]), applying the empty-support policy to a
+// Turns a streamed row into output row i, applying the empty-support policy to a
 // compact kernel's empty row. k and v are the row's problem's keys and values (for nearest).
 template <class Score>
 void finish_row(const online_softmax& sm, const float* acc, const_view q, std::size_t i,
                 const_view k, const_view v, key_range rm, const pool_params& params,
-                const float* w, mutable_view out, float* lse2, empty_rows& empties) {
+                const float* w, mutable_view out, empty_rows& empties) {
   const std::size_t dv = v.cols;
   if (Score::kCompact && sm.empty()) {  // no key in the support: the policy decides
     if (params.empty == empty_support::nearest) {
@@ -421,19 +421,15 @@ void finish_row(const online_softmax& sm, const float* acc, const_view q, std::s
       if (params.empty == empty_support::error) empties.note(i);
       for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
     }
-    if (lse2 != nullptr) lse2[i] = -std::numeric_limits<float>::infinity();
     return;
   }
   const float inv = sm.inv_sum();
   for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
-  // log2 of the row's normaliser sum_j 2^s_j: what the backward pass subtracts from its
-  // recomputed scores to get the weights in one exp2 each.
-  if (lse2 != nullptr) lse2[i] = sm.max + std::log2(sm.sum);
 }
 
 template <class Score>
 void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
-                   const pool_params& params, unsigned threads, float* lse2, Score score,
+                   const pool_params& params, unsigned threads, Score score,
                    const float* w) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   empty_rows empties(n);
@@ -446,7 +442,7 @@ void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
     const key_range rm = mask_rule_of(params).row(i, m);
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
-    finish_row<Score>(sm, buf + kCpuTile, q, i, k, v, rm, params, w, out, lse2, empties);
+    finish_row<Score>(sm, buf + kCpuTile, q, i, k, v, rm, params, w, out, empties);
   });
   empties.throw_if_any("pool", params, n);
 }
@@ -499,7 +495,7 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
     const key_range rm{mb, kNoKey};
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     finish_row<Score>(sm, buf + kCpuTile, q, i, rows_of(k, k0, k0 + mb),
-                      rows_of(v, k0, k0 + mb), rm, params, w, out, nullptr, empties);
+                      rows_of(v, k0, k0 + mb), rm, params, w, out, empties);
   });
   const std::size_t i = empties.first.load();
   if (i != n) throw_empty_row("pool_batched", params, i, {qoff});
@@ -523,18 +519,13 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
 
 }  // namespace
 
-void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
-                  const pool_params& params, unsigned threads, float* lse2) {
+void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
+              const pool_params& params, unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
-    cpu_pool_impl(q, k, v, out, params, threads, lse2, score, ds.weights());
+    cpu_pool_impl(q, k, v, out, params, threads, score, ds.weights());
   });
-}
-
-void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
-              const pool_params& params, unsigned threads) {
-  cpu_pool_lse(q, k, v, out, params, threads, nullptr);
 }
 
 void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out,

@@ -12,10 +12,6 @@ namespace attnpool::detail {
 
 void cpu_pool(const_view q, const_view k, const_view v, mutable_view out, const pool_params& params,
               unsigned threads);
-// cpu_pool that also writes lse2[i] = log2 sum_j 2^(s_j), the row's log-sum-exp in log2 units
-// (lse2 may be null). The backward pass's forward.
-void cpu_pool_lse(const_view q, const_view k, const_view v, mutable_view out,
-                  const pool_params& params, unsigned threads, float* lse2);
 // B problems in one call (pool_batched): problem b is query rows [query_offsets[b],
 // query_offsets[b + 1]) against key rows [key_offsets[b], key_offsets[b + 1]). mask::none only.
 void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out,
