@@ -236,15 +236,35 @@ struct bandwidth_search {
   bool refine = true;
   /// The refinement stops once the bracket is this narrow in ln h (> 0).
   double log_tolerance = 1e-3;
+  /// One bandwidth per input dimension (statsmodels' and R np's cv_ls for continuous data):
+  /// after the isotropic search, minimise the same leave-one-out error over ln h_c from the best
+  /// isotropic h, by the quasi-Newton method of train_parametric (gradients from the backward
+  /// pass, so it scales with d). Each h_c stays in [h_min, h_max], whose defaults are then per
+  /// dimension: 1e-3 and 10 times that column's range (the largest range where a column is
+  /// constant). An h_c at its upper end means the dimension hardly matters.
+  bool per_dimension = false;
+  /// per_dimension: at most this many quasi-Newton iterations.
+  std::size_t max_iterations = 100;
 };
 
 /// What select_bandwidth() found.
 struct bandwidth_selection {
-  double bandwidth = 0.0;       ///< the chosen h; always finite and > 0
-  double cv_error = 0.0;        ///< loo_cv_error at `bandwidth`
+  /// The chosen isotropic h (with per_dimension: the best isotropic h, where the per-dimension
+  /// search started); always finite and > 0.
+  double bandwidth = 0.0;
+  /// The chosen bandwidth per input dimension, d values, each finite and > 0: the per-dimension
+  /// result, or d copies of `bandwidth`. Pass it as pool_params::bandwidths.
+  std::vector<double> bandwidths;
+  /// The leave-one-out CV error at `bandwidths` (at `bandwidth` without per_dimension).
+  double cv_error = 0.0;
+  double isotropic_cv_error = 0.0;  ///< loo_cv_error at `bandwidth`
   std::vector<double> grid;     ///< the grid bandwidths, ascending
   std::vector<double> cv;       ///< loo_cv_error at each grid bandwidth
-  std::size_t evaluations = 0;  ///< bandwidths evaluated: grid_size + refinement steps
+  /// Bandwidths evaluated: grid_size + refinement steps (+ the per-dimension search's loss
+  /// evaluations).
+  std::size_t evaluations = 0;
+  /// per_dimension: why the per-dimension search stopped (train_stop::converged otherwise).
+  train_stop per_dimension_stop = train_stop::converged;
   /// The best grid point was an end of the grid: the true minimum may lie beyond it (widen
   /// h_min / h_max). `bandwidth` is then that end, refined only towards the inside.
   bool at_boundary = false;
@@ -261,9 +281,13 @@ struct bandwidth_selection {
 /// \param x n x d inputs, n >= 2
 /// \param y n x dv targets
 /// \param opts as for loo_cv_error (automatic = cuda_fused where a CUDA device exists)
+/// With search.per_dimension and d > 1, the isotropic result is then refined per dimension
+/// (bandwidth_search::per_dimension) on the same backend: pool() and pool_backward() on the
+/// scaled inputs (on cuda_fused, d <= kMaxGpuBackwardDims).
 /// \throws invalid_argument on a bad shape, a bad search (grid_size < 3, h_min >= h_max, a
 ///         non-positive or non-finite end or tolerance), non-finite input (check_finite), or
-///         backend::cuda_unfused; cuda_error as loo_cv_error.
+///         backend::cuda_unfused (or d > kMaxGpuBackwardDims on cuda_fused with
+///         per_dimension); cuda_error as loo_cv_error.
 bandwidth_selection select_bandwidth(const_view x, const_view y,
                                      const bandwidth_search& search = {},
                                      const options& opts = {});

@@ -2,17 +2,20 @@
 // in one call on the chosen backend's sweep (src/cpu/bandwidth.cpp, the GPU's
 // kernels/loo_sweep/), select_bandwidth searches a log grid and refines it by golden section on
 // ln h, written once (grid_then_golden) over a pluggable evaluator: the CPU / reference
-// loo_cv_error, or one device session that holds x and y for the whole search.
+// loo_cv_error, or one device session that holds x and y for the whole search. Per dimension it
+// continues with train_parametric's quasi-Newton search (src/api/train.hpp) from that h.
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 
+#include "src/api/train.hpp"
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
 #include "src/reference/engine.hpp"
 #include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -180,7 +183,46 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
     if (!gpu) gpu.emplace(x, y);
     return (*gpu)(hs);
   };
-  return grid_then_golden(search, h_min, h_max, eval);
+  bandwidth_selection r = grid_then_golden(search, h_min, h_max, eval);
+  r.isotropic_cv_error = r.cv_error;
+  r.bandwidths.assign(x.cols, r.bandwidth);
+  if (!search.per_dimension || x.cols == 1) return r;
+
+  // Per dimension: the quasi-Newton search over w_c = 1 / h_c from the isotropic optimum, each
+  // h_c inside its column's range (learn.hpp), on the same backend.
+  const backend learn = detail::choose_backend({fn, detail::entry_point::learning, which, x.cols});
+  detail::loo_search per_dim;
+  per_dim.max_epochs = search.max_iterations;
+  per_dim.scan_first = false;  // the isotropic search found the best common scale
+  per_dim.w_lo.resize(x.cols);
+  per_dim.w_hi.resize(x.cols);
+  parametric_fit fit;
+  fit.w.resize(x.cols);
+  for (std::size_t c = 0; c < x.cols; ++c) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (std::size_t i = 0; i < x.rows; ++i) {
+      lo = std::min(lo, static_cast<double>(x(i, c)));
+      hi = std::max(hi, static_cast<double>(x(i, c)));
+    }
+    const double range = hi - lo > 0.0 && std::isfinite(hi - lo) ? hi - lo : spread;
+    const double h_lo = search.h_min > 0.0 ? search.h_min : range * 1e-3;
+    const double h_hi = search.h_max > 0.0 ? search.h_max : range * 10.0;
+    per_dim.w_lo[c] = 1.0 / h_hi;
+    per_dim.w_hi[c] = 1.0 / h_lo;
+    fit.w[c] = std::clamp(1.0 / r.bandwidth, per_dim.w_lo[c], per_dim.w_hi[c]);
+  }
+  options run = unchecked;
+  run.backend = learn;
+  detail::minimise_loo(x, y, per_dim, run, fit);
+  r.evaluations += fit.evaluations;
+  r.per_dimension_stop = fit.stop;
+  // The isotropic start was evaluated by the sweep, the search by pool(): keep the start unless
+  // the search is lower (they agree to float32 rounding where it did not move).
+  if (fit.final_loss < r.isotropic_cv_error) {
+    for (std::size_t c = 0; c < x.cols; ++c) r.bandwidths[c] = 1.0 / fit.w[c];
+    r.cv_error = fit.final_loss;
+  }
+  return r;
 }
 
 }  // namespace attnpool

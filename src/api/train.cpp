@@ -8,6 +8,7 @@
 #include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 
+#include "src/api/train.hpp"
 #include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
@@ -172,18 +173,25 @@ constexpr double kStepTol = 1e-4;
 // its nearest point to a minimum is within ~0.3 % of the loss there on the book's data).
 constexpr std::size_t kScanPoints = 64;
 
-// BFGS on u = ln w, on the mean loss, with the scale probe at stationary points (learn.hpp).
-void train_quasi_newton(const train_options& train, const_view y, loo_objective& objective,
-                        parametric_fit& fit) {
+}  // namespace
+
+// BFGS on u = ln w, on the mean loss, with the scale scan at the start and at stationary points
+// (learn.hpp).
+void detail::minimise_loo(const_view x, const_view y, const loo_search& search,
+                          const options& run_opts, parametric_fit& fit) {
   const std::size_t nw = fit.w.size();
+  loo_objective objective(x, y, nw, run_opts);
   const double mean = 1.0 / (static_cast<double>(y.rows) * static_cast<double>(y.cols));
   // u stays where x * w is neither below 1e-12 (that dimension no longer matters) nor above 1e12
-  // (float32 squared distances of 1e24 still have room under FLT_MAX ~ 3e38).
+  // (float32 squared distances of 1e24 still have room under FLT_MAX ~ 3e38), and inside the
+  // caller's bounds.
   std::vector<double> lo(nw), hi(nw);
   for (std::size_t c = 0; c < nw; ++c) {
     const double s = objective.spread(c) > 0.0 ? objective.spread(c) : 1.0;
     lo[c] = std::log(1e-12 / s);
     hi[c] = std::log(1e12 / s);
+    if (!search.w_lo.empty()) lo[c] = std::max(lo[c], std::log(search.w_lo[c]));
+    if (!search.w_hi.empty()) hi[c] = std::min(hi[c], std::log(search.w_hi[c]));
   }
   std::vector<double> w(nw), gw;
   // f(u) (mean loss), and with `gu`, df/du = w df/dw.
@@ -223,12 +231,12 @@ void train_quasi_newton(const train_options& train, const_view y, loo_objective&
   };
   // Start at the best scale along the starting direction, as select_bandwidth's grid would: the
   // descent then begins in the basin of the lowest minimum, not on a plateau.
-  if (train.max_epochs > 0) scan();
+  if (search.scan_first && search.max_epochs > 0) scan();
   fit.stop = train_stop::max_epochs;
-  for (std::size_t epoch = 0; epoch < train.max_epochs; ++epoch) {
+  for (std::size_t epoch = 0; epoch < search.max_epochs; ++epoch) {
     fit.loss.push_back(fu);
     const double gmax = max_abs(g);
-    bool small_gradient = gmax <= train.tolerance * fu;
+    bool small_gradient = gmax <= search.tolerance * fu;
     // Where the loss is 0 nothing is lower.
     if (fu == 0.0) small_gradient = true;
     bool moved = false;
@@ -294,9 +302,8 @@ void train_quasi_newton(const train_options& train, const_view y, loo_objective&
   fit.final_loss = fu;
   fit.gradient.resize(nw);
   for (std::size_t c = 0; c < nw; ++c) fit.gradient[c] = g[c] / fit.w[c];
+  fit.evaluations = objective.evaluations();
 }
-
-}  // namespace
 
 const char* to_string(train_method m) noexcept {
   switch (m) {
@@ -364,12 +371,16 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
   } else {
     fit.w = train.initial_w;
   }
-  loo_objective objective(x, y, nw, run_opts);
-  if (book)
+  if (book) {
+    loo_objective objective(x, y, nw, run_opts);
     train_book_sgd(fn, train, objective, fit);
-  else
-    train_quasi_newton(train, y, objective, fit);
-  fit.evaluations = objective.evaluations();
+    fit.evaluations = objective.evaluations();
+  } else {
+    detail::loo_search search;
+    search.max_epochs = train.max_epochs;
+    search.tolerance = train.tolerance;
+    detail::minimise_loo(x, y, search, run_opts, fit);
+  }
   return fit;
 }
 
