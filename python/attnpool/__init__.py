@@ -44,6 +44,7 @@ __all__ = [
 
 BACKENDS = ("automatic", "reference", "cpu", "cuda_fused", "cuda_unfused")
 KERNELS = ("gaussian", "laplacian", "epanechnikov", "boxcar", "tricube")
+COMPACT_KERNELS = ("epanechnikov", "boxcar", "tricube")  # weight 0 for keys with u >= 1
 
 
 def _params(bandwidth, kernel, bandwidths, empty, mask, valid_lens, backend, threads,
