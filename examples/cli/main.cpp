@@ -2,6 +2,7 @@
 // files. This file holds the command line; fit.cpp does the work. Exit status: 0 success,
 // 1 bad data or a failed run, 2 a usage error.
 #include "fit.hpp"
+#include "number_text.hpp"
 #include "pending_file.hpp"
 #include "table.hpp"
 
@@ -48,6 +49,7 @@ constexpr const char* kFitUsage =
     "Files are CSV with a header line (columns chosen by name; RFC 4180 quoting, LF or CRLF) or\n"
     "NumPy .npy arrays (float32 or float64, little-endian, 1-D or 2-D, C or Fortran order; the\n"
     "columns of an .npy are named by index: 0, 1, ...). Every value used must be finite.\n"
+    "An input is a regular file of at most 2 GiB, or a pipe read to its end within that limit.\n"
     "\n"
     "Required:\n"
     "  --train FILE        training points\n"
@@ -270,6 +272,11 @@ int run(int argc, char** argv) {
   throw usage_error("unknown command '" + std::string(command) + "'");
 }
 
+// The last line of defence for what reaches the terminal: the readers escape the text they quote
+// from files, and this escapes whatever else a message holds (an argument's bytes, a path) and
+// keeps it to one line of bounded length.
+std::string message(const std::exception& e) { return attnpool::cli::printable(e.what(), 4096); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -277,12 +284,13 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const usage_error& e) {
-    std::fprintf(stderr, "attnpool: %s\nTry 'attnpool %s--help'.\n", e.what(), fit ? "fit " : "");
+    std::fprintf(stderr, "attnpool: %s\nTry 'attnpool %s--help'.\n", message(e).c_str(),
+                 fit ? "fit " : "");
     return 2;
   } catch (const std::exception& e) {
     // input_error, output_error (already carrying file:line:col or the path) and
     // attnpool::error from the library; the outputs' destructors have removed the temporaries.
-    std::fprintf(stderr, "attnpool: %s\n", e.what());
+    std::fprintf(stderr, "attnpool: %s\n", message(e).c_str());
     return 1;
   }
 }
