@@ -21,6 +21,7 @@
 
 namespace {
 
+namespace fs = std::filesystem;
 using attnpool::cli::usage_error;
 
 constexpr const char* kUsage =
@@ -68,8 +69,9 @@ constexpr const char* kFitUsage =
     "                      rule of thumb h = sigma * (4 / ((d + 2) n))^(1 / (d + 4)), sigma the\n"
     "                      mean per-column sample standard deviation. The chosen h is printed\n"
     "                      to stderr.\n"
-  "  --out FILE          the predictions as CSV (default: standard output): the query's input\n"
-    "                      columns, then one <y>_hat column per output, printed with %.9g\n"
+    "  --out FILE          the predictions as CSV (default, and for FILE '-': standard\n"
+    "                      output): the query's input columns, then one <y>_hat column per\n"
+    "                      output, printed with %.9g\n"
     "  --plot FILE         PNG of the fit (d = 1 only): training points and the prediction line\n"
     "  --heatmap FILE      PNG of the queries x training points attention weights, with a\n"
     "                      colorbar (at most 4096 x 4096 weights)\n"
@@ -85,8 +87,10 @@ constexpr const char* kFitUsage =
     "  -h, --help          this text\n"
     "\n"
     "Output files appear only when complete: each is written under a temporary name in its\n"
-    "directory and renamed into place after every output succeeded. Runs longer than about 2 s\n"
-    "show a progress bar when stderr is a terminal.\n"
+    "directory and renamed into place after every output succeeded; a signal removes the\n"
+    "temporaries. An output that is an input, or two outputs that are one file (compared as\n"
+    "files, through links), are refused. Runs longer than about 2 s show a progress bar when\n"
+    "stderr is a terminal.\n"
     "\n"
     "Exit status: 0 success, 1 bad data or a failed run, 2 a usage error.\n"
     "\n"
@@ -217,11 +221,15 @@ attnpool::cli::fit_args parse_fit(int argc, char** argv) {
         a.bandwidth = parse_bandwidth(v);
       }
     } else if (arg == "--out") {
-      a.out = take_path();
-    } else if (arg == "--plot") {
-      a.plot = take_path();
-    } else if (arg == "--heatmap") {
-      a.heatmap = take_path();
+      // "-" is standard output, as for most tools (and the default); ./- names a file "-".
+      if (fs::path p = take_path(); p != "-") a.out = std::move(p);
+    } else if (arg == "--plot" || arg == "--heatmap") {
+      fs::path p = take_path();
+      if (p == "-") {
+        throw usage_error(std::string(arg) +
+                          " -: a PNG is not sent to standard output; give a file name");
+      }
+      (arg == "--plot" ? a.plot : a.heatmap) = std::move(p);
     } else if (arg == "--cmap") {
       a.cmap = std::string(take());
     } else if (arg == "--kernel") {
