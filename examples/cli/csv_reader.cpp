@@ -155,12 +155,16 @@ class csv_scanner {
   std::size_t record_line_ = 1;
 };
 
+// Header names come from the file: each is escaped and cut short, and the list stops after
+// kShown names, so that a crafted header can neither drive the terminal nor flood it.
 std::string join(const std::vector<std::string>& names) {
+  constexpr std::size_t kShown = 20, kNameBytes = 64;
   std::string s;
-  for (const std::string& n : names) {
-    if (!s.empty()) s += ", ";
-    s += n.empty() ? "(empty)" : n;
+  for (std::size_t j = 0; j < names.size() && j < kShown; ++j) {
+    if (j > 0) s += ", ";
+    s += names[j].empty() ? std::string("(empty)") : printable(names[j], kNameBytes);
   }
+  if (names.size() > kShown) s += detail::concat(", ... (", names.size(), " columns)");
   return s;
 }
 
@@ -187,14 +191,14 @@ numeric_table parse_csv(std::string_view text, std::string_view source,
       if (header[j] != name) continue;
       if (found != header.size()) {
         scan.fail(header_line, j + 1,
-                  detail::concat("column '", name, "' appears twice in the header (fields ",
+                  detail::concat("column ", quoted(name, 64), " appears twice in the header (fields ",
                                  found + 1, " and ", j + 1, ")"));
       }
       found = j;
     }
     if (found == header.size()) {
       scan.fail(header_line, 1,
-                detail::concat("no column '", name, "'; the columns are: ", join(header)));
+                detail::concat("no column ", quoted(name, 64), "; the columns are: ", join(header)));
     }
     picked.push_back(found);
   }
@@ -214,7 +218,7 @@ numeric_table parse_csv(std::string_view text, std::string_view source,
       const number_parse r = parse_float32(t);
       if (!r.ok()) {
         scan.fail(f.line, picked[c] + 1,
-                  detail::concat("column '", names[c], "': ", describe(r, t)));
+                  detail::concat("column ", quoted(names[c], 64), ": ", describe(r, t)));
       }
       out.values.push_back(r.value);
     }

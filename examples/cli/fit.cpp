@@ -3,6 +3,7 @@
 #include "fit.hpp"
 
 #include "bandwidth.hpp"
+#include "number_text.hpp"
 #include "pending_file.hpp"
 #include "progress.hpp"
 #include "table.hpp"
@@ -50,16 +51,23 @@ struct file_closer {
 };
 
 // The predictions as CSV: the query's x columns, then <y>_hat per y, each float printed with
-// %.9g, which reproduces the float32 value exactly when read back.
-void write_predictions(std::FILE* f, const numeric_table& q, const std::vector<std::string>& y,
-                       const std::vector<float>& y_hat) {
+// %.9g, which reproduces the float32 value exactly when read back. `name` is the destination
+// as the user named it, for messages: the first failed write (a full disk, a file-size limit,
+// a closed pipe) ends the run with its reason.
+void write_predictions(std::FILE* f, const std::string& name, const numeric_table& q,
+                       const std::vector<std::string>& y, const std::vector<float>& y_hat) {
+  const auto put = [&](const std::string& text) {
+    if (std::fputs(text.c_str(), f) == EOF) {
+      throw output_error(name + ": write failed: " + std::strerror(errno));
+    }
+  };
   std::string line;
-  for (const std::string& name : q.names) line += csv_name(name) + ",";
+  for (const std::string& col : q.names) line += csv_name(col) + ",";
   for (std::size_t c = 0; c < y.size(); ++c) {
     line += csv_name(y[c] + "_hat");
     line += c + 1 < y.size() ? ',' : '\n';
   }
-  std::fputs(line.c_str(), f);
+  put(line);
   const std::size_t dv = y.size();
   char buf[32];
   for (std::size_t i = 0; i < q.rows; ++i) {
@@ -73,19 +81,59 @@ void write_predictions(std::FILE* f, const numeric_table& q, const std::vector<s
       line += buf;
       line += c + 1 < dv ? ',' : '\n';
     }
-    std::fputs(line.c_str(), f);
+    put(line);
+  }
+  if (std::fflush(f) != 0) throw output_error(name + ": write failed: " + std::strerror(errno));
+}
+
+std::string shown(const fs::path& p) { return printable(p.string(), 4096); }
+
+void write_predictions_to(const pending_file& file, const numeric_table& q,
+                          const std::vector<std::string>& y, const std::vector<float>& y_hat) {
+  const std::string name = shown(file.destination());
+  std::unique_ptr<std::FILE, file_closer> f(std::fopen(file.temp_path().c_str(), "wb"));
+  if (!f) throw output_error(name + ": cannot open for writing: " + std::strerror(errno));
+  write_predictions(f.get(), name, q, y, y_hat);
+  // A full disk shows up at the latest here; the temporary file is then removed, not renamed.
+  if (std::fclose(f.release()) != 0) {
+    throw output_error(name + ": write failed: " + std::strerror(errno));
   }
 }
 
-void write_predictions_to(const fs::path& path, const numeric_table& q,
-                          const std::vector<std::string>& y, const std::vector<float>& y_hat) {
-  std::unique_ptr<std::FILE, file_closer> f(std::fopen(path.c_str(), "wb"));
-  if (!f) throw output_error(path.string() + ": cannot open for writing: " + std::strerror(errno));
-  write_predictions(f.get(), q, y, y_hat);
-  // A full disk shows up here at the latest; the temporary file is then removed, not renamed.
-  const bool failed = std::ferror(f.get()) != 0;
-  if (std::fclose(f.release()) != 0 || failed) {
-    throw output_error(path.string() + ": write failed: " + std::strerror(errno));
+// Outputs and inputs compared as files (device and inode, after following links), not as
+// names: an output that is an input would replace the data, and two outputs that are one file
+// would lose one of them. The null device is the one file several outputs may share.
+void check_distinct_files(const fit_args& a) {
+  struct named_file {
+    std::string what;
+    std::optional<file_identity> id;
+  };
+  const auto path_file = [](const char* option, const fs::path& p) {
+    return named_file{std::string(option) + " " + shown(p), identify(p)};
+  };
+  std::vector<named_file> outputs;
+  outputs.push_back(a.out ? path_file("--out", *a.out)
+                          : named_file{"standard output", identify(STDOUT_FILENO)});
+  if (a.plot) outputs.push_back(path_file("--plot", *a.plot));
+  if (a.heatmap) outputs.push_back(path_file("--heatmap", *a.heatmap));
+  std::vector<named_file> inputs = {path_file("--train", a.train)};
+  if (a.query) inputs.push_back(path_file("--query", *a.query));
+  const std::optional<file_identity> null_device = identify(fs::path("/dev/null"));
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const std::optional<file_identity>& id = outputs[i].id;
+    if (!id || id == null_device) continue;
+    for (const named_file& in : inputs) {
+      if (in.id == id) {
+        throw usage_error(outputs[i].what + " is the " + in.what +
+                          " file; an output must not replace an input");
+      }
+    }
+    for (std::size_t j = i + 1; j < outputs.size(); ++j) {
+      if (outputs[j].id == id) {
+        throw usage_error(outputs[i].what + " and " + outputs[j].what +
+                          " are the same file; each output needs its own");
+      }
+    }
   }
 }
 
@@ -100,7 +148,16 @@ std::string join(const std::vector<std::string>& names, const char* sep) {
 
 // Training points as markers and, per output column, the prediction as a line through the
 // queries sorted by x. Each y and its prediction share one colour of the tab10 cycle.
-void render_fit_plot(const fs::path& path, const numeric_table& train, const fit_args& a,
+// save_png names the temporary file it failed to write; the message names the destination too.
+void save_figure(const ar::figure& fig, const pending_file& file) {
+  try {
+    fig.save_png(file.temp_path());
+  } catch (const attnpool::error& e) {
+    throw output_error(shown(file.destination()) + ": " + e.what());
+  }
+}
+
+void render_fit_plot(const pending_file& file, const numeric_table& train, const fit_args& a,
                      const numeric_table& q, const std::vector<float>& y_hat, double h) {
   const std::size_t d = a.x.size(), dv = a.y.size();
   std::vector<std::size_t> order(q.rows);
@@ -140,11 +197,11 @@ void render_fit_plot(const fs::path& path, const numeric_table& train, const fit
   ax.set_xlabel(a.x[0]);
   ax.set_ylabel(join(a.y, ", "));
   ax.legend();
-  fig.save_png(path);
+  save_figure(fig, file);
 }
 
 // The n x m weights: one row per query, one column per training point.
-void render_heatmap(const fs::path& path, const numeric_table& q, const numeric_table& train_x,
+void render_heatmap(const pending_file& file, const numeric_table& q, const numeric_table& train_x,
                     const fit_args& a, double h, const options& opts) {
   std::vector<float> w(q.rows * train_x.rows);
   attention_weights(const_view(q.values.data(), q.rows, q.cols()),
@@ -162,13 +219,14 @@ void render_heatmap(const fs::path& path, const numeric_table& q, const numeric_
   ax.set_title(title);
   ax.set_xlabel("training point (row of " + a.train.filename().string() + ")");
   ax.set_ylabel("query");
-  fig.save_png(path);
+  save_figure(fig, file);
 }
 #endif
 
 }  // namespace
 
 int run_fit(const fit_args& a) {
+  install_signal_handlers();
   const std::size_t d = a.x.size();
   const std::vector<std::string>& qx_names = a.query_x.empty() ? a.x : a.query_x;
   if (qx_names.size() != d) {
@@ -180,16 +238,7 @@ int run_fit(const fit_args& a) {
         detail::concat("--plot draws one input column against the outputs; --x names ", d,
                        " columns (use --heatmap for d > 1)"));
   }
-  {  // Two outputs on one path would overwrite each other.
-    std::vector<fs::path> paths;
-    for (const auto* p : {&a.out, &a.plot, &a.heatmap}) {
-      if (*p) paths.push_back(fs::absolute(**p).lexically_normal());
-    }
-    std::sort(paths.begin(), paths.end());
-    if (std::adjacent_find(paths.begin(), paths.end()) != paths.end()) {
-      throw usage_error("--out, --plot and --heatmap must name different files");
-    }
-  }
+  check_distinct_files(a);
 
 #if ATTNPOOL_CLI_RENDER
   if (a.heatmap) {
@@ -293,20 +342,15 @@ int run_fit(const fit_args& a) {
   }
 
   // Everything is written under temporary names first; nothing is renamed until all succeeded.
-  if (out_file) write_predictions_to(out_file->temp_path(), query, a.y, y_hat);
+  if (out_file) write_predictions_to(*out_file, query, a.y, y_hat);
 #if ATTNPOOL_CLI_RENDER
-  if (plot_file) render_fit_plot(plot_file->temp_path(), train, a, query, y_hat, h);
-  if (heatmap_file) render_heatmap(heatmap_file->temp_path(), query, train_x, a, h, opts);
+  if (plot_file) render_fit_plot(*plot_file, train, a, query, y_hat, h);
+  if (heatmap_file) render_heatmap(*heatmap_file, query, train_x, a, h, opts);
 #endif
   for (pending_file* p : {out_file.get(), plot_file.get(), heatmap_file.get()}) {
     if (p != nullptr) p->commit();
   }
-  if (!a.out) {
-    write_predictions(stdout, query, a.y, y_hat);
-    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-      throw output_error(std::string("standard output: write failed: ") + std::strerror(errno));
-    }
-  }
+  if (!a.out) write_predictions(stdout, "standard output", query, a.y, y_hat);
   return 0;
 }
 

@@ -2,6 +2,7 @@
 // files. This file holds the command line; fit.cpp does the work. Exit status: 0 success,
 // 1 bad data or a failed run, 2 a usage error.
 #include "fit.hpp"
+#include "number_text.hpp"
 #include "pending_file.hpp"
 #include "table.hpp"
 
@@ -20,6 +21,7 @@
 
 namespace {
 
+namespace fs = std::filesystem;
 using attnpool::cli::usage_error;
 
 constexpr const char* kUsage =
@@ -48,6 +50,7 @@ constexpr const char* kFitUsage =
     "Files are CSV with a header line (columns chosen by name; RFC 4180 quoting, LF or CRLF) or\n"
     "NumPy .npy arrays (float32 or float64, little-endian, 1-D or 2-D, C or Fortran order; the\n"
     "columns of an .npy are named by index: 0, 1, ...). Every value used must be finite.\n"
+    "An input is a regular file of at most 2 GiB, or a pipe read to its end within that limit.\n"
     "\n"
     "Required:\n"
     "  --train FILE        training points\n"
@@ -66,8 +69,9 @@ constexpr const char* kFitUsage =
     "                      rule of thumb h = sigma * (4 / ((d + 2) n))^(1 / (d + 4)), sigma the\n"
     "                      mean per-column sample standard deviation. The chosen h is printed\n"
     "                      to stderr.\n"
-  "  --out FILE          the predictions as CSV (default: standard output): the query's input\n"
-    "                      columns, then one <y>_hat column per output, printed with %.9g\n"
+    "  --out FILE          the predictions as CSV (default, and for FILE '-': standard\n"
+    "                      output): the query's input columns, then one <y>_hat column per\n"
+    "                      output, printed with %.9g\n"
     "  --plot FILE         PNG of the fit (d = 1 only): training points and the prediction line\n"
     "  --heatmap FILE      PNG of the queries x training points attention weights, with a\n"
     "                      colorbar (at most 4096 x 4096 weights)\n"
@@ -83,8 +87,10 @@ constexpr const char* kFitUsage =
     "  -h, --help          this text\n"
     "\n"
     "Output files appear only when complete: each is written under a temporary name in its\n"
-    "directory and renamed into place after every output succeeded. Runs longer than about 2 s\n"
-    "show a progress bar when stderr is a terminal.\n"
+    "directory and renamed into place after every output succeeded; a signal removes the\n"
+    "temporaries. An output that is an input, or two outputs that are one file (compared as\n"
+    "files, through links), are refused. Runs longer than about 2 s show a progress bar when\n"
+    "stderr is a terminal.\n"
     "\n"
     "Exit status: 0 success, 1 bad data or a failed run, 2 a usage error.\n"
     "\n"
@@ -215,11 +221,15 @@ attnpool::cli::fit_args parse_fit(int argc, char** argv) {
         a.bandwidth = parse_bandwidth(v);
       }
     } else if (arg == "--out") {
-      a.out = take_path();
-    } else if (arg == "--plot") {
-      a.plot = take_path();
-    } else if (arg == "--heatmap") {
-      a.heatmap = take_path();
+      // "-" is standard output, as for most tools (and the default); ./- names a file "-".
+      if (fs::path p = take_path(); p != "-") a.out = std::move(p);
+    } else if (arg == "--plot" || arg == "--heatmap") {
+      fs::path p = take_path();
+      if (p == "-") {
+        throw usage_error(std::string(arg) +
+                          " -: a PNG is not sent to standard output; give a file name");
+      }
+      (arg == "--plot" ? a.plot : a.heatmap) = std::move(p);
     } else if (arg == "--cmap") {
       a.cmap = std::string(take());
     } else if (arg == "--kernel") {
@@ -270,6 +280,11 @@ int run(int argc, char** argv) {
   throw usage_error("unknown command '" + std::string(command) + "'");
 }
 
+// The last line of defence for what reaches the terminal: the readers escape the text they quote
+// from files, and this escapes whatever else a message holds (an argument's bytes, a path) and
+// keeps it to one line of bounded length.
+std::string message(const std::exception& e) { return attnpool::cli::printable(e.what(), 4096); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -277,12 +292,13 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const usage_error& e) {
-    std::fprintf(stderr, "attnpool: %s\nTry 'attnpool %s--help'.\n", e.what(), fit ? "fit " : "");
+    std::fprintf(stderr, "attnpool: %s\nTry 'attnpool %s--help'.\n", message(e).c_str(),
+                 fit ? "fit " : "");
     return 2;
   } catch (const std::exception& e) {
     // input_error, output_error (already carrying file:line:col or the path) and
     // attnpool::error from the library; the outputs' destructors have removed the temporaries.
-    std::fprintf(stderr, "attnpool: %s\n", e.what());
+    std::fprintf(stderr, "attnpool: %s\n", message(e).c_str());
     return 1;
   }
 }

@@ -65,7 +65,7 @@ class header_parser {
         h.shape = int_tuple();
         have_shape = true;
       } else {
-        bad("unexpected key '" + key + "'");
+        bad("unexpected key " + quoted(key, 64));
       }
       if (!accept(',')) {
         expect('}');
@@ -82,12 +82,12 @@ class header_parser {
 
  private:
   [[noreturn]] void bad(const std::string& what) const {
-    fail(source_, "bad .npy header: " + what + " in \"" + std::string(trimmed()) + "\"");
+    fail(source_, "bad .npy header: " + what + " in \"" + printable(trimmed(), 200) + "\"");
   }
   [[nodiscard]] std::string_view trimmed() const {
     std::string_view t = text_;
     while (!t.empty() && (t.back() == ' ' || t.back() == '\n')) t.remove_suffix(1);
-    return t.substr(0, 200);
+    return t;
   }
   void skip_space() {
     while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n')) ++pos_;
@@ -199,8 +199,8 @@ numeric_table parse_npy(std::span<const unsigned char> bytes, std::string_view s
     fail(source, "big-endian data ('" + h.descr +
                      "') is not supported; save a little-endian copy, e.g. a.astype('<f8')");
   } else {
-    fail(source, "dtype '" + h.descr +
-                     "' is not supported; expected float32 ('<f4') or float64 ('<f8'), "
+    fail(source, "dtype " + quoted(h.descr, 64) +
+                     " is not supported; expected float32 ('<f4') or float64 ('<f8'), "
                      "e.g. np.save(path, a.astype(np.float64))");
   }
   if (h.shape.empty() || h.shape.size() > 2) {
@@ -234,7 +234,7 @@ numeric_table parse_npy(std::span<const unsigned char> bytes, std::string_view s
     const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), j);
     if (name.empty() || ec != std::errc() || end != name.data() + name.size() || j >= cols ||
         (name.size() > 1 && name[0] == '0')) {
-      fail(source, detail::concat("no column '", name, "'; the columns of a ", h.shape.size(),
+      fail(source, detail::concat("no column ", quoted(name, 64), "; the columns of a ", h.shape.size(),
                                   "-D .npy array are named by index: ",
                                   cols == 0 ? std::string("(none)") : index_names(cols)));
     }
@@ -260,8 +260,8 @@ numeric_table parse_npy(std::span<const unsigned char> bytes, std::string_view s
       const auto f = static_cast<float>(v);
       if (!std::isfinite(f)) {
         // file:[row,col] with NumPy's 0-based indices, in the file:line:col form of the CSV reader.
-        throw input_error(detail::concat(source, ":[", i, ',', picked[c], "]: column '", names[c],
-                                         "': ", describe_non_finite(v)));
+        throw input_error(detail::concat(source, ":[", i, ',', picked[c], "]: column ",
+                                         quoted(names[c], 64), ": ", describe_non_finite(v)));
       }
       out.values.push_back(f);
     }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <span>
 #include <stdexcept>
@@ -64,9 +65,22 @@ numeric_table parse_csv(std::string_view text, std::string_view source,
 numeric_table parse_npy(std::span<const unsigned char> bytes, std::string_view source,
                         std::span<const std::string> names);
 
+/// The largest input file read_columns reads, in bytes (2 GiB). The file is held in memory whole
+/// while it is parsed, and the values it holds take up to twice its size again; a file this
+/// large (about 10^8 numbers as CSV) is far more than a run of O(n m) pooling can use.
+inline constexpr std::uint64_t kMaxInputBytes = std::uint64_t{1} << 31;
+
 /// Reads `path` and parses it as .npy when it starts with NumPy's magic string, else as CSV. A
 /// file named *.npy without the magic string is an error rather than CSV.
-/// \throws input_error when the file cannot be read, or as parse_csv / parse_npy.
-numeric_table read_columns(const std::filesystem::path& path, std::span<const std::string> names);
+///
+/// `path` must be a regular file (its size, from the file system, must be at most `max_bytes`)
+/// or a pipe (`<(zcat data.csv.gz)`, /dev/stdin on a pipe; read until its end, at most
+/// `max_bytes`). Devices, directories and sockets are refused before anything is read, so that
+/// /dev/zero or a tape drive is an error rather than an endless read.
+/// \throws input_error naming the file when it cannot be opened or read, is not a regular file
+///         or a pipe, is larger than `max_bytes`, or does not fit in memory; or as parse_csv /
+///         parse_npy.
+numeric_table read_columns(const std::filesystem::path& path, std::span<const std::string> names,
+                           std::uint64_t max_bytes = kMaxInputBytes);
 
 }  // namespace attnpool::cli

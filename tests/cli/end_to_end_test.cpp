@@ -22,6 +22,12 @@
 #include <string>
 #include <vector>
 
+#include <csignal>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,7 +177,9 @@ TEST_F(cli, UsageErrorsExitWithTwo) {
       {"fit --train t.csv --x x,y --y y --plot p.png",
        "attnpool: --plot draws one input column against the outputs; --x names 2 columns"},
       {"fit --train t.csv --x x --y y --out a.png --plot a.png",
-       "attnpool: --out, --plot and --heatmap must name different files\n"},
+       "attnpool: --out a.png and --plot a.png are the same file; each output needs its own\n"},
+      {"fit --train t.csv --x x --y y --plot -",
+       "attnpool: --plot -: a PNG is not sent to standard output; give a file name\n"},
       {"fit --train t.csv --x x --y y --query-x x", "attnpool: --query-x needs --query\n"},
       {"fit --train t.csv --x x --y y --kernel cosine", "attnpool: --kernel: kernel must be"},
       {"fit --train t.csv --x x --y y --kernel boxcar",
@@ -478,6 +486,275 @@ TEST_F(cli, FailedRunLeavesNoOutput) {
   EXPECT_NE(r.err.find("attnpool: "), std::string::npos);
   EXPECT_EQ(slurp(dir_ / "pred.csv"), "old\n");
   EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "pred.csv"}));
+}
+
+// ---- outputs compared as files, inputs read with bounds -------------------------------------
+
+TEST_F(cli, AnOutputThatIsAnInputIsRefused) {
+  write("t.csv", "x,y\n1,2\n2,3\n");
+  write("q.csv", "x\n1.5\n");
+  fs::create_symlink("t.csv", dir_ / "link.csv");
+  fs::create_hard_link(dir_ / "q.csv", dir_ / "hard.csv");
+  const std::string fit = "fit --train t.csv --x x --y y --bandwidth 1 --query q.csv ";
+  const struct {
+    std::string args, message;
+  } cases[] = {
+      {fit + "--out t.csv", "--out t.csv is the --train t.csv file"},
+      {fit + "--out ./sub/../t.csv", "--out ./sub/../t.csv is the --train t.csv file"},
+      {fit + "--out link.csv", "--out link.csv is the --train t.csv file"},
+      {fit + "--out hard.csv", "--out hard.csv is the --query q.csv file"},
+#if ATTNPOOL_CLI_RENDER
+      {fit + "--out p.csv --plot link.csv", "--plot link.csv is the --train t.csv file"},
+      {fit + "--out p.csv --heatmap q.csv", "--heatmap q.csv is the --query q.csv file"},
+#endif
+  };
+  fs::create_directory(dir_ / "sub");
+  for (const auto& c : cases) {
+    const result r = run(c.args);
+    EXPECT_EQ(r.status, 2) << c.args;
+    EXPECT_EQ(r.err.rfind("attnpool: " + c.message + "; an output must not replace an input\n", 0),
+              0u)
+        << c.args << "\n"
+        << r.err;
+  }
+  // Standard output appended to the training file is an output that is an input too.
+  const int status = std::system(("cd '" + dir_.string() + "' && '" ATTNPOOL_CLI_EXE "' " + fit +
+                                  ">> t.csv 2>.stderr")
+                                     .c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_EQ(slurp(dir_ / ".stderr").rfind("attnpool: standard output is the --train t.csv file", 0),
+            0u);
+  fs::remove(dir_ / ".stderr");
+  EXPECT_EQ(slurp(dir_ / "t.csv"), "x,y\n1,2\n2,3\n");
+  EXPECT_EQ(slurp(dir_ / "q.csv"), "x\n1.5\n");
+  EXPECT_EQ(files(), (std::set<std::string>{"t.csv", "q.csv", "link.csv", "hard.csv", "sub"}));
+}
+
+TEST_F(cli, TwoOutputsThatAreOneFileAreRefused) {
+#if ATTNPOOL_CLI_RENDER
+  write("t.csv", "x,y\n1,2\n2,3\n");
+  fs::create_symlink("a.png", dir_ / "to_a.png");  // dangling: a.png does not exist yet
+  fs::create_directory(dir_ / "d");
+  fs::create_directory_symlink("d", dir_ / "dlink");
+  const std::string fit = "fit --train t.csv --x x --y y --bandwidth 1 ";
+  const struct {
+    std::string args, message;
+  } cases[] = {
+      {fit + "--out a.png --plot to_a.png", "--out a.png and --plot to_a.png are the same file"},
+      {fit + "--plot d/f.png --heatmap dlink/f.png",
+       "--plot d/f.png and --heatmap dlink/f.png are the same file"},
+      {fit + "--plot /dev/stdout", "standard output and --plot /dev/stdout are the same file"},
+  };
+  for (const auto& c : cases) {
+    const result r = run(c.args);
+    EXPECT_EQ(r.status, 2) << c.args;
+    EXPECT_EQ(r.err.rfind("attnpool: " + c.message + "; each output needs its own\n", 0), 0u)
+        << c.args << "\n"
+        << r.err;
+  }
+  EXPECT_EQ(files(), (std::set<std::string>{"t.csv", "to_a.png", "d", "dlink"}));
+  EXPECT_TRUE(fs::is_empty(dir_ / "d"));
+  // The null device is the one file that several outputs may share.
+  EXPECT_EQ(run(fit + "--out /dev/null --plot /dev/null --heatmap /dev/null").status, 0);
+#else
+  GTEST_SKIP() << "needs --plot (ATTNPOOL_RENDER=OFF)";
+#endif
+}
+
+TEST_F(cli, DanglingLinkLongNameAndDash) {
+  write("t.csv", "x,y\n1,2\n2,3\n");
+  const std::string fit = "fit --train t.csv --x x --y y --bandwidth 1 ";
+  // A dangling link stays a link: the file it names is created.
+  fs::create_symlink("real.csv", dir_ / "link.csv");
+  ASSERT_EQ(run(fit + "--out link.csv").status, 0);
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir_ / "link.csv")));
+  EXPECT_TRUE(slurp(dir_ / "real.csv").starts_with("x,y_hat\n"));
+  // A 250-byte name is valid (the limit is 255); its temporary name must fit too.
+  const std::string long_name = std::string(246, 'n') + ".csv";
+  const result r = run(fit + "--out " + long_name);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(dir_ / long_name).starts_with("x,y_hat\n"));
+  // "-" is standard output; ./- is a file named "-".
+  const result dash = run(fit + "--out -");
+  EXPECT_EQ(dash.status, 0) << dash.err;
+  EXPECT_TRUE(dash.out.starts_with("x,y_hat\n")) << dash.out;
+  EXPECT_EQ(files(), (std::set<std::string>{"t.csv", "link.csv", "real.csv", long_name}));
+  EXPECT_EQ(run(fit + "--out ./-").status, 0);
+  EXPECT_TRUE(fs::exists(dir_ / "-"));
+}
+
+TEST_F(cli, DevicesAreRefusedAsInputs) {
+  write("t.csv", "x,y\n1,2\n2,3\n");
+  for (const char* dev : {"/dev/zero", "/dev/null"}) {
+    const result r = run(std::string("fit --train ") + dev + " --x x --y y --out pred.csv");
+    EXPECT_EQ(r.status, 1) << dev;
+    EXPECT_EQ(r.err, std::string("attnpool: ") + dev +
+                         ": cannot read: it is a character device; expected a regular file (or a "
+                         "pipe)\n");
+    const result q = run(std::string("fit --train t.csv --x x --y y --query ") + dev);
+    EXPECT_EQ(q.status, 1) << dev;
+    EXPECT_NE(q.err.find(std::string(dev) + ": cannot read: it is a character device"),
+              std::string::npos);
+  }
+  EXPECT_EQ(files(), (std::set<std::string>{"t.csv"}));
+}
+
+// ---- signals, full disks, file-size limits ----------------------------------------------------
+
+// The tool, started by fork and exec in the test directory with chosen signals ignored (as nohup
+// and a shell's background job do) and an optional file-size limit; its stdout and stderr go to
+// .stdout and .stderr unless `stdout_fd` is given.
+pid_t spawn(const fs::path& dir, const std::vector<std::string>& args,
+            const std::vector<int>& ignored = {}, rlim_t file_size_limit = RLIM_INFINITY,
+            int stdout_fd = -1) {
+  std::vector<std::string> argv_storage = {ATTNPOOL_CLI_EXE};
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  // The child: only async-signal-safe calls until exec.
+  if (::chdir(dir.c_str()) != 0) ::_exit(126);
+  for (const int sig : ignored) ::signal(sig, SIG_IGN);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (file_size_limit != RLIM_INFINITY) {
+    const rlimit lim{file_size_limit, file_size_limit};
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+  }
+  const int out = stdout_fd >= 0 ? stdout_fd : ::open(".stdout", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int err = ::open(".stderr", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ::dup2(out, 1);
+  ::dup2(err, 2);
+  ::execv(argv[0], argv.data());
+  ::_exit(127);
+}
+
+// Waits until the directory holds a file whose name starts with `prefix` (at most 20 s).
+bool wait_for_file(const fs::path& dir, const std::string& prefix) {
+  for (int i = 0; i < 2000; ++i) {
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.path().filename().string().starts_with(prefix)) return true;
+    }
+    ::usleep(10000);
+  }
+  return false;
+}
+
+TEST_F(cli, NoTemporaryIsLeftBehindOnASignal) {
+  // The training "file" is a FIFO nobody writes to: the tool has claimed its outputs (their
+  // temporaries exist) and waits in open(), where each signal finds it.
+  ASSERT_EQ(::mkfifo((dir_ / "train.fifo").c_str(), 0600), 0);
+  const std::vector<std::string> args = {"fit",         "--train", "train.fifo", "--x",  "x",
+                                         "--y",         "y",       "--bandwidth", "1",   "--out",
+                                         "pred.csv"};
+  for (const int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2,
+                        SIGXCPU, SIGVTALRM, SIGPROF, SIGRTMIN}) {
+    SCOPED_TRACE(std::string("signal ") + std::to_string(sig) + " (" + strsignal(sig) + ")");
+    const pid_t pid = spawn(dir_, args);
+    ASSERT_GT(pid, 0);
+    ASSERT_TRUE(wait_for_file(dir_, ".pred.csv.tmp-"));
+    ASSERT_EQ(::kill(pid, sig), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    // The process still ends by the signal (its parent sees why), with the temporary removed.
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "status " << status;
+    fs::remove(dir_ / ".stdout");
+    fs::remove(dir_ / ".stderr");
+    EXPECT_EQ(files(), (std::set<std::string>{"train.fifo"}));
+  }
+}
+
+TEST_F(cli, InheritedIgnoredSignalsStayIgnored) {
+  // nohup ignores SIGHUP; a non-interactive shell starts background jobs with SIGINT and SIGQUIT
+  // ignored. The tool must not undo that: it survives them and finishes its work.
+  ASSERT_EQ(::mkfifo((dir_ / "train.fifo").c_str(), 0600), 0);
+  const pid_t pid = spawn(dir_,
+                          {"fit", "--train", "train.fifo", "--x", "x", "--y", "y", "--bandwidth",
+                           "1", "--out", "pred.csv"},
+                          {SIGHUP, SIGINT, SIGQUIT});
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(wait_for_file(dir_, ".pred.csv.tmp-"));
+  for (const int sig : {SIGHUP, SIGINT, SIGQUIT}) ASSERT_EQ(::kill(pid, sig), 0);
+  ::usleep(100000);
+  int status = 0;
+  EXPECT_EQ(::waitpid(pid, &status, WNOHANG), 0) << "the tool died of an ignored signal";
+  {
+    std::ofstream fifo(dir_ / "train.fifo");  // lets the blocked open() go on
+    fifo << "x,y\n1,2\n2,3\n";
+  }
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << ": "
+                                                             << slurp(dir_ / ".stderr");
+  EXPECT_TRUE(slurp(dir_ / "pred.csv").starts_with("x,y_hat\n"));
+  fs::remove(dir_ / ".stdout");
+  fs::remove(dir_ / ".stderr");
+  EXPECT_EQ(files(), (std::set<std::string>{"train.fifo", "pred.csv"}));
+}
+
+TEST_F(cli, FileSizeLimitAndFullDiskAreErrors) {
+  // Under a 4 KiB file-size limit the 40 KiB prediction file cannot be written: the tool must
+  // say so and remove its temporary, not die of SIGXFSZ and leave 4 KiB of it behind.
+  write("train.csv", make_1d(2000, 5).csv);
+  write("pred.csv", "old\n");
+  const pid_t pid = spawn(dir_,
+                          {"fit", "--train", "train.csv", "--x", "x", "--y", "y", "--bandwidth",
+                           "0.5", "--backend", "cpu", "--out", "pred.csv"},
+                          {}, 4096);
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
+  EXPECT_EQ(slurp(dir_ / ".stderr"), "attnpool: pred.csv: write failed: File too large\n");
+  fs::remove(dir_ / ".stdout");
+  fs::remove(dir_ / ".stderr");
+  EXPECT_EQ(slurp(dir_ / "pred.csv"), "old\n");
+  EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "pred.csv"}));
+  // Standard output under the same limit.
+  const pid_t to_stdout = spawn(dir_,
+                                {"fit", "--train", "train.csv", "--x", "x", "--y", "y",
+                                 "--bandwidth", "0.5", "--backend", "cpu"},
+                                {}, 4096);
+  ASSERT_EQ(::waitpid(to_stdout, &status, 0), to_stdout);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
+  EXPECT_EQ(slurp(dir_ / ".stderr"), "attnpool: standard output: write failed: File too large\n");
+  // A full disk (/dev/full), for the CSV and the PNG writers.
+  const result full = run("fit --train train.csv --x x --y y --bandwidth 0.5 --out /dev/full");
+  EXPECT_EQ(full.status, 1);
+  EXPECT_EQ(full.err, "attnpool: /dev/full: write failed: No space left on device\n");
+#if ATTNPOOL_CLI_RENDER
+  const result png = run("fit --train train.csv --x x --y y --bandwidth 0.5 --out /dev/null "
+                         "--plot /dev/full");
+  EXPECT_EQ(png.status, 1);
+  EXPECT_NE(png.err.find("/dev/full': No space left on device"), std::string::npos) << png.err;
+#endif
+}
+
+TEST_F(cli, ClosedStandardOutput) {
+  // A reader that went away: with SIGPIPE at its default the tool ends by it, as `| head` expects;
+  // with SIGPIPE ignored the write fails with EPIPE, which is an error with a message.
+  write("train.csv", make_1d(20000, 6).csv);  // about 400 KB of predictions, past a pipe's buffer
+  for (const bool ignore : {false, true}) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    ::close(fds[0]);
+    const pid_t pid = spawn(dir_,
+                            {"fit", "--train", "train.csv", "--x", "x", "--y", "y", "--bandwidth",
+                             "0.5", "--backend", "cpu"},
+                            ignore ? std::vector<int>{SIGPIPE} : std::vector<int>{}, RLIM_INFINITY,
+                            fds[1]);
+    ::close(fds[1]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    if (ignore) {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "status " << status;
+      EXPECT_EQ(slurp(dir_ / ".stderr"), "attnpool: standard output: write failed: Broken pipe\n");
+    } else {
+      EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE) << "status " << status;
+    }
+  }
 }
 
 }  // namespace

@@ -267,4 +267,61 @@ TEST_F(cli_pending_file, UnwritablePlacesFailEarly) {
   EXPECT_EQ(entries(), 0u);
 }
 
+TEST_F(cli_pending_file, DanglingLinksStayLinksAndLongNamesFit) {
+  const fs::path link = dir_ / "link.csv";
+  fs::create_symlink("sub/target.csv", link);
+  fs::create_directory(dir_ / "sub");
+  {
+    attnpool::cli::pending_file f(link);
+    EXPECT_EQ(f.temp_path().parent_path(), dir_ / "sub");
+    std::ofstream(f.temp_path()) << "new";
+    f.commit();
+  }
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(link)));
+  std::ifstream after(dir_ / "sub" / "target.csv");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(after), {}), "new");
+  // 255 bytes is the longest name; its temporary is shortened, never refused. A cut never
+  // splits a UTF-8 character (here two-byte ones).
+  for (const std::string& name : {std::string(255, 'n'), std::string(127, 'n') + [] {
+         std::string s;
+         for (int i = 0; i < 64; ++i) s += "\xc3\xa9";
+         return s;
+       }()}) {
+    attnpool::cli::pending_file f(dir_ / name);
+    const std::string temp = f.temp_path().filename().string();
+    EXPECT_LE(temp.size(), 255u);
+    EXPECT_TRUE(fs::exists(f.temp_path()));
+    EXPECT_NE(static_cast<unsigned char>(temp[temp.find(".tmp-") - 1]), 0xc3u) << temp;
+    std::ofstream(f.temp_path()) << "long";
+    f.commit();
+    EXPECT_TRUE(fs::exists(dir_ / name));
+  }
+}
+
+TEST_F(cli_pending_file, IdentityIsTheFileNotTheName) {
+  using attnpool::cli::identify;
+  std::ofstream(dir_ / "a") << "a";
+  std::ofstream(dir_ / "b") << "b";
+  fs::create_symlink("a", dir_ / "soft");
+  fs::create_hard_link(dir_ / "a", dir_ / "hard");
+  fs::create_symlink("soft", dir_ / "soft2");
+  fs::create_symlink("new", dir_ / "dangling");
+  const auto id = [&](const fs::path& p) { return identify(p); };
+  ASSERT_TRUE(id(dir_ / "a"));
+  EXPECT_EQ(id(dir_ / "a"), id(dir_ / "soft"));
+  EXPECT_EQ(id(dir_ / "a"), id(dir_ / "soft2"));
+  EXPECT_EQ(id(dir_ / "a"), id(dir_ / "hard"));
+  fs::create_directory(dir_ / "x");
+  EXPECT_EQ(id(dir_ / "a"), id(dir_ / "." / "x" / ".." / "a"));
+  EXPECT_NE(id(dir_ / "a"), id(dir_ / "b"));
+  // Files that do not exist yet: their directory and name.
+  ASSERT_TRUE(id(dir_ / "new"));
+  EXPECT_EQ(id(dir_ / "new"), id(dir_ / "dangling"));
+  EXPECT_NE(id(dir_ / "new"), id(dir_ / "other"));
+  EXPECT_FALSE(id(dir_ / "no" / "dir"));
+  fs::create_symlink("loop", dir_ / "loop");
+  EXPECT_THROW((void)attnpool::cli::resolve_links(dir_ / "loop"), attnpool::cli::output_error);
+  EXPECT_FALSE(id(dir_ / "loop"));
+}
+
 }  // namespace

@@ -2,6 +2,8 @@
 #include <number_text.hpp>
 #include <table.hpp>
 
+#include <test_support.hpp>
+
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -10,9 +12,15 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <csignal>
+#include <cmath>
+#include <cstdlib>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace {
@@ -84,6 +92,37 @@ TEST(cli_csv, NumbersRoundToFloat32) {
   EXPECT_EQ(t.values, (std::vector<float>{0.1f, 0.0f, 0.0f, 3.4028234e38f, 0.5f, 5.0f}));
 }
 
+TEST(cli_csv, HexadecimalFloatsAsStrtodReadsThem) {
+  // The docs promise strtod's syntax, which includes C99's hexadecimal floats (printf's %a):
+  // random floats written with %a must read back exactly, as strtod reads them.
+  const std::uint64_t seed = attnpool::test::fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> mantissa(-1, 1);
+  std::uniform_int_distribution<int> exponent(-140, 127);
+  std::string text = "x\n";
+  std::vector<float> want;
+  for (int i = 0; i < 200; ++i) {
+    const float v = std::ldexp(mantissa(rng), exponent(rng));
+    char buf[64];
+    std::snprintf(buf, sizeof buf, i % 2 ? "%a\n" : "%A\n", static_cast<double>(v));
+    text += buf;
+    want.push_back(static_cast<float>(std::strtod(buf, nullptr)));
+    EXPECT_EQ(want.back(), v) << buf << " (seed " << seed << ")";
+  }
+  EXPECT_EQ(csv(text, {"x"}).values, want) << "seed " << seed;
+  for (const char* t : {"0x10", "+0X1.8p1", "-0x.8", "0x1p-200", "0x1.fffffep127", "0x1P+3"}) {
+    EXPECT_EQ(csv(std::string("x\n") + t + "\n", {"x"}).values,
+              (std::vector<float>{static_cast<float>(std::strtod(t, nullptr))}))
+        << t;
+  }
+  EXPECT_EQ(csv_error("x\n0x1p128\n", {"x"}),
+            "t.csv:2:1: column 'x': '0x1p128' is outside float32's range (magnitude above "
+            "3.40282347e+38)");
+  EXPECT_EQ(csv_error("x\n-0x1p5000\n", {"x"}),
+            "t.csv:2:1: column 'x': '-0x1p5000' is outside float32's range (magnitude above "
+            "3.40282347e+38)");
+}
+
 // ---- CSV: every rejection, with file:line:col -----------------------------------------------
 
 TEST(cli_csv, EmptyFile) {
@@ -100,6 +139,32 @@ TEST(cli_csv, MissingColumnListsTheAvailableOnes) {
             "t.csv:2:1: no column 'X'; the columns are: (empty), x");
 }
 
+TEST(cli_csv, HeaderNamesAreEscapedAndCappedInMessages) {
+  // A crafted header must not reach the terminal as escape sequences, line breaks, a NUL that
+  // cuts the message short, or a megabyte of text.
+  const std::string nul_name("a\0b", 3);
+  const std::string header = "\x1b]0;pwned\x07,\"two\nlines\"," + nul_name +
+                             ",\xc2\x9b" "31m,\xff\xfe,caf\xc3\xa9," + std::string(1 << 20, 'L');
+  const std::string m = csv_error(header + "\n1,2,3,4,5,6,7\n", {"q"});
+  EXPECT_EQ(m.rfind("t.csv:1:1: no column 'q'; the columns are: \\x1b]0;pwned\\x07, "
+                    "two\\x0alines, a\\x00b, \\xc2\\x9b31m, \\xff\\xfe, caf\xc3\xa9, LLLL",
+                    0),
+            0u)
+      << m.substr(0, 300);
+  EXPECT_LT(m.size(), 400u);
+  for (const char c : m) {
+    EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20 || c == 0x7f) << "control byte in: " << m;
+  }
+  // Many columns: the list stops after 20.
+  std::string wide;
+  for (int j = 0; j < 5000; ++j) wide += (j ? ",c" : "c") + std::to_string(j);
+  const std::string w = csv_error(wide + "\n", {"q"});
+  EXPECT_NE(w.find("c19, ... (5000 columns)"), std::string::npos) << w.substr(0, 300);
+  EXPECT_LT(w.size(), 400u);
+  // The requested name is the user's, but escaped as well.
+  EXPECT_EQ(csv_error("x\n1\n", {"\x1b[2J"}), "t.csv:1:1: no column '\\x1b[2J'; the columns are: x");
+}
+
 TEST(cli_csv, DuplicateHeaderNameIsAmbiguous) {
   EXPECT_EQ(csv_error("x,y,x\n1,2,3\n", {"x"}),
             "t.csv:1:3: column 'x' appears twice in the header (fields 1 and 3)");
@@ -111,7 +176,9 @@ TEST(cli_csv, NotANumber) {
   EXPECT_EQ(csv_error("x1,x2\n1,2\n3,abc\n", {"x1", "x2"}),
             "t.csv:3:2: column 'x2': 'abc' is not a number");
   EXPECT_EQ(csv_error("x\n1.5.2\n", {"x"}), "t.csv:2:1: column 'x': '1.5.2' is not a number");
-  EXPECT_EQ(csv_error("x\n0x10\n", {"x"}), "t.csv:2:1: column 'x': '0x10' is not a number");
+  EXPECT_EQ(csv_error("x\n0x\n", {"x"}), "t.csv:2:1: column 'x': '0x' is not a number");
+  EXPECT_EQ(csv_error("x\n0x1g\n", {"x"}), "t.csv:2:1: column 'x': '0x1g' is not a number");
+  EXPECT_EQ(csv_error("x\n-0x-1\n", {"x"}), "t.csv:2:1: column 'x': '-0x-1' is not a number");
   EXPECT_EQ(csv_error("x\n+-1\n", {"x"}), "t.csv:2:1: column 'x': '+-1' is not a number");
   EXPECT_EQ(csv_error("x\n\"1 2\"\n", {"x"}), "t.csv:2:1: column 'x': '1 2' is not a number");
   EXPECT_EQ(csv_error("x\n\"a\tb\"\n", {"x"}), "t.csv:2:1: column 'x': 'a\\x09b' is not a number");
@@ -217,6 +284,17 @@ std::string npy_error(const std::vector<unsigned char>& bytes, std::vector<std::
     return e.what();
   }
   return "no error";
+}
+
+TEST(cli_npy, HeaderTextIsEscapedInMessages) {
+  const std::string m = npy_error(npy_bytes("{'descr': '\x1b[31m<i8', 'fortran_order': False, "
+                                            "'shape': (1,), }",
+                                            {}),
+                                  {"0"});
+  EXPECT_EQ(m.rfind("t.npy: dtype '\\x1b[31m<i8' is not supported", 0), 0u) << m;
+  const std::string k = npy_error(npy_bytes("{'\x1b\n" + std::string(5000, 'k') + "': 1}", {}), {"0"});
+  EXPECT_EQ(k.rfind("t.npy: bad .npy header: unexpected key '\\x1b\\x0akkk", 0), 0u) << k;
+  EXPECT_LT(k.size(), 400u);
 }
 
 TEST(cli_npy, Float32TwoDimensional) {
@@ -377,8 +455,79 @@ TEST_F(cli_read_columns, ErrorsNameTheFile) {
     (void)attnpool::cli::read_columns(dir_, x);
     FAIL() << "no error";
   } catch (const input_error& e) {
-    EXPECT_EQ(std::string(e.what()), dir_.string() + ": cannot read: it is a directory");
+    EXPECT_EQ(std::string(e.what()), dir_.string() +
+                                         ": cannot read: it is a directory; expected a regular "
+                                         "file (or a pipe)");
   }
+}
+
+TEST_F(cli_read_columns, DevicesAreRefusedBeforeReading) {
+  // /dev/zero never ends: it must be refused, not read until memory runs out.
+  const std::vector<std::string> x = {"x"};
+  for (const char* dev : {"/dev/zero", "/dev/null", "/dev/urandom"}) {
+    try {
+      (void)attnpool::cli::read_columns(dev, x);
+      FAIL() << dev << ": no error";
+    } catch (const input_error& e) {
+      EXPECT_EQ(std::string(e.what()), std::string(dev) +
+                                           ": cannot read: it is a character device; expected a "
+                                           "regular file (or a pipe)");
+    }
+  }
+}
+
+TEST_F(cli_read_columns, SizeLimit) {
+  const std::vector<std::string> x = {"x"};
+  // A regular file is sized from the file system: a sparse file one byte over the limit is
+  // refused at once, without reading (or allocating) 2 GiB.
+  const fs::path big = write("big.csv", "x\n1\n");
+  fs::resize_file(big, attnpool::cli::kMaxInputBytes + 1);
+  try {
+    (void)attnpool::cli::read_columns(big, x);
+    FAIL() << "no error";
+  } catch (const input_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              big.string() + ": the file is larger than the limit of 2147483648 bytes on an input "
+                             "file; split it or use fewer rows");
+  }
+  // At the limit it is read; one byte over, refused (a smaller limit, for speed).
+  const fs::path at = write("at.csv", "x\n1\n");
+  EXPECT_EQ(attnpool::cli::read_columns(at, x, 4).values, (std::vector<float>{1}));
+  EXPECT_THROW((void)attnpool::cli::read_columns(at, x, 3), input_error);
+}
+
+TEST_F(cli_read_columns, PipesAreReadToTheirEndWithinTheLimit) {
+  const std::vector<std::string> x = {"x"};
+  std::signal(SIGPIPE, SIG_IGN);  // the writer below outlives a reader that stops at the limit
+  const auto through_fifo = [&](const std::string& text, std::uint64_t max_bytes) {
+    const fs::path fifo = dir_ / "pipe";
+    fs::remove(fifo);
+    EXPECT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    std::thread writer([&] {
+      // The reader stops early at the limit; SIGPIPE is ignored for the test (main below), so
+      // the writer only sees EPIPE.
+      std::FILE* f = std::fopen(fifo.c_str(), "wb");
+      if (f != nullptr) {
+        std::fwrite(text.data(), 1, text.size(), f);
+        std::fclose(f);
+      }
+    });
+    std::string message = "no error";
+    try {
+      (void)attnpool::cli::read_columns(fifo, x, max_bytes);
+    } catch (const input_error& e) {
+      message = e.what();
+    }
+    writer.join();
+    return message;
+  };
+  std::string text = "x\n";
+  for (int i = 0; i < 100000; ++i) text += "1.5\n";
+  EXPECT_EQ(through_fifo(text, text.size()), "no error");
+  EXPECT_EQ(through_fifo(text, 1000),
+            (dir_ / "pipe").string() +
+                ": the file is larger than the limit of 1000 bytes on an input file; split it "
+                "or use fewer rows");
 }
 
 }  // namespace
