@@ -263,9 +263,10 @@ std::tuple<std::vector<double>, std::vector<double>, double> train_parametric(
     const in_matrix& x, const in_matrix& y, double learning_rate, std::size_t epochs,
     bool per_dimension, std::uint64_t seed, const std::optional<in_doubles>& initial_w,
     const std::string& backend, unsigned threads, bool check_finite) {
-  attnpool::train_options t;
+  // The book's run with the caller's learning_rate and epochs (the Python API's meaning).
+  attnpool::train_options t = attnpool::train_options::book();
   t.learning_rate = learning_rate;
-  t.epochs = epochs;
+  t.max_epochs = epochs;
   t.per_dimension = per_dimension;
   t.seed = seed;
   if (initial_w) t.initial_w.assign(initial_w->data(), initial_w->data() + initial_w->shape(0));

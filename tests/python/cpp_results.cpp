@@ -190,9 +190,10 @@ void run(const inputs& in, std::ostream& results) {
     write_raw(in, "grid", r.grid);
     write_raw(in, "cv", r.cv);
   } else if (in.call == "train_parametric") {
-    attnpool::train_options t;
+    // The Python binding's train_parametric is the book's run (learning_rate, epochs).
+    attnpool::train_options t = attnpool::train_options::book();
     t.learning_rate = in.n("learning_rate", 0.5);
-    t.epochs = static_cast<std::size_t>(in.n("epochs", 5));
+    t.max_epochs = static_cast<std::size_t>(in.n("epochs", 5));
     t.per_dimension = in.n("per_dimension", 0) != 0;
     t.seed = static_cast<std::uint64_t>(in.n("seed", 0));
     if (in.f64.count("initial_w")) t.initial_w = in.f64.at("initial_w");
