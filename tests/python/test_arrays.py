@@ -122,3 +122,29 @@ def test_resolve_backend():
     assert attnpool.resolve_backend("cpu") == "cpu"
     assert attnpool.resolve_backend() in ("cpu", "cuda_fused")
     assert attnpool.__version__.count(".") == 2
+
+
+def test_gil_is_released_while_computing(rng):
+    """Another Python thread runs while a call computes: with the GIL held, the main thread
+    would stall for a whole call."""
+    import time
+
+    q = rng.standard_normal((1500, 4)).astype(np.float32)
+    v = rng.standard_normal((1500, 1)).astype(np.float32)
+    t0 = time.perf_counter()
+    attnpool.pool(q, q, v, backend="reference", threads=1)
+    call = time.perf_counter() - t0
+    done = threading.Event()
+
+    def work():
+        attnpool.pool(q, q, v, backend="reference", threads=1)
+        done.set()
+
+    t = threading.Thread(target=work)
+    t.start()
+    longest, last = 0.0, time.perf_counter()
+    while not done.is_set():
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+    t.join()
+    assert longest < call / 2, (longest, call)
