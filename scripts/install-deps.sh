@@ -3,7 +3,7 @@
 # The CUDA Toolkit is not installed here: where nvcc exists the CUDA backends are built too.
 set -euo pipefail
 pkgs=(cmake make g++ pkg-config libgtest-dev libgmock-dev libbenchmark-dev libstb-dev
-      fonts-dejavu-core python3)
+      fonts-dejavu-core python3 python3-dev python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

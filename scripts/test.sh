@@ -21,6 +21,9 @@ cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Release -DATTNPOOL_WERROR=ON \
 cmake --build build/test -j"$jobs"
 ctest --test-dir build/test --output-on-failure -j"$jobs" --timeout 900
 
+# The Python package: pip install . into a venv, then pytest (bitwise against the C++ results).
+ATTNPOOL_CPP_RESULTS="$PWD/build/test/tests/python/attnpool-cpp-results" bash scripts/test-python.sh
+
 # Host code under ASan/UBSan (CUDA off: the sanitizers do not see device code anyway).
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTNPOOL_CUDA=OFF \
   -DATTNPOOL_SANITIZE=ON -DATTNPOOL_WERROR=ON -DATTNPOOL_BUILD_BENCHMARKS=OFF

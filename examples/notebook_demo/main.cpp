@@ -268,7 +268,8 @@ int run(const args& a) {
   attnpool::parametric_fit fit;
   {
     const step_timer t("train_parametric");
-    attnpool::train_options train;  // the book's: SGD, lr 0.5, 5 epochs, w ~ U[0, 1)
+    // the book's: SGD, lr 0.5, 5 epochs, w ~ U[0, 1)
+    attnpool::train_options train = attnpool::train_options::book();
     train.seed = a.seed;
     fit = attnpool::train_parametric(xv, yv, train, learn_opts);
     char buf[160];

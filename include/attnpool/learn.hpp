@@ -94,42 +94,109 @@ gradients pool_backward(const_view queries, const_view keys, const_view values, 
 
 // ---- parametric attention pooling ------------------------------------------------------------
 
-/// Settings of train_parametric(); the defaults are the book's.
+/// How train_parametric() optimises.
+enum class train_method {
+  /// BFGS on u = ln w (so every w stays > 0) with a backtracking (Armijo) line search, on the
+  /// *mean* leave-one-out loss; steps are capped at 2 in ln w, and a step counts only if it
+  /// lowers the loss by more than 1e-6 of it (float32 noise never drives the search). At the
+  /// start and wherever the descent stops, a scale scan multiplies every w by the best of 64
+  /// log-spaced common factors (one fused loo_cv_error sweep over the scaled inputs, with
+  /// bandwidths 1e-3 to 10 times their range, select_bandwidth's default grid) if that is lower:
+  /// a start on a plateau (w so large that every prediction is the nearest other point's y, or
+  /// so small that every prediction is the mean) or in a local minimum's basin still reaches the
+  /// lowest minimum along the scale. With per_dimension the start is isotropic.
+  quasi_newton,
+  /// The book's procedure: plain full-batch gradient descent on w itself, on the *summed*
+  /// leave-one-out loss, with a fixed learning_rate for exactly `max_epochs` steps. On the book's
+  /// data (100 points, lr 0.5, 5 epochs) its first step jumps to w ~ 1e3 (h ~ 1e-3), where
+  /// every prediction is the nearest other point's y and the gradient is ~0, and it stays there:
+  /// a loss ~2x the leave-one-out minimum. Kept to reproduce the book (train_options::book()).
+  book_sgd,
+};
+
+/// Why train_parametric() stopped.
+enum class train_stop {
+  /// quasi_newton: max_c |dL/d ln w_c| <= tolerance * L (or the quasi-Newton step is below
+  /// 1e-4 in ln w), and the scale scan found nothing lower.
+  converged,
+  /// quasi_newton: the line search could not lower the loss by more than float32 noise along a
+  /// descent direction, and the scale scan found nothing lower.
+  no_progress,
+  /// max_epochs ran out (book_sgd always stops so).
+  max_epochs,
+};
+
+/// Settings of train_parametric(). The defaults converge (train_method::quasi_newton);
+/// train_options::book() is the book's run.
 struct train_options {
-  double learning_rate = 0.5;  ///< gradient-descent step size (> 0)
-  std::size_t epochs = 5;      ///< full-batch steps
-  /// One weight per input dimension (an anisotropic bandwidth) instead of one scalar.
+  train_method method = train_method::quasi_newton;
+  /// quasi_newton: at most this many iterations (each a line search, or a scale scan);
+  /// book_sgd: exactly this many gradient steps.
+  std::size_t max_epochs = 100;
+  /// quasi_newton: the relative gradient tolerance (finite, > 0): stop when
+  /// max_c |dL/d ln w_c| <= tolerance * L.
+  double tolerance = 1e-4;
+  /// book_sgd only: the gradient-descent step size (finite, > 0).
+  double learning_rate = 0.5;
+  /// One weight per input dimension (an anisotropic bandwidth h_c = 1 / w_c) instead of one.
   bool per_dimension = false;
-  /// Seeds the initial weights, drawn uniformly from [0, 1) as the book's torch.rand((1,)).
+  /// Seeds the initial weights, drawn uniformly from [0, 1) as the book's torch.rand((1,))
+  /// (quasi_newton: one draw from (0, 1] for every dimension, since it needs w > 0; its scale
+  /// scan then makes the result all but independent of it).
   std::uint64_t seed = 0;
-  /// Starting weights instead of random ones: empty, or 1 value (or d with per_dimension).
+  /// Starting weights instead of random ones: empty, or 1 value (or d with per_dimension); each
+  /// finite, and > 0 for quasi_newton.
   std::vector<double> initial_w{};
+
+  /// The book's run: book_sgd, learning_rate 0.5, 5 epochs, w ~ U[0, 1).
+  static train_options book() {
+    train_options t;
+    t.method = train_method::book_sgd;
+    t.max_epochs = 5;
+    t.learning_rate = 0.5;
+    return t;
+  }
 };
 
 /// What train_parametric() returns.
 struct parametric_fit {
   std::vector<double> w;     ///< the trained weights: 1, or d with per_dimension
-  std::vector<double> loss;  ///< per epoch, the loss before that epoch's step (the book prints it)
-  double final_loss = 0.0;   ///< the loss at the returned w
+  /// The loss at the start of each iteration (the book prints it per epoch): the mean
+  /// leave-one-out squared error for quasi_newton (equal to loo_cv_error at h = 1 / w), the
+  /// summed one for book_sgd.
+  std::vector<double> loss;
+  double final_loss = 0.0;   ///< the loss at the returned w, in the same units
+  std::vector<double> gradient;  ///< dL/dw at the returned w (as w)
+  train_stop stop = train_stop::max_epochs;  ///< why it stopped
+  /// Loss evaluations: pool() calls (with a gradient or without) plus the bandwidths of each
+  /// scale scan's sweep.
+  std::size_t evaluations = 0;
 };
 
-/// The book's parametric attention pooling, score = -((q - k) * w)^2 / 2 with learned w, trained
-/// by full-batch gradient descent on the leave-one-out squared error
-///   L(w) = sum_i sum_c (y_ic - yhat_ic)^2,  yhat_i = sum_{j != i} softmax_j(score(x_i, x_j)) y_j.
-/// A scalar w is the Gaussian kernel with bandwidth h = 1 / |w|. Each step runs pool() and
-/// pool_backward() on the scaled inputs x * w with bandwidth 1 and mask::leave_one_out, and
-/// takes dL/dw_c = sum_i (dq_ic + dk_ic) x_ic. Deterministic for a seed (the engines' results do
-/// not depend on the thread count).
+/// The book's parametric attention pooling, score = -((q - k) * w)^2 / 2 with learned w,
+/// trained on the leave-one-out squared error
+///   L(w) = sum_i sum_c (y_ic - yhat_ic)^2,  yhat_i = sum_{j != i} softmax_j(score(x_i, x_j)) y_j
+/// (divided by n dv for quasi_newton: the mean, so tolerances do not scale with n). A scalar w
+/// is the Gaussian kernel with bandwidth h = 1 / |w|, so quasi_newton's minimum is
+/// select_bandwidth()'s h. Each evaluation runs pool() (and pool_backward() for a gradient) on
+/// the scaled inputs x * w with bandwidth 1 and mask::leave_one_out, and takes
+/// dL/dw_c = sum_i (dq_ic + dk_ic) x_ic. Deterministic for a seed (the engines' results do not
+/// depend on the thread count).
 /// \param x n x d training inputs, n >= 2
 /// \param y n x dv training targets
 /// Backends as pool_backward(): cpu, reference or cuda_fused (every pool() and pool_backward()
 /// of the run on the GPU; automatic = cuda_fused where a device exists and d <= 64, else cpu).
-/// \throws invalid_argument on a bad shape, a bad setting (learning_rate <= 0 or not finite,
-///         initial_w of the wrong size or not finite), non-finite data or weights that overflow
-///         float32 scores during training, or backend::cuda_unfused; cuda_error on cuda_fused
+/// 	hrows invalid_argument on a bad view or shape (checked before any memory is read), a bad
+///         setting (learning_rate or tolerance <= 0 or not finite, initial_w of the wrong size,
+///         not finite, or <= 0 for quasi_newton), non-finite data, weights that overflow float32
+///         scores during book_sgd training, or backend::cuda_unfused; cuda_error on cuda_fused
 ///         without a usable device.
 parametric_fit train_parametric(const_view x, const_view y, const train_options& train = {},
                                 const options& opts = {});
+
+/// "quasi_newton", "book_sgd"; "converged", "no_progress", "max_epochs".
+const char* to_string(train_method m) noexcept;
+const char* to_string(train_stop s) noexcept;
 
 // ---- bandwidth selection --------------------------------------------------------------------
 

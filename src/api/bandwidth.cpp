@@ -21,12 +21,22 @@
 namespace attnpool {
 namespace {
 
-// Shapes, bandwidths and data of a loo_cv_error call.
-void check_cv_args(const char* fn, const_view x, const_view y, std::span<const double> hs,
-                   const options& opts) {
+// The views x and y, before anything reads them: leading dimensions, non-null data, n >= 2 rows
+// each, and at least one column each.
+void check_data_views(const char* fn, const_view x, const_view y) {
+  detail::check_view(fn, "x", x);
+  detail::check_view(fn, "y", y);
   ATTNPOOL_EXPECTS(x.rows >= 2, fn, ": x.rows (n) must be >= 2 for leave-one-out, got ", x.rows);
   ATTNPOOL_EXPECTS(y.rows == x.rows, fn, ": y.rows must equal x.rows (n = ", x.rows, "), got ",
                    y.rows);
+  ATTNPOOL_EXPECTS(x.cols >= 1 && y.cols >= 1, fn, ": x and y need >= 1 column, got ", x.cols,
+                   " and ", y.cols);
+}
+
+// Shapes, bandwidths and data of a loo_cv_error call.
+void check_cv_args(const char* fn, const_view x, const_view y, std::span<const double> hs,
+                   const options& opts) {
+  check_data_views(fn, x, y);
   ATTNPOOL_EXPECTS(!hs.empty(), fn, ": bandwidths is empty");
   const float shape_only = 0.0f;
   for (double h : hs) {
@@ -136,7 +146,8 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
     ATTNPOOL_EXPECTS(std::isfinite(h) && h >= 0.0, fn,
                      ": search.h_min and h_max must be finite and >= 0 (0 = from the data), got ",
                      h);
-  ATTNPOOL_EXPECTS(x.rows >= 2, fn, ": x.rows (n) must be >= 2 for leave-one-out, got ", x.rows);
+  // Every view is checked before the data's scale below reads x.
+  check_data_views(fn, x, y);
   // The data's scale: the largest coordinate range (in double; 1 when every x is equal).
   double spread = 0.0;
   for (std::size_t c = 0; c < x.cols; ++c) {

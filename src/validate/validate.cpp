@@ -12,7 +12,6 @@
 #include <string>
 
 namespace attnpool::detail {
-namespace {
 
 void check_view(const char* fn, const char* name, const_view a) {
   ATTNPOOL_EXPECTS(a.ld >= a.cols, fn, ": ", name, ".ld must be >= ", name, ".cols (", a.cols,
@@ -26,6 +25,8 @@ void check_view(const char* fn, const char* name, const_view a) {
                      " extent (rows - 1) * ld + cols overflows size_t");
   }
 }
+
+namespace {
 
 void check_one_bandwidth(const char* fn, const char* name, double h) {
   ATTNPOOL_EXPECTS(std::isfinite(h) && h > 0.0, fn, ": ", name, " must be finite and > 0, got ", h);

@@ -33,6 +33,10 @@ problem_shape check_weights_args(const char* fn, const_view queries, const_view 
                                  const_view weights, const pool_params& params,
                                  mask_support masks = mask_support::gpu_none);
 
+// A view's leading dimension (>= cols), a non-null pointer unless it is empty, and an extent
+// that fits size_t; messages name the view ("x.data is null but x is 10 x 1").
+void check_view(const char* fn, const char* name, const_view a);
+
 // An optional output view: data == nullptr means "not wanted" and passes; otherwise it must be
 // rows x cols with ld >= cols. Used by pool_backward's gradient views.
 void check_optional_output(const char* fn, const char* name, const_view a, std::size_t rows,

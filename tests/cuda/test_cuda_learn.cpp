@@ -331,8 +331,8 @@ TEST(CudaTrain, FollowsTheReferenceStepByStep) {
     const std::uint64_t seed = fresh_seed();
     SCOPED_TRACE("seed=" + std::to_string(seed) + " (replay with ATTNPOOL_TEST_SEED)");
     const dataset data = book_data(50, 1, seed);
-    attnpool::train_options t;
-    t.epochs = 1;
+    attnpool::train_options t = attnpool::train_options::book();
+    t.max_epochs = 1;
     t.initial_w = {0.5};
     for (int step = 0; step < 5; ++step) {
       const auto gpu =
@@ -359,7 +359,7 @@ TEST(CudaTrain, TheBooksRunMatchesTheCpu) {
   const std::uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed=" + std::to_string(seed) + " (replay with ATTNPOOL_TEST_SEED)");
   const dataset data = book_data(50, 1, seed);
-  attnpool::train_options t;
+  attnpool::train_options t = attnpool::train_options::book();
   t.seed = seed;
   const auto gpu =
       attnpool::train_parametric(data.xv(), data.yv(), t, opts_for(backend::cuda_fused));

@@ -170,6 +170,28 @@ TEST(SelectBandwidth, RejectsBadSearchesAndCudaUnfused) {
   const std::vector<float> one = {1.0f};
   EXPECT_THROW((void)attnpool::select_bandwidth({one.data(), 1, 1}, {one.data(), 1, 1}),
                attnpool::invalid_argument);
+  // Views are checked before the search reads x (for its scale): a null x or y with rows, or a
+  // leading dimension below the width, is an invalid_argument naming it, never a crash.
+  for (const bool null_x : {true, false}) {
+    const attnpool::const_view x = null_x ? attnpool::const_view{nullptr, 10, 1} : data.xv();
+    const attnpool::const_view y = null_x ? data.yv() : attnpool::const_view{nullptr, 10, 1};
+    const std::string want = null_x ? "x.data is null" : "y.data is null";
+    for (const bool select : {true, false}) {
+      try {
+        const double h = 1.0;
+        if (select)
+          (void)attnpool::select_bandwidth(x, y, {}, opts_for(backend::cpu));
+        else
+          (void)attnpool::loo_cv_error(x, y, std::span<const double>(&h, 1),
+                                       opts_for(backend::cpu));
+        ADD_FAILURE() << "no exception for a null view";
+      } catch (const attnpool::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+      }
+    }
+  }
+  EXPECT_THROW((void)attnpool::select_bandwidth({data.x.data(), 5, 2, 1}, {data.y.data(), 5, 1}),
+               attnpool::invalid_argument);
 }
 
 }  // namespace

@@ -113,4 +113,22 @@ inline dataset book_data(std::size_t n, std::size_t d, std::uint64_t seed) {
   return s;
 }
 
+/// The demo's and the notebook's training set: 100 x uniform on [0, 10) (or the given ones),
+/// sorted, with y = x + sin x + N(0, 1).
+inline dataset demo_data(std::uint64_t seed, const std::vector<float>* given_x = nullptr) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 10.0f);
+  std::normal_distribution<float> noise(0.0f, 1.0f);
+  std::vector<float> x0(given_x != nullptr ? given_x->size() : 100);
+  if (given_x != nullptr) {
+    x0 = *given_x;
+  } else {
+    for (float& v : x0) v = u(rng);
+  }
+  std::sort(x0.begin(), x0.end());
+  dataset s{x0.size(), 1, x0, std::vector<float>(x0.size())};
+  for (std::size_t i = 0; i < s.n; ++i) s.y[i] = x0[i] + std::sin(x0[i]) + noise(rng);
+  return s;
+}
+
 }  // namespace attnpool::test
