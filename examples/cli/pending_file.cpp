@@ -34,8 +34,8 @@ std::atomic<bool> g_handlers_installed{false};
 // Signals whose default action ends the process and that a program may catch. Faults (SIGSEGV,
 // SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS) are left to their defaults and to sanitizers.
 std::vector<int> cleanup_signals() {
-  std::vector<int> s = {SIGHUP,    SIGINT,    SIGQUIT,  SIGTERM, SIGPIPE, SIGALRM, SIGUSR1,
-                        SIGUSR2,   SIGXCPU,   SIGVTALRM, SIGPROF, SIGPOLL, SIGPWR,  SIGSTKFLT};
+  std::vector<int> s = {SIGHUP,  SIGINT,  SIGQUIT,   SIGTERM, SIGPIPE, SIGALRM, SIGUSR1,
+                        SIGUSR2, SIGXCPU, SIGVTALRM, SIGPROF, SIGPOLL, SIGPWR,  SIGSTKFLT};
   for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) s.push_back(sig);
   return s;
 }
@@ -117,7 +117,9 @@ std::string utf8_prefix(const std::string& name, std::size_t bytes) {
   return name.substr(0, n);
 }
 
-std::string shown(const fs::path& p) { return printable(p.string(), 4096); }
+std::string shown(const fs::path& p) {
+  return printable(p.string(), 4096);
+}
 
 }  // namespace
 

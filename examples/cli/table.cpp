@@ -1,6 +1,6 @@
 // read_columns: the file, whole and with a bound, then the parser its first bytes call for.
-#include "number_text.hpp"
 #include "table.hpp"
+#include "number_text.hpp"
 
 #include <attnpool/error.hpp>
 
@@ -28,7 +28,9 @@ const char* kind_of(mode_t mode) noexcept {
   return "not a regular file";
 }
 
-bool readable_kind(mode_t mode) noexcept { return S_ISREG(mode) || S_ISFIFO(mode); }
+bool readable_kind(mode_t mode) noexcept {
+  return S_ISREG(mode) || S_ISFIFO(mode);
+}
 
 std::string too_large(const std::string& name, std::uint64_t max_bytes) {
   return detail::concat(name, ": the file is larger than the limit of ", max_bytes,
@@ -67,7 +69,8 @@ std::vector<unsigned char> read_file(const std::filesystem::path& path, const st
   const file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) throw input_error(name + ": cannot open: " + std::strerror(errno));
   // The name may have been replaced between stat and open; what counts is what was opened.
-  if (::fstat(fd.get(), &st) != 0) throw input_error(name + ": cannot read: " + std::strerror(errno));
+  if (::fstat(fd.get(), &st) != 0)
+    throw input_error(name + ": cannot read: " + std::strerror(errno));
   if (!readable_kind(st.st_mode)) {
     throw input_error(name + ": cannot read: it is " + kind_of(st.st_mode) +
                       "; expected a regular file (or a pipe)");
