@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <span>
@@ -682,6 +683,47 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
     cpu_pool_impl(q, k, v, out, params, threads, score, ds.weights(), dk);
   });
 }
+
+}  // namespace attnpool::detail
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(ATTNPOOL_NO_MULTIVERSIONING)
+// The clone in use, found from inside one: a probe cloned by ATTNPOOL_MULTIVERSION (so the loader
+// resolves it with the very test it applies to the engine's loops) returns its own address, and
+// the clone whose code holds that address is the one running. (Function multiversioning with
+// target("arch=x86-64-v3") bodies would not do: its resolver tests __builtin_cpu_is, the CPU
+// model, and picks "default" on an AVX2 EPYC.)
+extern "C" {
+ATTNPOOL_MULTIVERSION __attribute__((noinline, used)) std::uintptr_t attnpool_cpu_clone_probe() {
+  std::uintptr_t pc;
+  asm volatile("lea 0(%%rip), %0" : "=r"(pc));
+  return pc;
+}
+extern const char attnpool_probe_v4[] __asm__("attnpool_cpu_clone_probe.arch_x86_64_v4");
+extern const char attnpool_probe_v3[] __asm__("attnpool_cpu_clone_probe.arch_x86_64_v3");
+extern const char attnpool_probe_default[] __asm__("attnpool_cpu_clone_probe.default");
+}
+
+namespace attnpool::detail {
+const char* cpu_engine_clone() {
+  const std::uintptr_t pc = attnpool_cpu_clone_probe();
+  const std::uintptr_t starts[3] = {reinterpret_cast<std::uintptr_t>(attnpool_probe_v4),
+                                    reinterpret_cast<std::uintptr_t>(attnpool_probe_v3),
+                                    reinterpret_cast<std::uintptr_t>(attnpool_probe_default)};
+  const char* names[3] = {"x86-64-v4", "x86-64-v3", "default"};
+  int best = -1;
+  for (int c = 0; c < 3; ++c)
+    if (starts[c] <= pc && (best < 0 || starts[c] > starts[best])) best = c;
+  return best < 0 ? "unknown" : names[best];
+}
+}  // namespace attnpool::detail
+#else
+namespace attnpool::detail {
+const char* cpu_engine_clone() { return "none"; }
+}  // namespace attnpool::detail
+#endif
+
+namespace attnpool::detail {
 
 std::size_t cpu_dot_form_rows(const_view q, const_view k, const pool_params& params) {
   const dot_keys dk = dot_keys_for(params, make_distance(params), k, 0, k.rows);

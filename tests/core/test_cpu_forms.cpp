@@ -12,7 +12,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace {
@@ -135,6 +137,27 @@ TEST(CpuForms, ChoiceDependsOnlyOnTheRowAndTheKeys) {
   with_mask.valid_lens = lens;
   attnpool::pool(p.queries(), p.keys(), p.values(), {masked.data(), p.n, p.dv}, with_mask, opts);
   EXPECT_EQ(masked, whole);
+}
+
+}  // namespace
+
+namespace {
+
+// The clone the loader picked is the best one this CPU supports (the resolver's own test), and
+// it is named, so that a benchmark or a bug report can say which code ran.
+TEST(CpuClones, NamesTheCloneInUse) {
+  const std::string clone = attnpool::detail::cpu_engine_clone();
+  std::printf("CPU engine clone in use: %s\n", clone.c_str());
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(ATTNPOOL_NO_MULTIVERSIONING)
+  __builtin_cpu_init();
+  const char* want = __builtin_cpu_supports("x86-64-v4")   ? "x86-64-v4"
+                     : __builtin_cpu_supports("x86-64-v3") ? "x86-64-v3"
+                                                           : "default";
+  EXPECT_EQ(clone, want);
+#else
+  EXPECT_EQ(clone, "none");
+#endif
 }
 
 }  // namespace
