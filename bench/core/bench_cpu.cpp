@@ -16,6 +16,7 @@
 #include <attnpool/pool.hpp>
 
 #include "exp2_bound.hpp"
+#include "src/cpu/engine.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -23,12 +24,14 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <random>
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -105,6 +108,38 @@ void bm_pool(benchmark::State& state, attnpool::backend which) {
     benchmark::ClobberMemory();
   }
   set_pair_counters(state, p, threads);
+}
+
+// The two score forms of the CPU engine side by side, one thread, at a bandwidth given in the
+// name: args n (= m), d, h, dot form on (1) or off (0, ATTNPOOL_CPU_DOT_FORM=0 for the call).
+// The dot form is taken only by rows that meet its error bound (src/cpu/engine.cpp), so the
+// bandwidths registered are ones at which every row of the U(0, 5)^d data does.
+void bm_pool_forms(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const auto d = static_cast<std::size_t>(state.range(1));
+  const auto h = static_cast<double>(state.range(2));
+  const bool dot = state.range(3) != 0;
+  problem& p = get_problem(n, n, d, 1);
+  attnpool::options opts;
+  opts.backend = attnpool::backend::cpu;
+  opts.threads = 1;
+  opts.check_finite = false;
+  if (!dot) setenv("ATTNPOOL_CPU_DOT_FORM", "0", 1);
+  for (auto _ : state) {
+    attnpool::pool(attnpool::const_view{p.q.data(), p.n, p.d},
+                   attnpool::const_view{p.k.data(), p.m, p.d},
+                   attnpool::const_view{p.v.data(), p.m, p.dv},
+                   attnpool::mutable_view{p.out.data(), p.n, p.dv},
+                   attnpool::pool_params{.bandwidth = h}, opts);
+    benchmark::DoNotOptimize(p.out.data());
+    benchmark::ClobberMemory();
+  }
+  // Rows that took the dot form (all of them, or none with the form off): the table shows it.
+  state.counters["dot_rows"] = static_cast<double>(attnpool::detail::cpu_dot_form_rows(
+      attnpool::const_view{p.q.data(), p.n, p.d}, attnpool::const_view{p.k.data(), p.m, p.d},
+      attnpool::pool_params{.bandwidth = h}));
+  unsetenv("ATTNPOOL_CPU_DOT_FORM");
+  set_pair_counters(state, p, 1);
 }
 
 // Registered but not run: too slow for what it would tell us (see reference_affordable), so the
@@ -263,6 +298,18 @@ void register_all() {
       ->Args({16384, 1, 0, 1})
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
+  // Direct against dot form, d = 3, 16, 64 (bandwidths at which every row takes the dot form).
+  for (const auto& [d, h] : {std::pair<std::int64_t, std::int64_t>{3, 4}, {16, 12}, {64, 40}}) {
+    for (const std::int64_t dot : {0, 1}) {
+      const std::string name = std::string(dot != 0 ? "cpu_dot_form" : "cpu_direct_form") +
+                               "_1thread/n=m:16384/d:" + std::to_string(d) +
+                               "/h:" + std::to_string(h);
+      benchmark::RegisterBenchmark(name.c_str(), bm_pool_forms)
+          ->Args({16384, d, h, dot})
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
+  }
   benchmark::RegisterBenchmark("exp2_bound", bm_exp2_bound)
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime()
@@ -281,6 +328,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("exp2 clone", clone_label());
+  benchmark::AddCustomContext("engine clone", attnpool::detail::cpu_engine_clone());
   benchmark::AddCustomContext("hardware threads", std::to_string(hardware_threads()));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -27,8 +27,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <span>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -145,6 +148,141 @@ float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j
     return dim_buckets<0, 2, 3, 4, 8, 16, 32, 64>::dispatch_exact(d, tile);
   } else {
     return dim_buckets<0, 2, 3>::dispatch_exact(d, tile);
+  }
+}
+
+// ---- The dot-product form (Gaussian kernel, isotropic bandwidth, compiled d >= 2) ------------
+// With a = log2(e) / (2 h^2) and the keys' mean mu (in double, once per problem), q' = q - mu and
+// k' = k - mu rounded once to float:
+//   s_j = -a |q' - k'_j|^2 = (2a q') . k'_j - a |k'_j|^2 - a |q'|^2,
+// d FMAs per pair from blocked keys, instead of d subtractions and d FMAs.
+//
+// Accuracy. Unlike the direct form, whose score error is relative to the distance, the expanded
+// form cancels: its absolute error does not shrink with the distance. With u = 2^-24 and
+// R = |q'| + |k'_j|, to first order in u:
+//   2a q'_c rounded:               u 2a |q'||k'|
+//   a |k'|^2 (double, rounded):    u a |k'|^2
+//   the d-term FMA chain from -a|k'|^2: d u (a |k'|^2 + 2a |q'||k'|)   (Cauchy-Schwarz)
+//   subtracting a |q'|^2 (rounded): 2 u a (|q'|^2 + |s_j|) <= 2 u a R^2
+//   centring q and k (rounded):    2a |q' - k'| u (|q'| + |k'|) <= 2 u a R^2
+// in all |err s_j| <= E = (d + 6) u a (|q'| + Rk)^2, Rk = max_j |k'_j| over the problem's keys.
+// A weight 2^(s_j - max) / sum then carries a relative error <= 2 ln2 E, and the pooled output
+// sum_j w_j v_j an absolute one <= 2 ln2 E sum_j w_j |v_j|. The tests' bar (and the project's)
+// is 1e-5 sum_j w_j |v_j| beside the other float roundings (~log2(m) eps32 <= 1.2e-6), so a row
+// takes the dot form only when E <= 2^-19 (2 ln2 E <= 2.6e-6), else the direct form.
+// The choice is made per query row, from that row and its problem's keys alone: a batched
+// problem, a chunk of rows or a masked call (valid_length = m) choose exactly as one call does,
+// and get the same bits.
+inline constexpr double kDotFormMaxError = 0x1p-19;
+
+// One problem's keys for the dot form: centred, in blocks (pack_blocks' layout), and a |k'_j|^2.
+struct dot_keys {
+  std::vector<double> mu;  // the keys' mean; empty: no row of this problem can take the form
+  std::vector<float> kb;   // k' in blocks of kLanes, the tail zero-padded
+  std::vector<float> nk;   // a |k'_j|^2, padded like kb
+  double a = 0.0;          // log2(e) / (2 h^2)
+  double rk = 0.0;         // max_j |k'_j|
+
+  const float* blocks() const { return mu.empty() ? nullptr : kb.data(); }
+
+  // q' -> qs = 2a q' and cq = a |q'|^2 for a row that meets the bound; false for one that does
+  // not (it takes the direct form).
+  bool prepare_row(const float* q, std::size_t d, float* qs, float& cq) const {
+    if (mu.empty()) return false;
+    double nq2 = 0.0;
+    for (std::size_t c = 0; c < d; ++c) {
+      const float qc = static_cast<float>(static_cast<double>(q[c]) - mu[c]);
+      qs[c] = qc;
+      nq2 += static_cast<double>(qc) * qc;
+    }
+    const double r = std::sqrt(nq2) + rk;
+    if (!(static_cast<double>(d + 6) * 0x1p-24 * a * r * r <= kDotFormMaxError)) return false;
+    for (std::size_t c = 0; c < d; ++c) qs[c] = static_cast<float>(2.0 * a * qs[c]);
+    cq = static_cast<float>(a * nq2);
+    return true;
+  }
+};
+
+// Whether d has a compiled dot-form tile (dot_score_tile_d's list).
+constexpr bool dot_form_dim(std::size_t d) {
+  return d == 2 || d == 3 || d == 4 || d == 8 || d == 16 || d == 32 || d == 64;
+}
+
+// The dot-form keys of key rows [k0, k1) of k; empty (mu empty) where no row could meet the
+// bound: even a query at the centre (|q'| = 0) has E = (d + 6) u a Rk^2 > kDotFormMaxError.
+dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h) {
+  dot_keys dk;
+  const std::size_t d = k.cols, m = k1 - k0;
+  if (!dot_form_dim(d) || m == 0) return dk;
+  std::vector<double> mu(d, 0.0);
+  for (std::size_t j = k0; j < k1; ++j)
+    for (std::size_t c = 0; c < d; ++c) mu[c] += k(j, c);
+  for (double& x : mu) x /= static_cast<double>(m);
+  dk.a = gaussian_log2_scale(h);
+  double rk2 = 0.0;
+  for (std::size_t j = k0; j < k1; ++j) {
+    double n2 = 0.0;
+    for (std::size_t c = 0; c < d; ++c) {
+      const auto kc = static_cast<double>(static_cast<float>(k(j, c) - mu[c]));
+      n2 += kc * kc;
+    }
+    rk2 = std::max(rk2, n2);
+  }
+  dk.rk = std::sqrt(rk2);
+  if (!(static_cast<double>(d + 6) * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError)) return dk;
+  const std::size_t blocks = (m + kLanes - 1) / kLanes;
+  dk.kb.assign(blocks * d * kLanes, 0.0f);
+  dk.nk.assign(blocks * kLanes, 0.0f);
+  for (std::size_t j = 0; j < m; ++j) {
+    double n2 = 0.0;
+    for (std::size_t c = 0; c < d; ++c) {
+      const auto kc = static_cast<float>(k(k0 + j, c) - mu[c]);
+      dk.kb[(j / kLanes) * d * kLanes + c * kLanes + j % kLanes] = kc;
+      n2 += static_cast<double>(kc) * kc;
+    }
+    dk.nk[j] = static_cast<float>(dk.a * n2);
+  }
+  dk.mu = std::move(mu);
+  return dk;
+}
+
+// s[j] = the dot-form log2 score of a prepared row (qs, cq) against keys [j0, j0 + len) of dk's
+// blocks; returns max_j s[j]. j0 is a multiple of kLanes; lanes past len score -inf.
+template <int D>
+ATTNPOOL_MULTIVERSION
+float dot_score_tile(const float* qs, float cq, const float* kb, const float* nk, std::size_t j0,
+                     std::size_t len, float* s) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t b = 0; b * kLanes < len; ++b) {
+    const float* kblk = kb + (j0 / kLanes + b) * static_cast<std::size_t>(D) * kLanes;
+    const float* nkb = nk + j0 + b * kLanes;
+    float* sb = s + b * kLanes;
+    const std::size_t valid = std::min(kLanes, len - b * kLanes);
+#pragma omp simd reduction(max : mx)
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      float acc = -nkb[l];
+#pragma GCC unroll 64
+      for (int c = 0; c < D; ++c) acc = qs[c] * kblk[c * kLanes + l] + acc;
+      const float sj = l < valid ? acc - cq : -std::numeric_limits<float>::infinity();
+      sb[l] = sj;
+      mx = std::max(mx, sj);
+    }
+  }
+  return mx;
+}
+
+float dot_score_tile_d(const float* qs, float cq, const dot_keys& dk, std::size_t d,
+                       std::size_t j0, std::size_t len, float* s) {
+  const float* kb = dk.kb.data();
+  const float* nk = dk.nk.data();
+  switch (d) {
+    case 2: return dot_score_tile<2>(qs, cq, kb, nk, j0, len, s);
+    case 3: return dot_score_tile<3>(qs, cq, kb, nk, j0, len, s);
+    case 4: return dot_score_tile<4>(qs, cq, kb, nk, j0, len, s);
+    case 8: return dot_score_tile<8>(qs, cq, kb, nk, j0, len, s);
+    case 16: return dot_score_tile<16>(qs, cq, kb, nk, j0, len, s);
+    case 32: return dot_score_tile<32>(qs, cq, kb, nk, j0, len, s);
+    default: return dot_score_tile<64>(qs, cq, kb, nk, j0, len, s);
   }
 }
 
@@ -350,6 +488,7 @@ struct packed_keys {
   const float* vt;  // value column c of key j at vt[c * ld + j]
   std::size_t ld;   // column stride of vt
   std::size_t m;    // keys in the problem
+  const dot_keys* dot = nullptr;  // Gaussian, isotropic: the dot-form keys (may be unusable)
 };
 
 // Streams query row `qi` over the keys rm leaves visible in `pk`: the row's online softmax state
@@ -363,6 +502,9 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
   row_state row{online_softmax{}, s + kCpuTile};
   float* tile_acc = row.acc + dv;
   std::fill(row.acc, row.acc + dv, 0.0f);
+  float qs[64];
+  float cq = 0.0f;
+  const bool dot = d > 1 && pk.dot != nullptr && pk.dot->prepare_row(qi, d, qs, cq);
   // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
   // key of one tile. check_mask guaranteed that every row keeps at least one key.
   for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
@@ -382,8 +524,9 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
       continue;
     }
     // Two passes: exact tile maximum first (always so for the first tile of a row).
-    float ref = d > 1 ? score_tile_d(qi, pk.kb, d, j0, len, score, w, s)
-                      : score_tile<false>(qi, pk.kt, pk.m, d, j0, len, score, w, s);
+    float ref = dot     ? dot_score_tile_d(qs, cq, *pk.dot, d, j0, len, s)
+                : d > 1 ? score_tile_d(qi, pk.kb, d, j0, len, score, w, s)
+                        : score_tile<false>(qi, pk.kt, pk.m, d, j0, len, score, w, s);
     if (skip < len) {
       ref = mask_one(s, len, skip);
       // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
@@ -427,16 +570,27 @@ void finish_row(const online_softmax& sm, const float* acc, const_view q, std::s
   for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
 }
 
+// The dot-form keys of key rows [k0, k1) for a call: only the Gaussian with an isotropic
+// bandwidth takes the form. ATTNPOOL_CPU_DOT_FORM=0 turns it off (the direct form everywhere),
+// for benchmarks that compare the two in one run and for bisecting a numerical question.
+dot_keys dot_keys_for(const pool_params& params, const distance_setup& ds, const_view k,
+                      std::size_t k0, std::size_t k1) {
+  if (params.kernel != kernel::gaussian || ds.weights() != nullptr) return {};
+  const char* env = std::getenv("ATTNPOOL_CPU_DOT_FORM");
+  if (env != nullptr && std::string_view(env) == "0") return {};
+  return make_dot_keys(k, k0, k1, ds.h);
+}
+
 template <class Score>
 void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
                    const pool_params& params, unsigned threads, Score score,
-                   const float* w) {
+                   const float* w, const dot_keys& dk) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   empty_rows empties(n);
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
   const std::vector<float> vt = pack_columns(v);
-  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m};
+  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk};
   // Scratch per thread: one tile of squared distances / weights, the row's accumulator and the
   // tile's.
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
@@ -471,7 +625,7 @@ template <class Score>
 void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_view out,
                            std::span<const std::size_t> qoff, std::span<const std::size_t> koff,
                            const pool_params& params, unsigned threads, Score score,
-                           const float* w) {
+                           const float* w, const std::vector<dot_keys>& dks) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   const std::size_t problems = qoff.size() - 1;
   std::vector<std::size_t> first_block;
@@ -491,7 +645,7 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
     const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
     const packed_keys pk{d == 1 ? kt.data() + k0 : nullptr,
                          d > 1 ? kb.data() + first_block[b] * d * kLanes : nullptr,
-                         vt.data() + k0, m, mb};
+                         vt.data() + k0, m, mb, &dks[b]};
     const key_range rm{mb, kNoKey};
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     finish_row<Score>(sm, buf + kCpuTile, q, i, rows_of(k, k0, k0 + mb),
@@ -503,12 +657,13 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
 
 template <class Score>
 void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutable_partials& out,
-                           unsigned threads, Score score, const float* w) {
+                           unsigned threads, Score score, const float* w,
+                           const dot_keys& dk) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
   const std::vector<float> vt = pack_columns(v);
-  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m};
+  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk};
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, key_range{m, kNoKey}, score, w, buf);
     out.max[i * out.state_step] = sm.max;
@@ -523,9 +678,60 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
               const pool_params& params, unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
+  const dot_keys dk = dot_keys_for(params, ds, k, 0, k.rows);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
-    cpu_pool_impl(q, k, v, out, params, threads, score, ds.weights());
+    cpu_pool_impl(q, k, v, out, params, threads, score, ds.weights(), dk);
   });
+}
+
+}  // namespace attnpool::detail
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(ATTNPOOL_NO_MULTIVERSIONING)
+// The clone in use, found from inside one: a probe cloned by ATTNPOOL_MULTIVERSION (so the loader
+// resolves it with the very test it applies to the engine's loops) returns its own address, and
+// the clone whose code holds that address is the one running. (Function multiversioning with
+// target("arch=x86-64-v3") bodies would not do: its resolver tests __builtin_cpu_is, the CPU
+// model, and picks "default" on an AVX2 EPYC.)
+extern "C" {
+ATTNPOOL_MULTIVERSION __attribute__((noinline, used)) std::uintptr_t attnpool_cpu_clone_probe() {
+  std::uintptr_t pc;
+  asm volatile("lea 0(%%rip), %0" : "=r"(pc));
+  return pc;
+}
+extern const char attnpool_probe_v4[] __asm__("attnpool_cpu_clone_probe.arch_x86_64_v4");
+extern const char attnpool_probe_v3[] __asm__("attnpool_cpu_clone_probe.arch_x86_64_v3");
+extern const char attnpool_probe_default[] __asm__("attnpool_cpu_clone_probe.default");
+}
+
+namespace attnpool::detail {
+const char* cpu_engine_clone() {
+  const std::uintptr_t pc = attnpool_cpu_clone_probe();
+  const std::uintptr_t starts[3] = {reinterpret_cast<std::uintptr_t>(attnpool_probe_v4),
+                                    reinterpret_cast<std::uintptr_t>(attnpool_probe_v3),
+                                    reinterpret_cast<std::uintptr_t>(attnpool_probe_default)};
+  const char* names[3] = {"x86-64-v4", "x86-64-v3", "default"};
+  int best = -1;
+  for (int c = 0; c < 3; ++c)
+    if (starts[c] <= pc && (best < 0 || starts[c] > starts[best])) best = c;
+  return best < 0 ? "unknown" : names[best];
+}
+}  // namespace attnpool::detail
+#else
+namespace attnpool::detail {
+const char* cpu_engine_clone() { return "none"; }
+}  // namespace attnpool::detail
+#endif
+
+namespace attnpool::detail {
+
+std::size_t cpu_dot_form_rows(const_view q, const_view k, const pool_params& params) {
+  const dot_keys dk = dot_keys_for(params, make_distance(params), k, 0, k.rows);
+  float qs[64];
+  float cq = 0.0f;
+  std::size_t rows = 0;
+  for (std::size_t i = 0; i < q.rows; ++i) rows += dk.prepare_row(q.row(i), q.cols, qs, cq) ? 1 : 0;
+  return rows;
 }
 
 void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out,
@@ -534,9 +740,13 @@ void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out
                       unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
+  // Each problem its own centre and bound: the same as its separate pool call.
+  std::vector<dot_keys> dks(query_offsets.size() - 1);
+  for (std::size_t b = 0; b + 1 < query_offsets.size(); ++b)
+    dks[b] = dot_keys_for(params, ds, k, key_offsets[b], key_offsets[b + 1]);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
     cpu_pool_batched_impl(q, k, v, out, query_offsets, key_offsets, params, threads, score,
-                          ds.weights());
+                          ds.weights(), dks);
   });
 }
 
@@ -544,8 +754,9 @@ void cpu_pool_partial(const_view q, const_view k, const_view v, const mutable_pa
                       const pool_params& params, unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
+  const dot_keys dk = dot_keys_for(params, ds, k, 0, k.rows);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
-    cpu_pool_partial_impl(q, k, v, out, threads, score, ds.weights());
+    cpu_pool_partial_impl(q, k, v, out, threads, score, ds.weights(), dk);
   });
 }
 

@@ -26,6 +26,13 @@ void cpu_pool_partial(const_view q, const_view k, const_view v, const mutable_pa
                       const pool_params& params, unsigned threads);
 void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
                  unsigned threads);
+// How many of q's rows cpu_pool would score in the dot-product form against keys k (the rest take
+// the direct form): for the tests that hold the form choice to its bound, and for benchmarks.
+std::size_t cpu_dot_form_rows(const_view q, const_view k, const pool_params& params);
+// The ISA clone of the engine's multiversioned loops that the loader picks on this CPU:
+// "x86-64-v4" (AVX-512), "x86-64-v3" (AVX2 + FMA), "default" (baseline x86-64), or "none" where
+// the build does not clone (another compiler or architecture, ATTNPOOL_NO_MULTIVERSIONING).
+const char* cpu_engine_clone();
 // pool_backward on backend::cpu (src/cpu/backward.cpp): the fused two-phase backward.
 void cpu_backward(const_view q, const_view k, const_view v, const_view dout,
                   const pool_gradients& grads, const pool_params& params, unsigned threads);

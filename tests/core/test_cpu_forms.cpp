@@ -1,0 +1,163 @@
+// The CPU engine's two score forms, direct -a|q - k|^2 and the expanded dot form
+// 2a q'.k' - a|k'|^2 - a|q'|^2 about the keys' mean (src/cpu/engine.cpp derives its error bound):
+// each row takes the dot form only where the bound holds, and either way the result is within the
+// project's tolerance of the fp64 oracle. Fresh random data, printed seeds.
+#include <attnpool/pool.hpp>
+#include <attnpool/reference.hpp>
+
+#include <gtest/gtest.h>
+
+#include "src/cpu/engine.hpp"
+#include "test_support.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+using attnpool::backend;
+using attnpool::pool_params;
+using attnpool::test::make_problem;
+using attnpool::test::problem;
+
+// Shifts every query and key coordinate by `offset` (pads stay NaN).
+void shift(problem& p, float offset) {
+  for (std::size_t i = 0; i < p.n; ++i)
+    for (std::size_t c = 0; c < p.d; ++c) p.q[i * (p.d + p.pad) + c] += offset;
+  for (std::size_t j = 0; j < p.m; ++j)
+    for (std::size_t c = 0; c < p.d; ++c) p.k[j * (p.d + p.pad) + c] += offset;
+}
+
+std::size_t dot_rows(const problem& p, const pool_params& params) {
+  return attnpool::detail::cpu_dot_form_rows(p.queries(), p.keys(), params);
+}
+
+// Every compiled dimension, at a bandwidth wide enough that every row meets the bound
+// (unit-cube data: |q'| + |k'| <= sqrt(d), and (d + 6) 2^-24 a d <= 2^-19 for h >= 1.5 d), on
+// data near the origin and on data 1e3 away from it (the centring is what keeps the form usable).
+TEST(CpuForms, DotFormRowsMatchTheReference) {
+  for (const std::size_t d : {2u, 3u, 4u, 8u, 16u, 32u, 64u}) {
+    for (const float offset : {0.0f, 1000.0f}) {
+      for (const auto& [n, m] : {std::pair<std::size_t, std::size_t>{1, 1}, {7, 129}, {129, 7},
+                                 {129, 4097}}) {
+        problem p = make_problem(n, m, d, 3, attnpool::test::fresh_seed());
+        shift(p, offset);
+        const pool_params params{.bandwidth = 1.5 * static_cast<double>(d)};
+        SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) +
+                     " offset=" + std::to_string(offset));
+        EXPECT_EQ(dot_rows(p, params), n);
+        attnpool::test::check_pool_against_reference(p, params, backend::cpu);
+        attnpool::test::check_pool_against_reference(p, params, backend::cpu, 1);
+      }
+    }
+  }
+}
+
+// Queries spread over [-3, 4)^d around unit-cube keys: the central rows take the dot form, the
+// outer ones the direct form, in one call; both within tolerance, for the bandwidths in between.
+TEST(CpuForms, MixedRowsInOneCall) {
+  for (const std::size_t d : {2u, 3u, 16u}) {
+    for (const double h : {0.5, 2.0, 8.0}) {
+      problem p = make_problem(2000, 1500, d, 2, attnpool::test::fresh_seed());
+      for (std::size_t i = 0; i < p.n; ++i)
+        for (std::size_t c = 0; c < d; ++c)
+          p.q[i * (d + p.pad) + c] = 7.0f * p.q[i * (d + p.pad) + c] - 3.0f;
+      const pool_params params{.bandwidth = h};
+      SCOPED_TRACE(attnpool::test::describe(p, h));
+      attnpool::test::check_pool_against_reference(p, params, backend::cpu);
+      const std::size_t rows = dot_rows(p, params);
+      if (d == 3 && h == 2.0) {  // the case picked to mix: both forms must occur
+        EXPECT_GT(rows, 0u);
+        EXPECT_LT(rows, p.n);
+      }
+    }
+  }
+}
+
+// The bound is not a formality: at a narrow bandwidth on wide data no row takes the dot form, and
+// the non-Gaussian kernels and anisotropic bandwidths never do.
+TEST(CpuForms, DirectFormWhereTheBoundFails) {
+  const problem p = make_problem(129, 129, 16, 1, attnpool::test::fresh_seed());
+  EXPECT_EQ(dot_rows(p, pool_params{.bandwidth = 0.05}), 0u);
+  EXPECT_EQ(dot_rows(p, pool_params{.bandwidth = 100.0}), p.n);
+  EXPECT_EQ(dot_rows(p, pool_params{.bandwidth = 100.0, .kernel = attnpool::kernel::laplacian}),
+            0u);
+  const std::vector<double> hs(16, 100.0);
+  pool_params aniso{.bandwidth = 100.0};
+  aniso.bandwidths = hs;
+  EXPECT_EQ(dot_rows(p, aniso), 0u);
+  const problem p5 = make_problem(7, 7, 5, 1, attnpool::test::fresh_seed());  // no compiled tile
+  EXPECT_EQ(dot_rows(p5, pool_params{.bandwidth = 100.0}), 0u);
+}
+
+// ATTNPOOL_CPU_DOT_FORM=0 turns the form off; the direct form's result agrees within tolerance.
+TEST(CpuForms, SwitchTurnsTheDotFormOff) {
+  problem p = make_problem(129, 4097, 16, 2, attnpool::test::fresh_seed());
+  const pool_params params{.bandwidth = 40.0};
+  ASSERT_EQ(dot_rows(p, params), p.n);
+  ASSERT_EQ(setenv("ATTNPOOL_CPU_DOT_FORM", "0", 1), 0);
+  EXPECT_EQ(dot_rows(p, params), 0u);
+  attnpool::test::check_pool_against_reference(p, params, backend::cpu);
+  ASSERT_EQ(unsetenv("ATTNPOOL_CPU_DOT_FORM"), 0);
+  EXPECT_EQ(dot_rows(p, params), p.n);
+}
+
+}  // namespace
+
+namespace {
+
+// The form is chosen per row from the row and the keys alone: rows pooled in chunks, and rows
+// under valid_length = m, get the bits of one unmasked call, in a case where both forms occur.
+TEST(CpuForms, ChoiceDependsOnlyOnTheRowAndTheKeys) {
+  problem p = make_problem(300, 1500, 3, 2, attnpool::test::fresh_seed());
+  for (std::size_t i = 0; i < p.n; ++i)
+    for (std::size_t c = 0; c < p.d; ++c)
+      p.q[i * (p.d + p.pad) + c] = 7.0f * p.q[i * (p.d + p.pad) + c] - 3.0f;
+  const pool_params params{.bandwidth = 2.0};
+  SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth));
+  const std::size_t rows = dot_rows(p, params);
+  ASSERT_GT(rows, 0u);
+  ASSERT_LT(rows, p.n);
+  const auto opts = attnpool::test::opts_for(backend::cpu);
+  std::vector<float> whole(p.n * p.dv), pieces(p.n * p.dv), masked(p.n * p.dv);
+  attnpool::pool(p.queries(), p.keys(), p.values(), {whole.data(), p.n, p.dv}, params, opts);
+  for (std::size_t i0 = 0; i0 < p.n; i0 += 7) {
+    const std::size_t rows_here = std::min<std::size_t>(7, p.n - i0);
+    attnpool::pool({p.q.data() + i0 * (p.d + p.pad), rows_here, p.d, p.d + p.pad}, p.keys(),
+                   p.values(), {pieces.data() + i0 * p.dv, rows_here, p.dv}, params, opts);
+  }
+  EXPECT_EQ(pieces, whole);
+  const std::vector<std::size_t> lens(p.n, p.m);
+  pool_params with_mask = params;
+  with_mask.mask = attnpool::mask::valid_length;
+  with_mask.valid_lens = lens;
+  attnpool::pool(p.queries(), p.keys(), p.values(), {masked.data(), p.n, p.dv}, with_mask, opts);
+  EXPECT_EQ(masked, whole);
+}
+
+}  // namespace
+
+namespace {
+
+// The clone the loader picked is the best one this CPU supports (the resolver's own test), and
+// it is named, so that a benchmark or a bug report can say which code ran.
+TEST(CpuClones, NamesTheCloneInUse) {
+  const std::string clone = attnpool::detail::cpu_engine_clone();
+  std::printf("CPU engine clone in use: %s\n", clone.c_str());
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(ATTNPOOL_NO_MULTIVERSIONING)
+  __builtin_cpu_init();
+  const char* want = __builtin_cpu_supports("x86-64-v4")   ? "x86-64-v4"
+                     : __builtin_cpu_supports("x86-64-v3") ? "x86-64-v3"
+                                                           : "default";
+  EXPECT_EQ(clone, want);
+#else
+  EXPECT_EQ(clone, "none");
+#endif
+}
+
+}  // namespace
