@@ -8,6 +8,9 @@
 #if defined(CONSUMER_HAS_RENDER)
 void draw_plot();
 #endif
+#if defined(CONSUMER_HAS_MPI)
+bool mpi_rows_ok();
+#endif
 
 int main() {
 #if defined(CONSUMER_HAS_RENDER)
@@ -20,5 +23,8 @@ int main() {
   // Keys 0 and 2 have equal weight e^-0.5 against key 1's 1: (1 + 4 e^-0.5) / (1 + 2 e^-0.5).
   const double want = (1.0 + 4.0 * std::exp(-0.5)) / (1.0 + 2.0 * std::exp(-0.5));
   std::printf("attnpool %s: pooled %.6f, expected %.6f\n", ATTNPOOL_VERSION_STRING, out[0], want);
+#if defined(CONSUMER_HAS_MPI)
+  if (!mpi_rows_ok()) return 1;
+#endif
   return std::fabs(out[0] - want) < 1e-5 ? 0 : 1;
 }
