@@ -103,6 +103,13 @@ number_parse parse_float32(std::string_view text) noexcept {
   if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) {
     digits.remove_prefix(2);
     format = std::chars_format::hex;
+    // libstdc++ 12's hexadecimal from_chars takes "1p+-3" whole, where strtod stops before the
+    // 'p': such text is not a number.
+    const std::size_t p = digits.find_first_of("pP");
+    if (p != std::string_view::npos && digits.substr(p + 1, 2) == "+-") {
+      r.what = number_parse::status::not_a_number;
+      return r;
+    }
   }
   double v = 0.0;
   const char* const first = digits.data();

@@ -115,6 +115,10 @@ TEST(cli_csv, HexadecimalFloatsAsStrtodReadsThem) {
               (std::vector<float>{static_cast<float>(std::strtod(t, nullptr))}))
         << t;
   }
+  // strtod reads "0x1" of "0x1p+-3" and stops: the whole field is not a number.
+  EXPECT_EQ(csv_error("x\n0X1P+-149\n", {"x"}),
+            "t.csv:2:1: column 'x': '0X1P+-149' is not a number");
+  EXPECT_EQ(csv_error("x\n0x1p+-3\n", {"x"}), "t.csv:2:1: column 'x': '0x1p+-3' is not a number");
   EXPECT_EQ(csv_error("x\n0x1p128\n", {"x"}),
             "t.csv:2:1: column 'x': '0x1p128' is outside float32's range (magnitude above "
             "3.40282347e+38)");
