@@ -32,7 +32,7 @@ the script never stops on one peer's failure.
 
 --cpu-only: fp64 NumPy reference vs attnpool's cpu backend (driver) and the CPU peers a user
 would pick, each in its own process restricted to --threads cores (2 by default here), with the
-process's peak RSS (ru_maxrss: runtime and inputs included; "rss before" in the note is the
+process's peak RSS (VmHWM: runtime and inputs included; "rss before" in the note is the
 same process after its imports and the data load, so the difference is what the call added):
   numpy_float32      NumPy in float32, chunked over queries (in this process; traced peak)
   jax_jit            jax.jit of the formula on XLA's CPU backend (first call, compilation
@@ -649,9 +649,13 @@ def build_cpu_peer(system: str, q, k, v, h: float, threads: int):
     raise ValueError(f"unknown CPU peer {system}")
 
 
-def rss_bytes() -> float:
-    with open("/proc/self/statm") as f:
-        return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def rss_bytes(field: str = "VmRSS") -> float:
+    """This process's resident set (VmRSS) or its peak (VmHWM), from /proc/self/status. Not
+    ru_maxrss: Linux carries that over from the parent at fork, so a worker would report the
+    driver's own peak."""
+    with open("/proc/self/status") as f:
+        line = next(ln for ln in f if ln.startswith(field + ":"))
+    return float(line.split()[1]) * 1024.0
 
 
 def cpu_worker(args) -> int:
@@ -660,7 +664,6 @@ def cpu_worker(args) -> int:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
     except (AttributeError, OSError):
         pass
-    import resource  # noqa: PLC0415
     q, k, v = (np.load(p) for p in args.worker_data.split(","))
     try:
         fn = build_cpu_peer(args.worker, q, k, v, args.worker_h, args.threads)
@@ -679,7 +682,7 @@ def cpu_worker(args) -> int:
         out = fn()
         times.append((time.perf_counter() - t0) * 1e3)
     np.save(args.worker_out, np.asarray(out, dtype=np.float32).reshape(q.shape[0], -1))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+    peak = rss_bytes("VmHWM")
     print(json.dumps({"median_ms": float(np.median(times)), "reps": len(times),
                       "first_ms": first, "rss_before": before, "peak_rss": peak}))
     return 0
