@@ -183,6 +183,22 @@ float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j
 // and get the same bits.
 inline constexpr double kDotFormMaxError = 0x1p-19;
 
+// d = 1, the scaled direct form, for rows that miss the dot form's bound: k~ = sqrt(a) (k - mu)
+// and q~ = sqrt(a) (q - mu), each computed in double and rounded once, score -(q~ - k~)^2: two
+// instructions per pair (a subtraction and one FMS with the reference) instead of three. The
+// roundings of q~ and k~ (u |q~|, u |k~|) move the difference by at most u (|q~| + |k~|), so the
+// score by at most 2 u |q~ - k~| (|q~| + |k~|) <= 2 u a (|q'| + Rk)^2, beside the direct form's
+// own errors relative to the score (the rounding of sqrt(a) scales every score alike). A row
+// takes it where 2 u a (|q'| + Rk)^2 <= kDotFormMaxError, the dot form's bound with 2 for d + 6.
+std::vector<float> tile_ranges(const float* k, std::size_t m);
+
+// The scaled form's log2 score of r2 = (q~ - k~)^2: the scale is in the coordinates already, so
+// the compiled loop has no multiply.
+struct scaled_gaussian_log2_score {
+  static constexpr bool kCompact = false;
+  float operator()(float squared_dist) const { return -squared_dist; }
+};
+
 // One problem's keys for the dot form: centred, in blocks (pack_blocks' layout), and a |k'_j|^2.
 struct dot_keys {
   std::vector<double> mu;  // the keys' mean; empty: no row of this problem can take the form
@@ -190,6 +206,18 @@ struct dot_keys {
   std::vector<float> nk;   // a |k'_j|^2, padded like kb
   double a = 0.0;          // log2(e) / (2 h^2)
   double rk = 0.0;         // max_j |k'_j|
+  std::vector<float> ks;        // d = 1: k~_j = sqrt(a) (k_j - mu); empty: no row can scale
+  std::vector<float> ks_range;  // tile_ranges of ks
+  double mu1 = 0.0;             // d = 1: the keys' mean
+
+  // d = 1: q~ for a row that meets the scaled form's bound; false otherwise.
+  bool prepare_scaled(float q, float& qt) const {
+    if (ks.empty()) return false;
+    const double qc = static_cast<double>(q) - mu1, r = std::fabs(qc) + rk;
+    if (!(2.0 * 0x1p-24 * a * r * r <= kDotFormMaxError)) return false;
+    qt = static_cast<float>(std::sqrt(a) * qc);
+    return true;
+  }
 
   const float* blocks() const { return mu.empty() ? nullptr : kb.data(); }
 
@@ -237,6 +265,13 @@ dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h) {
     rk2 = std::max(rk2, n2);
   }
   dk.rk = std::sqrt(rk2);
+  if (d == 1 && 2.0 * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError) {
+    dk.mu1 = mu[0];
+    dk.ks.resize(m);
+    for (std::size_t j = 0; j < m; ++j)
+      dk.ks[j] = static_cast<float>(std::sqrt(dk.a) * (static_cast<double>(k(k0 + j, 0)) - mu[0]));
+    dk.ks_range = tile_ranges(dk.ks.data(), m);
+  }
   if (!(static_cast<double>(d + 6) * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError)) return dk;
   const std::size_t blocks = (m + kLanes - 1) / kLanes;
   dk.kb.assign(blocks * d * kLanes, 0.0f);
@@ -604,6 +639,16 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
   float qs[64];
   float cq = 0.0f;
   const bool dot = pk.dot != nullptr && pk.dot->prepare_row(qi, d, qs, cq);
+  if constexpr (std::is_same_v<Score, gaussian_log2_score>) {
+    float qt = 0.0f;
+    if (d == 1 && !dot && pk.dot != nullptr && pk.dot->prepare_scaled(qi[0], qt)) {
+      packed_keys scaled = pk;
+      scaled.kt = pk.dot->ks.data();
+      scaled.range = pk.dot->ks_range.data();
+      scaled.dot = nullptr;
+      return stream_row(&qt, scaled, d, dv, rm, scaled_gaussian_log2_score{}, w, buf);
+    }
+  }
   // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
   // key of one tile. check_mask guaranteed that every row keeps at least one key.
   for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
@@ -856,6 +901,18 @@ std::size_t cpu_dot_form_rows(const_view q, const_view k, const pool_params& par
   float cq = 0.0f;
   std::size_t rows = 0;
   for (std::size_t i = 0; i < q.rows; ++i) rows += dk.prepare_row(q.row(i), q.cols, qs, cq) ? 1 : 0;
+  return rows;
+}
+
+std::size_t cpu_scaled_form_rows(const_view q, const_view k, const pool_params& params) {
+  const dot_keys dk = dot_keys_for(params, make_distance(params), k, 0, k.rows);
+  float qs[64];
+  float cq = 0.0f, qt = 0.0f;
+  std::size_t rows = 0;
+  for (std::size_t i = 0; i < q.rows; ++i) {
+    if (q.cols == 1 && !dk.prepare_row(q.row(i), 1, qs, cq) && dk.prepare_scaled(q(i, 0), qt))
+      ++rows;
+  }
   return rows;
 }
 
