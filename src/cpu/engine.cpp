@@ -7,8 +7,9 @@
 //   2. p_j = 2^(s_j - max), the tile sum and p . v
 //   3. merge (max, sum, p . v) into the row's online_softmax state (the shared merge)
 // For d = dv = 1 steps 1 and 2 fuse into one pass against the running maximum (fused_tile_d1),
-// without a maximum per pair where the tile's key range bounds its scores (fast_tile_d1), and
-// with one FMA per pair in the dot form where its error bound holds (fused_dot_tile_d1).
+// without a maximum per pair where the tile's key range bounds its scores (fast_tile_d1), on
+// sqrt(a)-scaled centred coordinates where that form's bound holds (scaled_gaussian_log2_score),
+// and with one FMA per pair in the dot form where its bound holds (fused_dot_tile_d1).
 // Keys and values are packed once into column-major copies so that the inner loops run over
 // contiguous keys, whatever d, dv and the caller's leading dimensions are.
 //
