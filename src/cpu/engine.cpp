@@ -343,9 +343,10 @@ struct tile_sums {
 inline constexpr float kRefSlack = 16.0f;
 
 // Every pass below but fast_tile_d1 subtracts the reference from a score that was rounded to
-// float first, never from an unrounded product: with -ffp-contract=fast, `scale * dist2 - ref` would become one FMA
-// and the best key would get 2^(rounding error of its score) instead of exactly 2^0. For far
-// keys at small bandwidths (|score| ~ 1e13, ulp ~ 1e6) that is inf or 0, and the result NaN.
+// float first, never from an unrounded product: with -ffp-contract=fast, `scale * dist2 - ref`
+// would become one FMA and the best key would get 2^(rounding error of its score) instead of
+// exactly 2^0. For far keys at small bandwidths (|score| ~ 1e13, ulp ~ 1e6) that is inf or 0,
+// and the result NaN.
 // A stored score, or one that has a second use (the max reduction), is not contracted; the
 // HugeScores test checks it.
 

@@ -159,7 +159,9 @@ TEST(CpuForms, ScaledFormAtD1MatchesTheReference) {
       for (const std::size_t dv : {1u, 3u}) {
         problem p = make_problem(1500, 1500, 1, dv, attnpool::test::fresh_seed());
         if (spread) {
-          for (std::size_t i = 0; i < p.n; ++i) p.q[i * (1 + p.pad)] = 7.0f * p.q[i * (1 + p.pad)] - 3.0f;
+          for (std::size_t i = 0; i < p.n; ++i) {
+            p.q[i * (1 + p.pad)] = 7.0f * p.q[i * (1 + p.pad)] - 3.0f;
+          }
         }
         if (offset == 0.0f) {  // sorted keys: tight tile ranges
           std::vector<float> k(p.m);
