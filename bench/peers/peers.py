@@ -30,8 +30,20 @@ driver's own allocations), or "OOM". After an OOM a peer skips its larger shapes
 cannot run (module missing, no GPU, no driver binary) gets rows marked "unavailable: <reason>";
 the script never stops on one peer's failure.
 
---cpu-only (needs only NumPy): fp64 NumPy reference vs attnpool's cpu backend (driver) and a
-NumPy float32 peer, on smaller shapes: the plumbing check for machines without a GPU.
+--cpu-only: fp64 NumPy reference vs attnpool's cpu backend (driver) and the CPU peers a user
+would pick, each in its own process restricted to --threads cores (2 by default here), with the
+process's peak RSS (VmHWM: runtime and inputs included; "rss before" in the note is the
+same process after its imports and the data load, so the difference is what the call added):
+  numpy_float32      NumPy in float32, chunked over queries (in this process; traced peak)
+  jax_jit            jax.jit of the formula on XLA's CPU backend (first call, compilation
+                     included, reported as "compile"; then timed calls)
+  numba_prange       numba.njit(parallel=True, fastmath=True): prange over queries, one pass
+                     over the keys with an online softmax, in float32
+  keops_cpu          pykeops LazyTensor sumsoftmaxweight on its CPU backend (compilation timed
+                     separately)
+  torch_cpu          the notebook's torch code on CPU tensors (torch.set_num_threads)
+  statsmodels_lc     statsmodels KernelReg(reg_type='lc', bw=[h] * d).fit, small shapes only
+A peer whose module is missing gets rows marked "unavailable: ..." and the run goes on.
 
 Error measure: max over outputs of |out - ref| / sum_j w_ij |v_jc| (fp64 weights). The
 denominator is the weighted magnitude the output is a sum of; it equals |ref| when the values
@@ -103,7 +115,10 @@ class Shape:
 GPU_SHAPES = [Shape(4096, 4096, 1, 1), Shape(16384, 16384, 1, 1), Shape(65536, 65536, 1, 1),
               Shape(16384, 16384, 16, 1), Shape(16384, 16384, 64, 1)]
 GPU_PROBES = [Shape(131072, 131072, 1, 1, probe=True), Shape(262144, 262144, 1, 1, probe=True)]
-CPU_SHAPES = [Shape(4096, 4096, 1, 1), Shape(16384, 16384, 1, 1), Shape(4096, 4096, 16, 1)]
+CPU_SHAPES = [Shape(n, n, d, 1) for d in (1, 16) for n in (1024, 4096, 16384)]
+CPU_PEERS = ["jax_jit", "numba_prange", "keops_cpu", "torch_cpu", "statsmodels_lc"]
+# statsmodels' KernelReg.fit loops over the query points in Python: small shapes only.
+STATSMODELS_MAX_PAIRS = 4096 * 4096
 
 
 def make_data(shape: Shape, seed: int, data_dir: Path) -> dict[str, Path]:
@@ -559,11 +574,162 @@ def run_numpy_peer(ctx, shape, data, ref):
                float(peak), f"{len(times)} reps, wall clock; peak = traced NumPy allocations")
 
 
+# ---- CPU peers, each in a worker process (--cpu-only) -------------------------------------------
+
+def build_cpu_peer(system: str, q, k, v, h: float, threads: int):
+    """fn() -> the pooled output as a NumPy array, for one CPU peer; ImportError if missing."""
+    n, d, dv = q.shape[0], q.shape[1], v.shape[1]
+    c = 1.0 / (2.0 * h * h)
+    if system == "jax_jit":
+        import jax  # noqa: PLC0415
+        import jax.numpy as jnp  # noqa: PLC0415
+
+        @jax.jit
+        def nw(q, k, v):
+            # The formula as written; XLA fuses the difference, square and sum over d.
+            s = -jnp.sum((q[:, None, :] - k[None, :, :]) ** 2, axis=-1) * c
+            return jax.nn.softmax(s, axis=1) @ v
+        qj, kj, vj = (jnp.asarray(a) for a in (q, k, v))
+        return lambda: np.asarray(nw(qj, kj, vj).block_until_ready())
+    if system == "numba_prange":
+        import numba  # noqa: PLC0415
+        numba.set_num_threads(threads)
+
+        @numba.njit(parallel=True, fastmath=True)
+        def nw(q, k, v, c, out):
+            n, d = q.shape
+            m, dv = v.shape
+            for i in numba.prange(n):
+                mx = np.float32(-np.inf)
+                s = np.float32(0.0)
+                acc = np.zeros(dv, dtype=np.float32)
+                for j in range(m):
+                    dist = np.float32(0.0)
+                    for col in range(d):
+                        diff = q[i, col] - k[j, col]
+                        dist += diff * diff
+                    sc = -dist * c
+                    if sc > mx:  # a new maximum: rescale what was summed so far
+                        r = np.exp(mx - sc)
+                        s *= r
+                        for col in range(dv):
+                            acc[col] *= r
+                        mx = sc
+                    w = np.exp(sc - mx)
+                    s += w
+                    for col in range(dv):
+                        acc[col] += w * v[j, col]
+                for col in range(dv):
+                    out[i, col] = acc[col] / s
+        out = np.empty((n, dv), dtype=np.float32)
+        c32 = np.float32(c)
+        return lambda: (nw(q, k, v, c32, out), out)[1]
+    if system == "keops_cpu":
+        import pykeops  # noqa: PLC0415
+        from pykeops.numpy import LazyTensor  # noqa: PLC0415
+        pykeops.set_verbose(False)
+        qi, kj, vj = LazyTensor(q[:, None, :]), LazyTensor(k[None, :, :]), LazyTensor(v[None, :, :])
+        s = -((qi - kj) ** 2).sum(-1) * np.float32(c)
+        return lambda: s.sumsoftmaxweight(vj, axis=1, backend="CPU")
+    if system == "torch_cpu":
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(threads)
+        qt, kt, vt = (torch.from_numpy(a) for a in (q, k, v))
+        with torch.no_grad():
+            return lambda: eager_fn(torch, qt, kt, vt, h).numpy()
+    if system == "statsmodels_lc":
+        from statsmodels.nonparametric.kernel_regression import KernelReg  # noqa: PLC0415
+        k64, q64 = k.astype(np.float64), q.astype(np.float64)
+
+        def fit():
+            cols = [KernelReg(v[:, col].astype(np.float64), k64, var_type="c" * d,
+                              reg_type="lc", bw=[h] * d).fit(q64)[0] for col in range(dv)]
+            return np.stack(cols, axis=1)
+        return fit
+    raise ValueError(f"unknown CPU peer {system}")
+
+
+def rss_bytes(field: str = "VmRSS") -> float:
+    """This process's resident set (VmRSS) or its peak (VmHWM), from /proc/self/status. Not
+    ru_maxrss: Linux carries that over from the parent at fork, so a worker would report the
+    driver's own peak."""
+    with open("/proc/self/status") as f:
+        line = next(ln for ln in f if ln.startswith(field + ":"))
+    return float(line.split()[1]) * 1024.0
+
+
+def cpu_worker(args) -> int:
+    """One CPU peer in this process: prints one JSON line (times, compile time, RSS)."""
+    try:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
+    except (AttributeError, OSError):
+        pass
+    q, k, v = (np.load(p) for p in args.worker_data.split(","))
+    try:
+        fn = build_cpu_peer(args.worker, q, k, v, args.worker_h, args.threads)
+    except ImportError as exc:
+        print(json.dumps({"unavailable": f"{type(exc).__name__}: {exc}"}))
+        return 0
+    before = rss_bytes()
+    t0 = time.perf_counter()
+    out = fn()  # the first call: JIT compilation (jax, numba, keops) is in it
+    first = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    out = fn()
+    times = [(time.perf_counter() - t0) * 1e3]
+    for _ in range(reps_for(times[0], args) - 1):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    np.save(args.worker_out, np.asarray(out, dtype=np.float32).reshape(q.shape[0], -1))
+    peak = rss_bytes("VmHWM")
+    print(json.dumps({"median_ms": float(np.median(times)), "reps": len(times),
+                      "first_ms": first, "rss_before": before, "peak_rss": peak}))
+    return 0
+
+
+def run_cpu_peer(ctx: Context, system: str, shape: Shape, paths, ref, out_dir: Path) -> Row:
+    if system == "statsmodels_lc" and shape.pairs > STATSMODELS_MAX_PAIRS:
+        raise PeerSkip("skipped: statsmodels for small shapes only (n m > 4096^2)")
+    threads = ctx.args.threads or 2
+    out_path = out_dir / f"{shape.tag}_{system}_out.npy"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(out_dir),
+           "--worker", system, "--worker-data", ",".join(str(paths[x]) for x in ("q", "k", "v")),
+           "--worker-h", repr(shape.bandwidth), "--worker-out", str(out_path),
+           "--reps", str(ctx.args.reps), "--threads", str(threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads),
+               JAX_PLATFORMS="cpu")
+    timeout = max(10.0, ctx.deadline - time.monotonic())
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env)
+    except subprocess.TimeoutExpired:
+        raise PeerSkip(f"timed out after {timeout:.0f} s (time budget)") from None
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {}
+    if "unavailable" in result:
+        raise PeerSkip(f"unavailable: {result['unavailable']}"[:300])
+    if proc.returncode != 0 or "median_ms" not in result:
+        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise RuntimeError(tail[:250])
+    out = np.load(out_path)
+    out_path.unlink(missing_ok=True)
+    compile_ms = result["first_ms"] - result["median_ms"]
+    note = (f"{threads} threads, {result['reps']} reps, wall clock; first call "
+            f"{fmt_ms(result['first_ms'])} ms"
+            + (f" (compile ~{fmt_ms(max(0.0, compile_ms))} ms)"
+               if system in ("jax_jit", "numba_prange", "keops_cpu") else "")
+            + f"; peak = process peak RSS, rss before the call {fmt_bytes(result['rss_before'])}")
+    return Row(system, shape, float(result["median_ms"]), max_rel_err(out, ref),
+               float(result["peak_rss"]), note)
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
 def systems_for(args) -> list[str]:
     if args.cpu_only:
-        return ["attnpool_cpu", "numpy_float32"]
+        return ["attnpool_cpu", "numpy_float32"] + CPU_PEERS
     return ["attnpool_fused", "attnpool_unfused", "torch_eager", "torch_compile",
             "sdpa_fp32_bias", "sdpa_fp16_nomask", "keops"]
 
@@ -584,6 +750,8 @@ def run_one(ctx: Context, system: str, shape: Shape, paths, data, ref, out_dir: 
             return run_driver(ctx, system, "cuda_unfused", shape, paths, ref, out_dir)
         if system == "numpy_float32":
             return run_numpy_peer(ctx, shape, data, ref)
+        if system in CPU_PEERS:
+            return run_cpu_peer(ctx, system, shape, paths, ref, out_dir)
         if ctx.device is None:
             ctx.unavailable[system] = ctx.torch_note or "unavailable: no torch CUDA device"
             return Row(system, shape, note=ctx.unavailable[system])
@@ -755,7 +923,14 @@ def main(argv=None) -> int:
     ap.add_argument("--time-budget", type=float, default=150.0,
                     help="seconds; rows left when it is spent are marked skipped")
     ap.add_argument("--verbose", action="store_true")
+    # Internal: one CPU peer in a worker process (run_cpu_peer starts it).
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-data", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-h", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        return cpu_worker(args)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -221,6 +221,7 @@ numeric_table parse_csv(std::string_view text, std::string_view source,
                   detail::concat("column ", quoted(names[c], 64), ": ", describe(r, t)));
       }
       out.values.push_back(r.value);
+      out.exact.push_back(r.exact);
     }
     ++out.rows;
   }

@@ -8,6 +8,7 @@
 #include "progress.hpp"
 #include "table.hpp"
 
+#include <attnpool/detail/centring.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
@@ -266,10 +267,26 @@ int run_fit(const fit_args& a) {
   const numeric_table train = read_columns(a.train, train_cols);
   const std::size_t m = train.rows, dv = a.y.size();
   // The training table holds x and y side by side; the library takes views with a leading
-  // dimension, so keys and values are views into it, no copies.
+  // dimension, so the values are a view into it, no copy.
   const std::size_t ld = d + dv;
-  const const_view keys(train.values.data(), m, d, ld);
   const const_view values(train.values.data() + d, m, dv, ld);
+  // x columns far from the origin compared with their spread are centred on the keys' mean, in
+  // double, before the float32 rounding (detail/centring.hpp), keys and queries alike; the others
+  // are rounded as read. Everything that computes (the selection of h, the pooling, the
+  // heatmap's weights) takes these; the outputs show the x values as read.
+  const std::vector<double> shift = detail::centring_shifts(train.exact.data(), m, d,
+                                                            static_cast<std::ptrdiff_t>(ld), 1);
+  const auto centred = [&](const numeric_table& t, std::size_t stride) {
+    numeric_table c;
+    c.names = a.x;
+    c.rows = t.rows;
+    c.values.resize(t.rows * d);
+    detail::shift_to_float(t.exact.data(), t.rows, d, static_cast<std::ptrdiff_t>(stride), 1,
+                           shift.data(), c.values.data());
+    return c;
+  };
+  const numeric_table train_xc = centred(train, ld);
+  const const_view keys(train_xc.values.data(), m, d);
 
   // The inputs alone, densely packed: for the rule of thumb, the heatmap, and as the default
   // queries.
@@ -281,6 +298,7 @@ int run_fit(const fit_args& a) {
     std::copy_n(train.values.data() + i * ld, d, train_x.values.data() + i * d);
   }
   const numeric_table query = a.query ? read_columns(*a.query, qx_names) : train_x;
+  const numeric_table query_c = a.query ? centred(query, d) : train_xc;
   const std::size_t n = query.rows;
   if (a.heatmap && static_cast<double>(n) * static_cast<double>(m) > kMaxHeatmapCells) {
     throw input_error(detail::concat("--heatmap: ", n, " queries x ", m,
@@ -305,7 +323,7 @@ int run_fit(const fit_args& a) {
                                                                           : a.backend);
     sel_opts.threads = a.threads;
     const bandwidth_selection s = select_bandwidth(
-        const_view(train_x.values.data(), m, d), values, bandwidth_search{}, sel_opts);
+        const_view(train_xc.values.data(), m, d), values, bandwidth_search{}, sel_opts);
     h = s.bandwidth;
     std::fprintf(stderr,
                  "attnpool: --bandwidth auto: h = %.6g (leave-one-out cross-validation on the %s:"
@@ -313,7 +331,7 @@ int run_fit(const fit_args& a) {
                  h, to_string(sel_opts.backend), s.cv_error, s.evaluations, s.grid.front(),
                  s.grid.back(), s.at_boundary ? "; the minimum is at the end of the grid" : "");
   } else {
-    const bandwidth_choice c = silverman_bandwidth(train_x, a.train.string());
+    const bandwidth_choice c = silverman_bandwidth(train_xc, a.train.string());
     h = c.h;
     std::fprintf(stderr,
                  "attnpool: --bandwidth silverman: h = %.6g (Silverman's rule of thumb: n = %zu, "
@@ -331,7 +349,7 @@ int run_fit(const fit_args& a) {
     const bool tty = ::isatty(STDERR_FILENO) == 1;
     progress_bar bar(stderr, tty);
     try {
-      pool_in_chunks(const_view(query.values.data(), n, d), keys, values,
+      pool_in_chunks(const_view(query_c.values.data(), n, d), keys, values,
                      mutable_view(y_hat.data(), n, dv), params, opts, chunk_rows_for(n, tty),
                      [&](std::size_t done) { bar.update(done, n); });
     } catch (...) {
@@ -345,7 +363,7 @@ int run_fit(const fit_args& a) {
   if (out_file) write_predictions_to(*out_file, query, a.y, y_hat);
 #if ATTNPOOL_CLI_RENDER
   if (plot_file) render_fit_plot(*plot_file, train, a, query, y_hat, h);
-  if (heatmap_file) render_heatmap(*heatmap_file, query, train_x, a, h, opts);
+  if (heatmap_file) render_heatmap(*heatmap_file, query_c, train_xc, a, h, opts);
 #endif
   for (pending_file* p : {out_file.get(), plot_file.get(), heatmap_file.get()}) {
     if (p != nullptr) p->commit();

@@ -264,6 +264,7 @@ numeric_table parse_npy(std::span<const unsigned char> bytes, std::string_view s
                                          quoted(names[c], 64), ": ", describe_non_finite(v)));
       }
       out.values.push_back(f);
+      out.exact.push_back(v);
     }
   }
   return out;

@@ -139,6 +139,7 @@ number_parse parse_float32(std::string_view text) noexcept {
     return r;
   }
   r.value = f;
+  r.exact = v;
   return r;
 }
 

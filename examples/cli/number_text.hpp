@@ -20,6 +20,7 @@ struct number_parse {
   };
   status what = status::ok;
   float value = 0.0f;
+  double exact = 0.0;  ///< the number before the float32 rounding
   [[nodiscard]] bool ok() const noexcept { return what == status::ok; }
 };
 

@@ -33,6 +33,7 @@ struct numeric_table {
   std::vector<std::string> names;  ///< the requested columns, in the order asked for
   std::size_t rows = 0;            ///< data rows (>= 1)
   std::vector<float> values;       ///< rows x names.size(), row-major
+  std::vector<double> exact;       ///< the same before the float32 rounding (for centring)
 
   [[nodiscard]] std::size_t cols() const noexcept { return names.size(); }
   [[nodiscard]] float at(std::size_t i, std::size_t j) const { return values[i * cols() + j]; }

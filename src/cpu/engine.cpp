@@ -7,8 +7,9 @@
 //   2. p_j = 2^(s_j - max), the tile sum and p . v
 //   3. merge (max, sum, p . v) into the row's online_softmax state (the shared merge)
 // For d = dv = 1 steps 1 and 2 fuse into one pass against the running maximum (fused_tile_d1),
-// without a maximum per pair where the tile's key range bounds its scores (fast_tile_d1), and
-// with one FMA per pair in the dot form where its error bound holds (fused_dot_tile_d1).
+// without a maximum per pair where the tile's key range bounds its scores (fast_tile_d1), on
+// sqrt(a)-scaled centred coordinates where that form's bound holds (scaled_gaussian_log2_score),
+// and with one FMA per pair in the dot form where its bound holds (fused_dot_tile_d1).
 // Keys and values are packed once into column-major copies so that the inner loops run over
 // contiguous keys, whatever d, dv and the caller's leading dimensions are.
 //
@@ -183,6 +184,22 @@ float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j
 // and get the same bits.
 inline constexpr double kDotFormMaxError = 0x1p-19;
 
+// d = 1, the scaled direct form, for rows that miss the dot form's bound: k~ = sqrt(a) (k - mu)
+// and q~ = sqrt(a) (q - mu), each computed in double and rounded once, score -(q~ - k~)^2: two
+// instructions per pair (a subtraction and one FMS with the reference) instead of three. The
+// roundings of q~ and k~ (u |q~|, u |k~|) move the difference by at most u (|q~| + |k~|), so the
+// score by at most 2 u |q~ - k~| (|q~| + |k~|) <= 2 u a (|q'| + Rk)^2, beside the direct form's
+// own errors relative to the score (the rounding of sqrt(a) scales every score alike). A row
+// takes it where 2 u a (|q'| + Rk)^2 <= kDotFormMaxError, the dot form's bound with 2 for d + 6.
+std::vector<float> tile_ranges(const float* k, std::size_t m);
+
+// The scaled form's log2 score of r2 = (q~ - k~)^2: the scale is in the coordinates already, so
+// the compiled loop has no multiply.
+struct scaled_gaussian_log2_score {
+  static constexpr bool kCompact = false;
+  float operator()(float squared_dist) const { return -squared_dist; }
+};
+
 // One problem's keys for the dot form: centred, in blocks (pack_blocks' layout), and a |k'_j|^2.
 struct dot_keys {
   std::vector<double> mu;  // the keys' mean; empty: no row of this problem can take the form
@@ -190,6 +207,18 @@ struct dot_keys {
   std::vector<float> nk;   // a |k'_j|^2, padded like kb
   double a = 0.0;          // log2(e) / (2 h^2)
   double rk = 0.0;         // max_j |k'_j|
+  std::vector<float> ks;        // d = 1: k~_j = sqrt(a) (k_j - mu); empty: no row can scale
+  std::vector<float> ks_range;  // tile_ranges of ks
+  double mu1 = 0.0;             // d = 1: the keys' mean
+
+  // d = 1: q~ for a row that meets the scaled form's bound; false otherwise.
+  bool prepare_scaled(float q, float& qt) const {
+    if (ks.empty()) return false;
+    const double qc = static_cast<double>(q) - mu1, r = std::fabs(qc) + rk;
+    if (!(2.0 * 0x1p-24 * a * r * r <= kDotFormMaxError)) return false;
+    qt = static_cast<float>(std::sqrt(a) * qc);
+    return true;
+  }
 
   const float* blocks() const { return mu.empty() ? nullptr : kb.data(); }
 
@@ -237,6 +266,13 @@ dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h) {
     rk2 = std::max(rk2, n2);
   }
   dk.rk = std::sqrt(rk2);
+  if (d == 1 && 2.0 * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError) {
+    dk.mu1 = mu[0];
+    dk.ks.resize(m);
+    for (std::size_t j = 0; j < m; ++j)
+      dk.ks[j] = static_cast<float>(std::sqrt(dk.a) * (static_cast<double>(k(k0 + j, 0)) - mu[0]));
+    dk.ks_range = tile_ranges(dk.ks.data(), m);
+  }
   if (!(static_cast<double>(d + 6) * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError)) return dk;
   const std::size_t blocks = (m + kLanes - 1) / kLanes;
   dk.kb.assign(blocks * d * kLanes, 0.0f);
@@ -307,9 +343,10 @@ struct tile_sums {
 inline constexpr float kRefSlack = 16.0f;
 
 // Every pass below but fast_tile_d1 subtracts the reference from a score that was rounded to
-// float first, never from an unrounded product: with -ffp-contract=fast, `scale * dist2 - ref` would become one FMA
-// and the best key would get 2^(rounding error of its score) instead of exactly 2^0. For far
-// keys at small bandwidths (|score| ~ 1e13, ulp ~ 1e6) that is inf or 0, and the result NaN.
+// float first, never from an unrounded product: with -ffp-contract=fast, `scale * dist2 - ref`
+// would become one FMA and the best key would get 2^(rounding error of its score) instead of
+// exactly 2^0. For far keys at small bandwidths (|score| ~ 1e13, ulp ~ 1e6) that is inf or 0,
+// and the result NaN.
 // A stored score, or one that has a second use (the max reduction), is not contracted; the
 // HugeScores test checks it.
 
@@ -604,6 +641,16 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
   float qs[64];
   float cq = 0.0f;
   const bool dot = pk.dot != nullptr && pk.dot->prepare_row(qi, d, qs, cq);
+  if constexpr (std::is_same_v<Score, gaussian_log2_score>) {
+    float qt = 0.0f;
+    if (d == 1 && !dot && pk.dot != nullptr && pk.dot->prepare_scaled(qi[0], qt)) {
+      packed_keys scaled = pk;
+      scaled.kt = pk.dot->ks.data();
+      scaled.range = pk.dot->ks_range.data();
+      scaled.dot = nullptr;
+      return stream_row(&qt, scaled, d, dv, rm, scaled_gaussian_log2_score{}, w, buf);
+    }
+  }
   // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
   // key of one tile. check_mask guaranteed that every row keeps at least one key.
   for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
@@ -856,6 +903,18 @@ std::size_t cpu_dot_form_rows(const_view q, const_view k, const pool_params& par
   float cq = 0.0f;
   std::size_t rows = 0;
   for (std::size_t i = 0; i < q.rows; ++i) rows += dk.prepare_row(q.row(i), q.cols, qs, cq) ? 1 : 0;
+  return rows;
+}
+
+std::size_t cpu_scaled_form_rows(const_view q, const_view k, const pool_params& params) {
+  const dot_keys dk = dot_keys_for(params, make_distance(params), k, 0, k.rows);
+  float qs[64];
+  float cq = 0.0f, qt = 0.0f;
+  std::size_t rows = 0;
+  for (std::size_t i = 0; i < q.rows; ++i) {
+    if (q.cols == 1 && !dk.prepare_row(q.row(i), 1, qs, cq) && dk.prepare_scaled(q(i, 0), qt))
+      ++rows;
+  }
   return rows;
 }
 

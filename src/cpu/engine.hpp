@@ -29,6 +29,8 @@ void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& 
 // How many of q's rows cpu_pool would score in the dot-product form against keys k (the rest take
 // the direct form): for the tests that hold the form choice to its bound, and for benchmarks.
 std::size_t cpu_dot_form_rows(const_view q, const_view k, const pool_params& params);
+// How many take the scaled direct form at d = 1 (src/cpu/engine.cpp, beside kDotFormMaxError).
+std::size_t cpu_scaled_form_rows(const_view q, const_view k, const pool_params& params);
 // The ISA clone of the engine's multiversioned loops that the loader picks on this CPU:
 // "x86-64-v4" (AVX-512), "x86-64-v3" (AVX2 + FMA), "default" (baseline x86-64), or "none" where
 // the build does not clone (another compiler or architecture, ATTNPOOL_NO_MULTIVERSIONING).

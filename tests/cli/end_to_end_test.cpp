@@ -247,6 +247,73 @@ TEST_F(cli, OneDimensionalFitMatchesTheLibrary) {
   EXPECT_EQ(files(), (std::set<std::string>{"train.csv", "grid.csv", "pred.csv"}));
 }
 
+// Inputs far from the origin compared with their spread: x = 1e6 + U(0, 1), where float32's
+// spacing is 0.0625. The tool centres x in double before rounding, so its fit at h = 0.05 matches
+// an fp64 computation on the decimal data; pooling the float32-rounded data as given does not
+// (checked too, so that the data stays a case the centring is needed for).
+TEST_F(cli, LargeOffsetsKeepTheirDigits) {
+  const std::uint64_t seed = attnpool::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) +
+               " (replay with ATTNPOOL_TEST_SEED=" + std::to_string(seed) + ")");
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const auto text = [](double v) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return std::string(buf);
+  };
+  std::vector<double> kx(400), ky(400), qx(60);
+  std::string csv = "x,y\n", grid = "x\n";
+  for (std::size_t j = 0; j < kx.size(); ++j) {
+    const double t = u(rng);
+    kx[j] = std::strtod(text(1e6 + t).c_str(), nullptr);
+    ky[j] = std::strtod(text(std::sin(6.0 * t) + 0.1 * u(rng)).c_str(), nullptr);
+    csv += text(kx[j]) + "," + text(ky[j]) + "\n";
+  }
+  for (std::size_t i = 0; i < qx.size(); ++i) {
+    qx[i] = std::strtod(text(1e6 + (static_cast<double>(i) + 0.5) / 60.0).c_str(), nullptr);
+    grid += text(qx[i]) + "\n";
+  }
+  write("train.csv", csv);
+  write("grid.csv", grid);
+  const double h = 0.05;
+  const result r = run("fit --train train.csv --x x --y y --query grid.csv --bandwidth 0.05 "
+                       "--backend cpu --out pred.csv");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto rows = read_csv(slurp(dir_ / "pred.csv"));
+  ASSERT_EQ(rows.size(), qx.size() + 1);
+
+  // The fp64 answer on the decimal data, and each output's error over sum_j w_j |y_j|.
+  const auto rel_error = [&](std::size_t i, double got) {
+    double mx = -INFINITY;
+    for (const double k : kx) mx = std::max(mx, -(qx[i] - k) * (qx[i] - k) / (2 * h * h));
+    double sw = 0, swy = 0, swa = 0;
+    for (std::size_t j = 0; j < kx.size(); ++j) {
+      const double w = std::exp(-(qx[i] - kx[j]) * (qx[i] - kx[j]) / (2 * h * h) - mx);
+      sw += w;
+      swy += w * ky[j];
+      swa += w * std::fabs(ky[j]);
+    }
+    return std::fabs(got - swy / sw) / (swa / sw);
+  };
+  double worst = 0.0;
+  for (std::size_t i = 0; i < qx.size(); ++i) {
+    ASSERT_EQ(rows[i + 1].size(), 2u);
+    worst = std::max(worst, rel_error(i, std::strtod(rows[i + 1][1].c_str(), nullptr)));
+  }
+  std::vector<float> qf(qx.begin(), qx.end()), kf(kx.begin(), kx.end()), yf(ky.begin(), ky.end());
+  attnpool::options opts;
+  opts.backend = attnpool::backend::cpu;
+  const std::vector<float> rounded = attnpool::pool(qf, kf, yf, {.bandwidth = h}, opts);
+  double worst_rounded = 0.0;
+  for (std::size_t i = 0; i < qx.size(); ++i)
+    worst_rounded = std::max(worst_rounded, rel_error(i, rounded[i]));
+  std::printf("x = 1e6 + U(0, 1), h = 0.05: max error %.3g centred (the tool), %.3g rounded as "
+              "given\n", worst, worst_rounded);
+  EXPECT_LT(worst, 1e-5);
+  EXPECT_GT(worst_rounded, 1e-3);
+}
+
 TEST_F(cli, KernelOptionMatchesTheLibrary) {
   const std::uint64_t seed = attnpool::test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed) +

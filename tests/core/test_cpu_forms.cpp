@@ -148,6 +148,52 @@ TEST(CpuForms, DirectFormAtD1MatchesTheReference) {
   attnpool::test::check_pool_against_reference(p, loo, backend::cpu);
 }
 
+// d = 1, the scaled direct form (sqrt(a)-scaled centred coordinates, 2 u a R^2 <= 2^-19): on unit
+// data at h = 0.25 every row takes it or the dot form; with queries spread over [-3, 4) at
+// h = 0.5 the outer rows take the plain direct form, in the same call. Near the origin and 1e3
+// away, random and sorted keys, unmasked, valid_length and leave-one-out, one and three value
+// columns, against the oracle.
+TEST(CpuForms, ScaledFormAtD1MatchesTheReference) {
+  for (const bool spread : {false, true}) {
+    for (const float offset : {0.0f, 1000.0f}) {
+      for (const std::size_t dv : {1u, 3u}) {
+        problem p = make_problem(1500, 1500, 1, dv, attnpool::test::fresh_seed());
+        if (spread) {
+          for (std::size_t i = 0; i < p.n; ++i) {
+            p.q[i * (1 + p.pad)] = 7.0f * p.q[i * (1 + p.pad)] - 3.0f;
+          }
+        }
+        if (offset == 0.0f) {  // sorted keys: tight tile ranges
+          std::vector<float> k(p.m);
+          for (std::size_t j = 0; j < p.m; ++j) k[j] = p.k[j * (1 + p.pad)];
+          std::sort(k.begin(), k.end());
+          for (std::size_t j = 0; j < p.m; ++j) p.k[j * (1 + p.pad)] = k[j];
+        }
+        shift(p, offset);
+        pool_params params{.bandwidth = spread ? 0.5 : 0.25};
+        SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) +
+                     " offset=" + std::to_string(offset));
+        const std::size_t scaled =
+            attnpool::detail::cpu_scaled_form_rows(p.queries(), p.keys(), params);
+        EXPECT_GT(scaled, 0u);
+        if (spread) {
+          EXPECT_LT(scaled + dot_rows(p, params), p.n);
+        } else {
+          EXPECT_EQ(scaled + dot_rows(p, params), p.n);
+        }
+        attnpool::test::check_pool_against_reference(p, params, backend::cpu);
+        params.mask = attnpool::mask::leave_one_out;
+        attnpool::test::check_pool_against_reference(p, params, backend::cpu, 1);
+        params.mask = attnpool::mask::valid_length;
+        std::vector<std::size_t> lens(p.n);
+        for (std::size_t i = 0; i < p.n; ++i) lens[i] = 1 + (i * 7919) % p.m;
+        params.valid_lens = lens;
+        attnpool::test::check_pool_against_reference(p, params, backend::cpu);
+      }
+    }
+  }
+}
+
 // exp2_poly5 (the d = 1 tiles' exponential) against std::exp2 in double: on every float of the
 // outer binades of the reduced range, [-0.5, -0.25) and [0.25, 0.5), where the polynomial's error
 // peaks, and on a grid over [-125, 127]; exactly 0 below kExp2Floor, -inf included, exact at the
