@@ -41,6 +41,11 @@ struct fused_traits {
   /// Keys per online-softmax merge, their distances in registers; H100, d = dv = 1, eager:
   /// 16 2.53e12 pairs/s, 8 2.09e12, 32 2.40e12. 8 for wide rows (register pressure).
   static constexpr int kChunk = kRowRegs <= 48 ? 16 : 8;
+  /// Keys per chunk of the expanded d = 1 score (fused_d1_expanded), where a pair costs about
+  /// 4.75 instructions and the per-chunk work (lazy test, factor, loop) weighs more. SASS,
+  /// sm_90: 16 keys 5.69 instructions per pair at 72 registers, 32 keys 5.22 at 78 (the
+  /// default kernel's occupancy class: it has 76). Not measured on a GPU.
+  static constexpr int kExpandedChunk = 32;
   /// Keys staged per __syncthreads pair; H100, d = dv = 1, eager: 128 2.53e12 pairs/s,
   /// 256 (256 threads) 2.47e12. 64 for wide rows (48 KiB of static shared memory).
   static constexpr int kTileKeys = kRowRegs <= 64 ? 128 : 64;
