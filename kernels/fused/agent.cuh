@@ -54,7 +54,7 @@ struct fused_agent {
                 "the expanded score is the Gaussian lazy d = 1 path's");
   static constexpr int kWarps = traits::kThreads / 32;
   static constexpr int kXC = traits::kExpandedChunk;
-  static_assert(kTile % kXC == 0, "an expanded chunk never straddles a tile");
+  static_assert(!Expanded || kTile % kXC == 0, "an expanded chunk never straddles a tile");
 
   /// Shared memory of one block: one tile of keys (zero-padded to D coordinates) and values
   /// (zero-padded to the DV-column window). Rows beyond the tile's valid keys are zero too, so
@@ -568,7 +568,8 @@ __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
 template <int D, int DV>
 __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
     fused_pool_expanded_kernel(const fused_args args) {
-  using agent_t = fused_agent<D, DV, detail::gaussian_log2_score, fused_traits<D, DV>, true>;
+  using agent_t =
+      fused_agent<D, DV, detail::gaussian_log2_score, fused_expanded_traits<D, DV>, true>;
   __shared__ typename agent_t::storage_t smem;
   agent_t agent(smem, args);
   agent.run();

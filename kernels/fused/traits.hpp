@@ -72,4 +72,19 @@ struct fused_traits {
                 "live registers per thread must leave room under the 255-register cap");
 };
 
+/// The expanded d = 1 kernel's constants (fused_pool_expanded_kernel): fused_traits<D, DV> with
+/// tiles of 256 keys, because each tile adds a second barrier and its centre, expanded keys and
+/// row constants (about 100 instructions per thread, d = 1) to the default tile's work; 256 keys
+/// halve that per pair. Rows per block are unchanged, so the plan's grid fits. Not measured on
+/// a GPU.
+template <int D, int DV>
+struct fused_expanded_traits : fused_traits<D, DV> {
+  static constexpr int kTileKeys = 256;
+  static constexpr int kKeyFloats = kTileKeys * D;
+  static constexpr int kValueFloats = kTileKeys * DV;
+  static constexpr std::size_t kSmemBytes = sizeof(float) * (kKeyFloats + kValueFloats);
+  static_assert(kSmemBytes + sizeof(float) * 2 * kTileKeys <= 48 * 1024,
+                "static shared memory is limited to 48 KiB per block");
+};
+
 }  // namespace attnpool::kernels

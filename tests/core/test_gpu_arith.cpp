@@ -1,5 +1,5 @@
 // The fused GPU agent's expanded d = 1 score (detail/expanded_score.hpp) on the CPU: the same
-// __host__ __device__ functions, tiled and centred as kernels/fused/agent.cuh does (128 keys a
+// __host__ __device__ functions, tiled and centred as kernels/fused/agent.cuh does (256 keys a
 // tile, the tile's midrange as centre), against the fp64 reference: every exponent within the
 // bound E that decides the form, the per-row factor within its share of E, and outputs pooled
 // with these weights within the project's tolerance. Random data with printed seeds; sizes 1, 7,
@@ -21,7 +21,7 @@ namespace at = attnpool::test;
 
 namespace {
 
-constexpr std::size_t kTile = 128;  // fused_traits<1, 1>::kTileKeys
+constexpr std::size_t kTile = 256;  // fused_expanded_traits<1, 1>::kTileKeys
 
 struct tile_form {
   ad::d1_centre centre;
