@@ -14,8 +14,9 @@ differs or exists on one side only.
 
 Counts the instructions of one kernel's hot inner loop: of the loops (backward branches) whose
 body holds a MUFU.EX2, the innermost ones, and through each the shortest path from its head to
-its back-edge. In the fused agent that path is the common chunk (no rebase, the one-FFMA
-score): every rarer branch (the rebase, the far-reference form) only adds instructions.
+its back-edge. In the fused agent that path is the common chunk (no rebase; score - ref as one
+FFMA on the direct distance, or in fused_pool_expanded_kernel the expanded score, one FFMA per
+pair): every rarer branch (the rebase, the far-reference form) only adds instructions.
 Prints the path's opcode counts and instructions per pair (pairs = PAIRS_PER_ITERATION, by
 default the MUFU.EX2 count on the path, i.e. one exp2 per pair).
 """
