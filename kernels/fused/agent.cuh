@@ -9,6 +9,7 @@
 // conflicts), and the maths per pair is the shared code of <attnpool/detail/online_softmax.hpp>.
 #pragma once
 
+#include <attnpool/detail/exp2_emulated.hpp>
 #include <attnpool/detail/expanded_score.hpp>
 #include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
@@ -55,6 +56,12 @@ struct fused_agent {
   static constexpr int kWarps = traits::kThreads / 32;
   static constexpr int kXC = traits::kExpandedChunk;
   static_assert(!Expanded || kTile % kXC == 0, "an expanded chunk never straddles a tile");
+  /// Every kXEvery-th pair of an expanded chunk takes its exp2 on the FMA pipe (0: none).
+  static constexpr int kXEvery =
+      traits::kExpandedEmulatedExp2 > 0 ? kXC / traits::kExpandedEmulatedExp2 : 0;
+  static_assert(!Expanded || traits::kExpandedEmulatedExp2 == 0 ||
+                    kXC % traits::kExpandedEmulatedExp2 == 0,
+                "the emulated exp2s divide the expanded chunk evenly");
 
   /// Shared memory of one block: one tile of keys (zero-padded to D coordinates) and values
   /// (zero-padded to the DV-column window). Rows beyond the tile's valid keys are zero too, so
@@ -275,8 +282,11 @@ struct fused_agent {
     float csum = 0.0f;
 #pragma unroll
     for (int j = 0; j < kXC; ++j) {
-      const float w = detail::fast_exp2(
-          detail::d1_expanded_exponent(xrow[r], detail::d1_expanded_key{kx[2 * j], kx[2 * j + 1]}));
+      const float x =
+          detail::d1_expanded_exponent(xrow[r], detail::d1_expanded_key{kx[2 * j], kx[2 * j + 1]});
+      // |x| <= a R^2 <= 3.83 here, inside exp2_fma's range; j is a constant after unrolling.
+      const float w = kXEvery > 0 && j % kXEvery == kXEvery - 1 ? detail::exp2_fma(x)
+                                                                 : detail::fast_exp2(x);
       p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
       csum += p[j];
     }

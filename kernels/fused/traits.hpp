@@ -46,6 +46,11 @@ struct fused_traits {
   /// sm_90: 16 keys 5.69 instructions per pair at 72 registers, 32 keys 5.22 at 78 (the
   /// default kernel's occupancy class: it has 76). Not measured on a GPU.
   static constexpr int kExpandedChunk = 32;
+  /// Pairs per expanded chunk whose exp2 runs on the FMA pipe (detail::exp2_fma, degree 5, as
+  /// accurate as MUFU.EX2), so that both pipes work once the rest of a pair is cheap: 4 of 32
+  /// (every 8th) is the issue-slot balance of bench/runs/2026-12-03-sass-d1.md, a paper
+  /// estimate to tune on the device (0 turns it off).
+  static constexpr int kExpandedEmulatedExp2 = 4;
   /// Keys staged per __syncthreads pair; H100, d = dv = 1, eager: 128 2.53e12 pairs/s,
   /// 256 (256 threads) 2.47e12. 64 for wide rows (48 KiB of static shared memory).
   static constexpr int kTileKeys = kRowRegs <= 64 ? 128 : 64;
