@@ -285,8 +285,8 @@ struct fused_agent {
       const float x =
           detail::d1_expanded_exponent(xrow[r], detail::d1_expanded_key{kx[2 * j], kx[2 * j + 1]});
       // |x| <= a R^2 <= 3.83 here, inside exp2_fma's range; j is a constant after unrolling.
-      const float w = kXEvery > 0 && j % kXEvery == kXEvery - 1 ? detail::exp2_fma(x)
-                                                                 : detail::fast_exp2(x);
+      const float w =
+          kXEvery > 0 && j % kXEvery == kXEvery - 1 ? detail::exp2_fma(x) : detail::fast_exp2(x);
       p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
       csum += p[j];
     }
