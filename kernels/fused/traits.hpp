@@ -43,13 +43,14 @@ struct fused_traits {
   static constexpr int kChunk = kRowRegs <= 48 ? 16 : 8;
   /// Keys per chunk of the expanded d = 1 score (fused_d1_expanded), where a pair costs about
   /// 4.75 instructions and the per-chunk work (lazy test, factor, loop) weighs more. SASS,
-  /// sm_90: 16 keys 5.69 instructions per pair at 72 registers, 32 keys 5.22 at 78 (the
-  /// default kernel's occupancy class: it has 76). Not measured on a GPU.
+  /// sm_90, every exp2 on MUFU: 16 keys 5.69 instructions per pair at 72 registers, 32 keys
+  /// 5.22 at 78 (the default kernel's occupancy class: it has 76). Not measured on a GPU.
   static constexpr int kExpandedChunk = 32;
   /// Pairs per expanded chunk whose exp2 runs on the FMA pipe (detail::exp2_fma, degree 5, as
   /// accurate as MUFU.EX2), so that both pipes work once the rest of a pair is cheap: 4 of 32
   /// (every 8th) is the issue-slot balance of bench/runs/2026-12-03-sass-d1.md, a paper
-  /// estimate to tune on the device (0 turns it off).
+  /// estimate to tune on the device (0 turns it off): 6.50 instructions and 0.875 MUFU.EX2 per
+  /// pair at 79 registers.
   static constexpr int kExpandedEmulatedExp2 = 4;
   /// Keys staged per __syncthreads pair; H100, d = dv = 1, eager: 128 2.53e12 pairs/s,
   /// 256 (256 threads) 2.47e12. 64 for wide rows (48 KiB of static shared memory).
