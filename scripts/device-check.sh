@@ -210,8 +210,9 @@ unfused_filter='unfused_weights.*:cases/unfused_vs_reference.pool_matches_refere
 san_runs=("test_cuda_fused:$fused_filter" "test_cuda_unfused:$unfused_filter"
   "test_cuda_kernels:cuda_kernels.empty_support_nan_rows:cuda_kernels.anisotropic_bandwidth")
 # "expanded+binary:filter" runs with ATTNPOOL_CUDA_D1_EXPANDED=1: full and partial tiles, a
-# partial chunk, split-K with 33 splits, and a bandwidth where the direct form takes over.
-expanded_filter='sizes/*n129_m129_d1_*:dims/*n129_m300_d1_dv1_*:split_k/*n129_m4097_d1_dv1_*_s33_*:bandwidths/*d1_dv1_h0.001*'
+# partial chunk, split-K with 16 and 33 splits, sorted keys (a centre per tile), and a
+# bandwidth where the direct form takes over.
+expanded_filter='sizes/*n129_m129_d1_*:dims/*n129_m300_d1_dv1_*:split_k/*n129_m4097_d1_dv1_*_s33_*:bandwidths/*d1_dv1_h0_001*:expanded/*n7_m20000_*:fused_sorted_keys.*'
 [[ " ${SKIP:-} " == *" expanded "* ]] || san_runs+=("expanded+test_cuda_fused:$expanded_filter")
 set -f  # the filters' * are gtest's, not the shell's
 for extra in ${SANITIZE_EXTRA:-}; do san_runs+=("$extra"); done

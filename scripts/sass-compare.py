@@ -14,10 +14,13 @@ differs or exists on one side only.
 
 Counts the instructions of one kernel's hot inner loop: of the loops (backward branches) whose
 body holds a MUFU.EX2, the innermost ones, and through each the shortest path from its head to
-its back-edge. In the fused agent that path is the common chunk (no rebase, the one-FFMA
-score): every rarer branch (the rebase, the far-reference form) only adds instructions.
+its back-edge. In the fused agent that path is the common chunk (no rebase; score - ref as one
+FFMA on the direct distance, or in fused_pool_expanded_kernel the expanded score, one FFMA per
+pair): every rarer branch (the rebase, the far-reference form) only adds instructions.
 Prints the path's opcode counts and instructions per pair (pairs = PAIRS_PER_ITERATION, by
-default the MUFU.EX2 count on the path, i.e. one exp2 per pair).
+default the MUFU.EX2 count on the path, i.e. one exp2 per pair). Then the outermost loop (in
+the fused agent the tile loop) and its shortest path, which enters no inner loop: the fixed
+per-tile work, barriers included.
 """
 import collections
 import glob
@@ -94,39 +97,54 @@ def hot_loops(ins, pairs=None):
              if not any((h2, b2) != (h, b) and h <= h2 and b2 <= b for h2, b2 in with_mufu)]
     results = []
     for h, b in inner:
-        # Shortest path (instruction count) over the forward edges of the body, h .. b, that
-        # ends by taking the back-edge at b. Instructions are nodes; edges: fall-through unless
-        # an unconditional BRA/EXIT, plus the branch target when it stays in [h, b].
-        import heapq
-        dist, prev, heap = {h: 1}, {}, [(1, h)]
-        while heap:
-            d, i = heapq.heappop(heap)
-            if d != dist.get(i) or i == b:
-                continue
-            _, pred, op, _ = ins[i]
-            succ = []
-            if op == "BRA":
-                t = target(i)
-                if t is not None and h < t <= b and t > i:
-                    succ.append(t)
-                if pred:
-                    succ.append(i + 1)
-            elif op not in ("EXIT", "RET"):
-                succ.append(i + 1)
-            for s in succ:
-                if s <= b and d + 1 < dist.get(s, 1 << 30):
-                    dist[s], prev[s] = d + 1, i
-                    heapq.heappush(heap, (d + 1, s))
-        if b not in dist:
+        path = shortest_path(ins, target, h, b)
+        if path is None:
             continue
-        path, i = [b], b
-        while i != h:
-            i = prev[i]
-            path.append(i)
         ops = collections.Counter(ins[k][2] for k in path)
         n_pairs = pairs or ops["MUFU.EX2"]
         results.append((ins[h][0], ins[b][0], len(path), ops, n_pairs))
-    return results
+    outer = None
+    if loops:
+        h = min(h for h, _ in loops)
+        b = max(b for h2, b in loops if h2 == h)
+        path = shortest_path(ins, target, h, b)
+        if path is not None:
+            outer = (ins[h][0], ins[b][0], len(path), collections.Counter(ins[k][2] for k in path))
+    return results, outer
+
+
+def shortest_path(ins, target, h, b):
+    """Shortest path (instruction count) over the forward edges of the body h .. b that ends by
+    taking the back-edge at b, as instruction indices; None where b is unreachable. Edges:
+    fall-through unless an unconditional BRA/EXIT, plus the branch target when it stays in
+    [h, b]."""
+    import heapq
+    dist, prev, heap = {h: 1}, {}, [(1, h)]
+    while heap:
+        d, i = heapq.heappop(heap)
+        if d != dist.get(i) or i == b:
+            continue
+        _, pred, op, _ = ins[i]
+        succ = []
+        if op == "BRA":
+            t = target(i)
+            if t is not None and h < t <= b and t > i:
+                succ.append(t)
+            if pred:
+                succ.append(i + 1)
+        elif op not in ("EXIT", "RET"):
+            succ.append(i + 1)
+        for s in succ:
+            if s <= b and d + 1 < dist.get(s, 1 << 30):
+                dist[s], prev[s] = d + 1, i
+                heapq.heappush(heap, (d + 1, s))
+    if b not in dist:
+        return None
+    path, i = [b], b
+    while i != h:
+        i = prev[i]
+        path.append(i)
+    return path
 
 
 def hot_loop_main(args):
@@ -134,9 +152,15 @@ def hot_loop_main(args):
     pairs = int(args[2]) if len(args) > 2 else None
     name, ins = instructions(obj, fn)
     print(f"{name}: {len(ins)} instructions")
-    for head, back, count, ops, n_pairs in hot_loops(ins, pairs):
+    inner, outer = hot_loops(ins, pairs)
+    for head, back, count, ops, n_pairs in inner:
         print(f"loop {head:#06x}..{back:#06x}: shortest path {count} instructions, "
               f"{ops['MUFU.EX2']} MUFU.EX2, {count / n_pairs:.2f} per pair ({n_pairs} pairs)")
+        print("  " + ", ".join(f"{op} {c}" for op, c in ops.most_common()))
+    if outer is not None:
+        head, back, count, ops = outer
+        print(f"outermost loop {head:#06x}..{back:#06x}: shortest path {count} instructions "
+              f"(no inner loop entered)")
         print("  " + ", ".join(f"{op} {c}" for op, c in ops.most_common()))
     return 0
 

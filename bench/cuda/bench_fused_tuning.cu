@@ -46,6 +46,18 @@ struct variant : fused_traits<1, 1> {
   static_assert(Tile % Chunk == 0, "a chunk never straddles a tile");
 };
 
+// The expanded d = 1 score (ATTNPOOL_CUDA_D1_EXPANDED): tile, chunk and the exp2s per chunk
+// on the FMA pipe (kernels/fused/traits.hpp, fused_expanded_traits).
+template <int Tile, int Chunk, int Emulated>
+struct xvariant : attnpool::kernels::fused_expanded_traits<1, 1> {
+  static constexpr bool kExpanded = true;
+  static constexpr int kTileKeys = Tile;
+  static constexpr int kKeyFloats = Tile;
+  static constexpr int kValueFloats = Tile;
+  static constexpr int kExpandedChunk = Chunk;
+  static constexpr int kExpandedEmulatedExp2 = Emulated;
+};
+
 using attnpool::bench::check;
 
 struct device_buffers {
@@ -168,6 +180,12 @@ int main(int argc, char** argv) {
   add<variant<256, 2, 16, 256>>("t256_r2_c16_k256");
   add<variant<128, 4, 32, 256>>("t128_r4_c32_k256");
   add<variant<256, 4, 16, 256>>("t256_r4_c16_k256");
+  add<xvariant<256, 32, 4>>("expanded_k256_c32_e4");  // fused_expanded_traits<1, 1>
+  add<xvariant<256, 32, 0>>("expanded_k256_c32_e0");
+  add<xvariant<256, 32, 2>>("expanded_k256_c32_e2");
+  add<xvariant<256, 32, 8>>("expanded_k256_c32_e8");
+  add<xvariant<256, 16, 0>>("expanded_k256_c16_e0");
+  add<xvariant<512, 32, 4>>("expanded_k512_c32_e4");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -9,6 +9,7 @@
 // conflicts), and the maths per pair is the shared code of <attnpool/detail/online_softmax.hpp>.
 #pragma once
 
+#include <attnpool/detail/exp2_emulated.hpp>
 #include <attnpool/detail/expanded_score.hpp>
 #include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
@@ -53,6 +54,14 @@ struct fused_agent {
   static_assert(!Expanded || (D == 1 && !kGenericScore && traits::kLazyRescale),
                 "the expanded score is the Gaussian lazy d = 1 path's");
   static constexpr int kWarps = traits::kThreads / 32;
+  static constexpr int kXC = traits::kExpandedChunk;
+  static_assert(!Expanded || kTile % kXC == 0, "an expanded chunk never straddles a tile");
+  /// Every kXEvery-th pair of an expanded chunk takes its exp2 on the FMA pipe (0: none).
+  static constexpr int kXEvery =
+      traits::kExpandedEmulatedExp2 > 0 ? kXC / traits::kExpandedEmulatedExp2 : 0;
+  static_assert(!Expanded || traits::kExpandedEmulatedExp2 == 0 ||
+                    kXC % traits::kExpandedEmulatedExp2 == 0,
+                "the emulated exp2s divide the expanded chunk evenly");
 
   /// Shared memory of one block: one tile of keys (zero-padded to D coordinates) and values
   /// (zero-padded to the DV-column window). Rows beyond the tile's valid keys are zero too, so
@@ -267,14 +276,17 @@ struct fused_agent {
   // once; a chunk past kLazyLimit (or the first, whose factor is inf) is rebased exactly as
   // lazy_weights does, on distances of the direct form, and the factor follows the new ref.
   template <bool kFull>
-  __device__ detail::rescale expanded_weights(int r, float (&p)[kC], std::size_t tile0, int j0,
+  __device__ detail::rescale expanded_weights(int r, float (&p)[kXC], std::size_t tile0, int j0,
                                               int valid) {
     const float* kx = xs().kx + 2 * j0;
     float csum = 0.0f;
 #pragma unroll
-    for (int j = 0; j < kC; ++j) {
-      const float w = detail::fast_exp2(
-          detail::d1_expanded_exponent(xrow[r], detail::d1_expanded_key{kx[2 * j], kx[2 * j + 1]}));
+    for (int j = 0; j < kXC; ++j) {
+      const float x =
+          detail::d1_expanded_exponent(xrow[r], detail::d1_expanded_key{kx[2 * j], kx[2 * j + 1]});
+      // |x| <= a R^2 <= 3.83 here, inside exp2_fma's range; j is a constant after unrolling.
+      const float w =
+          kXEvery > 0 && j % kXEvery == kXEvery - 1 ? detail::exp2_fma(x) : detail::fast_exp2(x);
       p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
       csum += p[j];
     }
@@ -285,15 +297,33 @@ struct fused_agent {
       return {1.0f, f};
     }
 #pragma unroll
-    for (int j = 0; j < kC; ++j)
+    for (int j = 0; j < kXC; ++j)
       p[j] = (kFull || j0 + j < valid) ? distance(r, tile0, j0 + j) : 0.0f;
-    const detail::rescale rs = rebase_weights<kFull>(r, p, j0, valid);
+    const detail::rescale rs = rebase_weights<kFull, kXC>(r, p, j0, valid);
     xfactor[r] = detail::d1_expanded_factor(xrow[r].cq, softmax[r].max);
     return rs;
   }
 
+  // One chunk of kXC keys in the expanded form.
+  template <bool kFull>
+  __device__ void expanded_chunk(std::size_t tile0, int j0, int valid) {
+    float p[kR][kXC];
+    detail::rescale rs[kR];
+#pragma unroll
+    for (int r = 0; r < kR; ++r) rs[r] = expanded_weights<kFull>(r, p[r], tile0, j0, valid);
+    accumulate<kXC>(p, rs, j0);
+  }
+
   template <bool kFull>
   __device__ void consume(std::size_t tile0, int valid) {
+    if constexpr (Expanded) {
+      if (tile_expanded) {  // warp-uniform, and decided once per tile
+#pragma unroll 1
+        for (int j0 = 0; j0 < (kFull ? kTile : valid); j0 += kXC)
+          expanded_chunk<kFull>(tile0, j0, valid);
+        return;
+      }
+    }
     // j0 < valid <= kTile and kTile % kC == 0, so a chunk [j0, j0 + kC) lies inside the tile.
 #pragma unroll 1
     for (int j0 = 0; j0 < (kFull ? kTile : valid); j0 += kC) chunk<kFull>(tile0, j0, valid);
@@ -302,14 +332,14 @@ struct fused_agent {
   // The chunk's weights of row r, rebased on the chunk's own maximum score: p holds the kC
   // squared distances on entry and the weights 2^(s_j - chunk max) on return; the row's state
   // absorbs the chunk by the associative merge, whose rescale factors are returned.
-  template <bool kFull>
-  __device__ detail::rescale rebase_weights(int r, float (&p)[kC], int j0, int valid) {
+  template <bool kFull, int N = kC>
+  __device__ detail::rescale rebase_weights(int r, float (&p)[N], int j0, int valid) {
     // The largest score is the score of the smallest distance: every kernel's score is
     // non-increasing in the distance and rounding is monotone, so score(min_j dist_j) ==
     // max_j score(dist_j) (bitwise for the Gaussian). Key j0 is live.
     float mn = p[0];
 #pragma unroll
-    for (int j = 1; j < kC; ++j)
+    for (int j = 1; j < N; ++j)
       if (kFull || j0 + j < valid) mn = fminf(mn, p[j]);
     float cmax = score(mn);
     if constexpr (kGenericScore) {
@@ -319,7 +349,7 @@ struct fused_agent {
     }
     float csum = 0.0f;
 #pragma unroll
-    for (int j = 0; j < kC; ++j) {
+    for (int j = 0; j < N; ++j) {
       // __fsub_rn forbids contracting score * dist - cmax into one FMA. Contracted, the
       // chunk's best key would get 2^(rounding error of its score) instead of 2^0 = 1, and
       // for far keys at small h (|score| ~ 1e13, ulp ~ 1e6) that is 0 or inf: the sum must
@@ -408,15 +438,6 @@ struct fused_agent {
   template <bool kFull>
   __device__ void chunk(std::size_t tile0, int j0, int valid) {
     float p[kR][kC];  // squared distances, then weights
-    if constexpr (Expanded) {
-      if (tile_expanded) {
-        detail::rescale rs[kR];
-#pragma unroll
-        for (int r = 0; r < kR; ++r) rs[r] = expanded_weights<kFull>(r, p[r], tile0, j0, valid);
-        accumulate(p, rs, j0);
-        return;
-      }
-    }
 #pragma unroll
     for (int j = 0; j < kC; ++j) {
       if constexpr (traits::kGeneric) {
@@ -459,7 +480,8 @@ struct fused_agent {
   }
 
   // Folds a chunk's weights p (dead keys 0) and its rescale factors into the accumulators.
-  __device__ void accumulate(float (&p)[kR][kC], const detail::rescale (&rs)[kR], int j0) {
+  template <int N = kC>
+  __device__ void accumulate(float (&p)[kR][N], const detail::rescale (&rs)[kR], int j0) {
     if constexpr (traits::kChunkAccumulators) {
       // Narrow windows: sum p . v for the chunk in registers, then fold it in with one FMA per
       // column, acc = acc * self + other * chunk. This keeps the per-pair work at one FMA
@@ -472,7 +494,7 @@ struct fused_agent {
         for (int c = 0; c < DV; ++c) chunk_acc[r][c] = 0.0f;
       }
 #pragma unroll
-      for (int j = 0; j < kC; ++j) {
+      for (int j = 0; j < N; ++j) {
         const float* vj = smem.values + (j0 + j) * DV;
 #pragma unroll
         for (int c = 0; c < DV; ++c) {
@@ -489,17 +511,17 @@ struct fused_agent {
       }
     } else {
       // Wide windows: a second DV-wide accumulator would not fit in registers, so rescale acc
-      // once per chunk and fold `other` into the kC weights instead (one extra multiply per
+      // once per chunk and fold `other` into the N weights instead (one extra multiply per
       // pair, small next to the DV FMAs per pair).
 #pragma unroll
       for (int r = 0; r < kR; ++r) {
 #pragma unroll
         for (int c = 0; c < DV; ++c) acc[r][c] *= rs[r].self;
 #pragma unroll
-        for (int j = 0; j < kC; ++j) p[r][j] *= rs[r].other;
+        for (int j = 0; j < N; ++j) p[r][j] *= rs[r].other;
       }
 #pragma unroll
-      for (int j = 0; j < kC; ++j) {
+      for (int j = 0; j < N; ++j) {
         const float* vj = smem.values + (j0 + j) * DV;
 #pragma unroll
         for (int c = 0; c < DV; ++c) {
@@ -556,7 +578,8 @@ __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
 template <int D, int DV>
 __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
     fused_pool_expanded_kernel(const fused_args args) {
-  using agent_t = fused_agent<D, DV, detail::gaussian_log2_score, fused_traits<D, DV>, true>;
+  using agent_t =
+      fused_agent<D, DV, detail::gaussian_log2_score, fused_expanded_traits<D, DV>, true>;
   __shared__ typename agent_t::storage_t smem;
   agent_t agent(smem, args);
   agent.run();

@@ -41,6 +41,17 @@ struct fused_traits {
   /// Keys per online-softmax merge, their distances in registers; H100, d = dv = 1, eager:
   /// 16 2.53e12 pairs/s, 8 2.09e12, 32 2.40e12. 8 for wide rows (register pressure).
   static constexpr int kChunk = kRowRegs <= 48 ? 16 : 8;
+  /// Keys per chunk of the expanded d = 1 score (fused_d1_expanded), where a pair costs about
+  /// 4.75 instructions and the per-chunk work (lazy test, factor, loop) weighs more. SASS,
+  /// sm_90, every exp2 on MUFU: 16 keys 5.69 instructions per pair at 72 registers, 32 keys
+  /// 5.22 at 78 (the default kernel's occupancy class: it has 76). Not measured on a GPU.
+  static constexpr int kExpandedChunk = 32;
+  /// Pairs per expanded chunk whose exp2 runs on the FMA pipe (detail::exp2_fma, degree 5, as
+  /// accurate as MUFU.EX2), so that both pipes work once the rest of a pair is cheap: 4 of 32
+  /// (every 8th) is the issue-slot balance of bench/runs/2026-12-03-sass-d1.md, a paper
+  /// estimate to tune on the device (0 turns it off): 6.50 instructions and 0.875 MUFU.EX2 per
+  /// pair at 79 registers.
+  static constexpr int kExpandedEmulatedExp2 = 4;
   /// Keys staged per __syncthreads pair; H100, d = dv = 1, eager: 128 2.53e12 pairs/s,
   /// 256 (256 threads) 2.47e12. 64 for wide rows (48 KiB of static shared memory).
   static constexpr int kTileKeys = kRowRegs <= 64 ? 128 : 64;
@@ -65,6 +76,21 @@ struct fused_traits {
   static_assert(kSmemBytes <= 48 * 1024, "static shared memory is limited to 48 KiB per block");
   static_assert(kRowsPerThread * (kChunk + kRowRegs + (kChunkAccumulators ? DV : 0)) <= 160,
                 "live registers per thread must leave room under the 255-register cap");
+};
+
+/// The expanded d = 1 kernel's constants (fused_pool_expanded_kernel): fused_traits<D, DV> with
+/// tiles of 256 keys, because each tile adds a second barrier and its centre, expanded keys and
+/// row constants (about 100 instructions per thread, d = 1) to the default tile's work; 256 keys
+/// halve that per pair. Rows per block are unchanged, so the plan's grid fits. Not measured on
+/// a GPU.
+template <int D, int DV>
+struct fused_expanded_traits : fused_traits<D, DV> {
+  static constexpr int kTileKeys = 256;
+  static constexpr int kKeyFloats = kTileKeys * D;
+  static constexpr int kValueFloats = kTileKeys * DV;
+  static constexpr std::size_t kSmemBytes = sizeof(float) * (kKeyFloats + kValueFloats);
+  static_assert(kSmemBytes + sizeof(float) * 2 * kTileKeys <= 48 * 1024,
+                "static shared memory is limited to 48 KiB per block");
 };
 
 }  // namespace attnpool::kernels

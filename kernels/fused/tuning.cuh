@@ -9,15 +9,25 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <type_traits>
 
 namespace attnpool::kernels {
 
+/// Traits::kExpanded where a traits struct has it (the expanded d = 1 variants), else false.
+template <class Traits, class = void>
+struct tuned_expanded : std::false_type {};
+template <class Traits>
+struct tuned_expanded<Traits, std::void_t<decltype(Traits::kExpanded)>>
+    : std::bool_constant<Traits::kExpanded> {};
+
 /// The Gaussian fused kernel for (D, DV) with the tile constants of Traits (fused_traits<D, DV>
-/// with some constants overridden). One problem, no split-K, no batch blocks.
+/// with some constants overridden; with kExpanded = true the expanded d = 1 score, as
+/// fused_pool_expanded_kernel). One problem, no split-K, no batch blocks.
 template <int D, int DV, class Traits>
 __global__ void __launch_bounds__(Traits::kThreads) fused_pool_tuned_kernel(const fused_args args) {
-  using agent_t = fused_agent<D, DV, detail::gaussian_log2_score, Traits>;
-  __shared__ typename agent_t::shared_storage smem;
+  using agent_t =
+      fused_agent<D, DV, detail::gaussian_log2_score, Traits, tuned_expanded<Traits>::value>;
+  __shared__ typename agent_t::storage_t smem;
   agent_t agent(smem, args);
   agent.run();
 }

@@ -1,9 +1,10 @@
 // The fused GPU agent's expanded d = 1 score (detail/expanded_score.hpp) on the CPU: the same
-// __host__ __device__ functions, tiled and centred as kernels/fused/agent.cuh does (128 keys a
+// __host__ __device__ functions, tiled and centred as kernels/fused/agent.cuh does (256 keys a
 // tile, the tile's midrange as centre), against the fp64 reference: every exponent within the
 // bound E that decides the form, the per-row factor within its share of E, and outputs pooled
 // with these weights within the project's tolerance. Random data with printed seeds; sizes 1, 7,
 // 129, 4097; far-away keys; bandwidths from 1e-3 (the direct form stays) to 1e30.
+#include <attnpool/detail/exp2_emulated.hpp>
 #include <attnpool/detail/expanded_score.hpp>
 #include <attnpool/detail/scores.hpp>
 
@@ -21,7 +22,9 @@ namespace at = attnpool::test;
 
 namespace {
 
-constexpr std::size_t kTile = 128;  // fused_traits<1, 1>::kTileKeys
+constexpr std::size_t kTile = 256;  // fused_expanded_traits<1, 1>::kTileKeys
+// Every 8th key of a tile takes the FMA-pipe exp2 (kExpandedChunk / kExpandedEmulatedExp2).
+constexpr std::size_t kEmulatedEvery = 8;
 
 struct tile_form {
   ad::d1_centre centre;
@@ -100,9 +103,9 @@ TEST_P(ExpandedD1, ExponentsWithinTheBound) {
   }
 }
 
-// Outputs pooled with the agent's weights (expanded where the row meets the bound, else the
-// direct form the agent falls back to), sums in double so that only the weights are under test,
-// against the fp64 oracle with the project's tolerance.
+// Outputs pooled with the agent's weights (expanded where the row meets the bound, every 8th
+// exp2 on the FMA pipe, else the direct form the agent falls back to), sums in double so that
+// only the weights are under test, against the fp64 oracle with the project's tolerance.
 TEST_P(ExpandedD1, PooledOutputsMatchTheReference) {
   const pooled_case c = GetParam();
   const auto p = at::make_problem(c.n, c.m, 1, 1, at::fresh_seed(), c.key_offset, 0);
@@ -127,8 +130,10 @@ TEST_P(ExpandedD1, PooledOutputsMatchTheReference) {
       for (std::size_t jj = 0; jj < tiles[t].keys.size(); ++jj) {
         const std::size_t j = t * kTile + jj;
         const float diff = p.q[i] - p.k[j];
-        const float w = row.ok ? ad::fast_exp2(ad::d1_expanded_exponent(row, tiles[t].keys[jj])) * f
-                               : ad::fast_exp2(ad::sub_rn(score(diff * diff), ref));
+        const float x = ad::d1_expanded_exponent(row, tiles[t].keys[jj]);
+        const float e =
+            jj % kEmulatedEvery == kEmulatedEvery - 1 ? ad::exp2_fma(x) : ad::fast_exp2(x);
+        const float w = row.ok ? e * f : ad::fast_exp2(ad::sub_rn(score(diff * diff), ref));
         sum += w;
         dot += static_cast<double>(w) * p.v[j];
       }

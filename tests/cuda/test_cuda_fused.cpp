@@ -107,12 +107,42 @@ std::vector<fused_case> split_cases() {
   return cases;
 }
 
+// The d = dv = 1 shapes that matter to the expanded score (ATTNPOOL_CUDA_D1_EXPANDED=1; with
+// it off they test the default kernel): the benchmark's data at h = 0.5 (every row expanded),
+// h = 0.35 (warps mixing both forms' tiles), keys 1e4 away at a bandwidth that expands them
+// and at one that does not, split-K, and a partial last tile.
+std::vector<fused_case> expanded_cases() {
+  return {{4097, 4097, 1, 1, 0.5, 0, 0.0f}, {4097, 4097, 1, 1, 0.35, 0, 0.0f},
+          {129, 4097, 1, 1, 1e6, 0, 1e4f},  {129, 4097, 1, 1, 100.0, 0, 1e4f},
+          {7, 20000, 1, 1, 0.5, 16, 0.0f},  {129, 300, 1, 1, 2.0, 1, 0.0f}};
+}
+
 INSTANTIATE_TEST_SUITE_P(sizes, fused_vs_reference, testing::ValuesIn(size_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(expanded, fused_vs_reference, testing::ValuesIn(expanded_cases()),
+                         case_name);
 INSTANTIATE_TEST_SUITE_P(dims, fused_vs_reference, testing::ValuesIn(dim_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(bandwidths, fused_vs_reference, testing::ValuesIn(bandwidth_cases()),
                          case_name);
 INSTANTIATE_TEST_SUITE_P(far_keys, fused_vs_reference, testing::ValuesIn(far_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(split_k, fused_vs_reference, testing::ValuesIn(split_cases()), case_name);
+
+// Sorted keys: every tile has its own centre and radius, so the expanded score's per-tile
+// constants (ATTNPOOL_CUDA_D1_EXPANDED=1) change from tile to tile and with the row's reference.
+TEST(fused_sorted_keys, per_tile_centres) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  for (double h : {0.1, 0.5, 2.0}) {
+    for (int splits : {1, 8}) {
+      problem p = make_problem(129, 4097, 1, 1, fresh_seed());
+      for (std::size_t j = 0; j < p.m; ++j)
+        p.k[j * (p.d + p.pad)] = static_cast<float>(j) / static_cast<float>(p.m);
+      SCOPED_TRACE(describe(p, h) + " splits=" + std::to_string(splits));
+      const pool_params params{h};
+      const reference::pooled ref = reference::pool(p.queries(), p.keys(), p.values(), params);
+      const std::vector<float> out = run_fused(p, params, splits, 1);
+      expect_matches_reference(p, params, out.data(), p.dv + 1, ref);
+    }
+  }
+}
 
 // Far keys at small bandwidths, made well conditioned by construction: keys on a grid 0.5
 // apart starting 1e4 away, so the nearest key's score beats the next by ~1e4 / h^2 natural

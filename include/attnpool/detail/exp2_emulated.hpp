@@ -2,7 +2,7 @@
 /// 2^x on the FMA pipe: FlashAttention-4's way past the MUFU.EX2 bound. An SM issues 16 MUFU
 /// operations per clock but 128 FFMAs, so once the rest of a pair costs few enough
 /// instructions, computing some of the exp2s with FFMAs instead of MUFU.EX2 lets both pipes
-/// work (the fused agent's fused_traits::kEmulatedExp2 says how many per chunk).
+/// work (fused_traits::kExpandedEmulatedExp2 says how many per chunk of the expanded d = 1 kernel).
 ///
 /// The method: range reduction x = n + f with n = round(x) and f in [-1/2, 1/2]; the Cody-Waite
 /// split that exp needs (x ln 2 = n ln 2 + f, ln 2 in two parts) is not needed here because x is
@@ -89,19 +89,23 @@ ATTNPOOL_HD float clamp_exp2_input(float x) {
 }
 
 /// 2^f for f in [-1/2, 1/2], by Horner: Degree FFMAs, the last one adding the exact 1.
+/// p f + c_I, then on down to c_0, the coefficients read as constants: a device function may
+/// not index the static array at run time, and the unrolled chain also lets loops over it
+/// vectorise on the host (GCC does not vectorise a loop nest with an inner loop left in it).
+template <int Degree, int I>
+ATTNPOOL_HD float exp2_horner(float p, float f) {
+  if constexpr (I < 0) {
+    return p;
+  } else {
+    constexpr float ci = exp2_minimax<Degree>::c[I];
+    return exp2_horner<Degree, I - 1>(fma_hd(p, f, ci), f);
+  }
+}
+
 template <int Degree>
 ATTNPOOL_HD float exp2_reduced(float f) {
-  using k = exp2_minimax<Degree>;
-  float p = k::c[Degree - 1];
-  // Unrolled on the host too, so that loops over it vectorise (GCC does not vectorise a loop
-  // nest with an inner loop left in it).
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#elif defined(__GNUC__)
-#pragma GCC unroll 8
-#endif
-  for (int i = Degree - 2; i >= 0; --i) p = fma_hd(p, f, k::c[i]);
-  return fma_hd(p, f, 1.0f);
+  constexpr float top = exp2_minimax<Degree>::c[Degree - 1];
+  return fma_hd(exp2_horner<Degree, Degree - 2>(top, f), f, 1.0f);
 }
 
 /// 2^x on the FMA pipe (no MUFU, no table, no branch). Relative error at most

@@ -75,7 +75,8 @@ ATTNPOOL_HD d1_expanded_key d1_expand_key(float k, float mu, double a) {
 }
 
 /// One query row against an expanded tile: slope = fl(2a q'), cq = a q'^2 (kept in double: the
-/// factor splits cq + ref exactly), ok = expanded_d1_ok for the tile's radius.
+/// factor splits cq + ref exactly), ok = expanded_d1_ok for the tile's radius. A row that fails
+/// gets slope 0: 2a q' need not fit a float there (and the conversion would be UB on the host).
 struct d1_expanded_row {
   float slope;
   double cq;
@@ -86,7 +87,8 @@ ATTNPOOL_HD d1_expanded_row d1_expand_row(float q, d1_centre c, double a) {
   const float qc = q - c.mu;
   const double qd = static_cast<double>(qc);
   const double q_dist = qd < 0.0 ? -qd : qd;
-  return {static_cast<float>(2.0 * a * qd), a * qd * qd, expanded_d1_ok(a, q_dist, c.rk)};
+  const bool ok = expanded_d1_ok(a, q_dist, c.rk);
+  return {ok ? static_cast<float>(2.0 * a * qd) : 0.0f, a * qd * qd, ok};
 }
 
 /// x_ij = s_ij + a q'^2 rounded: the pair's one FFMA.
@@ -98,11 +100,12 @@ ATTNPOOL_HD float d1_expanded_exponent(const d1_expanded_row& row, const d1_expa
 /// into its float rounding cf and the remainder r (exact in double), 2^-r = 1 - r ln2 to first
 /// order. +inf where -cf > 126 (ref = -inf before the first chunk, or a ref far below this
 /// tile's scores): the chunk's sum is then inf and the agent rebases it, as the direct form's inf
-/// weights do.
+/// weights do; 0 where -c < -126, as ex2.approx.ftz and exp2_poly give there.
 ATTNPOOL_HD float d1_expanded_factor(double cq, float ref) {
   const double c = cq + static_cast<double>(ref);
+  if (!(c >= -126.0)) return -kNegInf;
+  if (c > 126.0) return 0.0f;
   const auto cf = static_cast<float>(c);
-  if (!(cf >= -126.0f)) return -kNegInf;
   const auto r = static_cast<float>(c - static_cast<double>(cf));
   return fast_exp2(-cf) * fma_hd(-r, 0.6931471805599453f, 1.0f);
 }
