@@ -186,7 +186,7 @@ struct parametric_fit {
 /// \param y n x dv training targets
 /// Backends as pool_backward(): cpu, reference or cuda_fused (every pool() and pool_backward()
 /// of the run on the GPU; automatic = cuda_fused where a device exists and d <= 64, else cpu).
-/// 	hrows invalid_argument on a bad view or shape (checked before any memory is read), a bad
+/// \throws invalid_argument on a bad view or shape (checked before any memory is read), a bad
 ///         setting (learning_rate or tolerance <= 0 or not finite, initial_w of the wrong size,
 ///         not finite, or <= 0 for quasi_newton), non-finite data, weights that overflow float32
 ///         scores during book_sgd training, or backend::cuda_unfused; cuda_error on cuda_fused
@@ -226,7 +226,7 @@ std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const dou
 
 /// How select_bandwidth() searches.
 struct bandwidth_search {
-  /// Log-spaced bandwidths evaluated in the first, fused sweep (>= 3).
+  /// Log-spaced bandwidths evaluated in the first, fused sweep (3 to 2^24).
   std::size_t grid_size = 64;
   /// Grid ends. 0 = from the data: s * 1e-3 and s * 10, where s is the largest coordinate range
   /// of x (s = 1 when every x is equal: then every bandwidth gives the same error).
