@@ -465,8 +465,11 @@ void property_run(const attnpool::options& opts) {
               static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
   std::mt19937_64 rng(seed);
   const attnpool::options ref = attnpool::test::opts_for(backend::reference);
+  // About 0.1 s. Against an engine without the overflow guard, 60 draws found a non-finite
+  // output for 16 seeds in 20, and 200 for 20 in 20.
+  constexpr int kPoolTrials = 200, kLearnTrials = 24;
   int pooled = 0, learned = 0;
-  for (int trial = 0; trial < 60; ++trial) {
+  for (int trial = 0; trial < kPoolTrials; ++trial) {
     const random_call c(rng, false);
     const std::string what = c.what(seed, trial);
     SCOPED_TRACE(what);
@@ -506,11 +509,11 @@ void property_run(const attnpool::options& opts) {
     }
   }
   // The learning API (Gaussian, isotropic): the reference backend's answer is the oracle.
-  for (int trial = 0; trial < 12; ++trial) {
+  for (int trial = 0; trial < kLearnTrials; ++trial) {
     random_call c(rng, true);
     const std::size_t n = std::min<std::size_t>(c.m, 24);
     const const_view x{c.k.data(), n, c.d}, y{c.v.data(), n, c.dv};
-    const std::string what = c.what(seed, 100 + trial);
+    const std::string what = c.what(seed, kPoolTrials + trial);
     SCOPED_TRACE(what);
     const std::vector<double> hs = {c.params.bandwidth, c.params.bandwidth * 3};
     std::vector<double> want_cv, got_cv;
@@ -550,10 +553,11 @@ void property_run(const attnpool::options& opts) {
     const std::vector<double> dq_want(dq_ref.begin(), dq_ref.end());
     expect_finite_where(dq_want, dq_got.data(), dq_got.size(), "pool_backward dq " + what);
   }
-  std::printf("%d of 60 pooling calls and %d of 12 learning calls accepted\n", pooled, learned);
+  std::printf("%d of %d pooling calls and %d of %d learning calls accepted\n", pooled,
+              kPoolTrials, learned, kLearnTrials);
   // Most draws must reach the engines, or the property says nothing.
-  EXPECT_GE(pooled, 30);
-  EXPECT_GE(learned, 6);
+  EXPECT_GE(pooled, kPoolTrials / 2);
+  EXPECT_GE(learned, kLearnTrials / 2);
 }
 
 TEST(ReliabilityProperty, CpuNeverNonFiniteWhereTheAnswerIsFinite) {
