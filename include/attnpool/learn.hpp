@@ -55,12 +55,15 @@ struct pool_gradients {
 /// bitwise repeatable too.
 /// \param queries n x d, keys m x d, values m x dv: as for pool()
 /// \param dout    n x dv: dL/d(out)
-/// \param grads   where to write; any subset
+/// \param grads   where to write; any subset. No gradient may overlap an input or another
+///                gradient.
 /// \param params  bandwidth, kernel and mask, as for pool()
 /// \param opts    backend (cpu, reference, cuda_fused; automatic = cuda_fused where a device
 ///                exists and d <= kMaxGpuBackwardDims, else cpu), threads, check_finite
-/// \throws invalid_argument as pool() does, on a gradient view of the wrong shape, for
-///         backend::cuda_unfused, or for d > kMaxGpuBackwardDims on cuda_fused; cuda_error on
+/// Values and dout near float32's range are scaled by powers of two for the engine and the
+/// gradients scaled back (exact), so a gradient is finite wherever its value is a float32.
+/// \throws invalid_argument as pool() does, on a gradient view of the wrong shape or
+///         overlapping buffers, for backend::cuda_unfused, or for d > kMaxGpuBackwardDims on cuda_fused; cuda_error on
 ///         cuda_fused without a usable device (or in a build without CUDA).
 void pool_backward(const_view queries, const_view keys, const_view values, const_view dout,
                    const pool_gradients& grads, const pool_params& params = {},

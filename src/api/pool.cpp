@@ -110,7 +110,12 @@ std::vector<float> pool(std::span<const float> queries, std::span<const float> k
   ATTNPOOL_EXPECTS(values.size() % m == 0 && !values.empty(), fn, ": values.size() (",
                    values.size(), ") must be a positive multiple of the key count m (", m, ")");
   const std::size_t dv = values.size() / m;
-  std::vector<float> out(detail::checked_mul(fn, "n * dv", n, dv));
+  // Everything is checked before the result is allocated; the shape-only view is never read.
+  const float shape_only = 0.0f;
+  detail::check_pool_args(fn, const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
+                          const_view{values.data(), m, dv}, const_view{&shape_only, n, dv, dv},
+                          params, detail::mask_support::host);
+  std::vector<float> out(n * dv);
   pool(const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
        const_view{values.data(), m, dv}, mutable_view{out.data(), n, dv}, params, opts);
   return out;
@@ -131,7 +136,10 @@ std::vector<float> attention_weights(std::span<const float> queries, std::span<c
                    ": queries.size() and keys.size() must be multiples of d (", d, "), got ",
                    queries.size(), " and ", keys.size());
   const std::size_t n = queries.size() / d, m = keys.size() / d;
-  std::vector<float> w(detail::checked_mul(fn, "n * m", n, m));
+  const float shape_only = 0.0f;
+  detail::check_weights_args(fn, const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
+                             const_view{&shape_only, n, m, m}, params, detail::mask_support::host);
+  std::vector<float> w(n * m);
   attention_weights(const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
                     mutable_view{w.data(), n, m}, params, opts);
   return w;

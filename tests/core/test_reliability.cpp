@@ -144,7 +144,9 @@ TEST(Reliability, ManyLargeValuesAtWideBandwidthPoolFinite) {
   for (float& x : k) x = unit(rng);
   const auto out = attnpool::pool(q, k, v, attnpool::pool_params{100.0}, cpu());
   ASSERT_TRUE(std::isfinite(out[0])) << out[0];
-  EXPECT_NEAR(out[0], 1e34, 1e34 * 1e-5);
+  // Equal values: out is 1e34 up to the rounding of two sums of 1e5 weights (1.1e-5 relative in
+  // the sanitizer build, whose sums are not vectorised).
+  EXPECT_NEAR(out[0], 1e34, 1e34 * 1e-4);
 }
 
 TEST(Reliability, SinglePassTileSlackDoesNotOverflow) {
@@ -329,6 +331,7 @@ TEST(Reliability, OverlappingBuffersAreRefused) {
 #endif
 #endif
 
+#ifndef ATTNPOOL_TEST_ASAN
 // Address space now in use (bytes), from /proc/self/statm.
 std::size_t address_space_in_use() {
   unsigned long pages = 0;
@@ -360,6 +363,7 @@ std::size_t address_space_in_use() {
   }
   _exit(code);
 }
+#endif
 
 TEST(Reliability, ThreadsAreClampedToTheHardware) {
 #ifdef ATTNPOOL_TEST_ASAN
