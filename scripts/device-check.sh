@@ -4,8 +4,13 @@
 #   2. binaries: the ones staged here in .prebuilt (see below), else configure + build
 #      (Release, sm_90) the GPU tests and benchmarks there                 (<= 300 s)
 #   3. the GPU tests, every test_cuda_* binary, in parallel                 (<= 150 s)
-#   4. compute-sanitizer memcheck and racecheck on small test filters       (<= 2 x 60 s)
-#   5. bench_cuda (and the bench_cuda_* suites) on short filtered sets     (<= 120 s)
+#      and again the d = 1 ones with ATTNPOOL_CUDA_D1_EXPANDED=1 (the expanded d = 1 score,
+#      off by default until this passes)                                    (<= 120 s)
+#   4. compute-sanitizer memcheck and racecheck on small test filters, the
+#      d = 1 ones with the expanded score too                               (<= 2 x 60 s)
+#   5. bench_cuda (and the bench_cuda_* suites) on short filtered sets, the
+#      n = m = 2^20 d = 1 headline again with the expanded score, and the SM
+#      clock sampled meanwhile                                              (<= 150 s)
 #   6. bench/peers/peers.py with what time is left                          (<= 60 s)
 # Every log goes under $OUT when set (else ./device-check-out): 8 files at most.
 #
@@ -167,6 +172,35 @@ for pt in "${pids[@]}"; do
   fi
 done
 
+# The expanded d = 1 score (kernels/fused, ATTNPOOL_CUDA_D1_EXPANDED=1): the suites with d = dv = 1
+# Gaussian forwards run again with it on. $SKIP "expanded" leaves this and its sanitizer and
+# benchmark runs out.
+expanded_tests=(test_cuda_fused test_cuda_api test_cuda_batched)
+if ! [[ " ${SKIP:-} " == *" expanded "* ]]; then
+  pids=()
+  for t in "${expanded_tests[@]}"; do
+    [[ -x $bindir/$t ]] || continue
+    ATTNPOOL_CUDA_D1_EXPANDED=1 timeout "$(cap 120)" "$bindir/$t" --gtest_brief=1 \
+      >"$scratch/$t.expanded.log" 2>&1 &
+    pids+=("$!:$t")
+  done
+  for pt in "${pids[@]}"; do
+    pid=${pt%%:*} t=${pt#*:}
+    rc=0
+    wait "$pid" || rc=$?
+    {
+      echo "==== $t, ATTNPOOL_CUDA_D1_EXPANDED=1 (exit $rc)"
+      cat "$scratch/$t.expanded.log"
+    } >>"$tlog"
+    line="$(grep -E '^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test' "$scratch/$t.expanded.log" | tr '\n' ' ')"
+    if ((rc == 0)); then note "$t (expanded d = 1): ok $line"; else
+      status=1
+      note "$t (expanded d = 1): FAILED (exit $rc) $line"
+      grep -E '^\[  FAILED  \] ' "$scratch/$t.expanded.log" | head -20 | tee -a "$summary" || true
+    fi
+  done
+fi
+
 # ---- 4. compute-sanitizer ------------------------------------------------------------------------
 # Small cases that still cover partial tiles, split-K + merge, the generic path, pads, the
 # unfused row softmax (CUB block reductions, in-place row updates) and the other kernels; plus
@@ -175,6 +209,10 @@ fused_filter='sizes/*n129_m129_d3_*:dims/*n129_m300_d5_dv3_*:dims/*n129_m300_d65
 unfused_filter='unfused_weights.*:cases/unfused_vs_reference.pool_matches_reference/4'
 san_runs=("test_cuda_fused:$fused_filter" "test_cuda_unfused:$unfused_filter"
   "test_cuda_kernels:cuda_kernels.empty_support_nan_rows:cuda_kernels.anisotropic_bandwidth")
+# "expanded+binary:filter" runs with ATTNPOOL_CUDA_D1_EXPANDED=1: full and partial tiles, a
+# partial chunk, split-K with 33 splits, and a bandwidth where the direct form takes over.
+expanded_filter='sizes/*n129_m129_d1_*:dims/*n129_m300_d1_dv1_*:split_k/*n129_m4097_d1_dv1_*_s33_*:bandwidths/*d1_dv1_h0.001*'
+[[ " ${SKIP:-} " == *" expanded "* ]] || san_runs+=("expanded+test_cuda_fused:$expanded_filter")
 set -f  # the filters' * are gtest's, not the shell's
 for extra in ${SANITIZE_EXTRA:-}; do san_runs+=("$extra"); done
 set +f
@@ -185,10 +223,13 @@ for tool in memcheck racecheck; do
   if command -v compute-sanitizer >/dev/null; then
     ok=1
     for run in "${san_runs[@]}"; do
+      expanded=0
+      [[ $run == expanded+* ]] && expanded=1 run=${run#expanded+}
       bin=${run%%:*} filter=${run#*:}
       [[ -x $bindir/$bin ]] || continue
-      echo "==== $bin --gtest_filter=$filter" >>"$log"
-      timeout "$(cap "${SAN_CAP:-60}")" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+      echo "==== $bin --gtest_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded)" >>"$log"
+      ATTNPOOL_CUDA_D1_EXPANDED=$expanded timeout "$(cap "${SAN_CAP:-60}")" \
+        compute-sanitizer --tool "$tool" --error-exitcode 9 \
         "$bindir/$bin" --gtest_brief=1 --gtest_filter="$filter" >"$scratch/san.log" 2>&1 || ok=0
       cat "$scratch/san.log" >>"$log"
       # A filter that selects nothing would be "clean" without checking anything.
@@ -219,20 +260,45 @@ blog=$out/06-bench.log
 declare -A suite_filter=()
 IFS=';' read -ra pairs <<<"${BENCH_FILTERS:-}"
 for kv in "${pairs[@]}"; do [[ $kv == *=* ]] && suite_filter[${kv%%=*}]=${kv#*=}; done
+# The SM clock under load, sampled every 0.5 s while the benchmarks run: the bound the bench
+# prints is at the maximum clock; the percentage at the measured clock is computed below.
+clocks=$scratch/clocks.csv
+nvidia-smi --query-gpu=clocks.sm,clocks.max.sm --format=csv,noheader,nounits -lms 500 \
+  >"$clocks" 2>/dev/null &
+clock_pid=$!
+runs=()
 for b in "${benches[@]}"; do
+  runs+=("$b")
+  # The headline again with the expanded d = 1 score, right after the default run.
+  [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" expanded "* ]] && runs+=("expanded+$b")
+done
+for run in "${runs[@]}"; do
+  expanded=0
+  [[ $run == expanded+* ]] && expanded=1
+  b=${run#expanded+}
   [[ -x $bindir/$b ]] || continue
   filter=${suite_filter[$b]:-.}
   [[ $b == bench_cuda ]] && filter=$bench_filter
-  echo "==== $b --benchmark_filter=$filter" >>"$blog"
-  if timeout "$(cap 120)" "$bindir/$b" --benchmark_filter="$filter" --benchmark_min_time=0.05 \
+  ((expanded)) && filter=${EXPANDED_BENCH_FILTER:-'^fused/n:1048576/m:1048576/d:1/dv:1/'}
+  echo "==== $b --benchmark_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded)" >>"$blog"
+  if ATTNPOOL_CUDA_D1_EXPANDED=$expanded timeout "$(cap 120)" "$bindir/$b" \
+    --benchmark_filter="$filter" --benchmark_min_time=0.05 \
     --benchmark_counters_tabular=true >>"$blog" 2>&1; then
-    note "$b ok"
+    note "$b ok$( ((expanded)) && echo ' (expanded d = 1)')"
   else
     status=1
-    note "$b FAILED or timed out"
+    note "$b FAILED or timed out$( ((expanded)) && echo ' (expanded d = 1)')"
   fi
 done
-grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 " "$blog" | tee -a "$summary" || true
+kill "$clock_pid" 2>/dev/null || true
+grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 |^==== bench_cuda " "$blog" | tee -a "$summary" || true
+# Median sampled SM clock (MHz) and the maximum: the exp2 bound scales with the clock.
+if [[ -s $clocks ]]; then
+  med=$(cut -d, -f1 "$clocks" | sort -n | awk '{c[NR] = $1} END {print c[int((NR + 1) / 2)]}')
+  max=$(tail -1 "$clocks" | cut -d, -f2 | tr -d ' ')
+  note "SM clock under load: median $med MHz of max $max MHz over $(wc -l <"$clocks") samples;" \
+    "% of the exp2 bound at that clock = the bench's exp2_% x $max / $med"
+fi
 
 # statsmodels' leave-one-out bandwidth selection on this machine's CPU, n = 1000: the learning benchmarks compare
 # it with bench_cuda_cv's select_bandwidth at the same n.

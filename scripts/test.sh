@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what is missing, builds everything with warnings
 # as errors (the CUDA target too where nvcc exists, for one architecture: sm_90), runs every
-# test, then runs the host tests again under AddressSanitizer + UBSan.
+# test, then runs the host tests again under AddressSanitizer + UBSan, then fuzzes the readers.
 # GPU tests skip with "no CUDA device" where there is no GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,4 +31,7 @@ cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTNPOOL_CUDA=OFF -
 cmake --build build/asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/asan --output-on-failure -j"$jobs" --timeout 900 -LE install
+
+# Coverage-guided fuzzing of the CLI's readers under ASan + UBSan, 20 s a target (clang only).
+bash scripts/fuzz.sh 20
 echo "attnpool: all tests passed"

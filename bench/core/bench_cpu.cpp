@@ -4,6 +4,8 @@
 //   naive       a plain scalar two-pass loop with std::exp in float: what a user writes first
 //   exp2_bound  the machine's vectorised exp2 throughput: exp2_poly over an L1-resident array,
 //               the bound the CPU engine's pairs/s per core is measured against
+//   exp2_bound_poly5  the same with exp2_poly5, the degree-5 exp2 of the engine's d = 1 tiles
+//               (a higher bound: report the engine against both)
 //   exp2_sum_dot  diagnostic: the d = 1 inner loop shape (score, exp2, sum, dot) on L1 data
 //
 // Counters: pairs/s (n * m per second), bytes/s (the key and value bytes streamed through the
@@ -209,11 +211,15 @@ std::vector<float> exp_inputs(std::size_t len) {
   return x;
 }
 
-void bm_exp2_bound(benchmark::State& state) {
+void bm_exp2_bound(benchmark::State& state, bool poly5) {
   const std::vector<float> x = exp_inputs(kExpLen);
   std::vector<float> y(kExpLen);
   for (auto _ : state) {
-    exp2_array(x.data(), y.data(), kExpLen);
+    if (poly5) {
+      attnpool_bench::exp2_poly5_array(x.data(), y.data(), kExpLen);
+    } else {
+      exp2_array(x.data(), y.data(), kExpLen);
+    }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -298,8 +304,9 @@ void register_all() {
       ->Args({16384, 1, 0, 1})
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  // Direct against dot form, d = 3, 16, 64 (bandwidths at which every row takes the dot form).
-  for (const auto& [d, h] : {std::pair<std::int64_t, std::int64_t>{3, 4}, {16, 12}, {64, 40}}) {
+  // Direct against dot form, d = 1, 3, 16, 64 (bandwidths at which every row takes the dot form).
+  for (const auto& [d, h] :
+       {std::pair<std::int64_t, std::int64_t>{1, 3}, {3, 4}, {16, 12}, {64, 40}}) {
     for (const std::int64_t dot : {0, 1}) {
       const std::string name = std::string(dot != 0 ? "cpu_dot_form" : "cpu_direct_form") +
                                "_1thread/n=m:16384/d:" + std::to_string(d) +
@@ -310,11 +317,15 @@ void register_all() {
           ->UseRealTime();
     }
   }
-  benchmark::RegisterBenchmark("exp2_bound", bm_exp2_bound)
+  benchmark::RegisterBenchmark("exp2_bound", bm_exp2_bound, false)
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime()
       ->Threads(1)
       ->Threads(static_cast<int>(hardware_threads()));
+  benchmark::RegisterBenchmark("exp2_bound_poly5", bm_exp2_bound, true)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime()
+      ->Threads(1);
   benchmark::RegisterBenchmark("exp2_sum_dot_d1_inner_loop", bm_exp2_sum_dot)
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime()

@@ -32,6 +32,12 @@ void exp2_array(const float* x, float* y, std::size_t len) {
 }
 
 BENCH_MULTIVERSION
+void exp2_poly5_array(const float* x, float* y, std::size_t len) {
+#pragma omp simd
+  for (std::size_t j = 0; j < len; ++j) y[j] = attnpool::detail::exp2_poly5(x[j]);
+}
+
+BENCH_MULTIVERSION
 sum_dot exp2_sum_dot_array(float qx, const float* k, const float* v, std::size_t len,
                            float neg_scale, float ref) {
   float sum = 0.0f, dot = 0.0f;

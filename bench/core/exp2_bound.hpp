@@ -8,6 +8,8 @@ namespace attnpool_bench {
 
 /// y[j] = exp2_poly(x[j]) for j < len.
 void exp2_array(const float* x, float* y, std::size_t len);
+/// y[j] = exp2_poly5(x[j]) for j < len.
+void exp2_poly5_array(const float* x, float* y, std::size_t len);
 
 struct sum_dot {
   float sum, dot;

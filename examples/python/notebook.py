@@ -44,21 +44,30 @@ def main(argv=None):
     assert np.allclose(w.sum(axis=1), 1, atol=1e-5) and np.allclose(w @ y_train, y_nw, atol=1e-4)
     print(f"nadaraya-watson, h = 1: mse {mse(y_nw):.4f}, weights {w.shape[0]} x {w.shape[1]}")
 
-    # The parametric pooling: w learned by gradient descent on the leave-one-out error.
-    fit = attnpool.train_parametric(x_train, y_train, epochs=5, learning_rate=0.5,
-                                    seed=args.seed, backend=args.backend)
-    for epoch, loss in enumerate(fit.loss, 1):
+    # The parametric pooling as the book trains it: 5 epochs of gradient descent at lr 0.5 on the
+    # summed leave-one-out loss (its first step overshoots to a tiny h; see train_parametric).
+    book = attnpool.train_parametric(x_train, y_train, method="book_sgd", max_epochs=5,
+                                     learning_rate=0.5, seed=args.seed, backend=args.backend)
+    for epoch, loss in enumerate(book.loss, 1):
         print(f"epoch {epoch}, loss {loss:.6f}")
+    h_book = 1.0 / abs(book.w[0])
+    y_book = attnpool.pool(x_test, x_train, y_train, h_book, backend=args.backend)
+    print(f"parametric, book's run: w {book.w[0]:.4f} (h = {h_book:.4f}), mse {mse(y_book):.4f}")
+
+    # The same model trained to the leave-one-out minimum (the default: quasi-Newton on ln w).
+    fit = attnpool.train_parametric(x_train, y_train, seed=args.seed, backend=args.backend)
     h_learned = 1.0 / abs(fit.w[0])
     y_par = attnpool.pool(x_test, x_train, y_train, h_learned, backend=args.backend)
-    print(f"parametric pooling:     w {fit.w[0]:.4f} (h = {h_learned:.4f}), mse {mse(y_par):.4f}")
+    print(f"parametric, trained:    w {fit.w[0]:.4f} (h = {h_learned:.4f}, {fit.stop} after "
+          f"{fit.evaluations} evaluations), mse {mse(y_par):.4f}")
 
     # The bandwidth chosen by leave-one-out cross-validation.
     sel = attnpool.select_bandwidth(x_train, y_train, backend=args.backend)
     y_cv = attnpool.pool(x_test, x_train, y_train, sel.bandwidth, backend=args.backend)
     print(f"cross-validated h:      {sel.bandwidth:.4f} (cv {sel.cv_error:.4f}, "
           f"{sel.evaluations} evaluations), mse {mse(y_cv):.4f}")
-    return dict(average=mse(y_avg), nw=mse(y_nw), parametric=mse(y_par), cv=mse(y_cv))
+    return dict(average=mse(y_avg), nw=mse(y_nw), book=mse(y_book), parametric=mse(y_par),
+                cv=mse(y_cv), h_trained=h_learned, h_cv=sel.bandwidth)
 
 
 if __name__ == "__main__":

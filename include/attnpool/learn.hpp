@@ -240,9 +240,11 @@ struct bandwidth_search {
   /// The refinement stops once the bracket is this narrow in ln h (> 0).
   double log_tolerance = 1e-3;
   /// One bandwidth per input dimension (statsmodels' and R np's cv_ls for continuous data):
-  /// after the isotropic search, minimise the same leave-one-out error over ln h_c from the best
-  /// isotropic h, by the quasi-Newton method of train_parametric (gradients from the backward
-  /// pass, so it scales with d). Each h_c stays in [h_min, h_max], whose defaults are then per
+  /// after the isotropic search, minimise the same leave-one-out error over ln h_c by the
+  /// quasi-Newton method of train_parametric (gradients from the backward pass, so it scales with
+  /// d), from two starts, keeping the lower: the best isotropic h, and h_c proportional to each
+  /// column's range at the best common scale (which finds the narrow columns' scale where the
+  /// columns' ranges differ widely). Each h_c stays in [h_min, h_max], whose defaults are then per
   /// dimension: 1e-3 and 10 times that column's range (the largest range where a column is
   /// constant). An h_c at its upper end means the dimension hardly matters.
   bool per_dimension = false;

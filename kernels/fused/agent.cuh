@@ -9,6 +9,7 @@
 // conflicts), and the maths per pair is the shared code of <attnpool/detail/online_softmax.hpp>.
 #pragma once
 
+#include <attnpool/detail/expanded_score.hpp>
 #include <attnpool/detail/fast_math.hpp>
 #include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/detail/scores.hpp>
@@ -36,7 +37,9 @@ __device__ Score score_from_args(const fused_args& a, const generic_score_args* 
 
 /// Traits defaults to fused_traits<D, DV>; bench/cuda/bench_fused_tuning.cu instantiates the
 /// agent with variants of it to measure the constants (any type with fused_traits' members).
-template <int D, int DV, class Score, class Traits = fused_traits<D, DV>>
+/// Expanded: the d = 1 expanded score (detail/expanded_score.hpp) on tiles where its bound
+/// holds; only for the Gaussian lazy d = dv = 1 configuration (fused_d1_expanded()).
+template <int D, int DV, class Score, class Traits = fused_traits<D, DV>, bool Expanded = false>
 struct fused_agent {
   using traits = Traits;
   /// The generic-score path: may see -inf scores (compact supports) and weighted distances.
@@ -47,6 +50,9 @@ struct fused_agent {
   static constexpr int kC = traits::kChunk;
   static constexpr int kTile = traits::kTileKeys;
   static constexpr int kQRegs = traits::kGeneric ? 1 : D;  // a zero-length array is not C++
+  static_assert(!Expanded || (D == 1 && !kGenericScore && traits::kLazyRescale),
+                "the expanded score is the Gaussian lazy d = 1 path's");
+  static constexpr int kWarps = traits::kThreads / 32;
 
   /// Shared memory of one block: one tile of keys (zero-padded to D coordinates) and values
   /// (zero-padded to the DV-column window). Rows beyond the tile's valid keys are zero too, so
@@ -55,6 +61,13 @@ struct fused_agent {
     alignas(16) float keys[traits::kGeneric ? 1 : traits::kKeyFloats];
     alignas(16) float values[traits::kValueFloats];
   };
+  /// The expanded path's tile on top: {k'_j, kb_j} interleaved (one LDS.128 reads two keys) and
+  /// each warp's {min, max} of the tile's valid keys, for the tile's centre.
+  struct expanded_storage : shared_storage {
+    alignas(16) float kx[2 * kTile];
+    float extremes[2 * kWarps];
+  };
+  using storage_t = std::conditional_t<Expanded, expanded_storage, shared_storage>;
 
   shared_storage& smem;
   const fused_args& a;
@@ -79,6 +92,11 @@ struct fused_agent {
   std::size_t skip_key[kGenericScore ? kR : 1];
   detail::online_softmax softmax[kR];
   float acc[kR][DV];
+  // Expanded path: this tile's row constants, each row's factor 2^-(a q'^2 + ref) (refreshed
+  // when ref moves), and whether the whole warp takes the expanded form on this tile.
+  detail::d1_expanded_row xrow[Expanded ? kR : 1];
+  float xfactor[Expanded ? kR : 1];
+  bool tile_expanded = false;
 
   __device__ fused_agent(shared_storage& s, const fused_args& args,
                          const generic_score_args* generic = nullptr)
@@ -130,7 +148,12 @@ struct fused_agent {
     for (std::size_t tile0 = key_begin; tile0 < key_end; tile0 += kTile) {
       const int valid = static_cast<int>(min(static_cast<std::size_t>(kTile), key_end - tile0));
       load_tile(tile0, valid);
+      if constexpr (Expanded) tile_extremes(valid);
       __syncthreads();  // the tile is complete before anyone reads it
+      if constexpr (Expanded) {
+        prepare_expanded(valid);
+        __syncthreads();  // the expanded keys are complete before anyone reads them
+      }
       if (!warp_live) {
         // nothing to compute
       } else if (valid == kTile) {
@@ -185,6 +208,88 @@ struct fused_agent {
                            ? __ldg(a.v + (tile0 + static_cast<std::size_t>(j)) * a.ldv + col0 + c)
                            : 0.0f;
     }
+  }
+
+  __device__ expanded_storage& xs() const {
+    return static_cast<expanded_storage&>(smem);
+  }
+
+  // Each warp's {min, max} over the tile's valid keys (the thread's own loads: d = 1, so key e
+  // is smem.keys[e]); lane 0 stores them for prepare_expanded after the tile's barrier.
+  __device__ void tile_extremes(int valid) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int e = static_cast<int>(threadIdx.x); e < valid; e += traits::kThreads) {
+      lo = fminf(lo, smem.keys[e]);
+      hi = fmaxf(hi, smem.keys[e]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+      hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+    }
+    if ((threadIdx.x & 31u) == 0) {
+      xs().extremes[2 * (threadIdx.x / 32)] = lo;
+      xs().extremes[2 * (threadIdx.x / 32) + 1] = hi;
+    }
+  }
+
+  // The tile's centre (midrange of its keys), its expanded keys, and each row's constants; the
+  // warp takes the expanded form only where every one of its rows meets the bound, so the
+  // branch stays warp-uniform. a is the float score constant's magnitude: the same rounded a
+  // as the direct form's.
+  __device__ void prepare_expanded(int valid) {
+    float lo = INFINITY, hi = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      lo = fminf(lo, xs().extremes[2 * w]);
+      hi = fmaxf(hi, xs().extremes[2 * w + 1]);
+    }
+    const detail::d1_centre c = detail::d1_centre_of(lo, hi);
+    const double scale = -static_cast<double>(a.score_constant);
+    for (int e = static_cast<int>(threadIdx.x); e < kTile; e += traits::kThreads) {
+      const detail::d1_expanded_key key = e < valid
+                                              ? detail::d1_expand_key(smem.keys[e], c.mu, scale)
+                                              : detail::d1_expanded_key{0.0f, 0.0f};
+      xs().kx[2 * e] = key.kc;
+      xs().kx[2 * e + 1] = key.kb;
+    }
+    bool ok = true;
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+      xrow[r] = detail::d1_expand_row(q[r][0], c, scale);
+      ok = ok && (xrow[r].ok || !row_valid(r));  // rows past n (q = 0) never veto
+      xfactor[r] = detail::d1_expanded_factor(xrow[r].cq, softmax[r].max);
+    }
+    tile_expanded = __all_sync(0xffffffffu, ok);
+  }
+
+  // The expanded form's lazy weights of row r: 2^x_j summed, then scaled by the row's factor
+  // once; a chunk past kLazyLimit (or the first, whose factor is inf) is rebased exactly as
+  // lazy_weights does, on distances of the direct form, and the factor follows the new ref.
+  template <bool kFull>
+  __device__ detail::rescale expanded_weights(int r, float (&p)[kC], std::size_t tile0, int j0,
+                                              int valid) {
+    const float* kx = xs().kx + 2 * j0;
+    float csum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kC; ++j) {
+      const float w = detail::fast_exp2(
+          detail::d1_expanded_exponent(xrow[r], detail::d1_expanded_key{kx[2 * j], kx[2 * j + 1]}));
+      p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
+      csum += p[j];
+    }
+    const float f = xfactor[r];
+    const float sum = csum * f;
+    if (sum <= kLazyLimit) {  // false for inf and NaN too
+      softmax[r].sum += sum;
+      return {1.0f, f};
+    }
+#pragma unroll
+    for (int j = 0; j < kC; ++j)
+      p[j] = (kFull || j0 + j < valid) ? distance(r, tile0, j0 + j) : 0.0f;
+    const detail::rescale rs = rebase_weights<kFull>(r, p, j0, valid);
+    xfactor[r] = detail::d1_expanded_factor(xrow[r].cq, softmax[r].max);
+    return rs;
   }
 
   template <bool kFull>
@@ -303,6 +408,15 @@ struct fused_agent {
   template <bool kFull>
   __device__ void chunk(std::size_t tile0, int j0, int valid) {
     float p[kR][kC];  // squared distances, then weights
+    if constexpr (Expanded) {
+      if (tile_expanded) {
+        detail::rescale rs[kR];
+#pragma unroll
+        for (int r = 0; r < kR; ++r) rs[r] = expanded_weights<kFull>(r, p[r], tile0, j0, valid);
+        accumulate(p, rs, j0);
+        return;
+      }
+    }
 #pragma unroll
     for (int j = 0; j < kC; ++j) {
       if constexpr (traits::kGeneric) {
@@ -341,7 +455,11 @@ struct fused_agent {
         rs[r] = lazy_weights<kFull>(r, p[r], tile0, j0, valid);
       }
     }
+    accumulate(p, rs, j0);
+  }
 
+  // Folds a chunk's weights p (dead keys 0) and its rescale factors into the accumulators.
+  __device__ void accumulate(float (&p)[kR][kC], const detail::rescale (&rs)[kR], int j0) {
     if constexpr (traits::kChunkAccumulators) {
       // Narrow windows: sum p . v for the chunk in registers, then fold it in with one FMA per
       // column, acc = acc * self + other * chunk. This keeps the per-pair work at one FMA
@@ -434,6 +552,16 @@ __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
   agent.run();
 }
 
+/// The Gaussian fast path with the expanded d = 1 score (fused_d1_expanded), d = dv = 1 only.
+template <int D, int DV>
+__global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
+    fused_pool_expanded_kernel(const fused_args args) {
+  using agent_t = fused_agent<D, DV, detail::gaussian_log2_score, fused_traits<D, DV>, true>;
+  __shared__ typename agent_t::storage_t smem;
+  agent_t agent(smem, args);
+  agent.run();
+}
+
 template <int DV>
 __global__ void __launch_bounds__(fused_traits<0, DV>::kThreads)
     fused_pool_generic_kernel(const fused_args args, const generic_score_args generic) {
@@ -448,6 +576,13 @@ void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_
   using traits = fused_traits<D, DV>;
   const dim3 grid(plan.grid_x, plan.grid_y, static_cast<unsigned>(plan.splits));
   if constexpr (std::is_same_v<Score, detail::gaussian_log2_score>) {
+    if constexpr (D == 1 && traits::kLazyRescale) {
+      if (fused_d1_expanded()) {
+        fused_pool_expanded_kernel<D, DV><<<grid, traits::kThreads, 0, stream>>>(args);
+        ATTNPOOL_CHECK_LAUNCH("fused_pool_expanded_kernel");
+        return;
+      }
+    }
     fused_pool_kernel<D, DV><<<grid, traits::kThreads, 0, stream>>>(args);
     ATTNPOOL_CHECK_LAUNCH("fused_pool_kernel");
   } else {

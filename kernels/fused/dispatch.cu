@@ -12,7 +12,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
+#include <string_view>
 
 namespace attnpool::kernels {
 namespace {
@@ -75,6 +77,14 @@ void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stre
 }
 
 }  // namespace
+
+bool fused_d1_expanded() {
+  static const bool on = [] {
+    const char* env = std::getenv("ATTNPOOL_CUDA_D1_EXPANDED");
+    return env != nullptr && std::string_view(env) == "1";
+  }();
+  return on;
+}
 
 fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t dv, int sm_count,
                       int forced_splits, bool generic_score) {

@@ -27,6 +27,12 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
                           const generic_score_args* generic, const mutable_partials& dst);
 
+/// Whether the d = dv = 1 Gaussian launch takes the expanded score (detail/expanded_score.hpp)
+/// where its bound holds: ATTNPOOL_CUDA_D1_EXPANDED=1, read once. Off by default until a GPU
+/// run has passed the GPU tests and compute-sanitizer with it. (Not a fused_args field: any
+/// change to the parameter block changes the code of every configuration.)
+bool fused_d1_expanded();
+
 /// One compiled configuration's launch (defined in kernels/fused/agent.cuh, instantiated per D).
 /// Score is the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the
 /// run-time-switched detail::generic_log2_score (every kernel, anisotropic distances) only for the

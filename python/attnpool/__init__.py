@@ -272,37 +272,51 @@ def loo_cv_error(x, y, bandwidths, *, backend="automatic", threads=0, check_fini
 class BandwidthSelection(NamedTuple):
     """What select_bandwidth returns."""
 
-    bandwidth: float        #: the chosen h (finite, > 0)
-    cv_error: float         #: loo_cv_error at `bandwidth`
+    bandwidth: float        #: the best isotropic h (finite, > 0)
+    cv_error: float         #: loo_cv_error at `bandwidths`
     grid: np.ndarray        #: the grid bandwidths, ascending
     cv: np.ndarray          #: loo_cv_error at each grid bandwidth (the CV curve)
-    evaluations: int        #: bandwidths evaluated: grid + refinement steps
+    evaluations: int        #: bandwidths evaluated: grid + refinement (+ per-dimension search)
     at_boundary: bool       #: the best grid point was an end of the grid
+    bandwidths: np.ndarray  #: one h per input dimension (d copies of `bandwidth` unless per_dimension)
+    isotropic_cv_error: float  #: loo_cv_error at `bandwidth`
+    per_dimension_stop: str    #: "converged", "no_progress" or "max_epochs"
 
 
 def select_bandwidth(x, y, *, grid_size=64, h_min=0.0, h_max=0.0, refine=True,
-                     log_tolerance=1e-3, backend="automatic", threads=0, check_finite=True):
+                     log_tolerance=1e-3, per_dimension=False, max_iterations=100,
+                     backend="automatic", threads=0, check_finite=True):
     """The bandwidth that minimises the leave-one-out squared error (statsmodels' cv_ls).
 
-    A log-spaced grid in one fused sweep, then golden-section refinement on ln h.
+    A log-spaced grid in one fused sweep, then golden-section refinement on ln h. With
+    per_dimension, one h per input dimension (statsmodels' and R np's default for continuous
+    data): quasi-Newton on ln h_c from the best isotropic h, with gradients from the fused
+    backward pass. Every h returned is finite and > 0.
 
     Parameters
     ----------
     x : array_like, shape (n, d) or (n,), n >= 2
+        float64 data is centred on its mean (in float64) before the float32 engine sees it.
     y : array_like, shape (n, dv) or (n,)
     grid_size : int
         Grid points, >= 3.
     h_min, h_max : float
-        Grid ends; 0 means from the data (1e-3 and 10 times the largest coordinate range).
+        Grid ends; 0 means from the data (1e-3 and 10 times the largest coordinate range; per
+        dimension, that column's range).
     refine : bool
         Golden-section refinement around the best grid point.
     log_tolerance : float
         Refinement stops once the bracket is this narrow in ln h.
+    per_dimension : bool
+        One bandwidth per input dimension (d > 1).
+    max_iterations : int
+        per_dimension: at most this many quasi-Newton iterations.
 
     Returns
     -------
     BandwidthSelection
-        (bandwidth, cv_error, grid, cv, evaluations, at_boundary).
+        (bandwidth, cv_error, grid, cv, evaluations, at_boundary, bandwidths,
+        isotropic_cv_error, per_dimension_stop).
 
     Examples
     --------
@@ -310,61 +324,83 @@ def select_bandwidth(x, y, *, grid_size=64, h_min=0.0, h_max=0.0, refine=True,
     >>> x = np.linspace(0, 5, 50); y = np.sin(x)
     >>> attnpool.select_bandwidth(x, y).bandwidth > 0
     True
+    >>> x2 = np.column_stack([x, 100 * np.cos(x)])
+    >>> attnpool.select_bandwidth(x2, y, per_dimension=True).bandwidths.shape
+    (2,)
     """
     xs, ys = _a.centred(x, "x"), _a.matrix(y, "y")
-    h, cv_err, grid, cv, evals, boundary = _core.select_bandwidth(
-        xs, ys, int(grid_size), float(h_min), float(h_max), bool(refine), float(log_tolerance),
-        backend, int(threads), bool(check_finite))
+    iterations = _a.positive_int(max_iterations, "max_iterations")
+    (h, cv_err, grid, cv, evals, boundary, hs, iso_err,
+     stop) = _core.select_bandwidth(xs, ys, int(grid_size), float(h_min), float(h_max),
+                                    bool(refine), float(log_tolerance), bool(per_dimension),
+                                    iterations, backend, int(threads), bool(check_finite))
     return BandwidthSelection(h, cv_err, np.asarray(grid, np.float64), np.asarray(cv, np.float64),
-                              evals, boundary)
+                              evals, boundary, np.asarray(hs, np.float64), iso_err, stop)
 
 
 class ParametricFit(NamedTuple):
     """What train_parametric returns."""
 
     w: np.ndarray         #: the trained weights: 1, or d with per_dimension (h = 1 / |w|)
-    loss: np.ndarray      #: per epoch, the loss before that epoch's step
+    loss: np.ndarray      #: per iteration, the loss at its start
     final_loss: float     #: the loss at the returned w
+    gradient: np.ndarray  #: dL/dw at the returned w
+    stop: str             #: why it stopped: "converged", "no_progress" or "max_epochs"
+    evaluations: int      #: loss evaluations (pool calls, plus each scale scan's bandwidths)
 
 
-def train_parametric(x, y, *, learning_rate=0.5, epochs=5, per_dimension=False, seed=0,
-                     initial_w=None, backend="automatic", threads=0, check_finite=True):
-    """The book's parametric attention pooling, trained by full-batch gradient descent.
-
-    score = -((q - k) * w)^2 / 2 with learned w, on the leave-one-out squared error.
+def train_parametric(x, y, *, method="quasi_newton", max_epochs=None, tolerance=1e-4,
+                     learning_rate=0.5, per_dimension=False, seed=0, initial_w=None,
+                     backend="automatic", threads=0, check_finite=True):
+    """The book's parametric attention pooling, score = -((q - k) * w)^2 / 2 with learned w,
+    trained on the leave-one-out squared error.
 
     Parameters
     ----------
     x : array_like, shape (n, d) or (n,), n >= 2
     y : array_like, shape (n, dv) or (n,)
+    method : {"quasi_newton", "book_sgd"}
+        "quasi_newton" (the default) minimises the *mean* leave-one-out loss over ln w (BFGS,
+        a line search and a scale scan) and stops on `tolerance`: it reaches
+        select_bandwidth's minimum (h = 1 / w). "book_sgd" is the book's run: plain gradient
+        descent on the *summed* loss, `learning_rate`, exactly `max_epochs` steps; on the
+        book's data its first step jumps to h ~ 1e-3 and stays there.
+    max_epochs : int, optional
+        Iterations at most (quasi_newton, default 100) or exactly (book_sgd, default 5).
+    tolerance : float
+        quasi_newton: stop when max |dL/d ln w| <= tolerance * L.
     learning_rate : float
-    epochs : int
+        book_sgd: the step size.
     per_dimension : bool
         One weight per input dimension.
     seed : int
-        Seeds the initial weights (uniform in [0, 1)).
+        Seeds the initial weights.
     initial_w : array_like of float, optional
-        Starting weights: 1 value, or d with per_dimension.
+        Starting weights: 1 value, or d with per_dimension (> 0 for quasi_newton).
 
     Returns
     -------
     ParametricFit
-        (w, loss, final_loss).
+        (w, loss, final_loss, gradient, stop, evaluations).
 
     Examples
     --------
     >>> import attnpool, numpy as np
     >>> x = np.linspace(0, 5, 50); y = np.sin(x)
-    >>> fit = attnpool.train_parametric(x, y, epochs=3)
-    >>> len(fit.loss)
+    >>> fit = attnpool.train_parametric(x, y)
+    >>> fit.stop in ("converged", "no_progress")
+    True
+    >>> len(attnpool.train_parametric(x, y, method="book_sgd", max_epochs=3).loss)
     3
     """
     xs, ys = _a.centred(x, "x"), _a.matrix(y, "y")
     w0 = None if initial_w is None else _a.doubles(initial_w, "initial_w")
-    w, loss, final = _core.train_parametric(xs, ys, float(learning_rate), int(epochs),
-                                            bool(per_dimension), int(seed), w0, backend,
-                                            int(threads), bool(check_finite))
-    return ParametricFit(np.asarray(w, np.float64), np.asarray(loss, np.float64), final)
+    epochs = 0 if max_epochs is None else _a.positive_int(max_epochs, "max_epochs")
+    w, loss, final, grad, stop, evals = _core.train_parametric(
+        xs, ys, str(method), epochs, float(tolerance), float(learning_rate), bool(per_dimension),
+        int(seed), w0, backend, int(threads), bool(check_finite))
+    return ParametricFit(np.asarray(w, np.float64), np.asarray(loss, np.float64), final,
+                         np.asarray(grad, np.float64), stop, evals)
 
 
 def pool_batched(queries, keys, values, query_offsets, key_offsets, bandwidth=1.0, *,

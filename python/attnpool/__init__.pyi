@@ -15,6 +15,8 @@ Kernel = Literal["gaussian", "laplacian", "epanechnikov", "boxcar", "tricube"]
 Backend = Literal["automatic", "reference", "cpu", "cuda_fused", "cuda_unfused"]
 Mask = Literal["none", "leave_one_out", "valid_length"] | None
 Empty = Literal["error", "nan", "nearest"]
+Method = Literal["quasi_newton", "book_sgd"]
+Stop = Literal["converged", "no_progress", "max_epochs"]
 Array = Any  # the caller's kind of array: numpy.ndarray, or torch.Tensor for tensor inputs
 
 def pool(queries: ArrayLike, keys: ArrayLike, values: ArrayLike, bandwidth: float = 1.0, *,
@@ -53,9 +55,13 @@ class BandwidthSelection(NamedTuple):
     cv: np.ndarray
     evaluations: int
     at_boundary: bool
+    bandwidths: np.ndarray
+    isotropic_cv_error: float
+    per_dimension_stop: Stop
 
 def select_bandwidth(x: ArrayLike, y: ArrayLike, *, grid_size: int = 64, h_min: float = 0.0,
                      h_max: float = 0.0, refine: bool = True, log_tolerance: float = 1e-3,
+                     per_dimension: bool = False, max_iterations: int = 100,
                      backend: Backend = "automatic", threads: int = 0,
                      check_finite: bool = True) -> BandwidthSelection: ...
 
@@ -63,9 +69,13 @@ class ParametricFit(NamedTuple):
     w: np.ndarray
     loss: np.ndarray
     final_loss: float
+    gradient: np.ndarray
+    stop: Stop
+    evaluations: int
 
-def train_parametric(x: ArrayLike, y: ArrayLike, *, learning_rate: float = 0.5, epochs: int = 5,
-                     per_dimension: bool = False, seed: int = 0,
+def train_parametric(x: ArrayLike, y: ArrayLike, *, method: Method = "quasi_newton",
+                     max_epochs: int | None = None, tolerance: float = 1e-4,
+                     learning_rate: float = 0.5, per_dimension: bool = False, seed: int = 0,
                      initial_w: ArrayLike | None = None, backend: Backend = "automatic",
                      threads: int = 0, check_finite: bool = True) -> ParametricFit: ...
 def pool_batched(queries: ArrayLike, keys: ArrayLike, values: ArrayLike,

@@ -182,6 +182,13 @@ def centred(x, name):
     return f32(x2)
 
 
+def positive_int(value, name):
+    """An int >= 1 (an iteration count), or InvalidArgument naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise _core.InvalidArgument(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def doubles(a, name):
     """A 1-D float64 C-contiguous array (bandwidths, initial weights)."""
     a = np.ascontiguousarray(to_numpy(a, name), dtype=np.float64)

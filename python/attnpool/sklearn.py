@@ -41,10 +41,12 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    bandwidth : "cv", "silverman", float or array_like of shape (n_features,)
-        "cv": the bandwidth minimising the leave-one-out squared error (attnpool's
-        select_bandwidth, one fused sweep then golden-section refinement; for non-Gaussian
-        kernels a 32-point log grid of leave-one-out fits). "silverman": Silverman's rule of
+    bandwidth : "cv", "cv-iso", "silverman", float or array_like of shape (n_features,)
+        "cv": the bandwidths minimising the leave-one-out squared error, one per feature where
+        there are several (statsmodels' and R np's cv_ls; attnpool's select_bandwidth with
+        per_dimension, from the best single bandwidth). "cv-iso": one bandwidth for every
+        feature (one fused sweep then golden-section refinement). For non-Gaussian kernels both
+        take one bandwidth from a 32-point log grid of leave-one-out fits. "silverman": Silverman's rule of
         thumb per feature, 0.9 min(std, IQR / 1.34) n^(-1/5). A float is used as it is; an
         array gives one bandwidth per feature.
     kernel : {"gaussian", "laplacian", "epanechnikov", "boxcar", "tricube"}
@@ -55,7 +57,8 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     bandwidth_ : float or ndarray of shape (n_features,)
         The bandwidth used by predict.
     cv_curve_ : tuple (grid, cv) of ndarrays, or None
-        With bandwidth="cv": the bandwidths evaluated and their leave-one-out error.
+        With bandwidth="cv" or "cv-iso": the single bandwidths evaluated and their
+        leave-one-out error (the grid of the isotropic search).
     n_features_in_ : int
     X_fit_, y_fit_ : ndarray
         The training data (the keys and values of every prediction).
@@ -90,11 +93,11 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if isinstance(bw, str):
             if bw == "silverman":
                 self.bandwidth_ = _silverman(X)
-            elif bw == "cv":
-                self.bandwidth_ = self._cv(X, y)
+            elif bw in ("cv", "cv-iso"):
+                self.bandwidth_ = self._cv(X, y, per_feature=bw == "cv")
             else:
-                raise ValueError(f"bandwidth must be 'cv', 'silverman', a float or an array; "
-                                 f"got {bw!r}")
+                raise ValueError(f"bandwidth must be 'cv', 'cv-iso', 'silverman', a float or an "
+                                 f"array; got {bw!r}")
         elif isinstance(bw, numbers.Real):
             if not np.isfinite(bw) or bw <= 0:
                 raise ValueError(f"bandwidth must be finite and > 0, got {bw}")
@@ -107,13 +110,15 @@ class NadarayaWatsonRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             self.bandwidth_ = h
         return self
 
-    def _cv(self, X, y):
+    def _cv(self, X, y, per_feature):
         if X.shape[0] < 2:
             return 1.0  # one sample: every bandwidth predicts its target
         if self.kernel == "gaussian":
-            sel = attnpool.select_bandwidth(X, y, backend=self.backend)
+            per_feature = per_feature and X.shape[1] > 1
+            sel = attnpool.select_bandwidth(X, y, per_dimension=per_feature,
+                                            backend=self.backend)
             self.cv_curve_ = (sel.grid, sel.cv)
-            return float(sel.bandwidth)
+            return sel.bandwidths if per_feature else float(sel.bandwidth)
         span = float(np.ptp(X, axis=0).max()) or 1.0
         grid = _GRID * span
         yy = y.reshape(len(y), -1)

@@ -241,38 +241,62 @@ std::vector<double> loo_cv_error(const in_matrix& x, const in_matrix& y, const i
                                 make_options(backend, threads, check_finite));
 }
 
-// (bandwidth, cv_error, grid, cv, evaluations, at_boundary), as bandwidth_selection.
-std::tuple<double, double, std::vector<double>, std::vector<double>, std::size_t, bool>
+// (bandwidth, cv_error, grid, cv, evaluations, at_boundary, bandwidths, isotropic_cv_error,
+// per_dimension_stop), as bandwidth_selection.
+std::tuple<double, double, std::vector<double>, std::vector<double>, std::size_t, bool,
+           std::vector<double>, double, std::string>
 select_bandwidth(const in_matrix& x, const in_matrix& y, std::size_t grid_size, double h_min,
-                 double h_max, bool refine, double log_tolerance, const std::string& backend,
-                 unsigned threads, bool check_finite) {
+                 double h_max, bool refine, double log_tolerance, bool per_dimension,
+                 std::size_t max_iterations, const std::string& backend, unsigned threads,
+                 bool check_finite) {
   attnpool::bandwidth_search search;
   search.grid_size = grid_size;
   search.h_min = h_min;
   search.h_max = h_max;
   search.refine = refine;
   search.log_tolerance = log_tolerance;
+  search.per_dimension = per_dimension;
+  search.max_iterations = max_iterations;
   auto r = attnpool::select_bandwidth(in_view(x, "x"), in_view(y, "y"), search,
                                       make_options(backend, threads, check_finite));
-  return {r.bandwidth, r.cv_error, std::move(r.grid), std::move(r.cv), r.evaluations,
-          r.at_boundary};
+  return {r.bandwidth,           r.cv_error,
+          std::move(r.grid),     std::move(r.cv),
+          r.evaluations,         r.at_boundary,
+          std::move(r.bandwidths), r.isotropic_cv_error,
+          attnpool::to_string(r.per_dimension_stop)};
 }
 
-// (w, loss, final_loss), as parametric_fit.
-std::tuple<std::vector<double>, std::vector<double>, double> train_parametric(
-    const in_matrix& x, const in_matrix& y, double learning_rate, std::size_t epochs,
-    bool per_dimension, std::uint64_t seed, const std::optional<in_doubles>& initial_w,
-    const std::string& backend, unsigned threads, bool check_finite) {
-  // The book's run with the caller's learning_rate and epochs (the Python API's meaning).
-  attnpool::train_options t = attnpool::train_options::book();
+attnpool::train_method parse_method(const std::string& name) {
+  for (attnpool::train_method m :
+       {attnpool::train_method::quasi_newton, attnpool::train_method::book_sgd}) {
+    if (name == attnpool::to_string(m)) return m;
+  }
+  throw attnpool::invalid_argument(attnpool::detail::concat(
+      "method must be one of quasi_newton, book_sgd; got '", name, "'"));
+}
+
+// (w, loss, final_loss, gradient, stop, evaluations), as parametric_fit. max_epochs 0 takes the
+// method's own default (train_options{} or train_options::book()).
+std::tuple<std::vector<double>, std::vector<double>, double, std::vector<double>, std::string,
+           std::size_t>
+train_parametric(const in_matrix& x, const in_matrix& y, const std::string& method,
+                 std::size_t max_epochs, double tolerance, double learning_rate,
+                 bool per_dimension, std::uint64_t seed, const std::optional<in_doubles>& initial_w,
+                 const std::string& backend, unsigned threads, bool check_finite) {
+  const attnpool::train_method how = parse_method(method);
+  attnpool::train_options t =
+      how == attnpool::train_method::book_sgd ? attnpool::train_options::book()
+                                              : attnpool::train_options{};
+  if (max_epochs != 0) t.max_epochs = max_epochs;
+  t.tolerance = tolerance;
   t.learning_rate = learning_rate;
-  t.max_epochs = epochs;
   t.per_dimension = per_dimension;
   t.seed = seed;
   if (initial_w) t.initial_w.assign(initial_w->data(), initial_w->data() + initial_w->shape(0));
   auto r = attnpool::train_parametric(in_view(x, "x"), in_view(y, "y"), t,
                                       make_options(backend, threads, check_finite));
-  return {std::move(r.w), std::move(r.loss), r.final_loss};
+  return {std::move(r.w),        std::move(r.loss),           r.final_loss,
+          std::move(r.gradient), attnpool::to_string(r.stop), r.evaluations};
 }
 
 }  // namespace
@@ -302,11 +326,11 @@ NB_MODULE(_core, m) {
   m.def("loo_cv_error", &loo_cv_error, "x"_a, "y"_a, "bandwidths"_a, "backend"_a, "threads"_a,
         "check_finite"_a, release_gil());
   m.def("select_bandwidth", &select_bandwidth, "x"_a, "y"_a, "grid_size"_a, "h_min"_a, "h_max"_a,
-        "refine"_a, "log_tolerance"_a, "backend"_a, "threads"_a, "check_finite"_a,
-        release_gil());
-  m.def("train_parametric", &train_parametric, "x"_a, "y"_a, "learning_rate"_a, "epochs"_a,
-        "per_dimension"_a, "seed"_a, "initial_w"_a.none(), "backend"_a, "threads"_a,
-        "check_finite"_a, release_gil());
+        "refine"_a, "log_tolerance"_a, "per_dimension"_a, "max_iterations"_a, "backend"_a,
+        "threads"_a, "check_finite"_a, release_gil());
+  m.def("train_parametric", &train_parametric, "x"_a, "y"_a, "method"_a, "max_epochs"_a,
+        "tolerance"_a, "learning_rate"_a, "per_dimension"_a, "seed"_a, "initial_w"_a.none(),
+        "backend"_a, "threads"_a, "check_finite"_a, release_gil());
   m.def("resolve_backend", [](const std::string& name) {
     return std::string(attnpool::to_string(attnpool::resolve_backend(
         attnpool::parse_backend(name.c_str()))));

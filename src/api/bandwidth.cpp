@@ -21,6 +21,8 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <utility>
+#include <vector>
 
 namespace attnpool {
 namespace {
@@ -198,16 +200,18 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
   r.bandwidths.assign(x.cols, r.bandwidth);
   if (!search.per_dimension || x.cols == 1) return r;
 
-  // Per dimension: the quasi-Newton search over w_c = 1 / h_c from the isotropic optimum, each
-  // h_c inside its column's range (learn.hpp), on the same backend.
+  // Per dimension: the quasi-Newton search over w_c = 1 / h_c, each h_c inside its column's
+  // range (learn.hpp), on the same backend, from two starts: the isotropic optimum, and h_c
+  // proportional to the column's range at the best common scale. The second matters where the
+  // columns' scales differ widely: the isotropic h then fits the widest column, the narrow ones
+  // sit on a plateau (h_c far above their range, where the loss hardly depends on h_c), and a
+  // descent from there stops at once.
   const backend learn = detail::choose_backend({fn, detail::entry_point::learning, which, x.cols});
   detail::loo_search per_dim;
   per_dim.max_epochs = search.max_iterations;
-  per_dim.scan_first = false;  // the isotropic search found the best common scale
   per_dim.w_lo.resize(x.cols);
   per_dim.w_hi.resize(x.cols);
-  parametric_fit fit;
-  fit.w.resize(x.cols);
+  std::vector<double> by_range(x.cols);
   for (std::size_t c = 0; c < x.cols; ++c) {
     double lo = INFINITY, hi = -INFINITY;
     for (std::size_t i = 0; i < x.rows; ++i) {
@@ -219,13 +223,28 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
     const double h_hi = search.h_max > 0.0 ? search.h_max : range * 10.0;
     per_dim.w_lo[c] = 1.0 / h_hi;
     per_dim.w_hi[c] = 1.0 / h_lo;
-    fit.w[c] = std::clamp(1.0 / r.bandwidth, per_dim.w_lo[c], per_dim.w_hi[c]);
+    by_range[c] = std::clamp(r.bandwidth * (range / spread), h_lo, h_hi);
   }
   options run = unchecked;
   run.backend = learn;
-  detail::minimise_loo(x, ys.view(), per_dim, run, fit);
-  fit.final_loss = ys.unscale_loss(fit.final_loss);
-  r.evaluations += fit.evaluations;
+  const auto descend = [&](const std::vector<double>& h0, bool scan_first) {
+    parametric_fit fit;
+    fit.w.resize(x.cols);
+    for (std::size_t c = 0; c < x.cols; ++c)
+      fit.w[c] = std::clamp(1.0 / h0[c], per_dim.w_lo[c], per_dim.w_hi[c]);
+    detail::loo_search s = per_dim;
+    s.scan_first = scan_first;
+    detail::minimise_loo(x, ys.view(), s, run, fit);
+    fit.final_loss = ys.unscale_loss(fit.final_loss);
+    r.evaluations += fit.evaluations;
+    return fit;
+  };
+  // The isotropic start needs no scale scan: the isotropic search found its best scale.
+  parametric_fit fit = descend(r.bandwidths, false);
+  if (by_range != r.bandwidths) {
+    parametric_fit other = descend(by_range, true);
+    if (other.final_loss < fit.final_loss) fit = std::move(other);
+  }
   r.per_dimension_stop = fit.stop;
   // The isotropic start was evaluated by the sweep, the search by pool(): keep the start unless
   // the search is lower (they agree to float32 rounding where it did not move).

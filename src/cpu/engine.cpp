@@ -6,7 +6,9 @@
 //   1. log2 scores and their maximum
 //   2. p_j = 2^(s_j - max), the tile sum and p . v
 //   3. merge (max, sum, p . v) into the row's online_softmax state (the shared merge)
-// For d = dv = 1 steps 1 and 2 fuse into one pass against the running maximum (fused_tile_d1).
+// For d = dv = 1 steps 1 and 2 fuse into one pass against the running maximum (fused_tile_d1),
+// without a maximum per pair where the tile's key range bounds its scores (fast_tile_d1), and
+// with one FMA per pair in the dot form where its error bound holds (fused_dot_tile_d1).
 // Keys and values are packed once into column-major copies so that the inner loops run over
 // contiguous keys, whatever d, dv and the caller's leading dimensions are.
 //
@@ -151,7 +153,7 @@ float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j
   }
 }
 
-// ---- The dot-product form (Gaussian kernel, isotropic bandwidth, compiled d >= 2) ------------
+// ---- The dot-product form (Gaussian kernel, isotropic bandwidth, compiled d) ------------------
 // With a = log2(e) / (2 h^2) and the keys' mean mu (in double, once per problem), q' = q - mu and
 // k' = k - mu rounded once to float:
 //   s_j = -a |q' - k'_j|^2 = (2a q') . k'_j - a |k'_j|^2 - a |q'|^2,
@@ -170,6 +172,12 @@ float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j
 // sum_j w_j v_j an absolute one <= 2 ln2 E sum_j w_j |v_j|. The tests' bar (and the project's)
 // is 1e-5 sum_j w_j |v_j| beside the other float roundings (~log2(m) eps32 <= 1.2e-6), so a row
 // takes the dot form only when E <= 2^-19 (2 ln2 E <= 2.6e-6), else the direct form.
+// At d = 1 the terms above add up to at most 4 u a R^2 (2|q'||k'| u from qs, u a (2|q'||k'| +
+// k'^2) from the one FMA, u a k'^2 from nk, 2 u a R^2 from the centring, and 4|q'||k'| + 2k'^2
+// <= 2 R^2), and the a |q'|^2 term is not subtracted at all (fused_dot_tile_d1 sums against the
+// reference -a |q'|^2 instead, which cancels in the row's softmax): the common (d + 6) = 7 is
+// kept there, conservative by 7/4. The bound also caps the scores: a R^2 <= 2^5 / (d + 6), so at
+// d = 1 every |s_j + a |q'|^2| <= 2 a R^2 < 9.2 and 2^(s_j + a |q'|^2) needs no running maximum.
 // The choice is made per query row, from that row and its problem's keys alone: a batched
 // problem, a chunk of rows or a masked call (valid_length = m) choose exactly as one call does,
 // and get the same bits.
@@ -205,7 +213,7 @@ struct dot_keys {
 
 // Whether d has a compiled dot-form tile (dot_score_tile_d's list).
 constexpr bool dot_form_dim(std::size_t d) {
-  return d == 2 || d == 3 || d == 4 || d == 8 || d == 16 || d == 32 || d == 64;
+  return d == 1 || d == 2 || d == 3 || d == 4 || d == 8 || d == 16 || d == 32 || d == 64;
 }
 
 // The dot-form keys of key rows [k0, k1) of k; empty (mu empty) where no row could meet the
@@ -276,6 +284,7 @@ float dot_score_tile_d(const float* qs, float cq, const dot_keys& dk, std::size_
   const float* kb = dk.kb.data();
   const float* nk = dk.nk.data();
   switch (d) {
+    case 1: return dot_score_tile<1>(qs, cq, kb, nk, j0, len, s);
     case 2: return dot_score_tile<2>(qs, cq, kb, nk, j0, len, s);
     case 3: return dot_score_tile<3>(qs, cq, kb, nk, j0, len, s);
     case 4: return dot_score_tile<4>(qs, cq, kb, nk, j0, len, s);
@@ -297,8 +306,8 @@ struct tile_sums {
 // running maximum of earlier tiles serves as the reference without a separate max pass.
 inline constexpr float kRefSlack = 16.0f;
 
-// Every pass below subtracts the reference from a score that was rounded to float first, never
-// from an unrounded product: with -ffp-contract=fast, `scale * dist2 - ref` would become one FMA
+// Every pass below but fast_tile_d1 subtracts the reference from a score that was rounded to
+// float first, never from an unrounded product: with -ffp-contract=fast, `scale * dist2 - ref` would become one FMA
 // and the best key would get 2^(rounding error of its score) instead of exactly 2^0. For far
 // keys at small bandwidths (|score| ~ 1e13, ulp ~ 1e6) that is inf or 0, and the result NaN.
 // A stored score, or one that has a second use (the max reduction), is not contracted; the
@@ -335,6 +344,88 @@ tile_sums fused_tile_d1(float q, const float* k, const float* v, std::size_t len
                         float ref, std::size_t skip) {
   return skip < len ? fused_tile_d1<true>(q, k, v, len, score, ref, skip)
                     : fused_tile_d1<false>(q, k, v, len, score, ref, skip);
+}
+
+// d = 1, dv = 1 against the running maximum `ref` when the tile cannot exceed ref + kRefSlack
+// (tile_score_bound says so): no maximum per pair, and exp2_poly5 (-inf, outside a compact
+// kernel's support, still weighs exactly 0).
+// Here `score(r2) - ref` may contract into one FMA (the hazard described above): the best key
+// then gets 2^(the product's rounding error) instead of 2^0, at most 2^(u |ref|). The caller
+// takes this pass only for |ref| <= kFastRefLimit, so that factor stays within 2^(2^-4), and
+// the same rounding is in every score anyway: a weight's error stays u |s_j| ln 2, as in
+// fused_tile_d1.
+inline constexpr float kFastRefLimit = 0x1p20f;
+
+template <bool Skip, class Score>
+ATTNPOOL_MULTIVERSION
+tile_sums fast_tile_d1(float q, const float* k, const float* v, std::size_t len, Score score,
+                       float ref, std::size_t skip) {
+  float sum = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(+ : sum, dot)
+  for (std::size_t j = 0; j < len; ++j) {
+    const float diff = q - k[j];
+    float p = exp2_poly5(score(diff * diff) - ref);
+    if constexpr (Skip) p = j == skip ? 0.0f : p;
+    sum += p;
+    dot = p * v[j] + dot;
+  }
+  return {ref, sum, dot};
+}
+
+// An upper bound on the log2 scores of a tile whose keys lie in [lo, hi] (tile_ranges): the score
+// of the nearest point of the interval, computed with the loop's own float operations, which are
+// monotone (every kernel's score is non-increasing in r2). NaN when q is NaN.
+template <class Score>
+float tile_score_bound(float q, float lo, float hi, Score score) {
+  const float diff = q < lo ? q - lo : (q > hi ? q - hi : 0.0f);
+  return score(diff * diff);
+}
+
+// Per tile of kCpuTile keys of one column k[0, m): its smallest and largest key, for
+// tile_score_bound (NaN keys are skipped here; the pass itself still propagates them).
+std::vector<float> tile_ranges(const float* k, std::size_t m) {
+  std::vector<float> r;
+  for (std::size_t j0 = 0; j0 < m; j0 += kCpuTile) {
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    for (std::size_t j = j0; j < std::min(m, j0 + kCpuTile); ++j) {
+      lo = k[j] < lo ? k[j] : lo;
+      hi = k[j] > hi ? k[j] : hi;
+    }
+    r.push_back(lo);
+    r.push_back(hi);
+  }
+  return r;
+}
+
+template <class Score>
+tile_sums fast_tile_d1(float q, const float* k, const float* v, std::size_t len, Score score,
+                       float ref, std::size_t skip) {
+  return skip < len ? fast_tile_d1<true>(q, k, v, len, score, ref, skip)
+                    : fast_tile_d1<false>(q, k, v, len, score, ref, skip);
+}
+
+// The dot form at d = 1, dv = 1, one pass with one FMA per pair: t_j = qs k'_j - a k'^2_j =
+// s_j + a |q'|^2, summed against the reference -a |q'|^2 (the caller's), so no maximum and no
+// subtraction per pair; |t_j| < 9.2 where the bound holds (see kDotFormMaxError).
+template <bool Skip>
+ATTNPOOL_MULTIVERSION
+tile_sums fused_dot_tile_d1(float qs, const float* kb, const float* nk, const float* v,
+                            std::size_t len, std::size_t skip) {
+  float sum = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(+ : sum, dot)
+  for (std::size_t j = 0; j < len; ++j) {
+    float p = exp2_poly5_unchecked(qs * kb[j] - nk[j]);
+    if constexpr (Skip) p = j == skip ? 0.0f : p;
+    sum += p;
+    dot = p * v[j] + dot;
+  }
+  return {0.0f, sum, dot};
+}
+
+tile_sums fused_dot_tile_d1(float qs, const float* kb, const float* nk, const float* v,
+                            std::size_t len, std::size_t skip) {
+  return skip < len ? fused_dot_tile_d1<true>(qs, kb, nk, v, len, skip)
+                    : fused_dot_tile_d1<false>(qs, kb, nk, v, len, skip);
 }
 
 // s[j] = log2 score of the query against keys [j0, j0 + len); returns max_j s[j]. Weighted:
@@ -476,6 +567,13 @@ struct row_state {
 
   // Folds in a tile summarised against reference `ref`; `tile_acc` holds its dv dot products.
   void add(float ref, float sum, const float* tile_acc, std::size_t dv) {
+    // Against the running maximum itself (the single passes): both factors are exp2_poly(0),
+    // exactly 1, so the plain sums give the merge's bits without its two exponentials.
+    if (ref == softmax.max && ref != -std::numeric_limits<float>::infinity()) {
+      softmax.sum += sum;
+      for (std::size_t c = 0; c < dv; ++c) acc[c] += tile_acc[c];
+      return;
+    }
     const rescale r = softmax.merge(online_softmax{ref, sum});
     for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * tile_acc[c];
   }
@@ -489,6 +587,7 @@ struct packed_keys {
   std::size_t ld;   // column stride of vt
   std::size_t m;    // keys in the problem
   const dot_keys* dot = nullptr;  // Gaussian, isotropic: the dot-form keys (may be unusable)
+  const float* range = nullptr;   // d == 1: tile t's keys lie in [range[2t], range[2t + 1]]
 };
 
 // Streams query row `qi` over the keys rm leaves visible in `pk`: the row's online softmax state
@@ -504,17 +603,30 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
   std::fill(row.acc, row.acc + dv, 0.0f);
   float qs[64];
   float cq = 0.0f;
-  const bool dot = d > 1 && pk.dot != nullptr && pk.dot->prepare_row(qi, d, qs, cq);
+  const bool dot = pk.dot != nullptr && pk.dot->prepare_row(qi, d, qs, cq);
   // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
   // key of one tile. check_mask guaranteed that every row keeps at least one key.
   for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
     const std::size_t len = std::min(kCpuTile, rm.limit - j0);
     const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: no key skipped
     const float* vp = pk.vt + j0;
+    if (d == 1 && dv == 1 && dot) {
+      const tile_sums t = fused_dot_tile_d1(qs[0], pk.dot->kb.data() + j0,
+                                            pk.dot->nk.data() + j0, vp, len, skip);
+      row.add(-cq, t.sum, &t.dot, 1);
+      continue;
+    }
     if (d == 1 && dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
+      float ref = row.softmax.max;
+      // No key of the tile can pass ref + kRefSlack: one pass without a maximum.
+      const float* r = pk.range + 2 * (j0 / kCpuTile);
+      if (ref >= -kFastRefLimit && tile_score_bound(qi[0], r[0], r[1], score) <= ref + kRefSlack) {
+        const tile_sums t = fast_tile_d1(qi[0], pk.kt + j0, vp, len, score, ref, skip);
+        row.add(ref, t.sum, &t.dot, 1);
+        continue;
+      }
       // Single pass against the running maximum; repeat the tile against its own maximum when
       // that exceeds the reference by more than the slack (a much closer key turned up).
-      float ref = row.softmax.max;
       tile_sums t = fused_tile_d1(qi[0], pk.kt + j0, vp, len, score, ref, skip);
       if (!(t.max <= ref + kRefSlack)) {
         ref = t.max;
@@ -590,7 +702,8 @@ void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
   const std::vector<float> vt = pack_columns(v);
-  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk};
+  const std::vector<float> kr = d == 1 ? tile_ranges(kt.data(), m) : std::vector<float>{};
+  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk, kr.data()};
   // Scratch per thread: one tile of squared distances / weights, the row's accumulator and the
   // tile's.
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
@@ -633,6 +746,16 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
   const std::vector<float> kb =
       d > 1 ? pack_blocks_segmented(k, koff, first_block) : std::vector<float>{};
   const std::vector<float> vt = pack_columns(v);
+  // d = 1: each problem's tile ranges, problem b's from entry first_range[b].
+  std::vector<float> kr;
+  std::vector<std::size_t> first_range(problems, 0);
+  if (d == 1) {
+    for (std::size_t b = 0; b < problems; ++b) {
+      first_range[b] = kr.size();
+      const std::vector<float> rb = tile_ranges(kt.data() + koff[b], koff[b + 1] - koff[b]);
+      kr.insert(kr.end(), rb.begin(), rb.end());
+    }
+  }
   std::size_t pairs = 0;
   for (std::size_t b = 0; b < problems; ++b) pairs += (qoff[b + 1] - qoff[b]) * (koff[b + 1] - koff[b]);
   empty_rows empties(n);
@@ -645,7 +768,8 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
     const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
     const packed_keys pk{d == 1 ? kt.data() + k0 : nullptr,
                          d > 1 ? kb.data() + first_block[b] * d * kLanes : nullptr,
-                         vt.data() + k0, m, mb, &dks[b]};
+                         vt.data() + k0, m, mb, &dks[b],
+                         d == 1 ? kr.data() + first_range[b] : nullptr};
     const key_range rm{mb, kNoKey};
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     finish_row<Score>(sm, buf + kCpuTile, q, i, rows_of(k, k0, k0 + mb),
@@ -663,7 +787,8 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
   const std::vector<float> vt = pack_columns(v);
-  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk};
+  const std::vector<float> kr = d == 1 ? tile_ranges(kt.data(), m) : std::vector<float>{};
+  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk, kr.data()};
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, key_range{m, kNoKey}, score, w, buf);
     out.max[i * out.state_step] = sm.max;

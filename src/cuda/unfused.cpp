@@ -16,11 +16,12 @@
 // derive the extra tolerance this needs (tests/cuda/test_cuda_unfused.cpp).
 #include <attnpool/error.hpp>
 
-#include "src/cuda/host.hpp"
 #include "kernels/common/cuda_check.hpp"
-#include "src/cuda/cublas_check.hpp"
 #include "kernels/common/workspace.hpp"
 #include "kernels/support/support.hpp"
+#include "src/cuda/cublas_check.hpp"
+#include "src/cuda/cublas_library.hpp"
+#include "src/cuda/host.hpp"
 #include "src/validate/validate.hpp"
 
 #include <cublas_v2.h>
@@ -73,8 +74,9 @@ unfused_layout layout_for(const char* fn, std::size_t n, std::size_t m, std::siz
 // One cuBLAS handle per (host thread, device): a handle must not be used by two threads at
 // once, and creating one per call costs far more than the GEMMs of a small problem. Created on
 // first use (cublasCreate allocates its own small state then: the one allocation outside the
-// workspace, once per thread and device); destroyed at thread exit, ignoring errors because
-// the CUDA runtime may already be shutting down.
+// workspace, once per thread and device; the first one loads cuBLAS, see cublas_library.hpp);
+// destroyed at thread exit, ignoring errors because the CUDA runtime may already be shutting
+// down.
 class handle_cache {
  public:
   handle_cache() = default;
@@ -82,7 +84,7 @@ class handle_cache {
   handle_cache& operator=(const handle_cache&) = delete;
   ~handle_cache() {
     for (cublasHandle_t h : handles_)
-      if (h != nullptr) static_cast<void>(cublasDestroy(h));
+      if (h != nullptr) static_cast<void>(cublas().destroy(h));
   }
   cublasHandle_t get() {
     int device = 0;
@@ -92,10 +94,10 @@ class handle_cache {
                      " devices supported");
     cublasHandle_t& h = handles_[static_cast<std::size_t>(device)];
     if (h == nullptr) {
-      ATTNPOOL_CUBLAS_TRY(cublasCreate(&h));
+      ATTNPOOL_CUBLAS_TRY(cublas().create(&h));
       // FP32 maths, no TF32 down-conversion: the tests hold this path to fp32 accuracy.
-      ATTNPOOL_CUBLAS_TRY(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
-      ATTNPOOL_CUBLAS_TRY(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
+      ATTNPOOL_CUBLAS_TRY(cublas().set_math_mode(h, CUBLAS_DEFAULT_MATH));
+      ATTNPOOL_CUBLAS_TRY(cublas().set_pointer_mode(h, CUBLAS_POINTER_MODE_HOST));
     }
     return h;
   }
@@ -108,8 +110,8 @@ cublasHandle_t handle_for(stream_t stream, void* scratch) {
   thread_local handle_cache cache;
   cublasHandle_t h = cache.get();
   // cublasSetStream resets the workspace to cuBLAS's default pool, so set ours after it.
-  ATTNPOOL_CUBLAS_TRY(cublasSetStream(h, stream));
-  ATTNPOOL_CUBLAS_TRY(cublasSetWorkspace(h, scratch, kCublasWorkspaceBytes));
+  ATTNPOOL_CUBLAS_TRY(cublas().set_stream(h, stream));
+  ATTNPOOL_CUBLAS_TRY(cublas().set_workspace(h, scratch, kCublasWorkspaceBytes));
   return h;
 }
 
@@ -140,7 +142,7 @@ void weights_into(const_view q, const_view k, float* w, std::size_t ldw, const p
   // Row-major S (n x m, ld ldw) = -2 qc kc^T  <=>  column-major S^T (m x n) = -2 kc qc^T, where
   // kc (row-major m x d, ld d) is column-major d x m: op = transpose; qc likewise d x n: no op.
   const float alpha = -2.0f, beta = 0.0f;
-  ATTNPOOL_CUBLAS_TRY(cublasSgemm_64(
+  ATTNPOOL_CUBLAS_TRY(cublas().sgemm_64(
       h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<std::int64_t>(m), static_cast<std::int64_t>(n),
       static_cast<std::int64_t>(d), &alpha, kc, static_cast<std::int64_t>(d), qc,
       static_cast<std::int64_t>(d), &beta, w, static_cast<std::int64_t>(ldw)));
@@ -171,7 +173,7 @@ void unfused_pool(const char* fn, const_view q, const_view k, const_view v, muta
   // v (row-major m x dv, ld v.ld) is column-major dv x m and W (n x m, ld m) is m x n.
   cublasHandle_t h = handle_for(opts.stream, at(opts, l.cublas));
   const float one = 1.0f, zero = 0.0f;
-  ATTNPOOL_CUBLAS_TRY(cublasSgemm_64(
+  ATTNPOOL_CUBLAS_TRY(cublas().sgemm_64(
       h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<std::int64_t>(s.dv), static_cast<std::int64_t>(s.n),
       static_cast<std::int64_t>(s.m), &one, v.data, static_cast<std::int64_t>(v.ld), w,
       static_cast<std::int64_t>(s.m), &zero, out.data, static_cast<std::int64_t>(out.ld)));

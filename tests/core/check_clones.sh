@@ -14,10 +14,10 @@ count() {
   awk -v f="$1" -v c=".$2>:" '$2 ~ /^</ { p = index($2, f) && index($2, c) } /^$/ { p = 0 } p' \
     <<<"$asm" | grep -cE "$3" || true
 }
-# Itanium-mangled fragments: fused_tile_d1, exp_dot_tile, exp_tile, dot_tile, score_tile<false>,
-# score_tile_blocked<16, false>, dot_score_tile<16>.
-funcs=(13fused_tile_d1 12exp_dot_tile 8exp_tile 8dot_tileE 10score_tileILb0
-       18score_tile_blockedILi16ELb0 14dot_score_tileILi16)
+# Itanium-mangled fragments: fused_tile_d1, fast_tile_d1, fused_dot_tile_d1, exp_dot_tile,
+# exp_tile, dot_tile, score_tile<false>, score_tile_blocked<16, false>, dot_score_tile<16>.
+funcs=(13fused_tile_d1 12fast_tile_d1 17fused_dot_tile_d1 12exp_dot_tile 8exp_tile 8dot_tileE
+       10score_tileILb0 18score_tile_blockedILi16ELb0 14dot_score_tileILi16)
 baseline_optional=" 18score_tile_blockedILi16ELb0 14dot_score_tileILi16 "
 for f in "${funcs[@]}"; do
   v4=$(count "$f" arch_x86_64_v4 'ps[[:space:]].*%zmm')

@@ -10,10 +10,13 @@
 #include "src/cpu/engine.hpp"
 #include "test_support.hpp"
 
+#include <attnpool/detail/fast_math.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -76,6 +79,96 @@ TEST(CpuForms, MixedRowsInOneCall) {
       }
     }
   }
+}
+
+// d = 1 in the dot form (one FMA per pair, no running maximum): every row meets the bound on
+// unit data at h = 1.5 (7 2^-24 a (|q'| + Rk)^2 <= 2^-19 for a <= 4.5, h >= 0.34), near the origin
+// and 1e3 away, unmasked and leave-one-out, one value column (the single pass) and three.
+TEST(CpuForms, DotFormAtD1MatchesTheReference) {
+  for (const float offset : {0.0f, 1000.0f}) {
+    for (const std::size_t dv : {1u, 3u}) {
+      for (const auto& [n, m] : {std::pair<std::size_t, std::size_t>{1, 1}, {7, 129}, {129, 7},
+                                 {129, 4097}, {3000, 3000}}) {
+        problem p = make_problem(n, m, 1, dv, attnpool::test::fresh_seed());
+        shift(p, offset);
+        pool_params params{.bandwidth = 1.5};
+        SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) +
+                     " offset=" + std::to_string(offset));
+        EXPECT_EQ(dot_rows(p, params), n);
+        attnpool::test::check_pool_against_reference(p, params, backend::cpu);
+        if (n == m && n > 1) {
+          params.mask = attnpool::mask::leave_one_out;
+          attnpool::test::check_pool_against_reference(p, params, backend::cpu, 1);
+        }
+      }
+    }
+  }
+}
+
+// d = 1 in the direct form: tiles whose keys cannot beat the running maximum by the slack take
+// one pass without a maximum (the tile ranges say so). Random keys (every tile spans the data)
+// and sorted keys (tight ranges, far tiles bounded far below), bandwidths from 1e-3 to 0.3,
+// keys 1e4 away, the compact kernels and the masks, all against the oracle.
+TEST(CpuForms, DirectFormAtD1MatchesTheReference) {
+  for (const bool sorted : {false, true}) {
+    for (const double h : {1e-3, 0.02, 0.3}) {
+      for (const float offset : {0.0f, 1e4f}) {
+        problem p = make_problem(700, 3000, 1, 1, attnpool::test::fresh_seed());
+        shift(p, offset);
+        if (sorted) {
+          std::vector<float> k(p.m);
+          for (std::size_t j = 0; j < p.m; ++j) k[j] = p.k[j * (1 + p.pad)];
+          std::sort(k.begin(), k.end());
+          for (std::size_t j = 0; j < p.m; ++j) p.k[j * (1 + p.pad)] = k[j];
+        }
+        SCOPED_TRACE(attnpool::test::describe(p, h) + " offset=" + std::to_string(offset) +
+                     (sorted ? " sorted keys" : " random keys"));
+        if (h < 0.1) {
+          ASSERT_EQ(dot_rows(p, pool_params{.bandwidth = h}), 0u);
+        }
+        for (const auto kern : {attnpool::kernel::gaussian, attnpool::kernel::laplacian,
+                                attnpool::kernel::epanechnikov}) {
+          const pool_params params{.bandwidth = h, .kernel = kern};
+          if (kern != attnpool::kernel::gaussian && h < 0.02) continue;  // empty supports
+          attnpool::test::check_pool_against_reference(p, params, backend::cpu);
+        }
+        pool_params masked{.bandwidth = h};
+        masked.mask = attnpool::mask::valid_length;
+        std::vector<std::size_t> lens(p.n);
+        for (std::size_t i = 0; i < p.n; ++i) lens[i] = 1 + (i * 7919) % p.m;
+        masked.valid_lens = lens;
+        attnpool::test::check_pool_against_reference(p, masked, backend::cpu);
+      }
+    }
+  }
+  // Leave-one-out needs n = m.
+  problem p = make_problem(2100, 2100, 1, 1, attnpool::test::fresh_seed());
+  pool_params loo{.bandwidth = 0.01};
+  loo.mask = attnpool::mask::leave_one_out;
+  attnpool::test::check_pool_against_reference(p, loo, backend::cpu);
+}
+
+// exp2_poly5 (the d = 1 tiles' exponential) against std::exp2 in double: on every float of the
+// outer binades of the reduced range, [-0.5, -0.25) and [0.25, 0.5), where the polynomial's error
+// peaks, and on a grid over [-125, 127]; exactly 0 below kExp2Floor, -inf included, exact at the
+// integers.
+TEST(CpuForms, Exp2Poly5Accuracy) {
+  double worst = 0.0;
+  const auto check = [&](float x) {
+    const double want = std::exp2(static_cast<double>(x));
+    worst = std::max(worst, std::fabs(attnpool::detail::exp2_poly5(x) - want) / want);
+  };
+  for (float x = 0.25f; x < 0.5f; x = std::nextafter(x, 1.0f)) {
+    check(x);
+    check(-x - 0.25f);
+  }
+  for (int i = 0; i <= 2520000; ++i) check(-125.0f + static_cast<float>(i) * 1e-4f);
+  std::printf("exp2_poly5: max relative error %.3g\n", worst);
+  EXPECT_LT(worst, 2.5e-7);
+  for (int e = -125; e <= 127; ++e)
+    EXPECT_EQ(attnpool::detail::exp2_poly5(static_cast<float>(e)), std::ldexp(1.0f, e));
+  EXPECT_EQ(attnpool::detail::exp2_poly5(-125.5f), 0.0f);
+  EXPECT_EQ(attnpool::detail::exp2_poly5(-std::numeric_limits<float>::infinity()), 0.0f);
 }
 
 // The bound is not a formality: at a narrow bandwidth on wide data no row takes the dot form, and

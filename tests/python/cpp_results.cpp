@@ -184,23 +184,28 @@ void run(const inputs& in, std::ostream& results) {
     s.h_max = in.n("h_max", 0.0);
     s.refine = in.n("refine", 1) != 0;
     s.log_tolerance = in.n("log_tolerance", 1e-3);
+    s.per_dimension = in.n("per_dimension", 0) != 0;
     const auto r = attnpool::select_bandwidth(in.a("x").view(), in.a("y").view(), s, opts);
     results << "bandwidth " << r.bandwidth << "\ncv_error " << r.cv_error << "\nevaluations "
-            << r.evaluations << "\nat_boundary " << r.at_boundary << "\n";
+            << r.evaluations << "\nat_boundary " << r.at_boundary << "\nisotropic_cv_error "
+            << r.isotropic_cv_error << "\n";
     write_raw(in, "grid", r.grid);
     write_raw(in, "cv", r.cv);
+    write_raw(in, "bandwidths", r.bandwidths);
   } else if (in.call == "train_parametric") {
-    // The Python binding's train_parametric is the book's run (learning_rate, epochs).
-    attnpool::train_options t = attnpool::train_options::book();
+    // "book" != 0: train_options::book() (then learning_rate and epochs apply), else the default.
+    attnpool::train_options t =
+        in.n("book", 0) != 0 ? attnpool::train_options::book() : attnpool::train_options{};
     t.learning_rate = in.n("learning_rate", 0.5);
-    t.max_epochs = static_cast<std::size_t>(in.n("epochs", 5));
+    t.max_epochs = static_cast<std::size_t>(in.n("epochs", static_cast<double>(t.max_epochs)));
     t.per_dimension = in.n("per_dimension", 0) != 0;
     t.seed = static_cast<std::uint64_t>(in.n("seed", 0));
     if (in.f64.count("initial_w")) t.initial_w = in.f64.at("initial_w");
     const auto r = attnpool::train_parametric(in.a("x").view(), in.a("y").view(), t, opts);
-    results << "final_loss " << r.final_loss << "\n";
+    results << "final_loss " << r.final_loss << "\nevaluations " << r.evaluations << "\n";
     write_raw(in, "w", r.w);
     write_raw(in, "loss", r.loss);
+    write_raw(in, "gradient", r.gradient);
   } else if (in.call == "pool_partial") {
     // Two shards (keys split at "split"), their states, and the merge.
     const auto& q = in.a("queries");

@@ -159,14 +159,18 @@ def test_select_bandwidth(cpp, rng, how):
     d, dv = dims(how, 2, 1)
     x, x32 = single(rng.uniform(0, 5, (60, d)), how)
     y, y32 = layout(np.sin(rng.uniform(0, 5, (60, dv))), how)
-    got = attnpool.select_bandwidth(x, y, grid_size=16, backend="cpu")
-    r = cpp("select_bandwidth", x=x32, y=y32, grid_size=16)
-    assert got.bandwidth == r.values["bandwidth"]
-    assert got.cv_error == r.values["cv_error"]
-    assert got.evaluations == r.values["evaluations"]
-    assert got.at_boundary == bool(r.values["at_boundary"])
-    np.testing.assert_array_equal(got.grid, r.f64("grid"))
-    np.testing.assert_array_equal(got.cv, r.f64("cv"))
+    for per_dim in (False, True):
+        got = attnpool.select_bandwidth(x, y, grid_size=16, per_dimension=per_dim, backend="cpu")
+        r = cpp("select_bandwidth", x=x32, y=y32, grid_size=16, per_dimension=int(per_dim))
+        assert got.bandwidth == r.values["bandwidth"]
+        assert got.cv_error == r.values["cv_error"]
+        assert got.isotropic_cv_error == r.values["isotropic_cv_error"]
+        assert got.evaluations == r.values["evaluations"]
+        assert got.at_boundary == bool(r.values["at_boundary"])
+        np.testing.assert_array_equal(got.grid, r.f64("grid"))
+        np.testing.assert_array_equal(got.cv, r.f64("cv"))
+        np.testing.assert_array_equal(got.bandwidths, r.f64("bandwidths"))
+        assert got.bandwidths.shape == (d,)
 
 
 @pytest.mark.parametrize("how", ["c", "ld", "f64", "1d"])
@@ -174,13 +178,24 @@ def test_train_parametric(cpp, rng, how):
     d, dv = dims(how, 2, 1)
     x, x32 = single(rng.uniform(0, 5, (30, d)), how)
     y, y32 = layout(rng.standard_normal((30, dv)), how)
-    got = attnpool.train_parametric(x, y, epochs=4, seed=7, backend="cpu")
-    r = cpp("train_parametric", x=x32, y=y32, epochs=4, seed=7)
+    got = attnpool.train_parametric(x, y, seed=7, backend="cpu")
+    r = cpp("train_parametric", x=x32, y=y32, seed=7)
     np.testing.assert_array_equal(got.w, r.f64("w"))
     np.testing.assert_array_equal(got.loss, r.f64("loss"))
+    np.testing.assert_array_equal(got.gradient, r.f64("gradient"))
     assert got.final_loss == r.values["final_loss"]
-    w0 = attnpool.train_parametric(x, y, epochs=2, initial_w=[2.0], backend="cpu")
-    r0 = cpp("train_parametric", x=x32, y=y32, epochs=2, initial_w=np.array([2.0]))
+    assert got.evaluations == r.values["evaluations"]
+    assert got.stop in ("converged", "no_progress")
+    book = attnpool.train_parametric(x, y, method="book_sgd", max_epochs=4, seed=7,
+                                     backend="cpu")
+    rb = cpp("train_parametric", x=x32, y=y32, book=1, epochs=4, seed=7)
+    np.testing.assert_array_equal(book.w, rb.f64("w"))
+    np.testing.assert_array_equal(book.loss, rb.f64("loss"))
+    assert book.final_loss == rb.values["final_loss"]
+    assert book.stop == "max_epochs" and len(book.loss) == 4
+    w0 = attnpool.train_parametric(x, y, method="book_sgd", max_epochs=2, initial_w=[2.0],
+                                   backend="cpu")
+    r0 = cpp("train_parametric", x=x32, y=y32, book=1, epochs=2, initial_w=np.array([2.0]))
     np.testing.assert_array_equal(w0.w, r0.f64("w"))
 
 

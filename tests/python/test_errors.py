@@ -112,7 +112,13 @@ def test_python_level_mistakes():
 def test_learning_checks():
     x = np.linspace(0, 1, 10)
     rejected(["grid_size"], attnpool.select_bandwidth, x, x, grid_size=2)
-    rejected(["learning_rate"], attnpool.train_parametric, x, x, learning_rate=-1.0)
+    rejected(["learning_rate"], attnpool.train_parametric, x, x, method="book_sgd",
+             learning_rate=-1.0)
+    rejected(["method", "newton"], attnpool.train_parametric, x, x, method="newton")
+    rejected(["max_epochs", "0"], attnpool.train_parametric, x, x, max_epochs=0)
+    rejected(["tolerance"], attnpool.train_parametric, x, x, tolerance=float("nan"))
+    rejected(["max_iterations"], attnpool.select_bandwidth, x, x, per_dimension=True,
+             max_iterations=-3)
     rejected(["bandwidth"], attnpool.loo_cv_error, x, x, [0.5, -1.0])
     rejected(["offsets"], attnpool.pool_batched, x, x, x, [0, 5], [0, 3])
 

@@ -40,6 +40,20 @@ def test_cv_bandwidth_is_select_bandwidth(rng):
     assert m.score(x, y) > 0.8
 
 
+def test_cv_selects_one_bandwidth_per_feature(rng):
+    # y depends on x0 at a fine scale and on x1 (100 times wider) at a coarse one.
+    x = np.column_stack([rng.uniform(0, 5, 150), rng.uniform(0, 500, 150)])
+    y = np.sin(2 * x[:, 0]) + 0.01 * x[:, 1] + 0.1 * rng.standard_normal(150)
+    m = NadarayaWatsonRegressor().fit(x, y)
+    iso = NadarayaWatsonRegressor(bandwidth="cv-iso").fit(x, y)
+    sel = attnpool.select_bandwidth(x, y, per_dimension=True)
+    np.testing.assert_array_equal(m.bandwidth_, sel.bandwidths)
+    assert np.ndim(iso.bandwidth_) == 0 and iso.bandwidth_ == sel.bandwidth
+    assert sel.cv_error < sel.isotropic_cv_error
+    assert m.bandwidth_[1] > 10 * m.bandwidth_[0]
+    np.testing.assert_array_equal(m.predict(x), attnpool.pool(x, x, y, bandwidths=sel.bandwidths))
+
+
 def test_multi_output_and_per_feature_bandwidth(rng):
     x = rng.uniform(0, 5, (80, 2))
     y = np.column_stack([np.sin(x[:, 0]), np.cos(x[:, 1])])

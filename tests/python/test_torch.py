@@ -83,7 +83,7 @@ def test_module_trains_as_train_parametric(rng):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    fit = attnpool.train_parametric(x.numpy(), y.numpy(), epochs=5, initial_w=[0.7],
+    fit = attnpool.train_parametric(x.numpy(), y.numpy(), method="book_sgd", initial_w=[0.7],
                                     backend="cpu")
     np.testing.assert_allclose(losses, fit.loss, rtol=1e-3)
     assert losses[-1] < losses[0]
