@@ -32,7 +32,8 @@ namespace attnpool {
 /// \param queries        sum_b n_b x d
 /// \param keys           sum_b m_b x d
 /// \param values         sum_b m_b x dv
-/// \param out            sum_b n_b x dv; written only if every check passes
+/// \param out            sum_b n_b x dv; written only if every check passes; it must neither
+///                       overlap nor alias an input
 /// \param query_offsets  B + 1 row offsets: 0 first, non-decreasing, queries.rows last
 /// \param key_offsets    B + 1 row offsets: 0 first, non-decreasing, keys.rows last
 /// \param params         as for pool(); params.mask must be mask::none
@@ -79,15 +80,19 @@ struct partial_states {
 /// \param opts   backend automatic (= cpu), cpu or cuda_fused (copies in, runs
 ///               cuda::pool_partial, copies back, synchronises); reference and cuda_unfused
 ///               throw invalid_argument
+/// Values near float32's range are accumulated without overflow (as in pool()); where a row's
+/// accumulator itself exceeds float32, its reference max[i] is raised so that acc and sum fit
+/// (the same state for every merge), and where that cannot be represented the call throws error.
 /// \throws invalid_argument as pool() does.
 partial_states pool_partial(const_view queries, const_view keys_shard, const_view values_shard,
                             const pool_params& params = {}, const options& opts = {});
 
-/// Merges the shards' partial states with the associative online-softmax merge
-/// (detail::online_softmax::merge), in the order given, and writes the normalised n x dv
-/// result. The order is fixed, so the result is bitwise deterministic.
+/// Merges the shards' partial states with the online-softmax merge, in double (onto the largest
+/// reference, in the order given), and writes the normalised n x dv result rounded once to
+/// float: accumulators near float32's range merge without overflow. The order is fixed, so the
+/// result is bitwise deterministic.
 /// \param shards at least one, all with the same n and dv
-/// \param out    n x dv; written only if every check passes
+/// \param out    n x dv; written only if every check passes; it must not overlap any shard
 /// \param params only params.empty and params.kernel are read: a row that no shard saw a key
 ///               for (compact kernels) is an error naming the row (empty_support::error) or NaN
 ///               (empty_support::nan)

@@ -55,12 +55,15 @@ struct pool_gradients {
 /// bitwise repeatable too.
 /// \param queries n x d, keys m x d, values m x dv: as for pool()
 /// \param dout    n x dv: dL/d(out)
-/// \param grads   where to write; any subset
+/// \param grads   where to write; any subset. No gradient may overlap an input or another
+///                gradient.
 /// \param params  bandwidth, kernel and mask, as for pool()
 /// \param opts    backend (cpu, reference, cuda_fused; automatic = cuda_fused where a device
 ///                exists and d <= kMaxGpuBackwardDims, else cpu), threads, check_finite
-/// \throws invalid_argument as pool() does, on a gradient view of the wrong shape, for
-///         backend::cuda_unfused, or for d > kMaxGpuBackwardDims on cuda_fused; cuda_error on
+/// Values and dout near float32's range are scaled by powers of two for the engine and the
+/// gradients scaled back (exact), so a gradient is finite wherever its value is a float32.
+/// \throws invalid_argument as pool() does, on a gradient view of the wrong shape or
+///         overlapping buffers, for backend::cuda_unfused, or for d > kMaxGpuBackwardDims on cuda_fused; cuda_error on
 ///         cuda_fused without a usable device (or in a build without CUDA).
 void pool_backward(const_view queries, const_view keys, const_view values, const_view dout,
                    const pool_gradients& grads, const pool_params& params = {},
@@ -186,7 +189,7 @@ struct parametric_fit {
 /// \param y n x dv training targets
 /// Backends as pool_backward(): cpu, reference or cuda_fused (every pool() and pool_backward()
 /// of the run on the GPU; automatic = cuda_fused where a device exists and d <= 64, else cpu).
-/// 	hrows invalid_argument on a bad view or shape (checked before any memory is read), a bad
+/// \throws invalid_argument on a bad view or shape (checked before any memory is read), a bad
 ///         setting (learning_rate or tolerance <= 0 or not finite, initial_w of the wrong size,
 ///         not finite, or <= 0 for quasi_newton), non-finite data, weights that overflow float32
 ///         scores during book_sgd training, or backend::cuda_unfused; cuda_error on cuda_fused
@@ -226,7 +229,7 @@ std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const dou
 
 /// How select_bandwidth() searches.
 struct bandwidth_search {
-  /// Log-spaced bandwidths evaluated in the first, fused sweep (>= 3).
+  /// Log-spaced bandwidths evaluated in the first, fused sweep (3 to 2^24).
   std::size_t grid_size = 64;
   /// Grid ends. 0 = from the data: s * 1e-3 and s * 10, where s is the largest coordinate range
   /// of x (s = 1 when every x is equal: then every bandwidth gives the same error).

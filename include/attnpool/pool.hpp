@@ -19,10 +19,17 @@ namespace attnpool {
 /// \param queries n x d
 /// \param keys    m x d, m >= 1
 /// \param values  m x dv, dv >= 1
-/// \param out     n x dv; written only if every check passes (left untouched on error)
+/// \param out     n x dv; written only if every check passes (left untouched on error, an empty
+///                compact-kernel row under empty_support::error included). It must not overlap
+///                any input, not even by part of a row, and must not alias one either (in-place
+///                pooling is not supported).
 /// \throws invalid_argument on a bad shape, leading dimension, null pointer, bandwidth, size
-///         overflow or (with opts.check_finite) a NaN/Inf input; the message names the argument
-///         and the value.
+///         overflow, overlapping buffers or (with opts.check_finite) a NaN/Inf input; the
+///         message names the argument and the value. Values near float32's range are pooled
+///         without overflow (each value column is scaled by a power of two where the sum over
+///         the keys could overflow, which leaves the result exact), so finite inputs whose
+///         answer is finite give a finite output.
+/// \throws error when a CPU worker thread cannot be started (the message names the resource).
 /// \throws cuda_error when a CUDA backend fails or the library was built without CUDA.
 /// n == 0 is a valid no-op.
 void pool(const_view queries, const_view keys, const_view values, mutable_view out,
@@ -53,6 +60,11 @@ std::vector<float> pool(std::span<const float> queries, std::span<const float> k
 std::vector<float> attention_weights(std::span<const float> queries, std::span<const float> keys,
                                      std::size_t d, const pool_params& params = {},
                                      const options& opts = {});
+
+/// Checks one bandwidth as every entry point does: finite and >= kMinBandwidth. Throws
+/// invalid_argument whose message names `name` ("bandwidth", "bandwidths[2]", "--bandwidth")
+/// and the value; for front ends that check their arguments before building a call.
+void check_bandwidth(double h, const char* name = "bandwidth");
 
 /// The backend that `automatic` resolves to on this machine (never `automatic`).
 backend resolve_backend(backend requested);

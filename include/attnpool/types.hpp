@@ -123,13 +123,22 @@ enum class mask {
   valid_length,   ///< query i sees keys [0, valid_lens[i]) (the book's masked softmax)
 };
 
+/// The smallest bandwidth (scalar or anisotropic entry) any entry point accepts: 2^-63, so that
+/// 1/h^2 = 2^126 and log2(e)/(2h^2) are finite float32 numbers, which the float32 engines fold
+/// the bandwidth into. check_bandwidth() applies it.
+inline constexpr double kMinBandwidth = 0x1p-63;
+
+/// The most CPU threads a call starts (options::threads is clamped to it).
+inline constexpr unsigned kMaxThreads = 1024;
+
 /// What is computed.
 struct pool_params {
-  double bandwidth = 1.0;                       ///< h > 0, finite (ignored if bandwidths is set)
+  /// h finite and >= kMinBandwidth (ignored if bandwidths is set)
+  double bandwidth = 1.0;
   attnpool::kernel kernel = attnpool::kernel::gaussian;
   /// Anisotropic bandwidth: empty (the default) means the isotropic `bandwidth`; otherwise d
-  /// host-memory values h_c, each finite and > 0, and u^2 = sum_c (q_c - k_c)^2 / h_c^2. Not
-  /// copied; it must stay valid for the duration of the call. Not supported by the learning API,
+  /// host-memory values h_c, each finite and >= kMinBandwidth, and
+  /// u^2 = sum_c (q_c - k_c)^2 / h_c^2. Not copied; it must stay valid for the duration of the call. Not supported by the learning API,
   /// nor by the GPU paths for d > kMaxGpuAnisotropicDims.
   std::span<const double> bandwidths{};
   /// Compact kernels only: the policy for a query with no key in the support.
@@ -143,7 +152,9 @@ struct pool_params {
 /// How and where it is computed.
 struct options {
   attnpool::backend backend = attnpool::backend::automatic;
-  unsigned threads = 0;       ///< CPU engine threads; 0 = all hardware threads
+  /// CPU engine threads; 0 = all hardware threads. Larger values are clamped to the hardware
+  /// threads and to kMaxThreads; a thread that cannot be started is an attnpool::error.
+  unsigned threads = 0;
   bool check_finite = true;   ///< reject NaN/Inf inputs (an extra read of the inputs)
   stream_t stream = nullptr;  ///< CUDA stream for the device-pointer API
   void* workspace = nullptr;  ///< device workspace for the device-pointer API (may be null

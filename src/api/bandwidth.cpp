@@ -8,6 +8,7 @@
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 
+#include "src/api/guarded_output.hpp"
 #include "src/api/train.hpp"
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
@@ -25,6 +26,9 @@
 
 namespace attnpool {
 namespace {
+
+// The most grid bandwidths select_bandwidth evaluates (each is a full leave-one-out sweep).
+constexpr std::size_t kMaxGridSize = std::size_t{1} << 24;
 
 // The views x and y, before anything reads them: leading dimensions, non-null data, n >= 2 rows
 // each, and at least one column each.
@@ -132,19 +136,23 @@ std::vector<double> loo_cv_error(const_view x, const_view y, std::span<const dou
   constexpr const char* fn = "loo_cv_error";
   const backend b = detail::choose_backend({fn, detail::entry_point::bandwidth, opts.backend});
   check_cv_args(fn, x, y, bandwidths, opts);
+  const detail::scaled_targets ys(y, x.rows);
+  std::vector<double> cv;
   switch (b) {
-    case backend::reference: return detail::reference_loo_cv(x, y, bandwidths);
-    case backend::cuda_fused: return detail::cuda_loo_cv(x, y)(bandwidths);
-    default: return detail::cpu_loo_cv(x, y, bandwidths, opts.threads);
+    case backend::reference: cv = detail::reference_loo_cv(x, ys.view(), bandwidths); break;
+    case backend::cuda_fused: cv = detail::cuda_loo_cv(x, ys.view())(bandwidths); break;
+    default: cv = detail::cpu_loo_cv(x, ys.view(), bandwidths, opts.threads); break;
   }
+  for (double& e : cv) e = ys.unscale_loss(e);
+  return cv;
 }
 
 bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth_search& search,
                                      const options& opts) {
   constexpr const char* fn = "select_bandwidth";
   const backend which = detail::choose_backend({fn, detail::entry_point::bandwidth, opts.backend});
-  ATTNPOOL_EXPECTS(search.grid_size >= 3, fn, ": search.grid_size must be >= 3, got ",
-                   search.grid_size);
+  ATTNPOOL_EXPECTS(search.grid_size >= 3 && search.grid_size <= kMaxGridSize, fn,
+                   ": search.grid_size must be in [3, 2^24], got ", search.grid_size);
   ATTNPOOL_EXPECTS(std::isfinite(search.log_tolerance) && search.log_tolerance > 0.0, fn,
                    ": search.log_tolerance must be finite and > 0, got ", search.log_tolerance);
   for (double h : {search.h_min, search.h_max})
@@ -177,10 +185,12 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
   unchecked.check_finite = false;
   bool first = true;
   std::optional<detail::cuda_loo_cv> gpu;  // the device session: x and y uploaded once
+  // Targets near float32's range go through loo_cv_error, which scales them, one call a time.
+  const detail::scaled_targets ys(y, x.rows);
   const cv_evaluator eval = [&](std::span<const double> hs) {
     const options& o = first ? checked : unchecked;
     first = false;
-    if (which != backend::cuda_fused) return loo_cv_error(x, y, hs, o);
+    if (which != backend::cuda_fused || ys.shift() != 0) return loo_cv_error(x, y, hs, o);
     check_cv_args("loo_cv_error", x, y, hs, o);
     if (!gpu) gpu.emplace(x, y);
     return (*gpu)(hs);
@@ -224,7 +234,8 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
       fit.w[c] = std::clamp(1.0 / h0[c], per_dim.w_lo[c], per_dim.w_hi[c]);
     detail::loo_search s = per_dim;
     s.scan_first = scan_first;
-    detail::minimise_loo(x, y, s, run, fit);
+    detail::minimise_loo(x, ys.view(), s, run, fit);
+    fit.final_loss = ys.unscale_loss(fit.final_loss);
     r.evaluations += fit.evaluations;
     return fit;
   };

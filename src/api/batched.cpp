@@ -2,10 +2,10 @@
 // CPU engine (src/cpu/engine.cpp, the same per-row code as pool()), the reference, or the CUDA
 // fused path's host-memory entry points (src/cuda/batched.cpp).
 #include <attnpool/batched.hpp>
-#include <attnpool/detail/online_softmax.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/pool.hpp>
 
+#include "src/api/guarded_output.hpp"
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
 #include "src/reference/engine.hpp"
@@ -13,6 +13,7 @@
 #include "src/validate/validate.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <limits>
 #include <span>
@@ -31,21 +32,70 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
   const std::size_t problems = query_offsets.size() - 1;
   if (q.rows == 0) return;  // then keys.rows may be 0 as well; nothing to check or compute
   detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
+  detail::check_disjoint(fn, "out", out, "queries", q);
+  detail::check_disjoint(fn, "out", out, "keys", k);
+  detail::check_disjoint(fn, "out", out, "values", v);
   detail::choose_backend({fn, detail::entry_point::batched, b, q.cols, &params});
   detail::check_inputs_host(fn, opts, q, k, v, params);
-  if (b == backend::cuda_fused)
-    return detail::cuda_pool_batched_host(q, k, v, out, query_offsets, key_offsets, params);
-  if (b == backend::cpu)
-    return detail::cpu_pool_batched(q, k, v, out, query_offsets, key_offsets, params,
-                                    opts.threads);
-  for (std::size_t p = 0; p < problems; ++p) {
-    const std::size_t q0 = query_offsets[p], q1 = query_offsets[p + 1];
-    if (q0 == q1) continue;
-    const std::size_t k0 = key_offsets[p], k1 = key_offsets[p + 1];
-    detail::reference_pool(detail::rows_of(q, q0, q1), detail::rows_of(k, k0, k1),
-                           detail::rows_of(v, k0, k1), detail::rows_of(out, q0, q1), params);
+  std::size_t terms = 0;  // the most keys of any problem
+  for (std::size_t p = 0; p < problems; ++p)
+    terms = std::max(terms, key_offsets[p + 1] - key_offsets[p]);
+  const bool host = b != backend::cuda_fused;
+  const detail::guarded_output g(
+      v, terms, out, host && is_compact(params.kernel) && params.empty == empty_support::error);
+  const const_view gv = g.values();
+  const mutable_view gout = g.out();
+  if (b == backend::cuda_fused) {
+    detail::cuda_pool_batched_host(q, k, gv, gout, query_offsets, key_offsets, params);
+  } else if (b == backend::cpu) {
+    detail::cpu_pool_batched(q, k, gv, gout, query_offsets, key_offsets, params, opts.threads);
+  } else {
+    for (std::size_t p = 0; p < problems; ++p) {
+      const std::size_t q0 = query_offsets[p], q1 = query_offsets[p + 1];
+      if (q0 == q1) continue;
+      const std::size_t k0 = key_offsets[p], k1 = key_offsets[p + 1];
+      detail::reference_pool(detail::rows_of(q, q0, q1), detail::rows_of(k, k0, k1),
+                             detail::rows_of(gv, k0, k1), detail::rows_of(gout, q0, q1), params);
+    }
   }
+  g.commit();
 }
+
+namespace {
+
+// Row i of a partial state whose values were divided by 2^shift[c]: acc row i times 2^shift[c],
+// in double. Where that exceeds float32, the row's reference moves up by delta log2 units
+// (sum and acc times 2^-delta): the same state for every merge, since a merge is exact for any
+// reference. A shift that float32 cannot represent against the row's reference is an error.
+void unscale_partial_row(const char* fn, partial_states& st, std::size_t i,
+                         const std::vector<int>& shift) {
+  const std::size_t dv = st.dv;
+  float* acc = st.acc.data() + i * dv;
+  double amax = 0.0;
+  for (std::size_t c = 0; c < dv; ++c)
+    amax = std::max(amax, std::fabs(std::ldexp(static_cast<double>(acc[c]), shift[c])));
+  const double limit = std::numeric_limits<float>::max() / 2.0;
+  double delta = 0.0;
+  if (amax > limit) {
+    const double want = std::ceil(std::log2(amax / limit));
+    auto moved = static_cast<float>(static_cast<double>(st.max[i]) + want);
+    if (static_cast<double>(moved) - st.max[i] < want)
+      moved = std::nextafter(moved, std::numeric_limits<float>::infinity());
+    delta = static_cast<double>(moved) - static_cast<double>(st.max[i]);
+    const auto sum = static_cast<float>(std::exp2(-delta) * st.sum[i]);
+    if (!(sum > 0.0f) || !std::isfinite(moved))
+      throw error(detail::concat(fn, ": the accumulator of query row ", i, " (", amax,
+                                 ") exceeds float32 and cannot be moved to another reference at",
+                                 " max = ", st.max[i], "; scale the values down"));
+    st.max[i] = moved;
+    st.sum[i] = sum;
+  }
+  for (std::size_t c = 0; c < dv; ++c)
+    acc[c] = static_cast<float>(std::ldexp(static_cast<double>(acc[c]), shift[c]) *
+                                std::exp2(-delta));
+}
+
+}  // namespace
 
 partial_states pool_partial(const_view q, const_view k, const_view v, const pool_params& params,
                             const options& opts) {
@@ -53,22 +103,31 @@ partial_states pool_partial(const_view q, const_view k, const_view v, const pool
   const backend b = detail::choose_backend({fn, detail::entry_point::partial, opts.backend});
   detail::reject_shard_mask(fn, params);
   detail::reject_shard_nearest(fn, params);
+  // Validated against a shape-only view before the states are allocated; never dereferenced.
+  const float shape_only = 0.0f;
+  detail::check_pool_args(fn, q, k, v, const_view{&shape_only, q.rows, v.cols, v.cols}, params,
+                          detail::mask_support::host);
+  detail::choose_backend({fn, detail::entry_point::partial, b, q.cols, &params});
+  detail::check_inputs_host(fn, opts, q, k, v, params);
   partial_states st;
   st.n = q.rows;
   st.dv = v.cols;
-  st.acc.assign(detail::checked_mul(fn, "n * dv", st.n, st.dv), 0.0f);
-  const mutable_view acc{st.acc.data(), st.n, st.dv};
-  detail::check_pool_args(fn, q, k, v, acc, params, detail::mask_support::host);
-  detail::choose_backend({fn, detail::entry_point::partial, b, q.cols, &params});
-  detail::check_inputs_host(fn, opts, q, k, v, params);
+  st.acc.assign(st.n * st.dv, 0.0f);
   st.max.assign(st.n, -std::numeric_limits<float>::infinity());
   st.sum.assign(st.n, 0.0f);
+  if (st.n == 0) return st;
+  const std::vector<int> shift = detail::overflow_shifts(v, k.rows);
+  const std::vector<float> scaled = shift.empty() ? std::vector<float>{}
+                                                  : detail::scaled_copy(v, shift);
+  const const_view gv = shift.empty() ? v : const_view{scaled.data(), v.rows, v.cols};
   const mutable_partials out = st.view();
   if (b == backend::cuda_fused) {
-    if (st.n > 0) detail::cuda_pool_partial_host(q, k, v, out, params);
-    return st;
+    detail::cuda_pool_partial_host(q, k, gv, out, params);
+  } else {
+    detail::cpu_pool_partial(q, k, gv, out, params, opts.threads);
   }
-  detail::cpu_pool_partial(q, k, v, out, params, opts.threads);
+  if (!shift.empty())
+    for (std::size_t i = 0; i < st.n; ++i) unscale_partial_row(fn, st, i, shift);
   return st;
 }
 
@@ -88,10 +147,12 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
   }
   ATTNPOOL_EXPECTS(out.rows == n && out.cols == dv, fn, ": out must be ", n, " x ", dv, ", got ",
                    out.rows, " x ", out.cols);
-  ATTNPOOL_EXPECTS(out.ld >= out.cols, fn, ": out.ld must be >= out.cols (", out.cols, "), got ",
-                   out.ld);
-  ATTNPOOL_EXPECTS(out.data != nullptr || n == 0, fn, ": out.data is null but out is ", n, " x ",
-                   dv);
+  detail::check_view(fn, "out", out);
+  for (const partial_states& p : shards) {
+    detail::check_disjoint(fn, "out", out, "a shard's acc", p.accumulators());
+    detail::check_disjoint(fn, "out", out, "a shard's max", const_view{p.max.data(), 1, n});
+    detail::check_disjoint(fn, "out", out, "a shard's sum", const_view{p.sum.data(), 1, n});
+  }
   // Check for empty rows first, so that out is untouched when the call throws.
   if (params.empty == empty_support::error) {
     for (std::size_t i = 0; i < n; ++i) {
@@ -101,21 +162,26 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
       if (!seen) detail::throw_empty_row(fn, params, i, {.any_shard = true, .nearest_ok = false});
     }
   }
-  std::vector<float> acc(dv);
+  // The merge in double, onto the largest reference: the shards' accumulators may each be near
+  // float32's range, and their weighted sum exceed it where the normalised result does not.
+  std::vector<double> acc(dv);
   for (std::size_t i = 0; i < n; ++i) {
-    detail::online_softmax sm;
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    for (const partial_states& p : shards) {
-      const detail::rescale r = sm.merge(detail::online_softmax{p.max[i], p.sum[i]});
-      const float* pa = p.acc.data() + i * dv;
-      for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * pa[c];
-    }
-    if (sm.empty()) {
+    double ref = -std::numeric_limits<double>::infinity();
+    for (const partial_states& p : shards) ref = std::max(ref, static_cast<double>(p.max[i]));
+    if (ref == -std::numeric_limits<double>::infinity()) {
       for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
       continue;
     }
-    const float inv = sm.inv_sum();
-    for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
+    double sum = 0.0;
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (const partial_states& p : shards) {
+      if (p.max[i] == -std::numeric_limits<float>::infinity()) continue;  // the identity
+      const double w = std::exp2(static_cast<double>(p.max[i]) - ref);
+      sum += w * p.sum[i];
+      const float* pa = p.acc.data() + i * dv;
+      for (std::size_t c = 0; c < dv; ++c) acc[c] += w * pa[c];
+    }
+    for (std::size_t c = 0; c < dv; ++c) out(i, c) = static_cast<float>(acc[c] / sum);
   }
 }
 

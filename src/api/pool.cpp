@@ -3,6 +3,7 @@
 #include <attnpool/error.hpp>
 #include <attnpool/pool.hpp>
 
+#include "src/api/guarded_output.hpp"
 #include "src/cpu/engine.hpp"
 #include "src/cuda/backends.hpp"
 #include "src/reference/engine.hpp"
@@ -17,23 +18,41 @@ backend resolve_backend(backend requested) {
   return detail::choose_backend({"resolve_backend", detail::entry_point::pool, requested});
 }
 
+namespace {
+
+// Whether a host engine may throw after writing the output: a compact kernel's empty row under
+// empty_support::error is found while the rows are computed.
+bool may_throw_after_writing(backend b, const pool_params& params) {
+  return (b == backend::reference || b == backend::cpu) && is_compact(params.kernel) &&
+         params.empty == empty_support::error;
+}
+
+}  // namespace
+
 void pool(const_view q, const_view k, const_view v, mutable_view out, const pool_params& params,
           const options& opts) {
   constexpr const char* fn = "pool";
   const auto shape =
       detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
+  detail::check_disjoint(fn, "out", out, "queries", q);
+  detail::check_disjoint(fn, "out", out, "keys", k);
+  detail::check_disjoint(fn, "out", out, "values", v);
   if (shape.n == 0) return;
   const backend b =
       detail::choose_backend({fn, detail::entry_point::pool, opts.backend, q.cols, &params});
   detail::check_inputs_host(fn, opts, q, k, v, params);
+  const detail::guarded_output g(v, shape.m, out, may_throw_after_writing(b, params));
   switch (b) {
-    case backend::reference: return detail::reference_pool(q, k, v, out, params);
-    case backend::cpu: return detail::cpu_pool(q, k, v, out, params, opts.threads);
+    case backend::reference: detail::reference_pool(q, k, g.values(), g.out(), params); break;
+    case backend::cpu: detail::cpu_pool(q, k, g.values(), g.out(), params, opts.threads); break;
     case backend::cuda_fused:
-    case backend::cuda_unfused: return detail::cuda_pool_host(q, k, v, out, params, b);
-    case backend::automatic: break;
+    case backend::cuda_unfused:
+      detail::cuda_pool_host(q, k, g.values(), g.out(), params, b);
+      break;
+    case backend::automatic:
+      throw invalid_argument(detail::concat(fn, ": unknown backend ", static_cast<int>(b)));
   }
-  throw invalid_argument(detail::concat(fn, ": unknown backend ", static_cast<int>(b)));
+  g.commit();
 }
 
 void attention_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
@@ -41,23 +60,28 @@ void attention_weights(const_view q, const_view k, mutable_view w, const pool_pa
   constexpr const char* fn = "attention_weights";
   const auto shape =
       detail::check_weights_args(fn, q, k, w, params, detail::mask_support::host);
+  detail::check_disjoint(fn, "weights", w, "queries", q);
+  detail::check_disjoint(fn, "weights", w, "keys", k);
   if (shape.n == 0) return;
   const backend b = detail::choose_backend(
       {fn, detail::entry_point::attention_weights, opts.backend, q.cols, &params});
   detail::check_inputs_host(fn, opts, q, k, const_view{}, params);
+  const detail::guarded_output g(const_view{}, 0, w, may_throw_after_writing(b, params));
   switch (b) {
-    case backend::reference: return detail::reference_weights(q, k, w, params);
-    case backend::cpu: return detail::cpu_weights(q, k, w, params, opts.threads);
+    case backend::reference: detail::reference_weights(q, k, g.out(), params); break;
+    case backend::cpu: detail::cpu_weights(q, k, g.out(), params, opts.threads); break;
     case backend::cuda_fused:
-    case backend::cuda_unfused: return detail::cuda_weights_host(q, k, w, params);
-    case backend::automatic: break;
+    case backend::cuda_unfused: detail::cuda_weights_host(q, k, g.out(), params); break;
+    case backend::automatic:
+      throw invalid_argument(detail::concat(fn, ": unknown backend ", static_cast<int>(b)));
   }
-  throw invalid_argument(detail::concat(fn, ": unknown backend ", static_cast<int>(b)));
+  g.commit();
 }
 
 void average_pool(const_view values, mutable_view out, const options& opts) {
   constexpr const char* fn = "average_pool";
   detail::check_average_args(fn, values, out);
+  detail::check_disjoint(fn, "out", out, "values", values);
   if (out.rows == 0) return;
   if (opts.check_finite) detail::check_finite_host(fn, "values", values);
   const backend b = detail::choose_backend({fn, detail::entry_point::average_pool, opts.backend});
@@ -86,7 +110,12 @@ std::vector<float> pool(std::span<const float> queries, std::span<const float> k
   ATTNPOOL_EXPECTS(values.size() % m == 0 && !values.empty(), fn, ": values.size() (",
                    values.size(), ") must be a positive multiple of the key count m (", m, ")");
   const std::size_t dv = values.size() / m;
-  std::vector<float> out(detail::checked_mul(fn, "n * dv", n, dv));
+  // Everything is checked before the result is allocated; the shape-only view is never read.
+  const float shape_only = 0.0f;
+  detail::check_pool_args(fn, const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
+                          const_view{values.data(), m, dv}, const_view{&shape_only, n, dv, dv},
+                          params, detail::mask_support::host);
+  std::vector<float> out(n * dv);
   pool(const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
        const_view{values.data(), m, dv}, mutable_view{out.data(), n, dv}, params, opts);
   return out;
@@ -107,7 +136,10 @@ std::vector<float> attention_weights(std::span<const float> queries, std::span<c
                    ": queries.size() and keys.size() must be multiples of d (", d, "), got ",
                    queries.size(), " and ", keys.size());
   const std::size_t n = queries.size() / d, m = keys.size() / d;
-  std::vector<float> w(detail::checked_mul(fn, "n * m", n, m));
+  const float shape_only = 0.0f;
+  detail::check_weights_args(fn, const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
+                             const_view{&shape_only, n, m, m}, params, detail::mask_support::host);
+  std::vector<float> w(n * m);
   attention_weights(const_view{queries.data(), n, d}, const_view{keys.data(), m, d},
                     mutable_view{w.data(), n, m}, params, opts);
   return w;

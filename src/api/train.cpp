@@ -8,6 +8,7 @@
 #include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
 
+#include "src/api/guarded_output.hpp"
 #include "src/api/train.hpp"
 #include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
@@ -375,12 +376,18 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
     loo_objective objective(x, y, nw, run_opts);
     train_book_sgd(fn, train, objective, fit);
     fit.evaluations = objective.evaluations();
-  } else {
-    detail::loo_search search;
-    search.max_epochs = train.max_epochs;
-    search.tolerance = train.tolerance;
-    detail::minimise_loo(x, y, search, run_opts, fit);
+    return fit;
   }
+  // Targets near float32's range are scaled by a power of two (quasi_newton's steps do not
+  // depend on the loss's scale; the book's fixed-step descent does, so its targets stay as given).
+  const detail::scaled_targets ys(y, x.rows);
+  detail::loo_search search;
+  search.max_epochs = train.max_epochs;
+  search.tolerance = train.tolerance;
+  detail::minimise_loo(x, ys.view(), search, run_opts, fit);
+  for (double& l : fit.loss) l = ys.unscale_loss(l);
+  fit.final_loss = ys.unscale_loss(fit.final_loss);
+  for (double& g : fit.gradient) g = ys.unscale_loss(g);
   return fit;
 }
 

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <attnpool/detail/mask.hpp>
+#include <attnpool/error.hpp>
 #include <attnpool/types.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -38,12 +40,15 @@ inline std::vector<float> pack_columns(const_view a) {
   return out;
 }
 
-// Runs body(row, scratch) for rows [0, n) on `threads` workers. Each row is computed by one
-// thread with a fixed key order, so results do not depend on the thread count or scheduling.
+// Runs body(row, scratch) for rows [0, n) on `threads` workers (0: every hardware thread; more
+// than the hardware threads or kMaxThreads are clamped). Each row is computed by one thread
+// with a fixed key order, so results do not depend on the thread count or scheduling. A thread
+// that cannot be started stops the call with attnpool::error once the started ones are joined.
 template <class Body>
 void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
                    std::size_t scratch_floats, Body body) {
-  unsigned t = threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads;
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  unsigned t = std::min({threads == 0 ? hw : threads, hw, kMaxThreads});
   const std::size_t by_work = std::max<std::size_t>(1, n * pairs_per_row / kMinPairsPerThread);
   const std::size_t by_rows = (n + kRowChunk - 1) / kRowChunk;
   t = static_cast<unsigned>(std::min<std::size_t>({t, by_work, by_rows}));
@@ -64,7 +69,17 @@ void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
   }
   std::vector<std::jthread> pool;
   pool.reserve(t - 1);
-  for (unsigned id = 1; id < t; ++id) pool.emplace_back(worker, id);
+  for (unsigned id = 1; id < t; ++id) {
+    try {
+      pool.emplace_back(worker, id);
+    } catch (const std::system_error& e) {
+      next.store(n, std::memory_order_relaxed);  // the started workers stop at their next chunk
+      pool.clear();                              // and are joined here
+      throw error(concat("CPU engine: could not start worker thread ", id + 1, " of ", t, " (",
+                         e.what(), "); lower options.threads or raise the process's thread and ",
+                         "memory limits"));
+    }
+  }
   worker(0);
 }
 

@@ -8,8 +8,17 @@
 #include <algorithm>
 #include <cmath>
 #include <climits>
+#include <cstdint>
 #include <limits>
 #include <string>
+
+namespace attnpool {
+
+void check_bandwidth(double h, const char* name) {
+  detail::check_one_bandwidth("", name != nullptr ? name : "bandwidth", h);
+}
+
+}  // namespace attnpool
 
 namespace attnpool::detail {
 
@@ -26,16 +35,17 @@ void check_view(const char* fn, const char* name, const_view a) {
   }
 }
 
-namespace {
-
 void check_one_bandwidth(const char* fn, const char* name, double h) {
-  ATTNPOOL_EXPECTS(std::isfinite(h) && h > 0.0, fn, ": ", name, " must be finite and > 0, got ", h);
-  // The float32 engines fold log2(e) / (2 h^2) (or 1 / h^2) into one float; it must be finite.
-  ATTNPOOL_EXPECTS(gaussian_log2_scale(h) < std::numeric_limits<float>::max(), fn, ": ", name, " ",
-                   h,
-                   " is too small for float32 scores (log2(e)/(2h^2) overflows"
-                   " float); rescale the inputs so that h >= 1e-18");
+  const char* sep = *fn != '\0' ? ": " : "";
+  ATTNPOOL_EXPECTS(std::isfinite(h) && h > 0.0, fn, sep, name, " must be finite and > 0, got ", h);
+  // The float32 engines fold 1/h^2 (or log2(e)/(2h^2)) into one float: kMinBandwidth keeps it
+  // finite.
+  ATTNPOOL_EXPECTS(h >= kMinBandwidth, fn, sep, name, " ", h,
+                   " is too small for float32 scores: it must be >= kMinBandwidth = 2^-63 (",
+                   kMinBandwidth, ", where 1/h^2 is still a finite float32); rescale the inputs");
 }
+
+namespace {
 
 // The bandwidth(s), the kernel and the empty-support policy. d = 0: not known yet (the
 // anisotropic size is then checked by check_pool_args / check_weights_args).
@@ -66,6 +76,39 @@ void check_bandwidth(const char* fn, const pool_params& params, std::size_t d) {
 }
 
 }  // namespace
+
+namespace {
+// The bytes [begin, end) that a view's elements span; begin == end when it holds none.
+struct byte_range {
+  std::uintptr_t begin = 0, end = 0;
+};
+byte_range range_of(const_view a) {
+  if (a.data == nullptr || a.rows == 0 || a.cols == 0) return {};
+  const auto b = reinterpret_cast<std::uintptr_t>(a.data);
+  return {b, b + ((a.rows - 1) * a.ld + a.cols) * sizeof(float)};
+}
+}  // namespace
+
+void check_disjoint(const char* fn, const char* a_name, const_view a, const char* b_name,
+                    const_view b) {
+  const byte_range ra = range_of(a), rb = range_of(b);
+  if (ra.begin == ra.end || rb.begin == rb.end) return;
+  if (ra.end <= rb.begin || rb.end <= ra.begin) return;
+  if (a.ld == b.ld) {
+    // Row by row, the earlier view's columns must end before the later one's begin, and the
+    // later one's must end before the earlier one's next row.
+    const bool a_first = ra.begin <= rb.begin;
+    const std::uintptr_t gap = a_first ? rb.begin - ra.begin : ra.begin - rb.begin;
+    const const_view& lo = a_first ? a : b;
+    const const_view& hi = a_first ? b : a;
+    const std::size_t off = gap / sizeof(float) % a.ld;
+    if (gap % sizeof(float) == 0 && off >= lo.cols && off + hi.cols <= a.ld) return;
+  }
+  throw invalid_argument(concat(fn, ": ", a_name, " and ", b_name, " overlap in memory (", a_name,
+                                " spans bytes [", a.data, ", +", ra.end - ra.begin, "), ", b_name,
+                                " [", b.data, ", +", rb.end - rb.begin,
+                                ")); an output must neither overlap nor alias an input"));
+}
 
 std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b) {
   ATTNPOOL_EXPECTS(b == 0 || a <= std::numeric_limits<std::size_t>::max() / b, fn, ": ", what,
@@ -189,19 +232,19 @@ problem_shape check_queries_keys(const char* fn, const_view queries, const_view 
 
 problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
                               const_view values, const_view out, const pool_params& params,
-                              mask_support masks) {
+                              mask_support masks, const char* out_name) {
   const problem_shape s = check_queries_keys(fn, queries, keys, values.cols, params, masks);
   ATTNPOOL_EXPECTS(values.rows == s.m, fn, ": values.rows must equal keys.rows (m = ", s.m,
                    "), got ", values.rows);
   ATTNPOOL_EXPECTS(s.dv >= 1, fn, ": values.cols (dv) must be >= 1, got ", s.dv);
-  ATTNPOOL_EXPECTS(out.rows == s.n, fn, ": out.rows must equal queries.rows (n = ", s.n, "), got ",
-                   out.rows);
-  ATTNPOOL_EXPECTS(out.cols == s.dv, fn, ": out.cols must equal values.cols (dv = ", s.dv,
-                   "), got ", out.cols);
+  ATTNPOOL_EXPECTS(out.rows == s.n, fn, ": ", out_name, ".rows must equal queries.rows (n = ",
+                   s.n, "), got ", out.rows);
+  ATTNPOOL_EXPECTS(out.cols == s.dv, fn, ": ", out_name, ".cols must equal values.cols (dv = ",
+                   s.dv, "), got ", out.cols);
   check_view(fn, "queries", queries);
   check_view(fn, "keys", keys);
   check_view(fn, "values", values);
-  check_view(fn, "out", out);
+  check_view(fn, out_name, out);
   checked_mul(fn, "n * m", s.n, s.m);
   checked_mul(fn, "n * dv", s.n, s.dv);
   check_mask(fn, params, s.n, s.m);

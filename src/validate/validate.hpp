@@ -25,13 +25,19 @@ struct problem_shape {
 enum class mask_support { gpu_none, host, gpu_fused };
 
 // Shapes, leading dimensions, null pointers, size_t overflow, the bandwidth and the mask.
-// `fn` prefixes every message ("pool", "attention_weights", ...).
+// `fn` prefixes every message ("pool", "attention_weights", ...); `out_name` names the n x dv
+// view ("dout" for pool_backward).
 problem_shape check_pool_args(const char* fn, const_view queries, const_view keys,
                               const_view values, const_view out, const pool_params& params,
-                              mask_support masks = mask_support::gpu_none);
+                              mask_support masks = mask_support::gpu_none,
+                              const char* out_name = "out");
 problem_shape check_weights_args(const char* fn, const_view queries, const_view keys,
                                  const_view weights, const pool_params& params,
                                  mask_support masks = mask_support::gpu_none);
+
+// One bandwidth: finite and >= kMinBandwidth; the message names `name` (after "<fn>: " unless
+// fn is empty).
+void check_one_bandwidth(const char* fn, const char* name, double h);
 
 // A view's leading dimension (>= cols), a non-null pointer unless it is empty, and an extent
 // that fits size_t; messages name the view ("x.data is null but x is 10 x 1").
@@ -129,6 +135,12 @@ double max_safe_coordinate(std::size_t d, double bandwidth);
 void check_batch_offsets(const char* fn, std::span<const std::size_t> query_offsets,
                          std::span<const std::size_t> key_offsets, std::size_t query_rows,
                          std::size_t key_rows);
+
+// Host buffers that overlap (even by part of a row) or alias: invalid_argument "<fn>: <a> and
+// <b> overlap in memory ...". Views with no elements never overlap, and two views with one
+// leading dimension whose columns interleave (column blocks of one matrix) share no element.
+void check_disjoint(const char* fn, const char* a_name, const_view a, const char* b_name,
+                    const_view b);
 
 // A checked product for sizes ("n * m overflows size_t").
 std::size_t checked_mul(const char* fn, const char* what, std::size_t a, std::size_t b);
