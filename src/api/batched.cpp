@@ -2,6 +2,7 @@
 // CPU engine (src/cpu/engine.cpp, the same per-row code as pool()), the reference, or the CUDA
 // fused path's host-memory entry points (src/cuda/batched.cpp).
 #include <attnpool/batched.hpp>
+#include <attnpool/detail/merge_states.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/pool.hpp>
 
@@ -162,27 +163,13 @@ void merge_partials(std::span<const partial_states> shards, mutable_view out,
       if (!seen) detail::throw_empty_row(fn, params, i, {.any_shard = true, .nearest_ok = false});
     }
   }
-  // The merge in double, onto the largest reference: the shards' accumulators may each be near
-  // float32's range, and their weighted sum exceed it where the normalised result does not.
-  std::vector<double> acc(dv);
-  for (std::size_t i = 0; i < n; ++i) {
-    double ref = -std::numeric_limits<double>::infinity();
-    for (const partial_states& p : shards) ref = std::max(ref, static_cast<double>(p.max[i]));
-    if (ref == -std::numeric_limits<double>::infinity()) {
-      for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    double sum = 0.0;
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (const partial_states& p : shards) {
-      if (p.max[i] == -std::numeric_limits<float>::infinity()) continue;  // the identity
-      const double w = std::exp2(static_cast<double>(p.max[i]) - ref);
-      sum += w * p.sum[i];
-      const float* pa = p.acc.data() + i * dv;
-      for (std::size_t c = 0; c < dv; ++c) acc[c] += w * pa[c];
-    }
-    for (std::size_t c = 0; c < dv; ++c) out(i, c) = static_cast<float>(acc[c] / sum);
-  }
+  detail::merge_states(
+      shards.size(),
+      [&](std::size_t s, std::size_t i) {
+        const partial_states& p = shards[s];
+        return detail::shard_row{p.max[i], p.sum[i], p.acc.data() + i * dv};
+      },
+      out);
 }
 
 }  // namespace attnpool

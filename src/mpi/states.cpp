@@ -1,7 +1,7 @@
 // Packing, viewing and merging the exchanged partial states (states.hpp).
 #include "src/mpi/states.hpp"
 
-#include <attnpool/detail/online_softmax.hpp>
+#include <attnpool/detail/merge_states.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/mpi.hpp>
 
@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <vector>
 
 namespace attnpool::mpi::detail {
 
@@ -60,25 +59,14 @@ std::size_t first_empty_row(const const_partials& in) {
 }
 
 void merge_rows(const const_partials& in, mutable_view out) {
-  const std::size_t dv = in.acc.cols;
-  std::vector<float> acc(dv);
-  for (std::size_t i = 0; i < in.acc.rows; ++i) {
-    ::attnpool::detail::online_softmax sm;
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    for (std::size_t s = 0; s < in.shards; ++s) {
-      const std::size_t at = s * in.state_stride + i * in.state_step;
-      const ::attnpool::detail::rescale r =
-          sm.merge(::attnpool::detail::online_softmax{in.max[at], in.sum[at]});
-      const float* pa = in.acc.data + s * in.acc_stride + i * in.acc.ld;
-      for (std::size_t c = 0; c < dv; ++c) acc[c] = acc[c] * r.self + r.other * pa[c];
-    }
-    if (sm.empty()) {
-      for (std::size_t c = 0; c < dv; ++c) out(i, c) = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    const float inv = sm.inv_sum();
-    for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
-  }
+  ::attnpool::detail::merge_states(
+      in.shards,
+      [&](std::size_t s, std::size_t i) {
+        const std::size_t at = s * in.state_stride + i * in.state_step;
+        return ::attnpool::detail::shard_row{in.max[at], in.sum[at],
+                                             in.acc.data + s * in.acc_stride + i * in.acc.ld};
+      },
+      out);
 }
 
 void throw_empty(const char* fn, const pool_params& params, std::size_t row) {
