@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-dimension bandwidth selection: attnpool against statsmodels' KernelReg(bw="cv_ls").
 
-    python bench/python/cv_vs_statsmodels.py [--sizes 1000,10000] [--sm-max 1000] [--threads 2]
+    python bench/peers/statsmodels_per_dimension.py [--sizes 1000,10000] [--sm-max 1000] [--threads 2]
 
 Both minimise the same leave-one-out squared error of local-constant (Nadaraya-Watson)
 regression with a Gaussian product kernel, one bandwidth per input dimension. For every data set
