@@ -329,7 +329,7 @@ void rows_d1(const problem& pb, const std::vector<float>& kt, const std::vector<
   const std::size_t n = pb.q.rows, m = pb.k.rows;
   const float ns = pb.ns;
   detail::parallel_rows(n, m * 2, pb.threads, 0, [&](std::size_t i, float*) {
-    const flush_denormals ftz;
+    [[maybe_unused]] const flush_denormals ftz;
     const detail::key_range rm = pb.rule.row(i, m);
     const float qi = pb.q(i, 0);
     const float d0 = qi - kt[first_visible(rm)];
@@ -374,7 +374,7 @@ void rows_generic(const problem& pb, const std::vector<float>& kt, const std::ve
   // Scratch: distances / weights, dp / w dp, and the b and g accumulators.
   detail::parallel_rows(n, m * (2 * d + dv), pb.threads, 2 * kCpuTile + 2 * d,
                         [&](std::size_t i, float* buf) {
-    const flush_denormals ftz;
+    [[maybe_unused]] const flush_denormals ftz;
     float *r = buf, *dp = r + kCpuTile, *b = dp + kCpuTile, *g = b + d;
     std::fill(b, b + 2 * d, 0.0f);
     const detail::key_range rm = pb.rule.row(i, m);
@@ -475,7 +475,7 @@ void cols_d1(const problem& pb, const pool_gradients& g, const row_states& st,
   const std::size_t blocks = (m + kKeyBlock - 1) / kKeyBlock;
   detail::parallel_rows(blocks, n * 2 * kKeyBlock, pb.threads, 3 * kKeyBlock,
                         [&](std::size_t blk, float* acc) {
-    const flush_denormals ftz;
+    [[maybe_unused]] const flush_denormals ftz;
     const std::size_t jb = blk * kKeyBlock, je = std::min(m, jb + kKeyBlock);
     std::fill(acc, acc + 3 * kKeyBlock, 0.0f);
     for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
@@ -531,7 +531,7 @@ void cols_generic(const problem& pb, const pool_gradients& g, const row_states& 
   const std::size_t per_key = d + dv + 1;  // dk, dv and dh sums of one key
   detail::parallel_rows(blocks, n * (2 * d + 2 * dv) * kKeyBlock, pb.threads,
                         3 * kCpuTile + per_key * kKeyBlock, [&](std::size_t blk, float* buf) {
-    const flush_denormals ftz;
+    [[maybe_unused]] const flush_denormals ftz;
     float *r = buf, *p = r + kCpuTile, *ds = p + kCpuTile, *acc = ds + kCpuTile;
     const std::size_t jb = blk * kKeyBlock, je = std::min(m, jb + kKeyBlock);
     std::fill(acc, acc + per_key * kKeyBlock, 0.0f);
