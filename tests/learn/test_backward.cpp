@@ -228,18 +228,25 @@ TEST(Backward, OracleMatchesFiniteDifferences) {
   }
 }
 
-TEST(Backward, CpuIsIndependentOfThreadCountAndOfWhichGradientsAreAsked) {
-  const problem p = make_problem(300, 2100, 2, 2, fresh_seed());
-  SCOPED_TRACE(attnpool::test::describe(p, 0.2));
-  const auto dout = random_dout(p.n, p.dv, p.seed);
-  const grads32 one = run_backward(p, dout, {0.2}, backend::cpu, 1);
+// The gradients on one thread, after checking that 2, 3 and all threads give the same bits.
+grads32 expect_independent_of_threads(const problem& p, const std::vector<float>& dout,
+                                      double h) {
+  SCOPED_TRACE(attnpool::test::describe(p, h));
+  grads32 one = run_backward(p, dout, {h}, backend::cpu, 1);
   for (unsigned t : {2u, 3u, 0u}) {
-    const grads32 g = run_backward(p, dout, {0.2}, backend::cpu, t);
+    const grads32 g = run_backward(p, dout, {h}, backend::cpu, t);
     EXPECT_EQ(one.dq, g.dq) << "threads=" << t;
     EXPECT_EQ(one.dk, g.dk) << "threads=" << t;
     EXPECT_EQ(one.dv, g.dv) << "threads=" << t;
     EXPECT_EQ(one.dh, g.dh) << "threads=" << t;
   }
+  return one;
+}
+
+TEST(Backward, CpuIsIndependentOfThreadCountAndOfWhichGradientsAreAsked) {
+  const problem p = make_problem(300, 2100, 2, 2, fresh_seed());
+  const auto dout = random_dout(p.n, p.dv, p.seed);
+  const grads32 one = expect_independent_of_threads(p, dout, 0.2);
   double dh = 0.0;
   attnpool::pool_gradients only_h;
   only_h.bandwidth = &dh;
@@ -251,16 +258,7 @@ TEST(Backward, CpuIsIndependentOfThreadCountAndOfWhichGradientsAreAsked) {
 // The d = 1 loops: key groups and query tiles are fixed by the data, never by the threads.
 TEST(Backward, CpuD1IsIndependentOfThreadCount) {
   const problem p = make_problem(4097, 1031, 1, 1, fresh_seed());
-  SCOPED_TRACE(attnpool::test::describe(p, 0.05));
-  const auto dout = random_dout(p.n, p.dv, p.seed);
-  const grads32 one = run_backward(p, dout, {0.05}, backend::cpu, 1);
-  for (unsigned t : {2u, 3u, 0u}) {
-    const grads32 g = run_backward(p, dout, {0.05}, backend::cpu, t);
-    EXPECT_EQ(one.dq, g.dq) << "threads=" << t;
-    EXPECT_EQ(one.dk, g.dk) << "threads=" << t;
-    EXPECT_EQ(one.dv, g.dv) << "threads=" << t;
-    EXPECT_EQ(one.dh, g.dh) << "threads=" << t;
-  }
+  expect_independent_of_threads(p, random_dout(p.n, p.dv, p.seed), 0.05);
 }
 
 #if defined(__SSE__)
