@@ -101,7 +101,7 @@ struct row_sums_d1 {
 // keeps the loop vectorised; only the tile holding it runs that instantiation. A key much closer
 // than ref gives exp2_poly5 an argument past its range (> 127): that lane's garbage (no UB) is
 // never used, since the caller then weighs the tile again against the tile's min.
-template <bool Skip, bool Dq>
+template <bool Skip, bool Dq, bool Min>
 ATTNPOOL_MULTIVERSION row_sums_d1 row_tile_d1(float q, const float* k, const float* v,
                                               std::size_t len, float ns, float ref,
                                               std::size_t skip) {
@@ -111,7 +111,7 @@ ATTNPOOL_MULTIVERSION row_sums_d1 row_tile_d1(float q, const float* k, const flo
     const float diff = q - k[j];
     float r2 = diff * diff;
     if constexpr (Skip) r2 = j == skip ? kInf : r2;
-    mn = std::min(mn, r2);
+    if constexpr (Min) mn = std::min(mn, r2);
     const float w = detail::exp2_poly5(ns * (r2 - ref));
     const float wv = w * v[j];
     z += w;
@@ -124,11 +124,13 @@ ATTNPOOL_MULTIVERSION row_sums_d1 row_tile_d1(float q, const float* k, const flo
   return {mn, z, a, b, g};
 }
 
-template <bool Dq>
+// Min = false: the caller knows that no key of the tile is nearer than ref by more than
+// kRefSlack (tile_bound_d1), and the tile runs without the min (mn stays +inf).
+template <bool Dq, bool Min>
 row_sums_d1 row_tile_d1(float q, const float* k, const float* v, std::size_t len, float ns,
                         float ref, std::size_t skip) {
-  return skip < len ? row_tile_d1<true, Dq>(q, k, v, len, ns, ref, skip)
-                    : row_tile_d1<false, Dq>(q, k, v, len, ns, ref, skip);
+  return skip < len ? row_tile_d1<true, Dq, Min>(q, k, v, len, ns, ref, skip)
+                    : row_tile_d1<false, Dq, Min>(q, k, v, len, ns, ref, skip);
 }
 
 // Keys per group in phase 2 on d = 1: the group's keys share each query's five loads, and
@@ -323,11 +325,32 @@ struct problem {
 // moves it down to within kRefSlack of the row's nearest key).
 std::size_t first_visible(const detail::key_range& rm) { return rm.skip == 0 ? 1 : 0; }
 
+// Per tile of kCpuTile keys, its smallest and largest key.
+std::vector<float> tile_bounds_d1(const std::vector<float>& kt) {
+  std::vector<float> r;
+  for (std::size_t j0 = 0; j0 < kt.size(); j0 += kCpuTile) {
+    const auto [lo, hi] = std::minmax_element(kt.begin() + static_cast<std::ptrdiff_t>(j0),
+                                              kt.begin() + static_cast<std::ptrdiff_t>(
+                                                  std::min(kt.size(), j0 + kCpuTile)));
+    r.push_back(*lo);
+    r.push_back(*hi);
+  }
+  return r;
+}
+
+// The smallest r2 from q to a key in [lo, hi], with the loop's own float operations (monotone,
+// so no key of the tile computes a smaller r2).
+float tile_bound_d1(float q, const float* lohi) {
+  const float diff = q < lohi[0] ? q - lohi[0] : (q > lohi[1] ? q - lohi[1] : 0.0f);
+  return diff * diff;
+}
+
 template <bool Dq>
 void rows_d1(const problem& pb, const std::vector<float>& kt, const std::vector<float>& vt,
              row_states& st, mutable_view dq) {
   const std::size_t n = pb.q.rows, m = pb.k.rows;
   const float ns = pb.ns;
+  const std::vector<float> bounds = tile_bounds_d1(kt);
   detail::parallel_rows(n, m * 2, pb.threads, 0, [&](std::size_t i, float*) {
     [[maybe_unused]] const flush_denormals ftz;
     const detail::key_range rm = pb.rule.row(i, m);
@@ -338,7 +361,14 @@ void rows_d1(const problem& pb, const std::vector<float>& kt, const std::vector<
     for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, rm.limit - j0);
       const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: none skipped
-      row_sums_d1 t = row_tile_d1<Dq>(qi, kt.data() + j0, vt.data() + j0, len, ns, ref, skip);
+      const float* kj = kt.data() + j0;
+      const float* vj = vt.data() + j0;
+      row_sums_d1 t;
+      if (ns * (tile_bound_d1(qi, bounds.data() + 2 * (j0 / kCpuTile)) - ref) <= kRefSlack) {
+        t = row_tile_d1<Dq, false>(qi, kj, vj, len, ns, ref, skip);
+      } else {
+        t = row_tile_d1<Dq, true>(qi, kj, vj, len, ns, ref, skip);
+      }
       if (!(ns * (t.mn - ref) <= kRefSlack)) {
         // A much closer key: move the row onto it and weigh the tile again.
         const float f = detail::exp2_poly(ns * (ref - t.mn));
@@ -347,7 +377,7 @@ void rows_d1(const problem& pb, const std::vector<float>& kt, const std::vector<
         b *= f;
         g *= f;
         ref = t.mn;
-        t = row_tile_d1<Dq>(qi, kt.data() + j0, vt.data() + j0, len, ns, ref, skip);
+        t = row_tile_d1<Dq, true>(qi, kj, vj, len, ns, ref, skip);
       }
       z += t.z;
       a += t.a;
