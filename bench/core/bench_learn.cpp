@@ -4,6 +4,7 @@
 //                       (leave_one_out, valid_length) against unmasked, forward and backward
 //                       (goal <= 1.15x). valid_length counts are m - (i * 7919 mod 1024), so the
 //                       masked rows do nearly the unmasked work (random counts would halve it).
+//                       cpu_ratio_backward_rows: dq alone, the backward's row pass only.
 //   forward / backward  pool() and pool_backward() (all four gradients) at n = m = 2^14, 2^16,
 //                       d = dv = 1: the goal is backward <= 2.5x forward (for the GPU;
 //                       the CPU ratio is recorded in bench/RESULTS.md)
@@ -75,41 +76,61 @@ void set_pairs(benchmark::State& state, std::size_t n) {
       benchmark::Counter::kIsRate);
 }
 
-void cpu_ratio_forward(benchmark::State& state) {
-  constexpr std::size_t n = std::size_t{1} << 14;
-  const data s = make(n);
+constexpr std::size_t kRatioN = std::size_t{1} << 14;
+
+// One cpu_ratio case: call(data, params) per iteration on the notebook's data, n = m = kRatioN.
+template <class Call>
+void ratio_case(benchmark::State& state, Call call) {
+  const data s = make(kRatioN);
   std::vector<std::size_t> lens;
-  const attnpool::pool_params p = ratio_params(n, state.range(0), lens);
+  const attnpool::pool_params p = ratio_params(kRatioN, state.range(0), lens);
+  for (auto _ : state) call(s, p);
+  set_pairs(state, kRatioN);
+}
+
+void cpu_ratio_forward(benchmark::State& state) {
+  constexpr std::size_t n = kRatioN;
   std::vector<float> out(n);
-  for (auto _ : state) {
+  ratio_case(state, [&](const data& s, const attnpool::pool_params& p) {
     attnpool::pool({s.x.data(), n, 1}, {s.x.data(), n, 1}, {s.y.data(), n, 1},
                    {out.data(), n, 1}, p, cpu());
     benchmark::DoNotOptimize(out.data());
-  }
-  set_pairs(state, n);
+  });
 }
 
 void cpu_ratio_backward(benchmark::State& state) {
-  constexpr std::size_t n = std::size_t{1} << 14;
-  const data s = make(n);
-  std::vector<std::size_t> lens;
-  const attnpool::pool_params p = ratio_params(n, state.range(0), lens);
+  constexpr std::size_t n = kRatioN;
   std::vector<float> dq(n), dk(n), dv(n);
   double dh = 0.0;
-  for (auto _ : state) {
+  ratio_case(state, [&](const data& s, const attnpool::pool_params& p) {
     attnpool::pool_backward({s.x.data(), n, 1}, {s.x.data(), n, 1}, {s.y.data(), n, 1},
                             {s.dout.data(), n, 1},
                             {{dq.data(), n, 1}, {dk.data(), n, 1}, {dv.data(), n, 1}, &dh}, p,
                             cpu());
     benchmark::DoNotOptimize(dq.data());
-  }
-  set_pairs(state, n);
+  });
+}
+
+// dq alone: the backward's row pass (the recomputed forward, D and dq) without the key pass, so
+// that the run shows what each of the two passes over the pairs costs.
+void cpu_ratio_backward_rows(benchmark::State& state) {
+  constexpr std::size_t n = kRatioN;
+  std::vector<float> dq(n);
+  attnpool::pool_gradients g;
+  g.queries = {dq.data(), n, 1};
+  ratio_case(state, [&](const data& s, const attnpool::pool_params& p) {
+    attnpool::pool_backward({s.x.data(), n, 1}, {s.x.data(), n, 1}, {s.y.data(), n, 1},
+                            {s.dout.data(), n, 1}, g, p, cpu());
+    benchmark::DoNotOptimize(dq.data());
+  });
 }
 
 BENCHMARK(cpu_ratio_forward)->ArgName("mask")->DenseRange(0, 2)->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(cpu_ratio_backward)->ArgName("mask")->DenseRange(0, 2)->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(cpu_ratio_backward_rows)->ArgName("mask")->DenseRange(0, 2)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void forward(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));

@@ -16,7 +16,9 @@
 // (a key's sum runs over the query tiles in order whatever the block), and dh sums the keys'
 // shares in double in key order: no atomics, and the result does not depend on the thread
 // count. d = dv = 1 (the notebook's case and leave-one-out training) has its own single-pass
-// loops, as the forward engine does; dv = 1 there factors dp_ij = dout_i v_j out of the sums.
+// loops, as the forward engine does; dv = 1 there factors dp_ij = dout_i v_j out of the sums,
+// and phase 2 walks each query tile once for kColKeys keys. Passes over the n x m pairs: two,
+// one exponential per pair in each (the forward: one pass, one exponential), exp2_poly5 in both.
 //
 // Why a reference distance instead of a log-sum-exp of scores: both passes take r2 - ref_i
 // before the multiply by ns, so phase 2 may contract ns (r2 - ref_i) - log2 z_i into one FMA and
@@ -40,6 +42,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 namespace attnpool {
 namespace {
 
@@ -50,6 +56,31 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // tile's best score: every w is then <= 2^16, far from overflowing a tile sum, and the running
 // reference serves without a separate min pass. The same slack as the forward's d = 1 tile.
 constexpr float kRefSlack = 16.0f;
+
+// Flush-to-zero and denormals-are-zero on this thread while a row or key block runs, restored
+// after it. The weights go down to 2^-125 (exp2_poly5's floor), so their products (w v, w (q - k),
+// dS = P (dp - D)) fall below 2^-126 on every row that has far keys, and x86 takes a microcode
+// assist for each instruction that makes or reads such a number: phase 2 on the notebook's data
+// at n = m = 2^14 ran 2.2x slower for it. What is flushed is below 2^-126 per term, under the
+// 1e-30 absolute floor of the tolerance even summed over 2^40 pairs; normal results are
+// unchanged. Elsewhere (no SSE control register) a no-op.
+class flush_denormals {
+ public:
+#if defined(__SSE__)
+  flush_denormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtz | kDaz); }
+  ~flush_denormals() { _mm_setcsr(saved_); }
+#else
+  flush_denormals() = default;
+#endif
+  flush_denormals(const flush_denormals&) = delete;
+  flush_denormals& operator=(const flush_denormals&) = delete;
+
+ private:
+#if defined(__SSE__)
+  static constexpr unsigned kFtz = 0x8000u, kDaz = 0x0040u;  // MXCSR bits 15 and 6
+  unsigned saved_;
+#endif
+};
 
 // Keys per block in phase 2: the query tile (5 floats a query at d = dv = 1, 20 KiB) is read
 // from L1 by each of them. Small, so that m = 129 still spreads over two threads.
@@ -67,8 +98,10 @@ struct row_sums_d1 {
 
 // Phase 1, one tile of keys against reference distance ref: w = 2^(ns (r2 - ref)). The skipped
 // key (leave_one_out) gets r2 = +inf, so w = 0 and the min ignores it, through a select that
-// keeps the loop vectorised; only the tile holding it runs that instantiation.
-template <bool Skip, bool Dq>
+// keeps the loop vectorised; only the tile holding it runs that instantiation. A key much closer
+// than ref gives exp2_poly5 an argument past its range (> 127): that lane's garbage (no UB) is
+// never used, since the caller then weighs the tile again against the tile's min.
+template <bool Skip, bool Dq, bool Min>
 ATTNPOOL_MULTIVERSION row_sums_d1 row_tile_d1(float q, const float* k, const float* v,
                                               std::size_t len, float ns, float ref,
                                               std::size_t skip) {
@@ -78,8 +111,8 @@ ATTNPOOL_MULTIVERSION row_sums_d1 row_tile_d1(float q, const float* k, const flo
     const float diff = q - k[j];
     float r2 = diff * diff;
     if constexpr (Skip) r2 = j == skip ? kInf : r2;
-    mn = std::min(mn, r2);
-    const float w = detail::exp2_poly(ns * (r2 - ref));
+    if constexpr (Min) mn = std::min(mn, r2);
+    const float w = detail::exp2_poly5(ns * (r2 - ref));
     const float wv = w * v[j];
     z += w;
     a += wv;
@@ -91,38 +124,77 @@ ATTNPOOL_MULTIVERSION row_sums_d1 row_tile_d1(float q, const float* k, const flo
   return {mn, z, a, b, g};
 }
 
-template <bool Dq>
+// Min = false: the caller knows that no key of the tile is nearer than ref by more than
+// kRefSlack (tile_bound_d1), and the tile runs without the min (mn stays +inf).
+template <bool Dq, bool Min>
 row_sums_d1 row_tile_d1(float q, const float* k, const float* v, std::size_t len, float ns,
                         float ref, std::size_t skip) {
-  return skip < len ? row_tile_d1<true, Dq>(q, k, v, len, ns, ref, skip)
-                    : row_tile_d1<false, Dq>(q, k, v, len, ns, ref, skip);
+  return skip < len ? row_tile_d1<true, Dq, Min>(q, k, v, len, ns, ref, skip)
+                    : row_tile_d1<false, Dq, Min>(q, k, v, len, ns, ref, skip);
 }
+
+// Keys per group in phase 2 on d = 1: the group's keys share each query's five loads, and
+// their 3 * kColKeys sums are independent chains of adds. (Not a tuning of the result: a key's
+// sums run over the queries in the same order whatever group it is in.)
+constexpr std::size_t kColKeys = 4;
 
 struct col_sums_d1 {
   float dk, dv, dh;  // sum dS (q - k), sum P dout, sum dS r2
 };
 
-// Phase 2, key (kj, vj) against queries [0, len) of a tile (row states ref, l2z, dsum).
+// One pair of phase 2: P = 2^(ns (r2 - ref) - log2 z) (0 where the mask hides the pair), and the
+// key's three sums. Inlined into the vectorised loop below.
+[[gnu::always_inline]] inline void col_pair_d1(float qt, float reft, float l2zt, float dsumt,
+                                               float doutt, float kj, float vj, float ns,
+                                               bool visible, col_sums_d1& s) {
+  const float diff = qt - kj;
+  const float r2 = diff * diff;
+  float p = detail::exp2_poly5(ns * (r2 - reft) - l2zt);
+  p = visible ? p : 0.0f;
+  const float ds = p * (vj * doutt - dsumt);
+  s.dk = ds * diff + s.dk;
+  s.dv = p * doutt + s.dv;
+  s.dh = ds * r2 + s.dh;
+}
+
+// Phase 2, kColKeys keys (kj, vj; key indices j[g], skipped queries skip[g] relative to the
+// tile) against queries [0, len) of a tile (row states ref, l2z, dsum). The argument of the
+// exponential is <= 0 up to rounding (P <= 1), so exp2_poly5's range holds.
 template <col_mask Mask>
-ATTNPOOL_MULTIVERSION col_sums_d1 col_tile_d1(float kj, float vj, const float* q, const float* ref,
-                                              const float* l2z, const float* dsum,
-                                              const float* dout, std::size_t len, float ns,
-                                              std::size_t skip, const std::int64_t* lens,
-                                              std::int64_t j) {
-  float dk = 0.0f, dv = 0.0f, dh = 0.0f;
-#pragma omp simd reduction(+ : dk, dv, dh)
+ATTNPOOL_MULTIVERSION void col_tile_d1(const float* kj, const float* vj, const float* q,
+                                       const float* ref, const float* l2z, const float* dsum,
+                                       const float* dout, std::size_t len, float ns,
+                                       const std::size_t* skip, const std::int64_t* lens,
+                                       const std::int64_t* j, col_sums_d1* out) {
+  static_assert(kColKeys == 4, "the loop below names its four keys' sums");
+  const float k0 = kj[0], k1 = kj[1], k2 = kj[2], k3 = kj[3];
+  const float v0 = vj[0], v1 = vj[1], v2 = vj[2], v3 = vj[3];
+  const std::size_t sk0 = skip[0], sk1 = skip[1], sk2 = skip[2], sk3 = skip[3];
+  const std::int64_t j0 = j[0], j1 = j[1], j2 = j[2], j3 = j[3];
+  float dk0 = 0.0f, dk1 = 0.0f, dk2 = 0.0f, dk3 = 0.0f, dv0 = 0.0f, dv1 = 0.0f, dv2 = 0.0f,
+        dv3 = 0.0f, dh0 = 0.0f, dh1 = 0.0f, dh2 = 0.0f, dh3 = 0.0f;
+#pragma omp simd reduction(+ : dk0, dk1, dk2, dk3, dv0, dv1, dv2, dv3, dh0, dh1, dh2, dh3)
   for (std::size_t t = 0; t < len; ++t) {
-    const float diff = q[t] - kj;
-    const float r2 = diff * diff;
-    float p = detail::exp2_poly(ns * (r2 - ref[t]) - l2z[t]);
-    if constexpr (Mask == col_mask::skip) p = t == skip ? 0.0f : p;
-    if constexpr (Mask == col_mask::by_length) p = j < lens[t] ? p : 0.0f;
-    const float ds = p * (vj * dout[t] - dsum[t]);
-    dk = ds * diff + dk;
-    dv = p * dout[t] + dv;
-    dh = ds * r2 + dh;
+    const float qt = q[t], rt = ref[t], lt = l2z[t], dt = dsum[t], ot = dout[t];
+    const auto vis = [&](std::size_t sk, std::int64_t jj) {
+      if constexpr (Mask == col_mask::skip) return t != sk;
+      if constexpr (Mask == col_mask::by_length) return jj < lens[t];
+      return true;
+    };
+    col_sums_d1 a0{dk0, dv0, dh0}, a1{dk1, dv1, dh1}, a2{dk2, dv2, dh2}, a3{dk3, dv3, dh3};
+    col_pair_d1(qt, rt, lt, dt, ot, k0, v0, ns, vis(sk0, j0), a0);
+    col_pair_d1(qt, rt, lt, dt, ot, k1, v1, ns, vis(sk1, j1), a1);
+    col_pair_d1(qt, rt, lt, dt, ot, k2, v2, ns, vis(sk2, j2), a2);
+    col_pair_d1(qt, rt, lt, dt, ot, k3, v3, ns, vis(sk3, j3), a3);
+    dk0 = a0.dk, dv0 = a0.dv, dh0 = a0.dh;
+    dk1 = a1.dk, dv1 = a1.dv, dh1 = a1.dh;
+    dk2 = a2.dk, dv2 = a2.dv, dh2 = a2.dh;
+    dk3 = a3.dk, dv3 = a3.dv, dh3 = a3.dh;
   }
-  return {dk, dv, dh};
+  out[0] = {dk0, dv0, dh0};
+  out[1] = {dk1, dv1, dh1};
+  out[2] = {dk2, dv2, dh2};
+  out[3] = {dk3, dv3, dh3};
 }
 
 // ---- any d, dv ----------------------------------------------------------------------------------
@@ -163,7 +235,7 @@ weight_sums weight_row_tile(float* r, float* dp, std::size_t len, float ns, floa
   float z = 0.0f, c = 0.0f;
 #pragma omp simd reduction(+ : z, c)
   for (std::size_t t = 0; t < len; ++t) {
-    const float w = detail::exp2_poly(ns * (r[t] - ref));
+    const float w = detail::exp2_poly5(ns * (r[t] - ref));
     const float wd = w * dp[t];
     r[t] = w;
     dp[t] = wd;
@@ -209,7 +281,7 @@ ATTNPOOL_MULTIVERSION float weight_col_tile(const float* r, const float* ref, co
   float dh = 0.0f;
 #pragma omp simd reduction(+ : dh)
   for (std::size_t t = 0; t < len; ++t) {
-    float pt = detail::exp2_poly(ns * (r[t] - ref[t]) - l2z[t]);
+    float pt = detail::exp2_poly5(ns * (r[t] - ref[t]) - l2z[t]);
     if constexpr (Mask == col_mask::skip) pt = t == skip ? 0.0f : pt;
     if constexpr (Mask == col_mask::by_length) pt = j < lens[t] ? pt : 0.0f;
     const float ds = pt * (dp[t] - dsum[t]);
@@ -253,12 +325,34 @@ struct problem {
 // moves it down to within kRefSlack of the row's nearest key).
 std::size_t first_visible(const detail::key_range& rm) { return rm.skip == 0 ? 1 : 0; }
 
+// Per tile of kCpuTile keys, its smallest and largest key.
+std::vector<float> tile_bounds_d1(const std::vector<float>& kt) {
+  std::vector<float> r;
+  for (std::size_t j0 = 0; j0 < kt.size(); j0 += kCpuTile) {
+    const auto [lo, hi] = std::minmax_element(kt.begin() + static_cast<std::ptrdiff_t>(j0),
+                                              kt.begin() + static_cast<std::ptrdiff_t>(
+                                                  std::min(kt.size(), j0 + kCpuTile)));
+    r.push_back(*lo);
+    r.push_back(*hi);
+  }
+  return r;
+}
+
+// The smallest r2 from q to a key in [lo, hi], with the loop's own float operations (monotone,
+// so no key of the tile computes a smaller r2).
+float tile_bound_d1(float q, const float* lohi) {
+  const float diff = q < lohi[0] ? q - lohi[0] : (q > lohi[1] ? q - lohi[1] : 0.0f);
+  return diff * diff;
+}
+
 template <bool Dq>
 void rows_d1(const problem& pb, const std::vector<float>& kt, const std::vector<float>& vt,
              row_states& st, mutable_view dq) {
   const std::size_t n = pb.q.rows, m = pb.k.rows;
   const float ns = pb.ns;
+  const std::vector<float> bounds = tile_bounds_d1(kt);
   detail::parallel_rows(n, m * 2, pb.threads, 0, [&](std::size_t i, float*) {
+    [[maybe_unused]] const flush_denormals ftz;
     const detail::key_range rm = pb.rule.row(i, m);
     const float qi = pb.q(i, 0);
     const float d0 = qi - kt[first_visible(rm)];
@@ -267,7 +361,14 @@ void rows_d1(const problem& pb, const std::vector<float>& kt, const std::vector<
     for (std::size_t j0 = 0; j0 < rm.limit; j0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, rm.limit - j0);
       const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: none skipped
-      row_sums_d1 t = row_tile_d1<Dq>(qi, kt.data() + j0, vt.data() + j0, len, ns, ref, skip);
+      const float* kj = kt.data() + j0;
+      const float* vj = vt.data() + j0;
+      row_sums_d1 t;
+      if (ns * (tile_bound_d1(qi, bounds.data() + 2 * (j0 / kCpuTile)) - ref) <= kRefSlack) {
+        t = row_tile_d1<Dq, false>(qi, kj, vj, len, ns, ref, skip);
+      } else {
+        t = row_tile_d1<Dq, true>(qi, kj, vj, len, ns, ref, skip);
+      }
       if (!(ns * (t.mn - ref) <= kRefSlack)) {
         // A much closer key: move the row onto it and weigh the tile again.
         const float f = detail::exp2_poly(ns * (ref - t.mn));
@@ -276,7 +377,7 @@ void rows_d1(const problem& pb, const std::vector<float>& kt, const std::vector<
         b *= f;
         g *= f;
         ref = t.mn;
-        t = row_tile_d1<Dq>(qi, kt.data() + j0, vt.data() + j0, len, ns, ref, skip);
+        t = row_tile_d1<Dq, true>(qi, kj, vj, len, ns, ref, skip);
       }
       z += t.z;
       a += t.a;
@@ -303,6 +404,7 @@ void rows_generic(const problem& pb, const std::vector<float>& kt, const std::ve
   // Scratch: distances / weights, dp / w dp, and the b and g accumulators.
   detail::parallel_rows(n, m * (2 * d + dv), pb.threads, 2 * kCpuTile + 2 * d,
                         [&](std::size_t i, float* buf) {
+    [[maybe_unused]] const flush_denormals ftz;
     float *r = buf, *dp = r + kCpuTile, *b = dp + kCpuTile, *g = b + d;
     std::fill(b, b + 2 * d, 0.0f);
     const detail::key_range rm = pb.rule.row(i, m);
@@ -396,30 +498,51 @@ void write_key(const problem& pb, const pool_gradients& g, std::size_t j, const 
 
 void cols_d1(const problem& pb, const pool_gradients& g, const row_states& st,
              std::vector<double>& dh_keys) {
+  static_assert(kKeyBlock % kColKeys == 0, "a block holds whole groups of keys");
   const std::size_t n = pb.q.rows, m = pb.k.rows;
   const std::vector<float> qt = detail::pack_columns(pb.q), dt = detail::pack_columns(pb.dout);
   const col_masks masks(pb.rule, n);
   const std::size_t blocks = (m + kKeyBlock - 1) / kKeyBlock;
   detail::parallel_rows(blocks, n * 2 * kKeyBlock, pb.threads, 3 * kKeyBlock,
                         [&](std::size_t blk, float* acc) {
+    [[maybe_unused]] const flush_denormals ftz;
     const std::size_t jb = blk * kKeyBlock, je = std::min(m, jb + kKeyBlock);
     std::fill(acc, acc + 3 * kKeyBlock, 0.0f);
     for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
       const std::size_t len = std::min(kCpuTile, n - i0);
-      for (std::size_t j = jb; j < je; ++j) {
-        col_mask mk{};
-        std::size_t skip = 0;
-        if (!masks.of(j, i0, len, mk, skip)) continue;
-        const col_sums_d1 s = with_col_mask(mk, [&](auto mc) {
-          return col_tile_d1<decltype(mc)::value>(
-              pb.k(j, 0), pb.v(j, 0), qt.data() + i0, st.ref.data() + i0, st.l2z.data() + i0,
-              st.dsum.data() + i0, dt.data() + i0, len, pb.ns, skip, masks.lens_at(i0),
-              static_cast<std::int64_t>(j));
+      for (std::size_t jg = jb; jg < je; jg += kColKeys) {
+        // A group past the last key repeats it; those lanes' sums are dropped.
+        float kj[kColKeys], vj[kColKeys];
+        std::size_t skip[kColKeys];
+        std::int64_t jj[kColKeys];
+        col_mask mk = col_mask::none;
+        bool any = false;
+        for (std::size_t e = 0; e < kColKeys; ++e) {
+          const std::size_t j = std::min(jg + e, je - 1);
+          kj[e] = pb.k(j, 0);
+          vj[e] = pb.v(j, 0);
+          jj[e] = static_cast<std::int64_t>(j);
+          col_mask mj{};
+          const bool sees = masks.of(j, i0, len, mj, skip[e]);
+          any = any || sees;
+          // Masks are of one kind: skip and by_length never meet in one call. A key that no
+          // query of the tile sees takes the by_length loop, whose compare zeroes it.
+          if (mj != col_mask::none || !sees) mk = masks.rule.by_length() ? col_mask::by_length : mj;
+        }
+        if (!any) continue;
+        col_sums_d1 s[kColKeys];
+        with_col_mask(mk, [&](auto mc) {
+          col_tile_d1<decltype(mc)::value>(kj, vj, qt.data() + i0, st.ref.data() + i0,
+                                           st.l2z.data() + i0, st.dsum.data() + i0,
+                                           dt.data() + i0, len, pb.ns, skip, masks.lens_at(i0),
+                                           jj, s);
         });
-        float* a = acc + 3 * (j - jb);
-        a[0] += s.dk;
-        a[1] += s.dv;
-        a[2] += s.dh;
+        for (std::size_t e = 0; e < kColKeys && jg + e < je; ++e) {
+          float* a = acc + 3 * (jg + e - jb);
+          a[0] += s[e].dk;
+          a[1] += s[e].dv;
+          a[2] += s[e].dh;
+        }
       }
     }
     for (std::size_t j = jb; j < je; ++j) {
@@ -438,6 +561,7 @@ void cols_generic(const problem& pb, const pool_gradients& g, const row_states& 
   const std::size_t per_key = d + dv + 1;  // dk, dv and dh sums of one key
   detail::parallel_rows(blocks, n * (2 * d + 2 * dv) * kKeyBlock, pb.threads,
                         3 * kCpuTile + per_key * kKeyBlock, [&](std::size_t blk, float* buf) {
+    [[maybe_unused]] const flush_denormals ftz;
     float *r = buf, *p = r + kCpuTile, *ds = p + kCpuTile, *acc = ds + kCpuTile;
     const std::size_t jb = blk * kKeyBlock, je = std::min(m, jb + kKeyBlock);
     std::fill(acc, acc + per_key * kKeyBlock, 0.0f);

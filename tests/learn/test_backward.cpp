@@ -14,6 +14,10 @@
 #include <random>
 #include <string>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include "learn_support.hpp"
 #include "test_support.hpp"
 
@@ -112,6 +116,36 @@ TEST(Backward, CpuMatchesTheOracleWithMasks) {
   }
 }
 
+// d = dv = 1 has its own loops in both phases (phase 2 walks a query tile for 4 keys at once, so
+// key counts that are not multiples of 4 and several query tiles matter), on every mask, with
+// bandwidths from far below to far above the data's spacing, and with keys far from every query
+// (huge reference distances; weights in the range that the denormal flush touches).
+TEST(Backward, CpuD1MatchesTheOracle) {
+  for (std::size_t n : {1, 7, 129, 4097}) {
+    for (std::size_t m : {1, 7, 129, 4097}) {
+      if (n == 4097 && m == 4097) continue;  // the square case runs below, with masks
+      for (double h : {1e-3, 0.05, 0.5, 1e3}) {
+        check_against_reference(make_problem(n, m, 1, 1, fresh_seed()), {h});
+      }
+      check_against_reference(make_problem(n, m, 1, 1, fresh_seed(), 1e3f), {0.5});
+      check_against_reference(make_problem(n, m, 1, 1, fresh_seed(), 30.0f), {1e-2});
+    }
+  }
+  for (std::size_t n : {2, 7, 129, 4097}) {
+    for (double h : {1e-3, 0.05, 1e3}) {
+      const problem p = make_problem(n, n, 1, 1, fresh_seed());
+      attnpool::pool_params loo{h};
+      loo.mask = mask::leave_one_out;
+      check_against_reference(p, loo);
+      const auto lens = random_lens(p.n, p.m, p.seed);
+      attnpool::pool_params vl{h};
+      vl.mask = mask::valid_length;
+      vl.valid_lens = lens;
+      check_against_reference(p, vl);
+    }
+  }
+}
+
 // L(q, k, v, h) = sum_ic dout_ic out_ic in fp64 from reference::pool.
 double loss(const problem& p, const std::vector<float>& dout, const attnpool::pool_params& params) {
   const auto r = attnpool::reference::pool(p.queries(), p.keys(), p.values(), params);
@@ -194,18 +228,25 @@ TEST(Backward, OracleMatchesFiniteDifferences) {
   }
 }
 
-TEST(Backward, CpuIsIndependentOfThreadCountAndOfWhichGradientsAreAsked) {
-  const problem p = make_problem(300, 2100, 2, 2, fresh_seed());
-  SCOPED_TRACE(attnpool::test::describe(p, 0.2));
-  const auto dout = random_dout(p.n, p.dv, p.seed);
-  const grads32 one = run_backward(p, dout, {0.2}, backend::cpu, 1);
+// The gradients on one thread, after checking that 2, 3 and all threads give the same bits.
+grads32 expect_independent_of_threads(const problem& p, const std::vector<float>& dout,
+                                      double h) {
+  SCOPED_TRACE(attnpool::test::describe(p, h));
+  grads32 one = run_backward(p, dout, {h}, backend::cpu, 1);
   for (unsigned t : {2u, 3u, 0u}) {
-    const grads32 g = run_backward(p, dout, {0.2}, backend::cpu, t);
+    const grads32 g = run_backward(p, dout, {h}, backend::cpu, t);
     EXPECT_EQ(one.dq, g.dq) << "threads=" << t;
     EXPECT_EQ(one.dk, g.dk) << "threads=" << t;
     EXPECT_EQ(one.dv, g.dv) << "threads=" << t;
     EXPECT_EQ(one.dh, g.dh) << "threads=" << t;
   }
+  return one;
+}
+
+TEST(Backward, CpuIsIndependentOfThreadCountAndOfWhichGradientsAreAsked) {
+  const problem p = make_problem(300, 2100, 2, 2, fresh_seed());
+  const auto dout = random_dout(p.n, p.dv, p.seed);
+  const grads32 one = expect_independent_of_threads(p, dout, 0.2);
   double dh = 0.0;
   attnpool::pool_gradients only_h;
   only_h.bandwidth = &dh;
@@ -213,6 +254,28 @@ TEST(Backward, CpuIsIndependentOfThreadCountAndOfWhichGradientsAreAsked) {
                           {0.2}, opts_for(backend::cpu));
   EXPECT_EQ(dh, one.dh);
 }
+
+// The d = 1 loops: key groups and query tiles are fixed by the data, never by the threads.
+TEST(Backward, CpuD1IsIndependentOfThreadCount) {
+  const problem p = make_problem(4097, 1031, 1, 1, fresh_seed());
+  expect_independent_of_threads(p, random_dout(p.n, p.dv, p.seed), 0.05);
+}
+
+#if defined(__SSE__)
+// The backward flushes denormals on its threads while its loops run; the caller's floating-point
+// control register is as it was after the call, whatever it was before.
+TEST(Backward, CpuLeavesTheCallersFloatingPointModeAlone) {
+  const problem p = make_problem(300, 300, 1, 1, fresh_seed(), 3.0f);
+  const auto dout = random_dout(p.n, p.dv, p.seed);
+  const unsigned saved = _mm_getcsr();
+  for (unsigned mode : {saved & ~0x8040u, saved | 0x8040u}) {
+    _mm_setcsr(mode);
+    run_backward(p, dout, {0.05}, backend::cpu, 1);
+    EXPECT_EQ(_mm_getcsr(), mode);
+  }
+  _mm_setcsr(saved);
+}
+#endif
 
 TEST(Backward, RejectsBadGradientViewsAndTheGpu) {
   const problem p = make_problem(3, 4, 2, 1, 7);
