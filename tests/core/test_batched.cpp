@@ -280,6 +280,22 @@ TEST(BatchedMasks, NearestKeepsToTheVisibleKeysOfTheProblem) {
     const auto ref = attnpool::reference::pool(pr.queries(), pr.keys(), pr.values(), pp);
     attnpool::test::expect_matches_reference(pr, pp, out.data() + b.qoff[p], 1, ref);
   }
+  // empty_support::error leaves out untouched; the CPU engine names the row in its problem (the
+  // reference backend names it within the problem only, as reference::pool does).
+  params.empty = attnpool::empty_support::error;
+  std::vector<float> untouched(b.qoff.back(), 5.0f);
+  for (backend be : {backend::cpu, backend::reference}) {
+    try {
+      attnpool::pool_batched(b.queries(), b.keys(), b.values(),
+                             {untouched.data(), b.qoff.back(), 1}, b.qoff, b.koff, params,
+                             opts_for(be));
+      ADD_FAILURE() << "expected invalid_argument on " << attnpool::to_string(be);
+    } catch (const attnpool::invalid_argument& e) {
+      const std::string words = be == backend::cpu ? "of problem 0" : "has no key inside";
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+    for (float x : untouched) EXPECT_EQ(x, 5.0f);
+  }
 }
 
 TEST(BatchedMasks, ErrorsNameTheArgumentTheProblemAndTheValue) {
