@@ -779,8 +779,6 @@ std::vector<float> pack_blocks_segmented(const_view a, std::span<const std::size
   return out;
 }
 
-// Sub-view of rows [r0, r1).
-
 // The keys row i (of the batch) sees in its problem, whose rows start at q0 and which has mb
 // keys: the one-call rule of mask_rule, on the problem's own rows (valid_lens covers the batch).
 key_range batch_row_keys(const pool_params& params, std::size_t i, std::size_t q0, std::size_t mb) {
