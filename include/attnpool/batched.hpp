@@ -36,13 +36,21 @@ namespace attnpool {
 ///                       overlap nor alias an input
 /// \param query_offsets  B + 1 row offsets: 0 first, non-decreasing, queries.rows last
 /// \param key_offsets    B + 1 row offsets: 0 first, non-decreasing, keys.rows last
-/// \param params         as for pool(); params.mask must be mask::none
+/// \param params         as for pool(), each mask applied within each problem:
+///                       mask::valid_length takes one count per query row of the whole batch
+///                       (params.valid_lens, sum_b n_b entries), each in [1, m_b] of the row's
+///                       own problem (query row i of problem b sees that problem's keys
+///                       [0, valid_lens[query_offsets[b] + i])); mask::leave_one_out needs
+///                       n_b == m_b in every problem (m_b >= 2 where n_b > 0): query i of
+///                       problem b skips key i of problem b. The host backends only.
 /// \param opts           backend automatic (= cpu), cpu, reference or cuda_fused (copies the
 ///                       data to the device, runs cuda::pool_batched, copies back and
-///                       synchronises); cuda_unfused throws invalid_argument
-/// \throws invalid_argument as pool() does, and for bad offsets or a problem with queries but
-///         no keys; the message names the problem index. A problem with n_b = 0 may have any
-///         m_b, including 0.
+///                       synchronises; no masks yet: invalid_argument "... not supported in
+///                       batches or shards on the GPU yet"); cuda_unfused throws
+///                       invalid_argument
+/// \throws invalid_argument as pool() does, and for bad offsets, a problem with queries but
+///         no keys or a mask that does not fit a problem; the message names the problem index.
+///         A problem with n_b = 0 may have any m_b, including 0 (leave_one_out: only 0).
 void pool_batched(const_view queries, const_view keys, const_view values, mutable_view out,
                   std::span<const std::size_t> query_offsets,
                   std::span<const std::size_t> key_offsets, const pool_params& params = {},
@@ -74,18 +82,30 @@ struct partial_states {
 
 /// The partial states of `queries` over one key shard (keys_shard / values_shard: any subset of
 /// the keys, with their values). Merging the shards' states with merge_partials() gives pool()
-/// over all keys, up to float32 rounding.
-/// \param params as for pool(); params.mask must be mask::none, and params.empty must not be
-///        empty_support::nearest (a shard does not know the other shards' keys)
+/// over all keys, up to float32 rounding; with a mask, the masked pool() over all keys when the
+/// shards are consecutive key ranges and each is given its share of the mask (below).
+/// \param params as for pool(), except params.empty must not be empty_support::nearest (a shard
+///        does not know the other shards' keys), and the masks are the shard's share:
+///        mask::valid_length takes one count per query row of the keys *of this shard* that the
+///        row sees (its keys [0, valid_lens[i])), each in [0, keys_shard.rows]; a row given 0
+///        (or a row whose only shard key it skips) gets the empty state, the merge's identity.
+///        For a global count L_i over shards in key order, shard s with global keys
+///        [o_s, o_s + m_s) takes clamp(L_i - o_s, 0, m_s). mask::leave_one_out: query i skips
+///        global key i, i.e. the shard's key i - key_offset where that lies in the shard; any n.
 /// \param opts   backend automatic (= cpu), cpu or cuda_fused (copies in, runs
-///               cuda::pool_partial, copies back, synchronises); reference and cuda_unfused
-///               throw invalid_argument
+///               cuda::pool_partial, copies back, synchronises; no masks yet: invalid_argument
+///               "... not supported in batches or shards on the GPU yet"); reference and
+///               cuda_unfused throw invalid_argument
+/// \param key_offset the global index of the shard's key 0, read by mask::leave_one_out only
+///               (the others' key numbering is the shard's own). An argument rather than a
+///               pool_params field because only a shard has a place in a larger key set.
 /// Values near float32's range are accumulated without overflow (as in pool()); where a row's
 /// accumulator itself exceeds float32, its reference max[i] is raised so that acc and sum fit
 /// (the same state for every merge), and where that cannot be represented the call throws error.
 /// \throws invalid_argument as pool() does.
 partial_states pool_partial(const_view queries, const_view keys_shard, const_view values_shard,
-                            const pool_params& params = {}, const options& opts = {});
+                            const pool_params& params = {}, const options& opts = {},
+                            std::size_t key_offset = 0);
 
 /// Merges the shards' partial states with the online-softmax merge, in double (onto the largest
 /// reference, in the order given), and writes the normalised n x dv result rounded once to

@@ -404,8 +404,8 @@ def train_parametric(x, y, *, method="quasi_newton", max_epochs=None, tolerance=
 
 
 def pool_batched(queries, keys, values, query_offsets, key_offsets, bandwidth=1.0, *,
-                 kernel="gaussian", bandwidths=None, empty="error", backend="automatic",
-                 threads=0, check_finite=True):
+                 kernel="gaussian", bandwidths=None, mask=None, valid_lens=None, empty="error",
+                 backend="automatic", threads=0, check_finite=True):
     """Many independent problems in one call (variable-length batching).
 
     Problem b is query rows [query_offsets[b], query_offsets[b + 1]) against key / value rows
@@ -418,7 +418,14 @@ def pool_batched(queries, keys, values, query_offsets, key_offsets, bandwidth=1.
     values : array_like, shape (sum m_b, dv) or (sum m_b,)
     query_offsets, key_offsets : array_like of int, shape (B + 1,)
         0 first, non-decreasing, the row count last.
-    Other parameters are those of :func:`pool` (no masks).
+    mask : {None, "none", "leave_one_out", "valid_length"}
+        Applied within each problem: "leave_one_out" needs n_b == m_b in every problem (query i
+        of problem b skips key i of problem b); "valid_length" takes `valid_lens`.
+    valid_lens : array_like of int, shape (sum n_b,), optional
+        For mask="valid_length": one count per query row of the whole batch, each in [1, m_b]
+        of the row's own problem (its problem's keys [0, valid_lens[row]) are seen).
+    Other parameters are those of :func:`pool`. Masks run on the host backends ("automatic",
+    "cpu", "reference"); "cuda_fused" refuses them.
 
     Returns
     -------
@@ -436,7 +443,7 @@ def pool_batched(queries, keys, values, query_offsets, key_offsets, bandwidth=1.
     out = np.empty((q.shape[0], v.shape[1]), dtype=np.float32)
     _core.pool_batched(q, k, v, out, _a.counts(query_offsets, "query_offsets"),
                        _a.counts(key_offsets, "key_offsets"),
-                       *_params(bandwidth, kernel, bandwidths, empty, None, None, backend,
+                       *_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens, backend,
                                 threads, check_finite))
     return kind.wrap(_column_out(values, out))
 
@@ -453,12 +460,20 @@ class PartialStates(NamedTuple):
 
 
 def pool_partial(queries, keys_shard, values_shard, bandwidth=1.0, *, kernel="gaussian",
-                 bandwidths=None, empty="error", backend="automatic", threads=0,
-                 check_finite=True):
+                 bandwidths=None, mask=None, valid_lens=None, key_offset=0, empty="error",
+                 backend="automatic", threads=0, check_finite=True):
     """The partial states of `queries` over one shard of the keys; see :func:`merge_partials`.
 
-    Backends "automatic" (= cpu), "cpu", "cuda_fused". `empty` must not be "nearest". Inputs
-    are not centred here, so that every shard sees the same float32 queries.
+    Backends "automatic" (= cpu), "cpu", "cuda_fused" (no masks). `empty` must not be
+    "nearest". Inputs are not centred here, so that every shard sees the same float32 queries.
+
+    Masks are the shard's share of a mask over all keys, for shards that are consecutive key
+    ranges: mask="valid_length" takes `valid_lens`, one count per query row of *this shard's*
+    keys it sees, each in [0, m_shard] (a global count L over shards in key order becomes
+    clip(L - key_offset, 0, m_shard)); 0 gives the row the empty state, which the merge
+    ignores. mask="leave_one_out": query i skips global key i, the shard's key
+    i - key_offset where it lies in the shard. `key_offset` (the global index of the shard's
+    first key) is read by leave_one_out only.
 
     Returns
     -------
@@ -476,8 +491,9 @@ def pool_partial(queries, keys_shard, values_shard, bandwidth=1.0, *, kernel="ga
     q = _a.matrix(queries, "queries")
     k = _a.matrix(keys_shard, "keys_shard")
     v = _a.matrix(values_shard, "values_shard")
-    mx, sm, acc = _core.pool_partial(q, k, v, *_params(bandwidth, kernel, bandwidths, empty, None,
-                                                       None, backend, threads, check_finite))
+    mx, sm, acc = _core.pool_partial(q, k, v, *_params(bandwidth, kernel, bandwidths, empty, mask,
+                                                       valid_lens, backend, threads, check_finite),
+                                     _a.int_at_least(key_offset, "key_offset", 0))
     return PartialStates(mx, sm, acc)
 
 

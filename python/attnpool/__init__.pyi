@@ -81,6 +81,7 @@ def train_parametric(x: ArrayLike, y: ArrayLike, *, method: Method = "quasi_newt
 def pool_batched(queries: ArrayLike, keys: ArrayLike, values: ArrayLike,
                  query_offsets: ArrayLike, key_offsets: ArrayLike, bandwidth: float = 1.0, *,
                  kernel: Kernel = "gaussian", bandwidths: ArrayLike | None = None,
+                 mask: Mask = None, valid_lens: ArrayLike | None = None,
                  empty: Empty = "error", backend: Backend = "automatic", threads: int = 0,
                  check_finite: bool = True) -> Array: ...
 
@@ -91,8 +92,9 @@ class PartialStates(NamedTuple):
 
 def pool_partial(queries: ArrayLike, keys_shard: ArrayLike, values_shard: ArrayLike,
                  bandwidth: float = 1.0, *, kernel: Kernel = "gaussian",
-                 bandwidths: ArrayLike | None = None, empty: Empty = "error",
-                 backend: Backend = "automatic", threads: int = 0,
+                 bandwidths: ArrayLike | None = None, mask: Mask = None,
+                 valid_lens: ArrayLike | None = None, key_offset: int = 0,
+                 empty: Empty = "error", backend: Backend = "automatic", threads: int = 0,
                  check_finite: bool = True) -> PartialStates: ...
 def merge_partials(shards: Sequence[PartialStates], *, kernel: Kernel = "gaussian",
                    empty: Empty = "error") -> np.ndarray: ...

@@ -182,11 +182,16 @@ def centred(x, name):
     return f32(x2)
 
 
+def int_at_least(value, name, least):
+    """An int >= least, or InvalidArgument naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise _core.InvalidArgument(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
 def positive_int(value, name):
     """An int >= 1 (an iteration count), or InvalidArgument naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise _core.InvalidArgument(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+    return int_at_least(value, name, 1)
 
 
 def doubles(a, name):

@@ -189,14 +189,14 @@ std::tuple<numpy_f32, numpy_f32, numpy_f32> pool_partial(
     const in_matrix& q, const in_matrix& k, const in_matrix& v, double bandwidth,
     const std::string& kernel, const std::optional<in_doubles>& bandwidths,
     const std::string& empty, const std::string& mask, const std::optional<in_counts>& valid_lens,
-    const std::string& backend, unsigned threads, bool check_finite) {
+    const std::string& backend, unsigned threads, bool check_finite, std::size_t key_offset) {
   const auto params = make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens);
   const auto opts = make_options(backend, threads, check_finite);
   attnpool::partial_states s;
   {
     nb::gil_scoped_release unlocked;
     s = attnpool::pool_partial(in_view(q, "queries"), in_view(k, "keys_shard"),
-                               in_view(v, "values_shard"), params, opts);
+                               in_view(v, "values_shard"), params, opts, key_offset);
   }
   const std::size_t n = s.n, dv = s.dv;
   return {to_numpy(std::move(s.max), {n}), to_numpy(std::move(s.sum), {n}),
@@ -321,7 +321,7 @@ NB_MODULE(_core, m) {
   m.def("pool_batched", &pool_batched, "queries"_a, "keys"_a, "values"_a, "out"_a,
         "query_offsets"_a, "key_offsets"_a, ATTNPOOL_PARAM_ARGS, release_gil());
   m.def("pool_partial", &pool_partial, "queries"_a, "keys_shard"_a, "values_shard"_a,
-        ATTNPOOL_PARAM_ARGS);
+        ATTNPOOL_PARAM_ARGS, "key_offset"_a);
   m.def("merge_partials", &merge_partials, "shards"_a, "out"_a, "kernel"_a, "empty"_a);
   m.def("loo_cv_error", &loo_cv_error, "x"_a, "y"_a, "bandwidths"_a, "backend"_a, "threads"_a,
         "check_finite"_a, release_gil());

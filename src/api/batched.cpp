@@ -28,11 +28,14 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
                   const options& opts) {
   constexpr const char* fn = "pool_batched";
   const backend b = detail::choose_backend({fn, detail::entry_point::batched, opts.backend});
-  detail::reject_shard_mask(fn, params);
+  if (b == backend::cuda_fused) detail::reject_shard_mask(fn, params);
   detail::check_batch_offsets(fn, query_offsets, key_offsets, q.rows, k.rows);
   const std::size_t problems = query_offsets.size() - 1;
   if (q.rows == 0) return;  // then keys.rows may be 0 as well; nothing to check or compute
-  detail::check_pool_args(fn, q, k, v, out, params, detail::mask_support::host);
+  // The mask is checked per problem: leave_one_out holds within each, not over the batch.
+  detail::check_pool_args(fn, q, k, v, out, detail::without_mask(params),
+                          detail::mask_support::host);
+  detail::check_batch_mask(fn, params, query_offsets, key_offsets);
   detail::check_disjoint(fn, "out", out, "queries", q);
   detail::check_disjoint(fn, "out", out, "keys", k);
   detail::check_disjoint(fn, "out", out, "values", v);
@@ -51,12 +54,15 @@ void pool_batched(const_view q, const_view k, const_view v, mutable_view out,
   } else if (b == backend::cpu) {
     detail::cpu_pool_batched(q, k, gv, gout, query_offsets, key_offsets, params, opts.threads);
   } else {
+    pool_params one = params;  // problem p's valid_lens: its rows' counts
     for (std::size_t p = 0; p < problems; ++p) {
       const std::size_t q0 = query_offsets[p], q1 = query_offsets[p + 1];
       if (q0 == q1) continue;
       const std::size_t k0 = key_offsets[p], k1 = key_offsets[p + 1];
+      if (params.mask == mask::valid_length)
+        one.valid_lens = params.valid_lens.subspan(q0, q1 - q0);
       detail::reference_pool(detail::rows_of(q, q0, q1), detail::rows_of(k, k0, k1),
-                             detail::rows_of(gv, k0, k1), detail::rows_of(gout, q0, q1), params);
+                             detail::rows_of(gv, k0, k1), detail::rows_of(gout, q0, q1), one);
     }
   }
   g.commit();
@@ -99,15 +105,16 @@ void unscale_partial_row(const char* fn, partial_states& st, std::size_t i,
 }  // namespace
 
 partial_states pool_partial(const_view q, const_view k, const_view v, const pool_params& params,
-                            const options& opts) {
+                            const options& opts, std::size_t key_offset) {
   constexpr const char* fn = "pool_partial";
   const backend b = detail::choose_backend({fn, detail::entry_point::partial, opts.backend});
-  detail::reject_shard_mask(fn, params);
+  if (b == backend::cuda_fused) detail::reject_shard_mask(fn, params);
   detail::reject_shard_nearest(fn, params);
   // Validated against a shape-only view before the states are allocated; never dereferenced.
   const float shape_only = 0.0f;
-  detail::check_pool_args(fn, q, k, v, const_view{&shape_only, q.rows, v.cols, v.cols}, params,
-                          detail::mask_support::host);
+  detail::check_pool_args(fn, q, k, v, const_view{&shape_only, q.rows, v.cols, v.cols},
+                          detail::without_mask(params), detail::mask_support::host);
+  detail::check_shard_mask(fn, params, q.rows, k.rows);
   detail::choose_backend({fn, detail::entry_point::partial, b, q.cols, &params});
   detail::check_inputs_host(fn, opts, q, k, v, params);
   partial_states st;
@@ -125,7 +132,7 @@ partial_states pool_partial(const_view q, const_view k, const_view v, const pool
   if (b == backend::cuda_fused) {
     detail::cuda_pool_partial_host(q, k, gv, out, params);
   } else {
-    detail::cpu_pool_partial(q, k, gv, out, params, opts.threads);
+    detail::cpu_pool_partial(q, k, gv, out, params, key_offset, opts.threads);
   }
   if (!shift.empty())
     for (std::size_t i = 0; i < st.n; ++i) unscale_partial_row(fn, st, i, shift);

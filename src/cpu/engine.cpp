@@ -779,7 +779,23 @@ std::vector<float> pack_blocks_segmented(const_view a, std::span<const std::size
   return out;
 }
 
-// Sub-view of rows [r0, r1).
+// The keys row i (of the batch) sees in its problem, whose rows start at q0 and which has mb
+// keys: the one-call rule of mask_rule, on the problem's own rows (valid_lens covers the batch).
+key_range batch_row_keys(const pool_params& params, std::size_t i, std::size_t q0, std::size_t mb) {
+  const bool by_length = params.mask == mask::valid_length;
+  const mask_rule rule{params.mask, by_length ? params.valid_lens.data() + q0 : nullptr};
+  return rule.row(i - q0, mb);
+}
+
+// The keys row i sees in a shard of m keys whose key 0 is global key key_offset: valid_lens
+// counts the shard's own keys (0: none), leave_one_out skips global key i where the shard has it.
+key_range shard_row_keys(const pool_params& params, std::size_t i, std::size_t m,
+                         std::size_t key_offset) {
+  key_range r = mask_rule_of(params).row(i, m);
+  if (r.skip != kNoKey)
+    r.skip = r.skip >= key_offset && r.skip - key_offset < m ? r.skip - key_offset : kNoKey;
+  return r;
+}
 
 template <class Score>
 void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_view out,
@@ -817,7 +833,7 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
                          d > 1 ? kb.data() + first_block[b] * d * kLanes : nullptr,
                          vt.data() + k0, m, mb, &dks[b],
                          d == 1 ? kr.data() + first_range[b] : nullptr};
-    const key_range rm{mb, kNoKey};
+    const key_range rm = batch_row_keys(params, i, qoff[b], mb);
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     finish_row<Score>(sm, buf + kCpuTile, q, i, rows_of(k, k0, k0 + mb),
                       rows_of(v, k0, k0 + mb), rm, params, w, out, empties);
@@ -828,8 +844,8 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
 
 template <class Score>
 void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutable_partials& out,
-                           unsigned threads, Score score, const float* w,
-                           const dot_keys& dk) {
+                           const pool_params& params, std::size_t key_offset, unsigned threads,
+                           Score score, const float* w, const dot_keys& dk) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
@@ -837,7 +853,17 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
   const std::vector<float> kr = d == 1 ? tile_ranges(kt.data(), m) : std::vector<float>{};
   const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk, kr.data()};
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
-    const online_softmax sm = stream_row(q.row(i), pk, d, dv, key_range{m, kNoKey}, score, w, buf);
+    const key_range rm = shard_row_keys(params, i, m, key_offset);
+    // A row that sees none of the shard's keys gets the merge's identity. Streamed, a lone
+    // skipped key would leave a finite reference with sum 0 instead, which a merge onto the
+    // largest reference would let swamp the other shards' states.
+    if (rm.limit == 0 || (rm.limit == 1 && rm.skip == 0)) {
+      out.max[i * out.state_step] = -std::numeric_limits<float>::infinity();
+      out.sum[i * out.state_step] = 0.0f;
+      std::fill_n(out.acc.row(i), dv, 0.0f);
+      return;
+    }
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     out.max[i * out.state_step] = sm.max;
     out.sum[i * out.state_step] = sm.sum;
     std::copy(buf + kCpuTile, buf + kCpuTile + dv, out.acc.row(i));
@@ -935,12 +961,12 @@ void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out
 }
 
 void cpu_pool_partial(const_view q, const_view k, const_view v, const mutable_partials& out,
-                      const pool_params& params, unsigned threads) {
+                      const pool_params& params, std::size_t key_offset, unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
   const dot_keys dk = dot_keys_for(params, ds, k, 0, k.rows);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
-    cpu_pool_partial_impl(q, k, v, out, threads, score, ds.weights(), dk);
+    cpu_pool_partial_impl(q, k, v, out, params, key_offset, threads, score, ds.weights(), dk);
   });
 }
 

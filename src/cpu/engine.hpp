@@ -13,17 +13,19 @@ namespace attnpool::detail {
 void cpu_pool(const_view q, const_view k, const_view v, mutable_view out, const pool_params& params,
               unsigned threads);
 // B problems in one call (pool_batched): problem b is query rows [query_offsets[b],
-// query_offsets[b + 1]) against key rows [key_offsets[b], key_offsets[b + 1]). mask::none only.
+// query_offsets[b + 1]) against key rows [key_offsets[b], key_offsets[b + 1]). Masks apply per
+// problem (valid_lens holds one count per row of the batch; leave_one_out within a problem).
 void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out,
                       std::span<const std::size_t> query_offsets,
                       std::span<const std::size_t> key_offsets, const pool_params& params,
                       unsigned threads);
 // The unnormalised streaming state of every row over the keys given (pool_partial), into one
 // shard of `out` (host memory): max and sum of the row's online softmax, acc row i its dv
-// accumulators. mask::none only; a compact kernel's row with no key in the support gets the
-// empty state (max -inf, sum 0, acc 0).
+// accumulators. valid_lens counts the shard's keys a row sees; leave_one_out skips the shard's
+// key i - key_offset. A row with no visible key (or, for a compact kernel, none in the support)
+// gets the empty state (max -inf, sum 0, acc 0).
 void cpu_pool_partial(const_view q, const_view k, const_view v, const mutable_partials& out,
-                      const pool_params& params, unsigned threads);
+                      const pool_params& params, std::size_t key_offset, unsigned threads);
 void cpu_weights(const_view q, const_view k, mutable_view w, const pool_params& params,
                  unsigned threads);
 // How many of q's rows cpu_pool would score in the dot-product form against keys k (the rest take

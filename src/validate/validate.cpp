@@ -154,7 +154,69 @@ void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d,
 
 void reject_shard_mask(const char* fn, const pool_params& params) {
   ATTNPOOL_EXPECTS(params.mask == mask::none, fn, ": params.mask = ", to_string(params.mask),
-                   " is not supported in batches or shards; use mask::none");
+                   " is not supported in batches or shards on the GPU yet; use mask::none, or ",
+                   "the host pool_batched / pool_partial with backend cpu");
+}
+
+void check_batch_mask(const char* fn, const pool_params& params,
+                      std::span<const std::size_t> query_offsets,
+                      std::span<const std::size_t> key_offsets) {
+  const std::size_t problems = query_offsets.size() - 1, n = query_offsets.back();
+  switch (params.mask) {
+    case mask::none:
+      return;
+    case mask::leave_one_out:
+      for (std::size_t b = 0; b < problems; ++b) {
+        const std::size_t nb = query_offsets[b + 1] - query_offsets[b];
+        const std::size_t mb = key_offsets[b + 1] - key_offsets[b];
+        ATTNPOOL_EXPECTS(nb == mb, fn, ": mask leave_one_out needs as many queries as keys in ",
+                         "every problem (the same set), but problem ", b, " has n_b = ", nb,
+                         " and m_b = ", mb);
+        ATTNPOOL_EXPECTS(mb >= 2 || nb == 0, fn, ": mask leave_one_out leaves row ",
+                         query_offsets[b], " (row 0 of problem ", b, ") with no key (m_b = ", mb,
+                         "); it needs m_b >= 2");
+      }
+      return;
+    case mask::valid_length:
+      ATTNPOOL_EXPECTS(params.valid_lens.size() == n, fn, ": params.valid_lens must hold one ",
+                       "count per query row of the whole batch (sum n_b = ", n, "), got ",
+                       params.valid_lens.size());
+      for (std::size_t b = 0; b < problems; ++b) {
+        const std::size_t mb = key_offsets[b + 1] - key_offsets[b];
+        for (std::size_t i = query_offsets[b]; i < query_offsets[b + 1]; ++i) {
+          const std::size_t len = params.valid_lens[i];
+          ATTNPOOL_EXPECTS(len >= 1 && len <= mb, fn, ": valid_lens[", i, "] = ", len, " (row ",
+                           i - query_offsets[b], " of problem ", b, ") is outside [1, ",
+                           "m_b = ", mb, "]; every count must be in [1, m_b] of its problem");
+        }
+      }
+      return;
+  }
+  throw invalid_argument(concat(fn, ": unknown mask ", static_cast<int>(params.mask)));
+}
+
+void check_shard_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m) {
+  switch (params.mask) {
+    case mask::none:
+    case mask::leave_one_out:
+      return;
+    case mask::valid_length:
+      ATTNPOOL_EXPECTS(params.valid_lens.size() == n, fn, ": params.valid_lens must hold one ",
+                       "count per query (n = ", n, "), got ", params.valid_lens.size());
+      for (std::size_t i = 0; i < n; ++i)
+        ATTNPOOL_EXPECTS(params.valid_lens[i] <= m, fn, ": valid_lens[", i,
+                         "] = ", params.valid_lens[i], " exceeds this shard's key count m = ", m,
+                         "; every count must be in [0, m] (the shard's keys the row sees)");
+      return;
+  }
+  throw invalid_argument(concat(fn, ": unknown mask ", static_cast<int>(params.mask)));
+}
+
+pool_params without_mask(const pool_params& params) {
+  pool_params p = params;
+  p.mask = mask::none;
+  p.valid_lens = {};
+  return p;
 }
 
 void reject_shard_nearest(const char* fn, const pool_params& params) {

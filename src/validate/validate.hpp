@@ -58,10 +58,27 @@ void check_mask(const char* fn, const pool_params& params, std::size_t n, std::s
 void reject_gpu_params(const char* fn, const pool_params& params, std::size_t d,
                        bool masks_ok = false);
 
-// Batches and shards (pool_batched, pool_partial, pool_sharded, their cuda:: versions and
-// nccl::pool) take no masks: invalid_argument "<fn>: params.mask = <mask> is not supported in
-// batches or shards; use mask::none" for any mask but none.
+// The GPU's batches and shards (cuda_fused under pool_batched / pool_partial, the cuda::
+// versions, pool_sharded and nccl::pool) take no masks: invalid_argument "<fn>: params.mask =
+// <mask> is not supported in batches or shards on the GPU yet; ..." for any mask but none.
 void reject_shard_mask(const char* fn, const pool_params& params);
+
+// pool_batched's mask, per problem, as check_mask is for one pool() call: valid_length needs
+// one count per query row of the whole batch, each in [1, m_b] of its own problem;
+// leave_one_out needs n_b == m_b in every problem (m_b >= 2 where n_b > 0). Messages name the
+// row, its problem and the value. Offsets already checked (check_batch_offsets).
+void check_batch_mask(const char* fn, const pool_params& params,
+                      std::span<const std::size_t> query_offsets,
+                      std::span<const std::size_t> key_offsets);
+
+// pool_partial's mask over one shard of m keys: valid_length needs n counts, each in [0, m]
+// (the shard's keys the row sees; 0 gives the empty state); leave_one_out takes any n (query i
+// skips the shard's key i - key_offset where that lies in the shard).
+void check_shard_mask(const char* fn, const pool_params& params, std::size_t n, std::size_t m);
+
+// params without its mask: for the shape checks of calls whose mask is checked per problem or
+// per shard (check_batch_mask, check_shard_mask).
+pool_params without_mask(const pool_params& params);
 
 // Sharded keys (pool_partial, cuda::pool_partial, cuda::merge_partials, pool_sharded) cannot
 // apply empty_support::nearest for a compact kernel: a shard does not know the other shards'

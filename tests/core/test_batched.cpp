@@ -8,8 +8,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -168,13 +172,180 @@ TEST(Batched, ErrorsNameTheArgumentAndTheProblem) {
                "backend cuda_unfused is not implemented");
   attnpool::pool_params loo;
   loo.mask = attnpool::mask::leave_one_out;
-  expect_error([&] { call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cpu), loo); },
-               "params.mask = leave_one_out");
+  expect_error(
+      [&] {
+        call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cpu), loo);
+      },
+      "problem 0 has n_b = 3 and m_b = 4");
   expect_error([&] { call({0, 3, 5}, {0, 4, 9}, opts_for(backend::cpu), {-1.0}); }, "bandwidth");
   // Problems with no queries may have no keys; a batch of nothing is a no-op.
   EXPECT_NO_THROW(attnpool::pool_batched(const_view{}, const_view{}, const_view{}, mutable_view{},
                                          std::vector<std::size_t>{0, 0},
                                          std::vector<std::size_t>{0, 0}));
+}
+
+// ---- masks in batches ----------------------------------------------------------------------
+
+const attnpool::kernel kAllKernels[] = {attnpool::kernel::gaussian, attnpool::kernel::laplacian,
+                                        attnpool::kernel::epanechnikov, attnpool::kernel::boxcar,
+                                        attnpool::kernel::tricube};
+
+// Random counts in [1, m_b] per row of each problem, some at the ends of the range.
+std::vector<std::size_t> batch_valid_lens(const batch& b, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::size_t> lens;
+  for (const problem& p : b.parts) {
+    for (std::size_t i = 0; i < p.n; ++i) {
+      const std::size_t pick = rng() % 8;
+      lens.push_back(pick == 0 ? 1 : pick == 1 ? p.m : 1 + rng() % p.m);
+    }
+  }
+  return lens;
+}
+
+// Problem p's share of a batch's params: its rows' valid_lens.
+attnpool::pool_params problem_params(const attnpool::pool_params& params, const batch& b,
+                                     std::size_t p) {
+  attnpool::pool_params one = params;
+  if (params.mask == attnpool::mask::valid_length)
+    one.valid_lens = params.valid_lens.subspan(b.qoff[p], b.qoff[p + 1] - b.qoff[p]);
+  return one;
+}
+
+// Each problem of a masked batch is bitwise its own masked pool() call on the CPU engine (for
+// any thread count), and within the oracle's tolerance on the CPU and reference backends.
+TEST(BatchedMasks, EachProblemIsItsOwnMaskedPool) {
+  using attnpool::mask;
+  const std::vector<std::pair<std::size_t, std::size_t>> by_length = {
+      {1, 1}, {7, 129}, {0, 0}, {129, 7}, {0, 3}, {1, 4097}, {129, 129}, {7, 1}, {129, 4097}};
+  const std::vector<std::pair<std::size_t, std::size_t>> same_set = {
+      {7, 7}, {0, 0}, {2, 2}, {129, 129}, {0, 0}, {4097, 4097}, {3, 3}};
+  double worst = 0.0;
+  for (mask mk : {mask::valid_length, mask::leave_one_out}) {
+    for (std::size_t d : {1, 3}) {
+      const std::size_t dv = d == 1 ? 1 : 2;
+      const batch b = make_batch(mk == mask::valid_length ? by_length : same_set, d, dv);
+      const std::uint64_t seed = attnpool::test::fresh_seed();
+      std::printf("masked batch: mask=%s d=%zu problem seeds", attnpool::to_string(mk), d);
+      for (const problem& p : b.parts)
+        std::printf(" %llu", static_cast<unsigned long long>(p.seed));
+      std::printf(", valid_lens seed %llu\n", static_cast<unsigned long long>(seed));
+      const std::vector<std::size_t> lens = batch_valid_lens(b, seed);
+      for (attnpool::kernel kern : kAllKernels) {
+        attnpool::pool_params params{0.3};
+        params.kernel = kern;
+        params.empty = attnpool::empty_support::nan;
+        params.mask = mk;
+        if (mk == mask::valid_length) params.valid_lens = lens;
+        SCOPED_TRACE(std::string("mask=") + attnpool::to_string(mk) +
+                     " kernel=" + attnpool::to_string(kern) + " d=" + std::to_string(d));
+        const std::vector<float> one = run_batched(b, params, opts_for(backend::cpu, 1));
+        const std::vector<float> many = run_batched(b, params, opts_for(backend::cpu, 3));
+        const std::vector<float> refb = run_batched(b, params, opts_for(backend::reference));
+        EXPECT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * sizeof(float)));
+        for (std::size_t p = 0; p < b.parts.size(); ++p) {
+          const problem& pr = b.parts[p];
+          if (pr.n == 0) continue;
+          SCOPED_TRACE("problem " + std::to_string(p) + ": " + attnpool::test::describe(pr, 0.3));
+          const attnpool::pool_params pp = problem_params(params, b, p);
+          std::vector<float> sep(pr.n * dv);
+          attnpool::pool(pr.queries(), pr.keys(), pr.values(), {sep.data(), pr.n, dv}, pp,
+                         opts_for(backend::cpu, 1));
+          EXPECT_EQ(
+              0, std::memcmp(sep.data(), one.data() + b.qoff[p] * dv, sep.size() * sizeof(float)));
+          const auto ref = attnpool::reference::pool(pr.queries(), pr.keys(), pr.values(), pp);
+          worst = std::max(worst, attnpool::test::expect_matches_reference(
+                                      pr, pp, one.data() + b.qoff[p] * dv, dv, ref));
+          attnpool::test::expect_matches_reference(pr, pp, refb.data() + b.qoff[p] * dv, dv, ref);
+        }
+      }
+    }
+  }
+  std::printf("worst masked batch error: %.3g of the tolerance\n", worst);
+}
+
+// empty_support::nearest under a mask picks the nearest key the row sees in its own problem.
+TEST(BatchedMasks, NearestKeepsToTheVisibleKeysOfTheProblem) {
+  const batch b = make_batch({{7, 129}, {0, 0}, {129, 7}}, 2, 1);
+  const std::vector<std::size_t> lens = batch_valid_lens(b, b.parts[0].seed);
+  attnpool::pool_params params{1e-3};
+  params.kernel = attnpool::kernel::boxcar;
+  params.empty = attnpool::empty_support::nearest;
+  params.mask = attnpool::mask::valid_length;
+  params.valid_lens = lens;
+  const std::vector<float> out = run_batched(b, params, opts_for(backend::cpu));
+  for (std::size_t p : {0, 2}) {
+    const problem& pr = b.parts[p];
+    const attnpool::pool_params pp = problem_params(params, b, p);
+    const auto ref = attnpool::reference::pool(pr.queries(), pr.keys(), pr.values(), pp);
+    attnpool::test::expect_matches_reference(pr, pp, out.data() + b.qoff[p], 1, ref);
+  }
+  // empty_support::error leaves out untouched; the CPU engine names the row in its problem (the
+  // reference backend names it within the problem only, as reference::pool does).
+  params.empty = attnpool::empty_support::error;
+  std::vector<float> untouched(b.qoff.back(), 5.0f);
+  for (backend be : {backend::cpu, backend::reference}) {
+    try {
+      attnpool::pool_batched(b.queries(), b.keys(), b.values(),
+                             {untouched.data(), b.qoff.back(), 1}, b.qoff, b.koff, params,
+                             opts_for(be));
+      ADD_FAILURE() << "expected invalid_argument on " << attnpool::to_string(be);
+    } catch (const attnpool::invalid_argument& e) {
+      const std::string words = be == backend::cpu ? "of problem 0" : "has no key inside";
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+    for (float x : untouched) EXPECT_EQ(x, 5.0f);
+  }
+}
+
+TEST(BatchedMasks, ErrorsNameTheArgumentTheProblemAndTheValue) {
+  const batch b = make_batch({{3, 3}, {2, 5}}, 1, 1);
+  std::vector<float> out(5);
+  auto expect_error = [&](const attnpool::pool_params& params, backend be,
+                          const std::string& words) {
+    try {
+      attnpool::pool_batched(b.queries(), b.keys(), b.values(), {out.data(), 5, 1}, b.qoff, b.koff,
+                             params, opts_for(be));
+      ADD_FAILURE() << "expected invalid_argument mentioning '" << words << "'";
+    } catch (const attnpool::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  attnpool::pool_params params;
+  params.mask = attnpool::mask::valid_length;
+  const std::vector<std::size_t> short_lens{1, 2, 3, 1}, beyond{1, 2, 3, 5, 6}, zero{1, 0, 3, 1, 1};
+  params.valid_lens = short_lens;
+  expect_error(params, backend::cpu,
+               "pool_batched: params.valid_lens must hold one count per "
+               "query row of the whole batch (sum n_b = 5), got 4");
+  params.valid_lens = beyond;
+  expect_error(params, backend::cpu,
+               "valid_lens[4] = 6 (row 1 of problem 1) is outside [1, m_b "
+               "= 5]");
+  params.valid_lens = zero;
+  expect_error(params, backend::reference, "valid_lens[1] = 0 (row 1 of problem 0)");
+  const std::vector<std::size_t> ok{1, 2, 3, 5, 5};
+  params.valid_lens = ok;
+  EXPECT_NO_THROW(attnpool::pool_batched(b.queries(), b.keys(), b.values(), {out.data(), 5, 1},
+                                         b.qoff, b.koff, params, opts_for(backend::cpu)));
+  expect_error(params, backend::cuda_fused,
+               "pool_batched: params.mask = valid_length is not supported in batches or shards "
+               "on the GPU yet");
+  params.mask = attnpool::mask::leave_one_out;
+  expect_error(params, backend::cpu,
+               "pool_batched: mask leave_one_out needs as many queries as "
+               "keys in every problem (the same set), but problem 1 has "
+               "n_b = 2 and m_b = 5");
+  const batch one_key = make_batch({{2, 2}, {1, 1}}, 1, 1);
+  try {
+    attnpool::pool_batched(one_key.queries(), one_key.keys(), one_key.values(), {out.data(), 3, 1},
+                           one_key.qoff, one_key.koff, params, opts_for(backend::cpu));
+    ADD_FAILURE() << "expected invalid_argument";
+  } catch (const attnpool::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("leaves row 2 (row 0 of problem 1) with no key (m_b = 1)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // ---- sharded keys --------------------------------------------------------------------------
@@ -240,6 +411,156 @@ TEST(Sharded, MergedShardsMatchTheUnshardedEngine) {
     }
   }
   std::printf("worst sharded error: %.3g of the tolerance (4e-6 relative)\n", worst);
+}
+
+// Masked shards: consecutive key ranges [bounds[s], bounds[s + 1]), each given its share of the
+// mask (valid_length: the global count clamped to the shard; leave_one_out: its key offset).
+std::vector<attnpool::partial_states> masked_shards(const problem& p,
+                                                    const std::vector<std::size_t>& bounds,
+                                                    const attnpool::pool_params& params,
+                                                    unsigned threads) {
+  std::vector<attnpool::partial_states> out;
+  const const_view k = p.keys(), v = p.values();
+  for (std::size_t s = 0; s + 1 < bounds.size(); ++s) {
+    const std::size_t k0 = bounds[s], k1 = bounds[s + 1];
+    std::vector<std::size_t> share;
+    attnpool::pool_params sp = params;
+    if (params.mask == attnpool::mask::valid_length) {
+      for (std::size_t len : params.valid_lens) share.push_back(std::clamp(len, k0, k1) - k0);
+      sp.valid_lens = share;
+    }
+    out.push_back(attnpool::pool_partial(p.queries(), {k.row(k0), k1 - k0, k.cols, k.ld},
+                                         {v.row(k0), k1 - k0, v.cols, v.ld}, sp,
+                                         opts_for(backend::cpu, threads), k0));
+  }
+  return out;
+}
+
+// Merged masked shards against the single masked pool() (the tolerance of the unmasked test
+// above: the mask only removes keys from the sums) and against the fp64 oracle. The splits put
+// one-key shards first, so that a row skips the only key of a shard (leave_one_out) and sees
+// none of many shards (valid_length: the empty state, the merge's identity).
+TEST(ShardedMasks, MergedShardsMatchTheMaskedPool) {
+  using attnpool::mask;
+  double worst = 0.0, worst_ref = 0.0;
+  for (std::size_t d : {1, 3}) {
+    const std::size_t dv = d == 1 ? 1 : 3;
+    const std::size_t m = 1500;
+    const problem p = make_problem(m, m, d, dv, attnpool::test::fresh_seed());
+    const std::uint64_t seed = attnpool::test::fresh_seed();
+    std::printf("masked shards: d=%zu problem seed %llu, valid_lens seed %llu\n", d,
+                static_cast<unsigned long long>(p.seed), static_cast<unsigned long long>(seed));
+    std::mt19937_64 rng(seed);
+    std::vector<std::size_t> lens(p.n);
+    for (std::size_t& len : lens) len = rng() % 4 == 0 ? 1 + rng() % 3 : 1 + rng() % m;
+    const std::vector<std::vector<std::size_t>> splits = {{0, m},
+                                                          {0, 1, 2, 3, 700, m},
+                                                          {0, 1, 4, 129, 1000, 1499, m},
+                                                          {0, 214, 428, 642, 857, 1071, 1285, m}};
+    for (mask mk : {mask::valid_length, mask::leave_one_out}) {
+      for (attnpool::kernel kern : kAllKernels) {
+        attnpool::pool_params params{kern == attnpool::kernel::gaussian ? 0.05 : 0.3};
+        params.kernel = kern;
+        params.empty = attnpool::empty_support::nan;
+        params.mask = mk;
+        if (mk == mask::valid_length) params.valid_lens = lens;
+        SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth) +
+                     " mask=" + attnpool::to_string(mk) + " kernel=" + attnpool::to_string(kern));
+        std::vector<float> whole(p.n * dv);
+        attnpool::pool(p.queries(), p.keys(), p.values(), {whole.data(), p.n, dv}, params,
+                       opts_for(backend::cpu));
+        const auto ref = attnpool::reference::pool(p.queries(), p.keys(), p.values(), params);
+        for (const std::vector<std::size_t>& bounds : splits) {
+          SCOPED_TRACE("shards=" + std::to_string(bounds.size() - 1));
+          const auto parts = masked_shards(p, bounds, params, 2);
+          std::vector<float> merged(p.n * dv), again(p.n * dv);
+          attnpool::merge_partials(parts, {merged.data(), p.n, dv}, params);
+          attnpool::merge_partials(masked_shards(p, bounds, params, 1), {again.data(), p.n, dv},
+                                   params);
+          EXPECT_EQ(0, std::memcmp(merged.data(), again.data(), merged.size() * sizeof(float)));
+          for (std::size_t idx = 0; idx < merged.size(); ++idx) {
+            if (std::isnan(whole[idx])) {
+              EXPECT_TRUE(std::isnan(merged[idx])) << "idx=" << idx;
+              continue;
+            }
+            const double tol = 4e-6 * ref.abs_scale[idx] + 1e-30;
+            const double err = std::fabs(static_cast<double>(merged[idx]) - whole[idx]);
+            worst = std::max(worst, err / tol);
+            EXPECT_LE(err, tol) << "idx=" << idx << " merged " << merged[idx] << " whole "
+                                << whole[idx];
+          }
+          worst_ref = std::max(worst_ref, attnpool::test::expect_matches_reference(
+                                              p, params, merged.data(), dv, ref));
+        }
+      }
+    }
+  }
+  std::printf(
+      "worst masked sharded error: %.3g of 4e-6 relative (vs pool), %.3g of the "
+      "oracle's tolerance\n",
+      worst, worst_ref);
+}
+
+// A row that sees none of a shard's keys gets exactly the empty state.
+TEST(ShardedMasks, RowsThatSeeNoKeyOfTheShardGetTheEmptyState) {
+  const problem p = make_problem(3, 2, 1, 2, attnpool::test::fresh_seed());
+  const float inf = std::numeric_limits<float>::infinity();
+  attnpool::pool_params params;
+  params.mask = attnpool::mask::valid_length;
+  const std::vector<std::size_t> lens{0, 2, 1};
+  params.valid_lens = lens;
+  const attnpool::partial_states st =
+      attnpool::pool_partial(p.queries(), p.keys(), p.values(), params, opts_for(backend::cpu));
+  EXPECT_EQ(st.max[0], -inf);
+  EXPECT_EQ(st.sum[0], 0.0f);
+  EXPECT_EQ(st.acc[0], 0.0f);
+  EXPECT_EQ(st.acc[1], 0.0f);
+  EXPECT_GT(st.sum[1], 0.0f);
+  EXPECT_GT(st.sum[2], 0.0f);
+  // leave_one_out on a one-key shard that is global key 1: query 1 skips it, 0 and 2 see it
+  // (d = dv = 1 too: the single-pass loops would leave a finite reference for query 1).
+  params.mask = attnpool::mask::leave_one_out;
+  for (std::size_t dv : {1, 2}) {
+    const problem pl = make_problem(3, 2, 1, dv, attnpool::test::fresh_seed());
+    const const_view k1{pl.keys().row(1), 1, 1, pl.keys().ld};
+    const const_view v1{pl.values().row(1), 1, dv, pl.values().ld};
+    const attnpool::partial_states lo =
+        attnpool::pool_partial(pl.queries(), k1, v1, params, opts_for(backend::cpu), 1);
+    EXPECT_EQ(lo.max[1], -inf) << "dv=" << dv;
+    EXPECT_EQ(lo.sum[1], 0.0f) << "dv=" << dv;
+    for (std::size_t c = 0; c < dv; ++c) EXPECT_EQ(lo.acc[dv + c], 0.0f) << "dv=" << dv;
+    EXPECT_GT(lo.sum[0], 0.0f);
+    EXPECT_GT(lo.sum[2], 0.0f);
+  }
+}
+
+TEST(ShardedMasks, Errors) {
+  const problem p = make_problem(3, 4, 1, 1, 1);
+  auto expect_error = [&](const attnpool::pool_params& params, backend be,
+                          const std::string& words) {
+    try {
+      attnpool::pool_partial(p.queries(), p.keys(), p.values(), params, opts_for(be));
+      ADD_FAILURE() << "expected invalid_argument mentioning '" << words << "'";
+    } catch (const attnpool::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  attnpool::pool_params params;
+  params.mask = attnpool::mask::valid_length;
+  const std::vector<std::size_t> two{1, 2}, beyond{0, 4, 5};
+  params.valid_lens = two;
+  expect_error(params, backend::cpu,
+               "pool_partial: params.valid_lens must hold one count per query (n = 3), got 2");
+  params.valid_lens = beyond;
+  expect_error(params, backend::cpu,
+               "pool_partial: valid_lens[2] = 5 exceeds this shard's key "
+               "count m = 4");
+  expect_error(params, backend::cuda_fused,
+               "pool_partial: params.mask = valid_length is not supported in batches or shards on "
+               "the GPU yet");
+  params.mask = attnpool::mask::leave_one_out;
+  expect_error(params, backend::cuda_fused, "params.mask = leave_one_out is not supported");
+  expect_error(params, backend::reference, "reference");
 }
 
 TEST(Sharded, Errors) {
