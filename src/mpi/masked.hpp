@@ -1,8 +1,6 @@
 // The partial states of a rank's key shard under a mask (valid_length, leave_one_out), with the
-// keys numbered globally. Built on the unmasked pool_partial: every mask of the family shows
-// row i the keys [0, limit_i) minus at most one key, so each block of the shard's keys is, for
-// a row, all of it, none of it, or at most two key ranges; rows that see the same ranges are
-// computed together and the pieces merged into the row's running state in key order.
+// keys numbered globally: the masked pool_partial with valid_lens counted in the shard and the
+// shard's first global key as its key_offset.
 #pragma once
 
 #include <attnpool/batched.hpp>
@@ -24,7 +22,6 @@ struct key_numbering {
 void check_global_mask(const pool_params& params, std::size_t n, std::size_t total);
 
 // The states of q over k, v (this rank's shard, k.rows >= 1) under params.mask, already checked.
-// opts.check_finite is applied once to the whole data; the pieces run without it.
 partial_states masked_states(const_view q, const_view k, const_view v, const pool_params& params,
                              const options& opts, key_numbering keys);
 
