@@ -6,6 +6,8 @@
 //               the bound the CPU engine's pairs/s per core is measured against
 //   exp2_bound_poly5  the same with exp2_poly5, the degree-5 exp2 of the engine's d = 1 tiles
 //               (a higher bound: report the engine against both)
+//   fma_bound   FMAs per second on one core (8 independent 16-float chains in registers), and
+//               from it and exp2_bound_poly5 the d = 16 and 64 per-core pair bounds
 //   exp2_sum_dot  diagnostic: the d = 1 inner loop shape (score, exp2, sum, dot) on L1 data
 //
 // Counters: pairs/s (n * m per second), bytes/s (the key and value bytes streamed through the
@@ -27,6 +29,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <limits>
 #include <map>
 #include <random>
@@ -211,9 +214,21 @@ std::vector<float> exp_inputs(std::size_t len) {
   return x;
 }
 
+// exp2_bound_poly5's rate on one thread (exp2/s), for bm_fma_bound's derived bounds.
+double g_exp2_poly5_rate = 0.0;
+
+// This thread's CPU time in seconds: the derived bounds use it rather than wall time, so that
+// other work on a shared machine does not lower them.
+double thread_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
 void bm_exp2_bound(benchmark::State& state, bool poly5) {
   const std::vector<float> x = exp_inputs(kExpLen);
   std::vector<float> y(kExpLen);
+  const double t0 = thread_seconds();
   for (auto _ : state) {
     if (poly5) {
       attnpool_bench::exp2_poly5_array(x.data(), y.data(), kExpLen);
@@ -223,9 +238,39 @@ void bm_exp2_bound(benchmark::State& state, bool poly5) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
+  const double seconds = thread_seconds() - t0;
   state.counters["exp2/s"] = benchmark::Counter(
       static_cast<double>(kExpLen) * static_cast<double>(state.iterations()),
       benchmark::Counter::kIsRate);
+  if (poly5 && state.threads() == 1 && seconds > 0.0)
+    g_exp2_poly5_rate =
+        static_cast<double>(kExpLen) * static_cast<double>(state.iterations()) / seconds;
+  state.SetLabel(clone_label());
+}
+
+// FMAs per second on one thread, for the d >= 16 bound: a pair of the dot form costs d FMAs
+// (the dot product) and dv (the weighted sum) besides its exp2, so one core does at most
+//   1 / ((d + dv) / fma_rate + 1 / exp2_rate)
+// pairs per second (exp2_rate from exp2_bound_poly5, whose FMAs it includes). The counters
+// print that bound for d = 16 and 64, dv = 1, from this run's FMA rate and the exp2 rate that
+// exp2_bound_poly5 measured before it in the same process, both per second of thread CPU time.
+void bm_fma_bound(benchmark::State& state) {
+  std::vector<float> acc(128, 1.0f);
+  double fmas = 0.0;
+  const double t0 = thread_seconds();
+  for (auto _ : state) {
+    fmas += attnpool_bench::fma_chains(acc.data(), 4096, 0.999f, 1e-3f);
+    benchmark::DoNotOptimize(acc.data());
+    benchmark::ClobberMemory();
+  }
+  const double seconds = thread_seconds() - t0;
+  state.counters["fma/s"] = benchmark::Counter(fmas, benchmark::Counter::kIsRate);
+  if (g_exp2_poly5_rate > 0.0 && seconds > 0.0) {
+    const double fma_rate = fmas / seconds;
+    for (const int d : {16, 64})
+      state.counters["bound_d" + std::to_string(d) + "_pairs/s"] =
+          1.0 / ((d + 1.0) / fma_rate + 1.0 / g_exp2_poly5_rate);
+  }
   state.SetLabel(clone_label());
 }
 
@@ -323,6 +368,10 @@ void register_all() {
       ->Threads(1)
       ->Threads(static_cast<int>(hardware_threads()));
   benchmark::RegisterBenchmark("exp2_bound_poly5", bm_exp2_bound, true)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime()
+      ->Threads(1);
+  benchmark::RegisterBenchmark("fma_bound", bm_fma_bound)
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime()
       ->Threads(1);

@@ -51,6 +51,20 @@ sum_dot exp2_sum_dot_array(float qx, const float* k, const float* v, std::size_t
   return {sum, dot};
 }
 
+BENCH_MULTIVERSION
+double fma_chains(float* out, std::size_t reps, float c, float d) {
+  // GCC's vector extension: one zmm per vector on AVX-512, two ymm on AVX2, four xmm on SSE.
+  using v16 = float __attribute__((vector_size(64)));
+  v16 a[8];
+  for (int i = 0; i < 8; ++i)
+    for (int l = 0; l < 16; ++l) a[i][l] = out[i * 16 + l];
+  for (std::size_t r = 0; r < reps; ++r)
+    for (v16& x : a) x = x * c + d;  // contracted to one FMA per lane (-ffp-contract=fast)
+  for (int i = 0; i < 8; ++i)
+    for (int l = 0; l < 16; ++l) out[i * 16 + l] = a[i][l];
+  return 128.0 * static_cast<double>(reps);
+}
+
 const char* clone_label() {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(ATTNPOOL_NO_MULTIVERSIONING)
   // The same test GCC's target_clones resolver makes for arch=x86-64-v4 / -v3.

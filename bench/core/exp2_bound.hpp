@@ -19,6 +19,11 @@ struct sum_dot {
 sum_dot exp2_sum_dot_array(float qx, const float* k, const float* v, std::size_t len,
                            float neg_scale, float ref);
 
+/// The machine's FMA throughput: `reps` rounds of a = a * c + d on 8 independent 16-float
+/// vectors (128 lanes, in registers: enough chains to hide the FMA latency on two FMA pipes),
+/// stored to out[0..128). Returns the FMAs done: 128 reps.
+double fma_chains(float* out, std::size_t reps, float c, float d);
+
 /// Which multiversioned clone the loader picks on this CPU ("clone x86-64-v4 (AVX-512)", ...).
 const char* clone_label();
 
