@@ -26,6 +26,7 @@ using attnpool::empty_support;
 using attnpool::kernel;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
+using attnpool::test::snap_to_grid;
 
 constexpr kernel kAllKernels[] = {kernel::gaussian, kernel::laplacian, kernel::epanechnikov,
                                   kernel::boxcar, kernel::tricube};
@@ -124,15 +125,6 @@ TEST(KernelNames, RoundTrip) {
   EXPECT_THROW(attnpool::parse_kernel("cosine"), attnpool::invalid_argument);
   EXPECT_TRUE(attnpool::is_compact(kernel::tricube));
   EXPECT_FALSE(attnpool::is_compact(kernel::laplacian));
-}
-
-// Coordinates rounded to multiples of 1/64: squared distances are then exact in float and
-// double alike, and with the bandwidths used below no u^2 lies within 1e-3 of the boxcar's
-// edge, where float and double could disagree on whether a key is inside (weight 1 vs 0).
-void snap_to_grid(problem& p) {
-  for (std::vector<float>* a : {&p.q, &p.k})
-    for (float& x : *a)
-      if (std::isfinite(x)) x = std::round(x * 64.0f) / 64.0f;
 }
 
 // Runs pool() on backend b into a poisoned, padded output and compares with the oracle. Rows
