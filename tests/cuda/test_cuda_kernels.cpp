@@ -20,15 +20,9 @@ namespace {
 constexpr kernel kAllKernels[] = {kernel::gaussian, kernel::laplacian, kernel::epanechnikov,
                                   kernel::boxcar, kernel::tricube};
 
-// Coordinates on a 1/64 grid: every product and sum of the unfused path's GEMM expansion is then
-// exact in float32 (multiples of 1/4096 far below 2^24 of them), so its squared distances equal
-// the fused path's and the reference's, and no u^2 lies near the boxcar's edge (see
-// tests/core/test_kernels.cpp).
-void snap_to_grid(problem& p) {
-  for (std::vector<float>* a : {&p.q, &p.k})
-    for (float& x : *a)
-      if (std::isfinite(x)) x = std::round(x * 64.0f) / 64.0f;
-}
+// snap_to_grid (test_support.hpp) also makes every product and sum of the unfused path's GEMM
+// expansion exact in float32 (multiples of 1/4096 far below 2^24 of them), so its squared
+// distances equal the fused path's and the reference's.
 
 // out (ld = ld) against the oracle: NaN exactly where the oracle's rows are NaN
 // (empty_support::nan), finite and within the derived tolerance elsewhere.
