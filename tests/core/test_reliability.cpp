@@ -30,6 +30,7 @@ namespace {
 
 using attnpool::backend;
 using attnpool::const_view;
+using attnpool::test::expect_invalid;
 using attnpool::kernel;
 using attnpool::mutable_view;
 
@@ -37,20 +38,6 @@ constexpr float kSentinel = 42.0f;
 constexpr float kFltMax = std::numeric_limits<float>::max();
 constexpr std::size_t kHuge = std::size_t{1} << 40;  // rows no allocation could hold
 
-// Expects attnpool::invalid_argument whose message holds every fragment (and not bad_alloc,
-// length_error or a crash).
-void expect_invalid(const std::function<void()>& call, std::initializer_list<std::string> parts) {
-  try {
-    call();
-    ADD_FAILURE() << "no exception";
-  } catch (const attnpool::invalid_argument& e) {
-    for (const auto& f : parts)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message '" << e.what() << "' lacks '" << f << "'";
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not invalid_argument: " << e.what();
-  }
-}
 
 bool all_finite(const std::vector<float>& a) {
   for (float x : a)

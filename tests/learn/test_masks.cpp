@@ -18,6 +18,7 @@ namespace {
 using attnpool::backend;
 using attnpool::mask;
 using attnpool::test::fresh_seed;
+using attnpool::test::expect_invalid;
 using attnpool::test::make_problem;
 using attnpool::test::problem;
 using attnpool::test::random_lens;
@@ -143,17 +144,6 @@ TEST(MaskedCpuEngine, BitwiseIdenticalAcrossThreadCounts) {
 }
 
 // ---- validation -------------------------------------------------------------------------------
-
-void expect_invalid(const std::function<void()>& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception";
-  } catch (const attnpool::invalid_argument& e) {
-    for (const auto& part : parts)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "message '" << e.what() << "' lacks '" << part << "'";
-  }
-}
 
 TEST(MaskErrors, LeaveOneOutNeedsTheSameSet) {
   const std::vector<float> q = {0, 1, 2}, k = {0, 1}, v = {1, 2};

@@ -12,6 +12,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
+#include <functional>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <string>
@@ -115,6 +118,22 @@ inline void snap_to_grid(problem& p) {
   for (std::vector<float>* a : {&p.q, &p.k})
     for (float& x : *a)
       if (std::isfinite(x)) x = std::round(x * 64.0f) / 64.0f;
+}
+
+/// Expects call() to throw attnpool::invalid_argument whose message holds every fragment; any other
+/// exception (bad_alloc, length_error, ...) or none fails the test.
+inline void expect_invalid(const std::function<void()>& call,
+                           std::initializer_list<std::string> parts) {
+  try {
+    call();
+    ADD_FAILURE() << "no exception";
+  } catch (const invalid_argument& e) {
+    for (const auto& f : parts)
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
+          << "message '" << e.what() << "' lacks '" << f << "'";
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not invalid_argument: " << e.what();
+  }
 }
 
 /// Fills a buffer with NaN before a run: a backend that skips an element is caught.
