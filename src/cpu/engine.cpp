@@ -157,7 +157,7 @@ float score_tile_d(const float* q, const float* kb, std::size_t d, std::size_t j
   }
 }
 
-// ---- The dot-product form (Gaussian kernel, isotropic bandwidth, compiled d) ------------------
+// ---- The dot-product form (Gaussian kernel, compiled d) ---------------------------------------
 // With a = log2(e) / (2 h^2) and the keys' mean mu (in double, once per problem), q' = q - mu and
 // k' = k - mu rounded once to float:
 //   s_j = -a |q' - k'_j|^2 = (2a q') . k'_j - a |k'_j|^2 - a |q'|^2,
@@ -206,6 +206,8 @@ struct scaled_gaussian_log2_score {
 // One problem's keys for the dot form: centred, in blocks (pack_blocks' layout), and a |k'_j|^2.
 struct dot_keys {
   std::vector<double> mu;  // the keys' mean; empty: no row of this problem can take the form
+  std::vector<double> sc;  // per-dimension bandwidths: coordinate c is scaled by sc[c] = 1 / h_c
+                           // (and a is that of h = 1); empty: isotropic
   std::vector<float> kb;   // k' in blocks of kLanes, the tail zero-padded
   std::vector<float> nk;   // a |k'_j|^2, padded like kb
   double a = 0.0;          // log2(e) / (2 h^2)
@@ -231,7 +233,8 @@ struct dot_keys {
     if (mu.empty()) return false;
     double nq2 = 0.0;
     for (std::size_t c = 0; c < d; ++c) {
-      const float qc = static_cast<float>(static_cast<double>(q[c]) - mu[c]);
+      const double centred = static_cast<double>(q[c]) - mu[c];
+      const float qc = static_cast<float>(sc.empty() ? centred : centred * sc[c]);
       qs[c] = qc;
       nq2 += static_cast<double>(qc) * qc;
     }
@@ -250,7 +253,11 @@ constexpr bool dot_form_dim(std::size_t d) {
 
 // The dot-form keys of key rows [k0, k1) of k; empty (mu empty) where no row could meet the
 // bound: even a query at the centre (|q'| = 0) has E = (d + 6) u a Rk^2 > kDotFormMaxError.
-dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h) {
+// hc: per-dimension bandwidths (null: isotropic h). The anisotropic score
+// -log2(e)/2 sum_c ((q_c - k_c) / h_c)^2 is the isotropic one at h = 1 of the coordinates
+// (x_c - mu_c) / h_c, computed in double and rounded once, as the centred ones are: the bound
+// and its derivation apply to them unchanged.
+dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h, const double* hc) {
   dot_keys dk;
   const std::size_t d = k.cols, m = k1 - k0;
   if (!dot_form_dim(d) || m == 0) return dk;
@@ -258,18 +265,27 @@ dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h) {
   for (std::size_t j = k0; j < k1; ++j)
     for (std::size_t c = 0; c < d; ++c) mu[c] += k(j, c);
   for (double& x : mu) x /= static_cast<double>(m);
-  dk.a = gaussian_log2_scale(h);
+  if (hc != nullptr) {
+    dk.sc.resize(d);
+    for (std::size_t c = 0; c < d; ++c) dk.sc[c] = 1.0 / hc[c];
+  }
+  // Key j's coordinate c as the form uses it, rounded once.
+  const auto coord = [&](std::size_t j, std::size_t c) {
+    const double centred = static_cast<double>(k(j, c)) - mu[c];
+    return static_cast<float>(hc != nullptr ? centred * dk.sc[c] : centred);
+  };
+  dk.a = gaussian_log2_scale(hc != nullptr ? 1.0 : h);
   double rk2 = 0.0;
   for (std::size_t j = k0; j < k1; ++j) {
     double n2 = 0.0;
     for (std::size_t c = 0; c < d; ++c) {
-      const auto kc = static_cast<double>(static_cast<float>(k(j, c) - mu[c]));
+      const auto kc = static_cast<double>(coord(j, c));
       n2 += kc * kc;
     }
     rk2 = std::max(rk2, n2);
   }
   dk.rk = std::sqrt(rk2);
-  if (d == 1 && 2.0 * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError) {
+  if (d == 1 && hc == nullptr && 2.0 * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError) {
     dk.mu1 = mu[0];
     dk.ks.resize(m);
     for (std::size_t j = 0; j < m; ++j)
@@ -283,7 +299,7 @@ dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h) {
   for (std::size_t j = 0; j < m; ++j) {
     double n2 = 0.0;
     for (std::size_t c = 0; c < d; ++c) {
-      const auto kc = static_cast<float>(k(k0 + j, c) - mu[c]);
+      const float kc = coord(k0 + j, c);
       dk.kb[(j / kLanes) * d * kLanes + c * kLanes + j % kLanes] = kc;
       n2 += static_cast<double>(kc) * kc;
     }
@@ -650,7 +666,8 @@ float mask_one(float* s, std::size_t len, std::size_t skip) {
 // d = 1 anisotropic is just isotropic with h = h_0, and takes the fast paths.
 struct distance_setup {
   double h = 1.0;
-  std::vector<float> w;  // empty: isotropic
+  std::vector<float> w;        // empty: isotropic
+  const double* hc = nullptr;  // the per-dimension bandwidths behind w (params.bandwidths)
   const float* weights() const { return w.empty() ? nullptr : w.data(); }
 };
 
@@ -658,6 +675,7 @@ distance_setup make_distance(const pool_params& params) {
   const bandwidth_setup b = bandwidth_setup_of(params);
   distance_setup ds;
   ds.h = b.h;
+  ds.hc = b.hc;
   ds.w.resize(b.dims);
   for (std::size_t c = 0; c < b.dims; ++c) ds.w[c] = b.weight(c);
   return ds;
@@ -725,7 +743,7 @@ struct packed_keys {
   const float* vt;  // value column c of key j at vt[c * ld + j]
   std::size_t ld;   // column stride of vt
   std::size_t m;    // keys in the problem
-  const dot_keys* dot = nullptr;  // Gaussian, isotropic: the dot-form keys (may be unusable)
+  const dot_keys* dot = nullptr;  // Gaussian: the dot-form keys (may be unusable)
   const float* range = nullptr;   // d == 1: tile t's keys lie in [range[2t], range[2t + 1]]
 };
 
@@ -834,7 +852,8 @@ std::size_t dot_chunk_scratch(std::size_t rows, std::size_t dv) {
 
 template <class Score, class Keys, class Done>
 void stream_chunk_dot(const_view q, std::size_t i0, std::size_t i1, const packed_keys& pk,
-                      std::size_t dv, Score score, Keys keys, Done done, float* buf) {
+                      std::size_t dv, Score score, const float* w, Keys keys, Done done,
+                      float* buf) {
   const std::size_t d = q.cols;
   const dot_keys& dk = *pk.dot;
   float qs[kMaxDotChunk][64];
@@ -844,7 +863,7 @@ void stream_chunk_dot(const_view q, std::size_t i0, std::size_t i1, const packed
   std::size_t count = 0, limit = 0;
   for (std::size_t i = i0; i < i1; ++i) {
     if (!dk.prepare_row(q.row(i), d, qs[count], cq[count])) {
-      done(i, stream_row(q.row(i), pk, d, dv, keys(i), score, nullptr, buf), buf + kCpuTile);
+      done(i, stream_row(q.row(i), pk, d, dv, keys(i), score, w, buf), buf + kCpuTile);
       continue;
     }
     rows[count] = i;
@@ -888,7 +907,7 @@ void stream_chunk_dot(const_view q, std::size_t i0, std::size_t i1, const packed
   for (std::size_t r = 0; r < count; ++r) done(rows[r], state[r].softmax, acc + r * dv);
 }
 
-// Whether a call takes stream_chunk_dot: the dot form's keys exist (Gaussian, isotropic, within
+// Whether a call takes stream_chunk_dot: the dot form's keys exist (Gaussian kernel, within
 // its bound for some row) and d >= 2 (d = 1 has its own one-pass tiles).
 bool uses_dot_chunks(const packed_keys& pk, std::size_t d) {
   return d >= 2 && pk.dot != nullptr && pk.dot->blocks() != nullptr;
@@ -920,15 +939,16 @@ void finish_row(const online_softmax& sm, const float* acc, const_view q, std::s
   for (std::size_t c = 0; c < dv; ++c) out(i, c) = acc[c] * inv;
 }
 
-// The dot-form keys of key rows [k0, k1) for a call: only the Gaussian with an isotropic
-// bandwidth takes the form. ATTNPOOL_CPU_DOT_FORM=0 turns it off (the direct form everywhere),
-// for benchmarks that compare the two in one run and for bisecting a numerical question.
+// The dot-form keys of key rows [k0, k1) for a call: only the Gaussian kernel takes the form
+// (isotropic, or per-dimension bandwidths on scaled coordinates). ATTNPOOL_CPU_DOT_FORM=0 turns
+// it off (the direct form everywhere), for benchmarks that compare the two in one run and for
+// bisecting a numerical question.
 dot_keys dot_keys_for(const pool_params& params, const distance_setup& ds, const_view k,
                       std::size_t k0, std::size_t k1) {
-  if (params.kernel != kernel::gaussian || ds.weights() != nullptr) return {};
+  if (params.kernel != kernel::gaussian) return {};
   const char* env = std::getenv("ATTNPOOL_CPU_DOT_FORM");
   if (env != nullptr && std::string_view(env) == "0") return {};
-  return make_dot_keys(k, k0, k1, ds.h);
+  return make_dot_keys(k, k0, k1, ds.h, ds.weights() != nullptr ? ds.hc : nullptr);
 }
 
 template <class Score>
@@ -947,7 +967,7 @@ void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
     const std::size_t chunk = dot_chunk_rows(d);
     parallel_row_chunks(n, chunk, m * (d + dv), threads, dot_chunk_scratch(chunk, dv),
                         [&](std::size_t i0, std::size_t i1, float* buf) {
-      stream_chunk_dot(q, i0, i1, pk, dv, score, keys,
+      stream_chunk_dot(q, i0, i1, pk, dv, score, w, keys,
                        [&](std::size_t i, const online_softmax& sm, const float* acc) {
         finish_row<Score>(sm, acc, q, i, k, v, keys(i), params, w, out, empties);
       }, buf);
@@ -1078,7 +1098,7 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
     const std::size_t chunk = dot_chunk_rows(d);
     parallel_row_chunks(n, chunk, m * (d + dv), threads, dot_chunk_scratch(chunk, dv),
                         [&](std::size_t i0, std::size_t i1, float* buf) {
-      stream_chunk_dot(q, i0, i1, pk, dv, score, keys, store, buf);
+      stream_chunk_dot(q, i0, i1, pk, dv, score, w, keys, store, buf);
     });
     return;
   }

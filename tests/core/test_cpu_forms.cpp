@@ -61,6 +61,45 @@ TEST(CpuForms, DotFormRowsMatchTheReference) {
   }
 }
 
+// Per-dimension bandwidths in the dot form: coordinates (x_c - mu_c) / h_c, the isotropic form at
+// h = 1. Bandwidths spread over two orders of magnitude across the dimensions (each wide enough
+// for the bound on unit-cube data), near the origin and 1e3 away, unmasked and leave-one-out;
+// then narrower ones on wider queries, where at d <= 3 some rows take the direct form with the
+// weights, in the same call.
+TEST(CpuForms, AnisotropicDotFormMatchesTheReference) {
+  for (const std::size_t d : {2u, 3u, 16u, 64u}) {
+    for (const float offset : {0.0f, 1000.0f}) {
+      problem p = make_problem(300, 300, d, 2, attnpool::test::fresh_seed());
+      shift(p, offset);
+      std::vector<double> hs(d);
+      for (std::size_t c = 0; c < d; ++c)
+        hs[c] = 1.5 * static_cast<double>(d) * std::pow(10.0, 2.0 * static_cast<double>(c % 3) / 2.0);
+      pool_params params{};
+      params.bandwidths = hs;
+      SCOPED_TRACE(attnpool::test::describe(p, 0.0) + " offset=" + std::to_string(offset));
+      EXPECT_EQ(dot_rows(p, params), p.n);
+      attnpool::test::check_pool_against_reference(p, params, backend::cpu);
+      params.mask = attnpool::mask::leave_one_out;
+      attnpool::test::check_pool_against_reference(p, params, backend::cpu, 1);
+      // Narrower in every dimension: the queries spread to [-3, 4)^d take either form.
+      problem wide = p;
+      for (std::size_t i = 0; i < wide.n; ++i)
+        for (std::size_t c = 0; c < d; ++c) {
+          float& x = wide.q[i * (d + wide.pad) + c];
+          x = 7.0f * (x - offset) - 3.0f + offset;
+        }
+      for (double& h : hs) h /= 4.0;
+      pool_params mixed{};
+      mixed.bandwidths = hs;
+      if (d <= 3) {  // both forms occur (at d >= 16 the bandwidths are still wide enough for all)
+        EXPECT_GT(dot_rows(wide, mixed), 0u);
+        EXPECT_LT(dot_rows(wide, mixed), wide.n);
+      }
+      attnpool::test::check_pool_against_reference(wide, mixed, backend::cpu);
+    }
+  }
+}
+
 // Queries spread over [-3, 4)^d around unit-cube keys: the central rows take the dot form, the
 // outer ones the direct form, in one call; both within tolerance, for the bandwidths in between.
 TEST(CpuForms, MixedRowsInOneCall) {
@@ -219,7 +258,7 @@ TEST(CpuForms, Exp2Poly5Accuracy) {
 }
 
 // The bound is not a formality: at a narrow bandwidth on wide data no row takes the dot form, and
-// the non-Gaussian kernels and anisotropic bandwidths never do.
+// the non-Gaussian kernels never do; per-dimension bandwidths take it on scaled coordinates.
 TEST(CpuForms, DirectFormWhereTheBoundFails) {
   const problem p = make_problem(129, 129, 16, 1, attnpool::test::fresh_seed());
   EXPECT_EQ(dot_rows(p, pool_params{.bandwidth = 0.05}), 0u);
@@ -229,6 +268,9 @@ TEST(CpuForms, DirectFormWhereTheBoundFails) {
   const std::vector<double> hs(16, 100.0);
   pool_params aniso{.bandwidth = 100.0};
   aniso.bandwidths = hs;
+  EXPECT_EQ(dot_rows(p, aniso), p.n);
+  const std::vector<double> narrow(16, 0.05);
+  aniso.bandwidths = narrow;
   EXPECT_EQ(dot_rows(p, aniso), 0u);
   const problem p5 = make_problem(7, 7, 5, 1, attnpool::test::fresh_seed());  // no compiled tile
   EXPECT_EQ(dot_rows(p5, pool_params{.bandwidth = 100.0}), 0u);
