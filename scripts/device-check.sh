@@ -6,11 +6,14 @@
 #   3. the GPU tests, every test_cuda_* binary, in parallel                 (<= 150 s)
 #      and again the d = 1 ones with ATTNPOOL_CUDA_D1_EXPANDED=1 (the expanded d = 1 score,
 #      off by default until this passes)                                    (<= 120 s)
+#      and the masked ones with ATTNPOOL_CUDA_FUSED_MASKS=1 (masks on the Gaussian fast
+#      path, off by default until this passes)                              (<= 120 s)
 #   4. compute-sanitizer memcheck and racecheck on small test filters, the
-#      d = 1 ones with the expanded score too                               (<= 2 x 60 s)
+#      d = 1 ones with the expanded score and masked ones on the fast path  (<= 2 x 60 s)
 #   5. bench_cuda (and the bench_cuda_* suites) on short filtered sets, the
-#      n = m = 2^20 d = 1 headline again with the expanded score, and the SM
-#      clock sampled meanwhile                                              (<= 150 s)
+#      n = m = 2^20 d = 1 headline again with the expanded score, the masked
+#      vs unmasked ratios with masks on the fast path, and the SM clock
+#      sampled meanwhile                                                    (<= 150 s)
 #   6. bench/peers/peers.py with what time is left                          (<= 60 s)
 # Every log goes under $OUT when set (else ./device-check-out): 8 files at most.
 #
@@ -29,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 gpu_tests=(test_cuda_fused test_cuda_unfused test_cuda_api test_cuda_kernels test_cuda_learn
-  test_cuda_bandwidth test_cuda_batched test_cuda_nccl)
+  test_cuda_bandwidth test_cuda_batched test_cuda_nccl test_cuda_fused_masks)
 benches=(bench_cuda bench_fused_tuning bench_cuda_learn bench_cuda_cv bench_cuda_batched)
 
 if [[ "${1:-}" == "--stage-deps" ]]; then
@@ -201,6 +204,35 @@ if ! [[ " ${SKIP:-} " == *" expanded "* ]]; then
   done
 fi
 
+# Masks on the Gaussian fast path (ATTNPOOL_CUDA_FUSED_MASKS=1): the masked suites again, side by
+# side. $SKIP "masks" leaves this and its sanitizer and benchmark runs out.
+masked_tests=("test_cuda_fused_masks:*" "test_cuda_learn:CudaMaskedForward.*")
+if ! [[ " ${SKIP:-} " == *" masks "* ]]; then
+  pids=()
+  for tf in "${masked_tests[@]}"; do
+    t=${tf%%:*} filter=${tf#*:}
+    [[ -x $bindir/$t ]] || continue
+    ATTNPOOL_CUDA_FUSED_MASKS=1 timeout "$(cap 120)" "$bindir/$t" --gtest_brief=1 \
+      --gtest_filter="$filter" >"$scratch/$t.masks.log" 2>&1 &
+    pids+=("$!:$t")
+  done
+  for pt in "${pids[@]}"; do
+    pid=${pt%%:*} t=${pt#*:}
+    rc=0
+    wait "$pid" || rc=$?
+    {
+      echo "==== $t, ATTNPOOL_CUDA_FUSED_MASKS=1 (exit $rc)"
+      cat "$scratch/$t.masks.log"
+    } >>"$tlog"
+    line="$(grep -E '^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test' "$scratch/$t.masks.log" | tr '\n' ' ')"
+    if ((rc == 0)); then note "$t (masks on the fast path): ok $line"; else
+      status=1
+      note "$t (masks on the fast path): FAILED (exit $rc) $line"
+      grep -E '^\[  FAILED  \] ' "$scratch/$t.masks.log" | head -20 | tee -a "$summary" || true
+    fi
+  done
+fi
+
 # ---- 4. compute-sanitizer ------------------------------------------------------------------------
 # Small cases that still cover partial tiles, split-K + merge, the generic path, pads, the
 # unfused row softmax (CUB block reductions, in-place row updates) and the other kernels; plus
@@ -214,6 +246,10 @@ san_runs=("test_cuda_fused:$fused_filter" "test_cuda_unfused:$unfused_filter"
 # bandwidth where the direct form takes over.
 expanded_filter='sizes/*n129_m129_d1_*:dims/*n129_m300_d1_dv1_*:split_k/*n129_m4097_d1_dv1_*_s33_*:bandwidths/*d1_dv1_h0_001*:expanded/*n7_m20000_*:fused_sorted_keys.*'
 [[ " ${SKIP:-} " == *" expanded "* ]] || san_runs+=("expanded+test_cuda_fused:$expanded_filter")
+# "masks+binary:filter" runs with ATTNPOOL_CUDA_FUSED_MASKS=1: both masks with one and two rows
+# per thread, a partial tile, valid_lens on chunk and tile edges, split-K with 16 splits.
+masks_filter='dims/*/loo0_n300_m300_d1_dv1_*:dims/*/vl0_n300_m300_d3_dv2_*:lens/*/vl3_n129_m300_d1_*:split_k/*_n129_m129_d3_dv2_s16_*'
+[[ " ${SKIP:-} " == *" masks "* ]] || san_runs+=("masks+test_cuda_fused_masks:$masks_filter")
 set -f  # the filters' * are gtest's, not the shell's
 for extra in ${SANITIZE_EXTRA:-}; do san_runs+=("$extra"); done
 set +f
@@ -224,12 +260,15 @@ for tool in memcheck racecheck; do
   if command -v compute-sanitizer >/dev/null; then
     ok=1
     for run in "${san_runs[@]}"; do
-      expanded=0
+      expanded=0 masks=0
       [[ $run == expanded+* ]] && expanded=1 run=${run#expanded+}
+      [[ $run == masks+* ]] && masks=1 run=${run#masks+}
       bin=${run%%:*} filter=${run#*:}
       [[ -x $bindir/$bin ]] || continue
-      echo "==== $bin --gtest_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded)" >>"$log"
-      ATTNPOOL_CUDA_D1_EXPANDED=$expanded timeout "$(cap "${SAN_CAP:-60}")" \
+      echo "==== $bin --gtest_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded" \
+        "ATTNPOOL_CUDA_FUSED_MASKS=$masks)" >>"$log"
+      ATTNPOOL_CUDA_D1_EXPANDED=$expanded ATTNPOOL_CUDA_FUSED_MASKS=$masks \
+        timeout "$(cap "${SAN_CAP:-60}")" \
         compute-sanitizer --tool "$tool" --error-exitcode 9 \
         "$bindir/$bin" --gtest_brief=1 --gtest_filter="$filter" >"$scratch/san.log" 2>&1 || ok=0
       cat "$scratch/san.log" >>"$log"
@@ -272,27 +311,39 @@ for b in "${benches[@]}"; do
   runs+=("$b")
   # The headline again with the expanded d = 1 score, right after the default run.
   [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" expanded "* ]] && runs+=("expanded+$b")
+  # The masked / unmasked ratios (vs_unmasked): on the generic-score path at 2^16 only (about
+  # 20x the unmasked time), then on the fast path at every size.
+  [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" masks "* ]] &&
+    runs+=("masksoff+$b" "masks+$b")
 done
 for run in "${runs[@]}"; do
-  expanded=0
-  [[ $run == expanded+* ]] && expanded=1
-  b=${run#expanded+}
-  [[ -x $bindir/$b ]] || continue
+  expanded=0 masks=0 label=""
+  b=${run#*+}
   filter=${suite_filter[$b]:-.}
   [[ $b == bench_cuda ]] && filter=$bench_filter
-  ((expanded)) && filter=${EXPANDED_BENCH_FILTER:-'^fused/n:1048576/m:1048576/d:1/dv:1/'}
-  echo "==== $b --benchmark_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded)" >>"$blog"
-  if ATTNPOOL_CUDA_D1_EXPANDED=$expanded timeout "$(cap 120)" "$bindir/$b" \
+  case $run in
+    expanded+*)
+      expanded=1 label=" (expanded d = 1)"
+      filter=${EXPANDED_BENCH_FILTER:-'^fused/n:1048576/m:1048576/d:1/dv:1/'}
+      ;;
+    masksoff+*) label=" (masks, generic path)" filter='^masked/.*/n:65536/m:65536/d:1/' ;;
+    masks+*) masks=1 label=" (masks on the fast path)" filter='^masked/' ;;
+  esac
+  [[ -x $bindir/$b ]] || continue
+  echo "==== $b --benchmark_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded" \
+    "ATTNPOOL_CUDA_FUSED_MASKS=$masks)" >>"$blog"
+  if ATTNPOOL_CUDA_D1_EXPANDED=$expanded ATTNPOOL_CUDA_FUSED_MASKS=$masks \
+    timeout "$(cap 120)" "$bindir/$b" \
     --benchmark_filter="$filter" --benchmark_min_time=0.05 \
     --benchmark_counters_tabular=true >>"$blog" 2>&1; then
-    note "$b ok$( ((expanded)) && echo ' (expanded d = 1)')"
+    note "$b ok$label"
   else
     status=1
-    note "$b FAILED or timed out$( ((expanded)) && echo ' (expanded d = 1)')"
+    note "$b FAILED or timed out$label"
   fi
 done
 kill "$clock_pid" 2>/dev/null || true
-grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 |^==== bench_cuda " "$blog" | tee -a "$summary" || true
+grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 |^masked/|^==== bench_cuda " "$blog" | tee -a "$summary" || true
 # Median sampled SM clock (MHz) and the maximum: the exp2 bound scales with the clock.
 if [[ -s $clocks ]]; then
   med=$(cut -d, -f1 "$clocks" | sort -n | awk '{c[NR] = $1} END {print c[int((NR + 1) / 2)]}')

@@ -14,11 +14,14 @@ differs or exists on one side only.
 
 Counts the instructions of one kernel's hot inner loop: of the loops (backward branches) whose
 body holds a MUFU.EX2, the innermost ones, and through each the shortest path from its head to
-its back-edge. In the fused agent that path is the common chunk (no rebase; score - ref as one
+its back-edge that passes at least one MUFU.EX2 (in fused_pool_masked_kernel a chunk that no row
+sees is skipped: that path does no pair's work). In the fused agent that path is the common chunk (no rebase; score - ref as one
 FFMA on the direct distance, or in fused_pool_expanded_kernel the expanded score, one FFMA per
 pair): every rarer branch (the rebase, the far-reference form) only adds instructions.
 Prints the path's opcode counts and instructions per pair (pairs = PAIRS_PER_ITERATION, by
-default the MUFU.EX2 count on the path, i.e. one exp2 per pair). Then the outermost loop (in
+default the MUFU.EX2 count on the path, i.e. one exp2 per pair). Then each loop that encloses
+such a loop, other than the outermost, with its shortest path around the inner loops (in
+fused_pool_masked_kernel the chunk where a row loses a key). Then the outermost loop (in
 the fused agent the tile loop) and its shortest path, which enters no inner loop: the fixed
 per-tile work, barriers included.
 """
@@ -97,12 +100,25 @@ def hot_loops(ins, pairs=None):
              if not any((h2, b2) != (h, b) and h <= h2 and b2 <= b for h2, b2 in with_mufu)]
     results = []
     for h, b in inner:
-        path = shortest_path(ins, target, h, b)
+        path = shortest_path(ins, target, h, b, min_mufu=1)
         if path is None:
             continue
         ops = collections.Counter(ins[k][2] for k in path)
         n_pairs = pairs or ops["MUFU.EX2"]
         results.append((ins[h][0], ins[b][0], len(path), ops, n_pairs))
+    # Loops that hold an inner MUFU loop but are not the outermost: in fused_pool_masked_kernel
+    # the walk between clean runs, whose path around its inner loop is the masked chunk.
+    outer_head = min((h for h, _ in loops), default=None)
+    middle = []
+    for h, b in with_mufu:
+        if (h, b) in inner or h == outer_head:
+            continue
+        avoid = {k for h2, b2 in with_mufu if (h2, b2) != (h, b) and h <= h2 and b2 <= b
+                 for k in range(h2, b2 + 1)}
+        path = shortest_path(ins, target, h, b, min_mufu=1, avoid=avoid)
+        if path is not None:
+            ops = collections.Counter(ins[k][2] for k in path)
+            middle.append((ins[h][0], ins[b][0], len(path), ops, pairs or ops["MUFU.EX2"]))
     outer = None
     if loops:
         h = min(h for h, _ in loops)
@@ -110,19 +126,24 @@ def hot_loops(ins, pairs=None):
         path = shortest_path(ins, target, h, b)
         if path is not None:
             outer = (ins[h][0], ins[b][0], len(path), collections.Counter(ins[k][2] for k in path))
-    return results, outer
+    return results, middle, outer
 
 
-def shortest_path(ins, target, h, b):
+def shortest_path(ins, target, h, b, min_mufu=0, avoid=frozenset()):
     """Shortest path (instruction count) over the forward edges of the body h .. b that ends by
-    taking the back-edge at b, as instruction indices; None where b is unreachable. Edges:
-    fall-through unless an unconditional BRA/EXIT, plus the branch target when it stays in
-    [h, b]."""
+    taking the back-edge at b and holds at least min_mufu MUFU.EX2, as instruction indices; None
+    where there is none. Edges: fall-through unless an unconditional BRA/EXIT, plus the branch
+    target when it stays in [h, b]. Nodes are (instruction, MUFU.EX2 seen, capped at min_mufu).
+    Instructions in `avoid` are never entered."""
     import heapq
-    dist, prev, heap = {h: 1}, {}, [(1, h)]
+    def seen(k, i):
+        return min(min_mufu, k + (ins[i][2] == "MUFU.EX2"))
+    start = (h, seen(0, h))
+    dist, prev, heap = {start: 1}, {}, [(1, start)]
     while heap:
-        d, i = heapq.heappop(heap)
-        if d != dist.get(i) or i == b:
+        d, node = heapq.heappop(heap)
+        i, k = node
+        if d != dist.get(node) or i == b:
             continue
         _, pred, op, _ = ins[i]
         succ = []
@@ -135,15 +156,17 @@ def shortest_path(ins, target, h, b):
         elif op not in ("EXIT", "RET"):
             succ.append(i + 1)
         for s in succ:
-            if s <= b and d + 1 < dist.get(s, 1 << 30):
-                dist[s], prev[s] = d + 1, i
-                heapq.heappush(heap, (d + 1, s))
-    if b not in dist:
+            nxt = (s, seen(k, s))
+            if s <= b and s not in avoid and d + 1 < dist.get(nxt, 1 << 30):
+                dist[nxt], prev[nxt] = d + 1, node
+                heapq.heappush(heap, (d + 1, nxt))
+    end = (b, min_mufu)
+    if end not in dist:
         return None
-    path, i = [b], b
-    while i != h:
-        i = prev[i]
-        path.append(i)
+    path, node = [b], end
+    while node != start:
+        node = prev[node]
+        path.append(node[0])
     return path
 
 
@@ -152,10 +175,15 @@ def hot_loop_main(args):
     pairs = int(args[2]) if len(args) > 2 else None
     name, ins = instructions(obj, fn)
     print(f"{name}: {len(ins)} instructions")
-    inner, outer = hot_loops(ins, pairs)
+    inner, middle, outer = hot_loops(ins, pairs)
     for head, back, count, ops, n_pairs in inner:
         print(f"loop {head:#06x}..{back:#06x}: shortest path {count} instructions, "
               f"{ops['MUFU.EX2']} MUFU.EX2, {count / n_pairs:.2f} per pair ({n_pairs} pairs)")
+        print("  " + ", ".join(f"{op} {c}" for op, c in ops.most_common()))
+    for head, back, count, ops, n_pairs in middle:
+        print(f"enclosing loop {head:#06x}..{back:#06x}: shortest path around its inner loops "
+              f"{count} instructions, {ops['MUFU.EX2']} MUFU.EX2, {count / n_pairs:.2f} per pair "
+              f"({n_pairs} pairs)")
         print("  " + ", ".join(f"{op} {c}" for op, c in ops.most_common()))
     if outer is not None:
         head, back, count, ops = outer

@@ -19,6 +19,12 @@
 // d in {1, 3, 16, 64}, dv in {1, 16}; skinny n = 1..64 with m = 2^20 (split-K) and n = 2^20
 // with m = 64. The full set takes tens of minutes on an H100 at 2^22; scripts/device-check.sh
 // runs a filtered subset.
+//
+// masked/<mask>/...: a masked fused forward and the unmasked one of the same shape, timed in the
+// same iterations; the time is the masked call's, counter vs_unmasked = masked / unmasked time
+// (the GPU goal: <= 1.15 for leave_one_out and valid_length). vl_full: every valid_len = m (the
+// mask's cost alone); vl_random: valid_lens uniform in [1, m], about half the pairs. Which path a
+// masked call takes is ATTNPOOL_CUDA_FUSED_MASKS (kernels/fused/dispatch.hpp): run it both ways.
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 
@@ -27,9 +33,11 @@
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -82,6 +90,71 @@ void bm_pool(benchmark::State& state, std::size_t n, std::size_t m, std::size_t 
   }
 }
 
+enum class masked_kind { loo, vl_full, vl_random };
+
+void bm_masked(benchmark::State& state, std::size_t n, std::size_t d, std::size_t dv,
+               masked_kind kind) {
+  const std::size_t m = n;
+  const attnpool::pool_params plain{0.5};
+  attnpool::pool_params masked{0.5};
+  std::vector<std::size_t> lens;
+  if (kind == masked_kind::loo) {
+    masked.mask = attnpool::mask::leave_one_out;
+  } else {
+    masked.mask = attnpool::mask::valid_length;
+    lens.assign(n, m);
+    std::uint32_t s = 7;
+    if (kind == masked_kind::vl_random)
+      for (auto& l : lens) l = 1 + ((s = s * 1664525u + 1013904223u) >> 8) % m;
+    masked.valid_lens = lens;
+  }
+  try {
+    const auto which = attnpool::backend::cuda_fused;
+    const std::size_t ws_bytes =
+        std::max(attnpool::cuda::pool_workspace_size(n, m, d, dv, plain, which),
+                 attnpool::cuda::pool_workspace_size(n, m, d, dv, masked, which));
+    const dev_floats q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
+        out(n * dv, 4, 0.0f);
+    const dev_bytes ws(ws_bytes);
+    const attnpool::bench::dev_stream stream;
+    attnpool::options opts;
+    opts.backend = which;
+    opts.stream = stream.s;
+    opts.check_finite = false;
+    opts.workspace = ws.p;
+    opts.workspace_bytes = ws_bytes;
+    const attnpool::const_view qv{q.p, n, d}, kv{k.p, m, d}, vv{v.p, m, dv};
+    const attnpool::mutable_view ov{out.p, n, dv};
+    cudaEvent_t e[3];
+    for (auto& x : e) check(cudaEventCreate(&x), "event");
+    attnpool::cuda::pool(qv, kv, vv, ov, plain, opts);  // warm-up, outside the timing
+    attnpool::cuda::pool(qv, kv, vv, ov, masked, opts);
+    check(cudaStreamSynchronize(stream.s), "warm-up");
+    double t_plain = 0.0, t_masked = 0.0;
+    for (auto _ : state) {
+      check(cudaEventRecord(e[0], stream.s), "record");
+      attnpool::cuda::pool(qv, kv, vv, ov, plain, opts);
+      check(cudaEventRecord(e[1], stream.s), "record");
+      attnpool::cuda::pool(qv, kv, vv, ov, masked, opts);
+      check(cudaEventRecord(e[2], stream.s), "record");
+      check(cudaEventSynchronize(e[2]), "sync");
+      float ms_plain = 0.0f, ms_masked = 0.0f;
+      check(cudaEventElapsedTime(&ms_plain, e[0], e[1]), "elapsed");
+      check(cudaEventElapsedTime(&ms_masked, e[1], e[2]), "elapsed");
+      state.SetIterationTime(ms_masked * 1e-3);
+      t_plain += ms_plain * 1e-3;
+      t_masked += ms_masked * 1e-3;
+    }
+    for (auto& x : e) static_cast<void>(cudaEventDestroy(x));
+    const double pairs = static_cast<double>(n) * static_cast<double>(m);
+    state.counters["pairs/s"] = benchmark::Counter(pairs * static_cast<double>(state.iterations()),
+                                                   benchmark::Counter::kIsRate);
+    state.counters["vs_unmasked"] = t_plain > 0 ? t_masked / t_plain : 0.0;
+  } catch (const std::exception& ex) {
+    state.SkipWithError(ex.what());
+  }
+}
+
 void register_all() {
   using attnpool::backend;
   auto add = [](const char* kind, backend which, std::size_t n, std::size_t m, std::size_t d,
@@ -118,6 +191,19 @@ void register_all() {
   add("skinny_fused", backend::cuda_fused, std::size_t{1} << 20, 64, 1, 1);
   add("skinny_fused", backend::cuda_fused, std::size_t{1} << 20, 64, 16, 16);
   add("skinny_unfused", backend::cuda_unfused, std::size_t{1} << 20, 64, 1, 1);
+  const std::pair<masked_kind, const char*> kinds[] = {{masked_kind::loo, "loo"},
+                                                       {masked_kind::vl_full, "vl_full"},
+                                                       {masked_kind::vl_random, "vl_random"}};
+  for (auto [n, d] : {std::pair<std::size_t, std::size_t>{65536, 1}, {1048576, 1}, {65536, 16}}) {
+    for (auto [kind, label] : kinds) {
+      const std::string name = std::string("masked/") + label + "/n:" + std::to_string(n) +
+                               "/m:" + std::to_string(n) + "/d:" + std::to_string(d) + "/dv:1";
+      benchmark::RegisterBenchmark(name.c_str(),
+                                   [=](benchmark::State& s) { bm_masked(s, n, d, 1, kind); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
 }
 
 }  // namespace

@@ -113,8 +113,9 @@ enum class backend {
 /// Which keys a query may attend to. Masks are described by rule, never stored as an n x m
 /// matrix: a masked key gets score -inf (weight 0) inside the tile loops. A query row left with
 /// no key is rejected up front (invalid_argument naming the row).
-/// On the GPU, pool() and pool_backward() take masks on cuda_fused (masked calls run the fused
-/// family's generic-score instantiations; valid_lens is copied into the workspace). cuda_unfused
+/// On the GPU, pool() and pool_backward() take masks on cuda_fused (masked forwards run the fused
+/// family's generic-score instantiations, or with ATTNPOOL_CUDA_FUSED_MASKS=1 in the environment
+/// the Gaussian ones of the fast path; valid_lens is copied into the workspace). cuda_unfused
 /// and attention_weights() on the GPU reject any mask other than `none` with invalid_argument
 /// "... not implemented on the GPU yet".
 enum class mask {

@@ -40,7 +40,12 @@ __device__ Score score_from_args(const fused_args& a, const generic_score_args* 
 /// agent with variants of it to measure the constants (any type with fused_traits' members).
 /// Expanded: the d = 1 expanded score (detail/expanded_score.hpp) on tiles where its bound
 /// holds; only for the Gaussian lazy d = dv = 1 configuration (fused_d1_expanded()).
-template <int D, int DV, class Score, class Traits = fused_traits<D, DV>, bool Expanded = false>
+/// Masked: the Gaussian fast path under a mask (detail::mask_rule, fused_masks()): the key
+/// loop ends at the block's largest key limit, and only the chunks where one of a thread's rows
+/// loses a key (its limit, its skipped key, the tile's end) select weights; the others run the
+/// unmasked chunk unchanged.
+template <int D, int DV, class Score, class Traits = fused_traits<D, DV>, bool Expanded = false,
+          bool Masked = false>
 struct fused_agent {
   using traits = Traits;
   /// The generic-score path: may see -inf scores (compact supports) and weighted distances.
@@ -53,6 +58,11 @@ struct fused_agent {
   static constexpr int kQRegs = traits::kGeneric ? 1 : D;  // a zero-length array is not C++
   static_assert(!Expanded || (D == 1 && !kGenericScore && traits::kLazyRescale),
                 "the expanded score is the Gaussian lazy d = 1 path's");
+  static_assert(!Masked || (!kGenericScore && !Expanded),
+                "the masked fast path is the Gaussian direct form's (the generic-score path masks "
+                "by distance)");
+  /// Rows that carry a key range: the generic-score path's and the masked fast path's.
+  static constexpr bool kRowRanges = kGenericScore || Masked;
   static constexpr int kWarps = traits::kThreads / 32;
   static constexpr int kXC = traits::kExpandedChunk;
   static_assert(!Expanded || kTile % kXC == 0, "an expanded chunk never straddles a tile");
@@ -76,7 +86,12 @@ struct fused_agent {
     alignas(16) float kx[2 * kTile];
     float extremes[2 * kWarps];
   };
-  using storage_t = std::conditional_t<Expanded, expanded_storage, shared_storage>;
+  /// The masked path's on top: each warp's largest key limit, for the block's loop bound.
+  struct masked_storage : shared_storage {
+    std::size_t warp_limits[kWarps];
+  };
+  using storage_t = std::conditional_t<Expanded, expanded_storage,
+                                       std::conditional_t<Masked, masked_storage, shared_storage>>;
 
   shared_storage& smem;
   const fused_args& a;
@@ -88,17 +103,21 @@ struct fused_agent {
   const std::size_t row0;  // this thread's first row; its rows are row0 + r * kThreads
   const int col0;          // first value column of this block's window
   const int cols;          // value columns in the window, 1..DV
-  const std::size_t key_begin, key_end;
+  const std::size_t key_begin;
+  std::size_t key_end;        // under a mask, cut to the block's largest key limit before the walk
   const std::size_t row_end;  // one past this block's last row (n, or the batch block's end)
 
   // Per-thread state, in registers (every index below is a compile-time constant after
   // unrolling, which is what keeps these arrays out of local memory).
   float q[kR][kQRegs];
   const float* q_row[kR];  // generic path: the query rows in global memory
-  // Any-kernel path, masks: row r sees key j iff j < key_limit[r] and j != skip_key[r]
-  // (mask::none: no limit and no skipped key).
-  std::size_t key_limit[kGenericScore ? kR : 1];
-  std::size_t skip_key[kGenericScore ? kR : 1];
+  // Any-kernel path and masked fast path: row r sees key j iff j < key_limit[r] and
+  // j != skip_key[r] (mask::none: no limit and no skipped key). Global key indices, so split-K
+  // ranges and tiles apply them as they are.
+  std::size_t key_limit[kRowRanges ? kR : 1];
+  std::size_t skip_key[kRowRanges ? kR : 1];
+  // Masked fast path: the current tile's part of them (its valid keys at most).
+  detail::tile_keys tile_seen[Masked ? kR : 1];
   detail::online_softmax softmax[kR];
   float acc[kR][DV];
   // Expanded path: this tile's row constants, each row's factor 2^-(a q'^2 + ref) (refreshed
@@ -140,8 +159,10 @@ struct fused_agent {
     return row0 + static_cast<std::size_t>(r) * traits::kThreads;
   }
 
-  __device__ void run() {
-    load_queries();
+  /// `rule`: the masked fast path's mask (device pointers inside); null elsewhere. (A parameter
+  /// rather than a member: one more member changes the unmasked kernels' register allocation.)
+  __device__ void run(const detail::mask_rule* rule = nullptr) {
+    load_queries(rule);
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
 #pragma unroll
@@ -153,7 +174,11 @@ struct fused_agent {
     // instructions. (row0 - threadIdx.x is the block's first row, batched or not.)
     const bool warp_live = row0 - threadIdx.x + (threadIdx.x & ~31u) < row_end;
     // The plan gives every split (and plan_batch_blocks every batch block) at least one key, so
-    // key_begin < key_end and every live softmax state below ends non-empty (sum >= 1).
+    // key_begin < key_end and every live softmax state below ends non-empty (sum >= 1). Under a
+    // mask the loop ends at the block's largest key limit, and a split may hold no key a row
+    // sees: its partial state stays empty, which the merge takes as its identity (a row sees at
+    // least one key in all, check_mask).
+    if constexpr (Masked) key_end = min(key_end, block_key_limit());
     for (std::size_t tile0 = key_begin; tile0 < key_end; tile0 += kTile) {
       const int valid = static_cast<int>(min(static_cast<std::size_t>(kTile), key_end - tile0));
       load_tile(tile0, valid);
@@ -165,6 +190,8 @@ struct fused_agent {
       }
       if (!warp_live) {
         // nothing to compute
+      } else if constexpr (Masked) {
+        consume_masked(tile0, valid);
       } else if (valid == kTile) {
         consume<true>(tile0, kTile);
       } else {
@@ -177,7 +204,7 @@ struct fused_agent {
 
   // Rows past n (the last block's tail) compute on zeros and are never stored: they cannot
   // return early because they take part in the __syncthreads of every tile.
-  __device__ void load_queries() {
+  __device__ void load_queries(const detail::mask_rule* rule) {
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
       const bool ok = row_valid(r);
@@ -187,6 +214,13 @@ struct fused_agent {
         // The key count is no limit here: the tiles end at the keys' end.
         const detail::key_range keys = ok ? x->mask.row(row_index(r), detail::kNoKey)
                                           : detail::key_range{detail::kNoKey, detail::kNoKey};
+        key_limit[r] = keys.limit;
+        skip_key[r] = keys.skip;
+      }
+      if constexpr (Masked) {
+        // Rows past n see no key, so they do not stretch the block's key loop.
+        const detail::key_range keys =
+            ok ? rule->row(row_index(r), detail::kNoKey) : detail::key_range{0, detail::kNoKey};
         key_limit[r] = keys.limit;
         skip_key[r] = keys.skip;
       }
@@ -287,7 +321,7 @@ struct fused_agent {
       // |x| <= a R^2 <= 3.83 here, inside exp2_fma's range; j is a constant after unrolling.
       const float w =
           kXEvery > 0 && j % kXEvery == kXEvery - 1 ? detail::exp2_fma(x) : detail::fast_exp2(x);
-      p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
+      p[j] = sees_key<kFull>(r, j0 + j, valid) ? w : 0.0f;
       csum += p[j];
     }
     const float f = xfactor[r];
@@ -298,7 +332,7 @@ struct fused_agent {
     }
 #pragma unroll
     for (int j = 0; j < kXC; ++j)
-      p[j] = (kFull || j0 + j < valid) ? distance(r, tile0, j0 + j) : 0.0f;
+      p[j] = sees_key<kFull>(r, j0 + j, valid) ? distance(r, tile0, j0 + j) : 0.0f;
     const detail::rescale rs = rebase_weights<kFull, kXC>(r, p, j0, valid);
     xfactor[r] = detail::d1_expanded_factor(xrow[r].cq, softmax[r].max);
     return rs;
@@ -312,6 +346,68 @@ struct fused_agent {
 #pragma unroll
     for (int r = 0; r < kR; ++r) rs[r] = expanded_weights<kFull>(r, p[r], tile0, j0, valid);
     accumulate<kXC>(p, rs, j0);
+  }
+
+  // The largest key limit of the block's rows (kNoKey without valid_length): one warp
+  // reduction and one barrier per block, before the first tile.
+  __device__ std::size_t block_key_limit() {
+    auto& ms = static_cast<masked_storage&>(smem);
+    std::size_t lim = 0;
+#pragma unroll
+    for (int r = 0; r < kR; ++r) lim = max(lim, key_limit[r]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) lim = max(lim, __shfl_xor_sync(0xffffffffu, lim, o));
+    if ((threadIdx.x & 31u) == 0) ms.warp_limits[threadIdx.x / 32] = lim;
+    __syncthreads();
+    lim = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) lim = max(lim, ms.warp_limits[w]);
+    return lim;
+  }
+
+  // Whether row r sees key jj of the current tile's chunk: every key of a full, clean chunk;
+  // else the tile's valid keys, and under a mask the row's part of them (tile_seen already
+  // holds `valid`).
+  template <bool kFull>
+  __device__ bool sees_key(int r, int jj, int valid) const {
+    if constexpr (kFull) {
+      return true;
+    } else if constexpr (Masked) {
+      return tile_seen[r].sees(jj);
+    } else {
+      return jj < valid;
+    }
+  }
+
+  // The masked tile walk: runs of clean chunks, where every row of the thread sees every key,
+  // through the unmasked full chunk, and between them the one chunk where some row loses a key
+  // (its limit, its skipped key, the tile's end) through chunk<false>, whose weights select on
+  // sees_key (detail::tile_keys, the rule of detail::key_range in tile coordinates). The two sit in
+  // different loops so that nvcc cannot merge them into one chunk that selects everywhere. Per
+  // thread, not per warp: the rows of a warp are consecutive, so leave_one_out makes 2 or 3 chunks
+  // per tile diverge, valid_length the chunks around the warp's limits (no barrier or shuffle
+  // inside a chunk).
+  __device__ void consume_masked(std::size_t tile0, int valid) {
+#pragma unroll
+    for (int r = 0; r < kR; ++r)
+      tile_seen[r] = detail::key_range{key_limit[r], skip_key[r]}.in_tile(tile0, valid);
+    int j0 = 0;
+#pragma unroll 1
+    while (j0 < valid) {
+      // The clean run ends at the first chunk that holds a row's limit or its skipped key.
+      int stop = valid;
+#pragma unroll
+      for (int r = 0; r < kR; ++r) stop = min(stop, tile_seen[r].clean_end(j0, kC));
+#pragma unroll 1
+      for (; j0 < stop; j0 += kC) chunk<true>(tile0, j0, valid);
+      // Past every row's limit no later chunk holds a key either.
+      bool any = false;
+#pragma unroll
+      for (int r = 0; r < kR; ++r) any = any || j0 < tile_seen[r].limit;
+      if (!any) break;
+      chunk<false>(tile0, j0, valid);
+      j0 += kC;
+    }
   }
 
   template <bool kFull>
@@ -336,11 +432,14 @@ struct fused_agent {
   __device__ detail::rescale rebase_weights(int r, float (&p)[N], int j0, int valid) {
     // The largest score is the score of the smallest distance: every kernel's score is
     // non-increasing in the distance and rounding is monotone, so score(min_j dist_j) ==
-    // max_j score(dist_j) (bitwise for the Gaussian). Key j0 is live.
-    float mn = p[0];
+    // max_j score(dist_j) (bitwise for the Gaussian). Key j0 is live, except under a mask:
+    // there a row may see no key of the chunk, and then cmax = score(inf) = -inf, every weight
+    // is selected to 0 and the merge of {-inf, 0} changes nothing.
+    constexpr bool kFromInf = Masked && !kFull;
+    float mn = kFromInf ? INFINITY : p[0];
 #pragma unroll
-    for (int j = 1; j < N; ++j)
-      if (kFull || j0 + j < valid) mn = fminf(mn, p[j]);
+    for (int j = kFromInf ? 0 : 1; j < N; ++j)
+      if (sees_key<kFull>(r, j0 + j, valid)) mn = fminf(mn, p[j]);
     float cmax = score(mn);
     if constexpr (kGenericScore) {
       // No key of the chunk inside a compact support: every weight is 2^(-inf - 0) = 0 and
@@ -355,7 +454,7 @@ struct fused_agent {
       // for far keys at small h (|score| ~ 1e13, ulp ~ 1e6) that is 0 or inf: the sum must
       // keep its >= 1 invariant (up to ex2.approx's 2^-22 relative error).
       const float w = detail::fast_exp2(__fsub_rn(score(p[j]), cmax));
-      p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
+      p[j] = sees_key<kFull>(r, j0 + j, valid) ? w : 0.0f;
       csum += p[j];
     }
     if constexpr (kGenericScore) {
@@ -393,7 +492,7 @@ struct fused_agent {
 #pragma unroll
       for (int j = 0; j < kC; ++j) {
         const float w = detail::fast_exp2(fmaf(score.neg_scale, p[j], -ref));
-        p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
+        p[j] = sees_key<kFull>(r, j0 + j, valid) ? w : 0.0f;
         csum += p[j];
       }
     } else {
@@ -404,7 +503,7 @@ struct fused_agent {
 #pragma unroll
       for (int j = 0; j < kC; ++j) {
         const float w = detail::fast_exp2(__fsub_rn(score(p[j]), ref));
-        p[j] = (kFull || j0 + j < valid) ? w : 0.0f;
+        p[j] = sees_key<kFull>(r, j0 + j, valid) ? w : 0.0f;
         csum += p[j];
       }
     }
@@ -417,7 +516,7 @@ struct fused_agent {
     // global memory, where a dead key may lie past m).
 #pragma unroll
     for (int j = 0; j < kC; ++j)
-      p[j] = (kFull || j0 + j < valid) ? distance(r, tile0, j0 + j) : 0.0f;
+      p[j] = sees_key<kFull>(r, j0 + j, valid) ? distance(r, tile0, j0 + j) : 0.0f;
     return rebase_weights<kFull>(r, p, j0, valid);
   }
 
@@ -585,6 +684,17 @@ __global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
   agent.run();
 }
 
+/// The Gaussian fast path under a mask (fused_masks): the rule is a parameter of its own, so
+/// fused_args, and with it the unmasked kernel's code, stay as they are.
+template <int D, int DV>
+__global__ void __launch_bounds__(fused_traits<D, DV>::kThreads)
+    fused_pool_masked_kernel(const fused_args args, const detail::mask_rule rule) {
+  using agent_t = fused_agent<D, DV, detail::gaussian_log2_score, fused_traits<D, DV>, false, true>;
+  __shared__ typename agent_t::storage_t smem;
+  agent_t agent(smem, args);
+  agent.run(&rule);
+}
+
 template <int DV>
 __global__ void __launch_bounds__(fused_traits<0, DV>::kThreads)
     fused_pool_generic_kernel(const fused_args args, const generic_score_args generic) {
@@ -615,6 +725,15 @@ void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_
   }
 }
 
+template <int D, int DV>
+void launch_fused_masked_config(const fused_args& args, const fused_plan& plan, stream_t stream,
+                                const detail::mask_rule& rule) {
+  using traits = fused_traits<D, DV>;
+  const dim3 grid(plan.grid_x, plan.grid_y, static_cast<unsigned>(plan.splits));
+  fused_pool_masked_kernel<D, DV><<<grid, traits::kThreads, 0, stream>>>(args, rule);
+  ATTNPOOL_CHECK_LAUNCH("fused_pool_masked_kernel");
+}
+
 #define ATTNPOOL_FUSED_INSTANTIATE(D)                                                      \
   template void launch_fused_config<D, 1>(const fused_args&, const fused_plan&, stream_t,  \
                                           const generic_score_args*);                      \
@@ -634,5 +753,21 @@ void launch_fused_config(const fused_args& args, const fused_plan& plan, stream_
 #define ATTNPOOL_FUSED_ANY_INSTANTIATE(DV)                              \
   template void launch_fused_config<0, DV, detail::generic_log2_score>( \
       const fused_args&, const fused_plan&, stream_t, const generic_score_args*);
+
+#define ATTNPOOL_FUSED_MASKED_INSTANTIATE(D)                                                      \
+  template void launch_fused_masked_config<D, 1>(const fused_args&, const fused_plan&, stream_t,  \
+                                                 const detail::mask_rule&);                       \
+  template void launch_fused_masked_config<D, 2>(const fused_args&, const fused_plan&, stream_t,  \
+                                                 const detail::mask_rule&);                       \
+  template void launch_fused_masked_config<D, 4>(const fused_args&, const fused_plan&, stream_t,  \
+                                                 const detail::mask_rule&);                       \
+  template void launch_fused_masked_config<D, 8>(const fused_args&, const fused_plan&, stream_t,  \
+                                                 const detail::mask_rule&);                       \
+  template void launch_fused_masked_config<D, 16>(const fused_args&, const fused_plan&, stream_t, \
+                                                  const detail::mask_rule&);                      \
+  template void launch_fused_masked_config<D, 32>(const fused_args&, const fused_plan&, stream_t, \
+                                                  const detail::mask_rule&);                      \
+  template void launch_fused_masked_config<D, 64>(const fused_args&, const fused_plan&, stream_t, \
+                                                  const detail::mask_rule&);
 
 }  // namespace attnpool::kernels

@@ -59,7 +59,7 @@ const_partials split_states(const fused_args& args, int splits) {
 }
 
 void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stream,
-                   const generic_score_args* generic) {
+                   const generic_score_args* generic, const detail::mask_rule* mask) {
   if (generic != nullptr) {
     ATTNPOOL_EXPECTS(plan.d_bucket == 0, "launch_fused: a non-Gaussian or anisotropic call needs ",
                      "a plan made with generic_score = true");
@@ -67,6 +67,14 @@ void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stre
       launch_fused_config<decltype(dc)::value, decltype(dvc)::value, detail::generic_log2_score>(
           args, plan, stream, generic);
     });
+  } else if (mask != nullptr && mask->kind != attnpool::mask::none) {
+    ATTNPOOL_EXPECTS(args.batch_blocks == nullptr, "launch_fused: the masked fast path takes ",
+                     "one problem, not batch blocks");
+    dispatch_dims(static_cast<std::size_t>(args.d), static_cast<std::size_t>(args.dv),
+                  [&](auto dc, auto dvc) {
+                    launch_fused_masked_config<decltype(dc)::value, decltype(dvc)::value>(
+                        args, plan, stream, *mask);
+                  });
   } else {
     dispatch_dims(static_cast<std::size_t>(args.d), static_cast<std::size_t>(args.dv),
                   [&](auto dc, auto dvc) {
@@ -81,6 +89,14 @@ void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stre
 bool fused_d1_expanded() {
   static const bool on = [] {
     const char* env = std::getenv("ATTNPOOL_CUDA_D1_EXPANDED");
+    return env != nullptr && std::string_view(env) == "1";
+  }();
+  return on;
+}
+
+bool fused_masks() {
+  static const bool on = [] {
+    const char* env = std::getenv("ATTNPOOL_CUDA_FUSED_MASKS");
     return env != nullptr && std::string_view(env) == "1";
   }();
   return on;
@@ -166,7 +182,7 @@ fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
 }
 
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
-                  const generic_score_args* generic) {
+                  const generic_score_args* generic, const detail::mask_rule* mask) {
   args.splits = plan.splits;
   args.keys_per_split = plan.keys_per_split;
   float* final_out = args.out;
@@ -179,7 +195,7 @@ void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
     args.partial_state = nullptr;
     args.partial_acc = nullptr;
   }
-  launch_kernel(args, plan, stream, generic);
+  launch_kernel(args, plan, stream, generic, mask);
   if (plan.splits > 1) {
     merge_target dst;
     dst.out = final_out;
@@ -196,7 +212,7 @@ void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stre
   args.splits = plan.splits;
   args.keys_per_split = plan.keys_per_split;
   args.out = nullptr;
-  launch_kernel(args, plan, stream, generic);
+  launch_kernel(args, plan, stream, generic, nullptr);
   merge_target t;
   t.state = dst;
   launch_merge_states(split_states(args, plan.splits), t, stream);

@@ -16,8 +16,11 @@ namespace attnpool::kernels {
 /// the split fields of `args` are filled in from `plan`. `any` null: the Gaussian fast path;
 /// else the generic-score path (plan made with generic_score = true). Throws cuda_error on a launch
 /// failure.
+/// `mask` (read only on the Gaussian path, and only when its kind is not none): the masked fast
+/// path (fused_masks()); no batch blocks.
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
-                  const generic_score_args* generic = nullptr);
+                  const generic_score_args* generic = nullptr,
+                  const detail::mask_rule* mask = nullptr);
 
 /// pool_partial's launch: the fused kernel writes per-split partial states into
 /// args.partial_state / args.partial_acc (required, also for plan.splits == 1: splits x n x 2
@@ -32,6 +35,12 @@ void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stre
 /// run has passed the GPU tests and compute-sanitizer with it. (Not a fused_args field: any
 /// change to the parameter block changes the code of every configuration.)
 bool fused_d1_expanded();
+
+/// Whether a masked Gaussian call (mask::leave_one_out or mask::valid_length, isotropic) takes
+/// the fast path (fused_pool_masked_kernel) instead of the generic-score path:
+/// ATTNPOOL_CUDA_FUSED_MASKS=1, read once. Off by default until a GPU run has passed the GPU
+/// tests and compute-sanitizer with it. Under a mask the expanded d = 1 score is not taken.
+bool fused_masks();
 
 /// One compiled configuration's launch (defined in kernels/fused/agent.cuh, instantiated per D).
 /// Score is the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the
@@ -68,6 +77,38 @@ ATTNPOOL_FUSED_EXTERN(16)
 ATTNPOOL_FUSED_EXTERN(32)
 ATTNPOOL_FUSED_EXTERN(64)
 #undef ATTNPOOL_FUSED_EXTERN
+/// The masked Gaussian fast path's launch of one configuration (kernels/fused/agent.cuh,
+/// instantiated per D in kernels/fused/inst/d*_masked.cu); `rule` holds device pointers.
+template <int D, int DV>
+void launch_fused_masked_config(const fused_args& args, const fused_plan& plan, stream_t stream,
+                                const detail::mask_rule& rule);
+
+#define ATTNPOOL_FUSED_MASKED_EXTERN(D)                                                        \
+  extern template void launch_fused_masked_config<D, 1>(const fused_args&, const fused_plan&,  \
+                                                        stream_t, const detail::mask_rule&);   \
+  extern template void launch_fused_masked_config<D, 2>(const fused_args&, const fused_plan&,  \
+                                                        stream_t, const detail::mask_rule&);   \
+  extern template void launch_fused_masked_config<D, 4>(const fused_args&, const fused_plan&,  \
+                                                        stream_t, const detail::mask_rule&);   \
+  extern template void launch_fused_masked_config<D, 8>(const fused_args&, const fused_plan&,  \
+                                                        stream_t, const detail::mask_rule&);   \
+  extern template void launch_fused_masked_config<D, 16>(const fused_args&, const fused_plan&, \
+                                                         stream_t, const detail::mask_rule&);  \
+  extern template void launch_fused_masked_config<D, 32>(const fused_args&, const fused_plan&, \
+                                                         stream_t, const detail::mask_rule&);  \
+  extern template void launch_fused_masked_config<D, 64>(const fused_args&, const fused_plan&, \
+                                                         stream_t, const detail::mask_rule&);
+ATTNPOOL_FUSED_MASKED_EXTERN(0)
+ATTNPOOL_FUSED_MASKED_EXTERN(1)
+ATTNPOOL_FUSED_MASKED_EXTERN(2)
+ATTNPOOL_FUSED_MASKED_EXTERN(3)
+ATTNPOOL_FUSED_MASKED_EXTERN(4)
+ATTNPOOL_FUSED_MASKED_EXTERN(8)
+ATTNPOOL_FUSED_MASKED_EXTERN(16)
+ATTNPOOL_FUSED_MASKED_EXTERN(32)
+ATTNPOOL_FUSED_MASKED_EXTERN(64)
+#undef ATTNPOOL_FUSED_MASKED_EXTERN
+
 #define ATTNPOOL_FUSED_GENERIC_EXTERN(DV)                                      \
   extern template void launch_fused_config<0, DV, detail::generic_log2_score>( \
       const fused_args&, const fused_plan&, stream_t, const generic_score_args*);

@@ -67,7 +67,8 @@ void check_inputs_on_device(const char* fn, const_view q, const_view k, const_vi
 float neg_log2_scale(const pool_params& params);
 
 /// Whether a call runs the generic-score instantiations (a non-Gaussian kernel, an anisotropic
-/// bandwidth with d >= 2, or a mask) instead of the Gaussian fast path.
+/// bandwidth with d >= 2, or a mask unless kernels::fused_masks()) instead of the Gaussian fast
+/// path.
 bool uses_generic_score(const pool_params& params);
 
 /// Workspace bytes for a device copy of params.valid_lens (n size_t, 256-byte aligned); 0

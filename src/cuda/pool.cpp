@@ -99,7 +99,7 @@ float neg_log2_scale(const pool_params& params) {
 
 bool uses_generic_score(const pool_params& params) {
   return params.kernel != kernel::gaussian || params.bandwidths.size() > 1 ||
-         params.mask != mask::none;
+         (params.mask != mask::none && !kernels::fused_masks());
 }
 
 std::size_t valid_lens_bytes(const char* fn, std::size_t n, const pool_params& params) {
@@ -232,7 +232,8 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
     a.partial_state = reinterpret_cast<float*>(ws_at(opts, l.state_offset));
     a.partial_acc = reinterpret_cast<float*>(ws_at(opts, l.acc_offset));
   }
-  kernels::launch_fused(a, l.plan, opts.stream, uses_generic_score(params) ? &generic : nullptr);
+  kernels::launch_fused(a, l.plan, opts.stream, uses_generic_score(params) ? &generic : nullptr,
+                        &generic.mask);
   check_empty_rows_on_device(fn, params, out, ws_at(opts, 0), opts.stream);
 }
 

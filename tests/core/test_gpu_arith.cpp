@@ -4,8 +4,12 @@
 // bound E that decides the form, the per-row factor within its share of E, and outputs pooled
 // with these weights within the project's tolerance. Random data with printed seeds; sizes 1, 7,
 // 129, 4097; far-away keys; bandwidths from 1e-3 (the direct form stays) to 1e30.
+// And the masked agent's key walk (detail::key_range::in_tile, detail::tile_keys), driven as
+// fused_agent::consume_masked drives it: every key a row sees is counted exactly once and no
+// other, whole chunks it sees entirely take the unmasked chunk, and a split's range is global.
 #include <attnpool/detail/exp2_emulated.hpp>
 #include <attnpool/detail/expanded_score.hpp>
+#include <attnpool/detail/mask.hpp>
 #include <attnpool/detail/scores.hpp>
 
 #include <gtest/gtest.h>
@@ -13,6 +17,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
+#include <ostream>
+#include <string>
 #include <vector>
 
 #include "test_support.hpp"
@@ -201,6 +208,163 @@ TEST(ExpandedD1Bound, Edges) {
   EXPECT_FALSE(ad::expanded_d1_ok(a, NAN, 0.0));
   EXPECT_FALSE(ad::expanded_d1_ok(a, INFINITY, 0.0));
   EXPECT_FALSE(ad::expanded_d1_ok(1e200, 1e-100, 0.0));  // slope 2a q' past float
+}
+
+// ---- the masked fast path's key walk -------------------------------------------------------
+
+constexpr int kMaskTile = 128;  // fused_traits<1, 1>::kTileKeys
+constexpr int kMaskChunk = 16;  // fused_traits<1, 1>::kChunk
+
+struct walk_counts {
+  std::size_t clean = 0, masked = 0, tiles = 0;
+};
+
+// One thread's rows of one block over the keys [key_begin, key_end) of its split, as
+// fused_agent::run and consume_masked walk them: the tile loop ends at the block's largest limit
+// (block_bound); clean runs count every key of their chunks as seen, the chunk between runs
+// counts what sees() says. seen[r][j - key_begin] counts how often row r took key j.
+walk_counts masked_walk(const std::vector<ad::key_range>& rows, std::size_t key_begin,
+                        std::size_t key_end, std::size_t block_bound,
+                        std::vector<std::vector<int>>& seen) {
+  walk_counts w;
+  const std::size_t end = std::min(key_end, block_bound);
+  for (std::size_t tile0 = key_begin; tile0 < end; tile0 += kMaskTile) {
+    ++w.tiles;
+    const int valid = static_cast<int>(std::min<std::size_t>(kMaskTile, end - tile0));
+    std::vector<ad::tile_keys> tk;
+    for (const auto& r : rows) tk.push_back(r.in_tile(tile0, valid));
+    int j0 = 0;
+    while (j0 < valid) {
+      int stop = valid;
+      for (const auto& t : tk) stop = std::min(stop, t.clean_end(j0, kMaskChunk));
+      for (; j0 < stop; j0 += kMaskChunk) {
+        ++w.clean;
+        for (std::size_t r = 0; r < rows.size(); ++r)
+          for (int j = j0; j < j0 + kMaskChunk; ++j) ++seen[r][tile0 + j - key_begin];
+      }
+      bool any = false;
+      for (const auto& t : tk) any = any || j0 < t.limit;
+      if (!any) break;
+      ++w.masked;
+      for (std::size_t r = 0; r < rows.size(); ++r)
+        for (int j = j0; j < j0 + kMaskChunk; ++j)
+          if (tk[r].sees(j)) ++seen[r][tile0 + j - key_begin];
+      j0 += kMaskChunk;
+    }
+  }
+  return w;
+}
+
+struct walk_case {
+  attnpool::mask kind;
+  std::size_t n, m, keys_per_split;
+  int rows_per_thread;  // fused_traits' kRowsPerThread: 1 (d = dv = 1) or 2
+};
+
+void PrintTo(const walk_case& c, std::ostream* os) {
+  *os << attnpool::to_string(c.kind) << " n=" << c.n << " m=" << c.m
+      << " keys_per_split=" << c.keys_per_split << " rows_per_thread=" << c.rows_per_thread;
+}
+
+class MaskedWalk : public ::testing::TestWithParam<walk_case> {};
+
+// Every row of every block (threads of 8 rows apart, as row0 + r * kThreads) over every split:
+// the keys taken are exactly those mask_rule::sees names, each once; leave_one_out runs at most
+// one masked chunk per row and tile beyond a partial tile's last chunk.
+TEST_P(MaskedWalk, TakesExactlyTheKeysTheRuleSees) {
+  const walk_case c = GetParam();
+  const std::uint64_t seed = at::fresh_seed();
+  std::printf("seed %llu (replay with ATTNPOOL_TEST_SEED)\n",
+              static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  std::vector<std::size_t> lens(c.n);
+  // Random counts, and counts on chunk and tile edges.
+  constexpr std::size_t kEdges[] = {1, 15, 16, 17, 127, 128, 129, 256};
+  for (std::size_t i = 0; i < c.n; ++i)
+    lens[i] = std::min(c.m, i % 3 == 0 ? kEdges[(i / 3) % std::size(kEdges)] : 1 + rng() % c.m);
+  const ad::mask_rule rule{c.kind, lens.data()};
+  constexpr std::size_t kThreads = 8;
+  const std::size_t rows_per_block = kThreads * static_cast<std::size_t>(c.rows_per_thread);
+  std::size_t masked = 0, bound = 0;
+  for (std::size_t block0 = 0; block0 < c.n; block0 += rows_per_block) {
+    for (std::size_t t = 0; t < kThreads; ++t) {
+      std::vector<std::size_t> ids;
+      std::vector<ad::key_range> rows;
+      for (int r = 0; r < c.rows_per_thread; ++r) {
+        const std::size_t i = block0 + t + static_cast<std::size_t>(r) * kThreads;
+        // Rows past n see nothing, as in fused_agent::load_queries.
+        rows.push_back(i < c.n ? rule.row(i, ad::kNoKey) : ad::key_range{0, ad::kNoKey});
+        ids.push_back(i);
+      }
+      // The block's loop bound is the largest limit of all its rows, not this thread's.
+      std::size_t block_bound = 0;
+      for (std::size_t i = block0; i < std::min(c.n, block0 + rows_per_block); ++i)
+        block_bound = std::max(block_bound, rule.row(i, ad::kNoKey).limit);
+      for (std::size_t kb = 0; kb < c.m; kb += c.keys_per_split) {
+        const std::size_t ke = std::min(c.m, kb + c.keys_per_split);
+        std::vector<std::vector<int>> seen(rows.size(), std::vector<int>(ke - kb, 0));
+        const walk_counts w = masked_walk(rows, kb, ke, block_bound, seen);
+        masked += w.masked;
+        bound += w.tiles * static_cast<std::size_t>(c.rows_per_thread) + 1;
+        for (int r = 0; r < c.rows_per_thread; ++r) {
+          const std::size_t i = ids[static_cast<std::size_t>(r)];
+          for (std::size_t j = kb; j < ke; ++j) {
+            const int want = i < c.n && rule.sees(i, j) ? 1 : 0;
+            ASSERT_EQ(seen[static_cast<std::size_t>(r)][j - kb], want)
+                << "row " << i << " key " << j << " split [" << kb << ", " << ke << ")";
+          }
+        }
+      }
+    }
+  }
+  if (c.kind == attnpool::mask::leave_one_out) {
+    EXPECT_LE(masked, bound);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, MaskedWalk,
+    ::testing::Values(walk_case{attnpool::mask::leave_one_out, 2, 2, 2, 1},
+                      walk_case{attnpool::mask::leave_one_out, 300, 300, 300, 1},
+                      walk_case{attnpool::mask::leave_one_out, 300, 300, 300, 2},
+                      walk_case{attnpool::mask::leave_one_out, 1000, 1000, 129, 1},
+                      walk_case{attnpool::mask::leave_one_out, 1000, 1000, 128, 2},
+                      walk_case{attnpool::mask::valid_length, 1, 1, 1, 1},
+                      walk_case{attnpool::mask::valid_length, 7, 4097, 4097, 1},
+                      walk_case{attnpool::mask::valid_length, 300, 300, 300, 2},
+                      walk_case{attnpool::mask::valid_length, 129, 4097, 4097, 2},
+                      walk_case{attnpool::mask::valid_length, 129, 4097, 100, 1},
+                      walk_case{attnpool::mask::valid_length, 1000, 1000, 333, 2}),
+    [](const ::testing::TestParamInfo<walk_case>& tp) {
+      return "case" + std::to_string(tp.index);
+    });
+
+// A tile's part of a key range at the edges: before, inside and past the limit; the skipped key
+// below the tile, inside it, on its last key, past it, and none.
+TEST(MaskedWalk, InTileEdges) {
+  const ad::key_range loo{ad::kNoKey, 300};
+  EXPECT_EQ(loo.in_tile(256, 128).limit, 128);
+  EXPECT_EQ(loo.in_tile(256, 128).skip, 44);
+  EXPECT_EQ(loo.in_tile(0, 128).skip, -1);
+  EXPECT_EQ(loo.in_tile(384, 16).skip, -1);  // the skipped key lies below the tile
+  EXPECT_EQ(loo.in_tile(173, 128).skip, 127);
+  EXPECT_EQ(loo.in_tile(172, 128).skip, -1);  // just past the tile
+  const ad::key_range vl{200, ad::kNoKey};
+  EXPECT_EQ(vl.in_tile(128, 128).limit, 72);
+  EXPECT_EQ(vl.in_tile(128, 50).limit, 50);  // the tile's valid keys cap it
+  EXPECT_EQ(vl.in_tile(200, 128).limit, 0);
+  EXPECT_EQ(vl.in_tile(1000, 128).limit, 0);
+  EXPECT_EQ(vl.in_tile(0, 128).skip, -1);
+  // clean_end: limit 72 -> chunks [0, 64) clean; a skipped key at 40 ends the run at 32 when
+  // it lies ahead, and not once it is behind.
+  const ad::tile_keys t{72, 40};
+  EXPECT_EQ(t.clean_end(0, 16), 32);
+  EXPECT_EQ(t.clean_end(48, 16), 64);
+  EXPECT_EQ((ad::tile_keys{128, -1}.clean_end(0, 16)), 128);
+  EXPECT_EQ((ad::tile_keys{0, -1}.clean_end(0, 16)), 0);
+  EXPECT_TRUE(t.sees(71));
+  EXPECT_FALSE(t.sees(72));
+  EXPECT_FALSE(t.sees(40));
 }
 
 }  // namespace

@@ -16,6 +16,25 @@ namespace attnpool::detail {
 /// No key: a skip that matches no key index.
 inline constexpr std::size_t kNoKey = ~std::size_t{0};
 
+/// One tile's part of a row's keys, tile-relative: keys [0, limit) of the tile minus key `skip`
+/// (-1: none). The fused masked agent selects on it inside a chunk and walks whole chunks that it
+/// sees entirely without it.
+struct tile_keys {
+  int limit;  ///< <= the tile's length
+  int skip;
+
+  ATTNPOOL_HD bool sees(int j) const { return j < limit && j != skip; }
+
+  /// The end of the run of whole chunks of `chunk` keys from j0 (a multiple of chunk) in which
+  /// every key is seen: the start of the first chunk that holds the limit (or lies past it) or
+  /// the skipped key. May be below j0 where the row sees nothing from j0 on.
+  ATTNPOOL_HD int clean_end(int j0, int chunk) const {
+    const int end = limit / chunk * chunk;
+    const int skip_chunk = skip / chunk * chunk;
+    return skip >= j0 && skip_chunk < end ? skip_chunk : end;
+  }
+};
+
 /// The keys one query row sees: [0, limit) minus key `skip` (skip >= limit: none skipped).
 struct key_range {
   std::size_t limit;
@@ -24,6 +43,14 @@ struct key_range {
   ATTNPOOL_HD bool sees(std::size_t j) const { return j < limit && j != skip; }
   /// Whether the skipped key lies in [j0, j0 + len) (one unsigned compare).
   ATTNPOOL_HD bool skips_in(std::size_t j0, std::size_t len) const { return skip - j0 < len; }
+
+  /// The part of these keys in the tile [tile0, tile0 + len), tile-relative.
+  ATTNPOOL_HD tile_keys in_tile(std::size_t tile0, int len) const {
+    const auto n = static_cast<std::size_t>(len);
+    const std::size_t lim = limit > tile0 ? limit - tile0 : 0;
+    const std::size_t s = skip - tile0;  // wraps below tile0: no key of the tile
+    return {static_cast<int>(lim < n ? lim : n), s < n ? static_cast<int>(s) : -1};
+  }
 };
 
 /// pool_params::mask in a form that host and device code both read: the kind, and for

@@ -1,0 +1,7 @@
+// Instantiates the masked Gaussian fast path (fused_masks) for D = 64 and every value
+// window DV; a file apart from the unmasked one, so that the two compile in parallel.
+#include "kernels/fused/agent.cuh"
+
+namespace attnpool::kernels {
+ATTNPOOL_FUSED_MASKED_INSTANTIATE(64)
+}  // namespace attnpool::kernels
