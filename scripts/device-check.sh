@@ -175,16 +175,17 @@ for pt in "${pids[@]}"; do
   fi
 done
 
-# The expanded d = 1 score (kernels/fused, ATTNPOOL_CUDA_D1_EXPANDED=1): the suites with d = dv = 1
-# Gaussian forwards run again with it on. $SKIP "expanded" leaves this and its sanitizer and
-# benchmark runs out.
-expanded_tests=(test_cuda_fused test_cuda_api test_cuda_batched)
-if ! [[ " ${SKIP:-} " == *" expanded "* ]]; then
-  pids=()
-  for t in "${expanded_tests[@]}"; do
+# rerun_suites VAR=VALUE LABEL KEY BINARY:FILTER...: the given suites again, side by side, with
+# the environment switch VAR=VALUE set (a new GPU path), logged as "BINARY (LABEL)".
+rerun_suites() {
+  local env=$1 label=$2 key=$3
+  shift 3
+  local pids=() tf t filter pt pid rc line
+  for tf in "$@"; do
+    t=${tf%%:*} filter=${tf#*:}
     [[ -x $bindir/$t ]] || continue
-    ATTNPOOL_CUDA_D1_EXPANDED=1 timeout "$(cap 120)" "$bindir/$t" --gtest_brief=1 \
-      >"$scratch/$t.expanded.log" 2>&1 &
+    env "$env" timeout "$(cap 120)" "$bindir/$t" --gtest_brief=1 --gtest_filter="$filter" \
+      >"$scratch/$t.$key.log" 2>&1 &
     pids+=("$!:$t")
   done
   for pt in "${pids[@]}"; do
@@ -192,45 +193,31 @@ if ! [[ " ${SKIP:-} " == *" expanded "* ]]; then
     rc=0
     wait "$pid" || rc=$?
     {
-      echo "==== $t, ATTNPOOL_CUDA_D1_EXPANDED=1 (exit $rc)"
-      cat "$scratch/$t.expanded.log"
+      echo "==== $t, $env (exit $rc)"
+      cat "$scratch/$t.$key.log"
     } >>"$tlog"
-    line="$(grep -E '^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test' "$scratch/$t.expanded.log" | tr '\n' ' ')"
-    if ((rc == 0)); then note "$t (expanded d = 1): ok $line"; else
+    line="$(grep -E '^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test' "$scratch/$t.$key.log" | tr '\n' ' ')"
+    if ((rc == 0)); then note "$t ($label): ok $line"; else
       status=1
-      note "$t (expanded d = 1): FAILED (exit $rc) $line"
-      grep -E '^\[  FAILED  \] ' "$scratch/$t.expanded.log" | head -20 | tee -a "$summary" || true
+      note "$t ($label): FAILED (exit $rc) $line"
+      grep -E '^\[  FAILED  \] ' "$scratch/$t.$key.log" | head -20 | tee -a "$summary" || true
     fi
   done
+}
+
+# The expanded d = 1 score (kernels/fused, ATTNPOOL_CUDA_D1_EXPANDED=1): the suites with d = dv = 1
+# Gaussian forwards run again with it on. $SKIP "expanded" leaves this and its sanitizer and
+# benchmark runs out.
+if ! [[ " ${SKIP:-} " == *" expanded "* ]]; then
+  rerun_suites ATTNPOOL_CUDA_D1_EXPANDED=1 "expanded d = 1" expanded \
+    "test_cuda_fused:*" "test_cuda_api:*" "test_cuda_batched:*"
 fi
 
 # Masks on the Gaussian fast path (ATTNPOOL_CUDA_FUSED_MASKS=1): the masked suites again, side by
 # side. $SKIP "masks" leaves this and its sanitizer and benchmark runs out.
-masked_tests=("test_cuda_fused_masks:*" "test_cuda_learn:CudaMaskedForward.*")
 if ! [[ " ${SKIP:-} " == *" masks "* ]]; then
-  pids=()
-  for tf in "${masked_tests[@]}"; do
-    t=${tf%%:*} filter=${tf#*:}
-    [[ -x $bindir/$t ]] || continue
-    ATTNPOOL_CUDA_FUSED_MASKS=1 timeout "$(cap 120)" "$bindir/$t" --gtest_brief=1 \
-      --gtest_filter="$filter" >"$scratch/$t.masks.log" 2>&1 &
-    pids+=("$!:$t")
-  done
-  for pt in "${pids[@]}"; do
-    pid=${pt%%:*} t=${pt#*:}
-    rc=0
-    wait "$pid" || rc=$?
-    {
-      echo "==== $t, ATTNPOOL_CUDA_FUSED_MASKS=1 (exit $rc)"
-      cat "$scratch/$t.masks.log"
-    } >>"$tlog"
-    line="$(grep -E '^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test' "$scratch/$t.masks.log" | tr '\n' ' ')"
-    if ((rc == 0)); then note "$t (masks on the fast path): ok $line"; else
-      status=1
-      note "$t (masks on the fast path): FAILED (exit $rc) $line"
-      grep -E '^\[  FAILED  \] ' "$scratch/$t.masks.log" | head -20 | tee -a "$summary" || true
-    fi
-  done
+  rerun_suites ATTNPOOL_CUDA_FUSED_MASKS=1 "masks on the fast path" masks \
+    "test_cuda_fused_masks:*" "test_cuda_learn:CudaMaskedForward.*"
 fi
 
 # ---- 4. compute-sanitizer ------------------------------------------------------------------------
