@@ -398,9 +398,18 @@ void dot_score_rows(const float* const* qs, const float* cq, const float* kb, co
 // the tile in registers (8 ymm).
 inline constexpr int kDotRows = 8;
 
+// Whether the code running is the AVX-512 one: the clone in use, or without clones the target
+// the engine was compiled for.
 bool wide_vectors() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(ATTNPOOL_NO_MULTIVERSIONING)
   static const bool wide = std::string_view(cpu_engine_clone()) == "x86-64-v4";
   return wide;
+#elif defined(__AVX512F__)
+  return true;
+#else
+  return false;
+#endif
 }
 
 // The rows a group of dot_rows_tile holds on this CPU. ATTNPOOL_CPU_DOT_GROUP=4 forces the AVX2
