@@ -309,53 +309,51 @@ dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h, c
   return dk;
 }
 
-// One key block of the dot form as a GCC vector: kLanes floats, one zmm register (two ymm, four
-// xmm on the narrower clones).
-using block_vec = float __attribute__((vector_size(kLanes * sizeof(float))));
+// The dot form's register types: one key block of kLanes floats per zmm (AVX-512), or half a
+// block per ymm (AVX2). GCC lowers a 64-byte vector poorly where registers are 32 bytes (its
+// selects and stores went through the stack: 17 % of the AVX-512 rate), so the narrow code
+// uses the narrow type.
+using wide_vec = float __attribute__((vector_size(64)));
+using narrow_vec = float __attribute__((vector_size(32)));
 
-// The dot-form scores of R prepared rows (qs[r], cq[r]) against keys [j0, j0 + len) of the
-// blocked keys: s[r * stride + j] and mx[r] = max_j of row r. j0 is a multiple of kLanes; lanes
-// past len score -inf. Each lane's score is one FMA chain from -a|k'_j|^2 over c = 0..D-1, then
-// minus cq: the same operations in the same order whatever R and B are, so a row gets the same
-// bits alone (R = 1) as in a group. The R x B accumulators are a GEMM micro-kernel's register
-// tile: a key vector loaded once serves R rows, and R * B independent FMA chains cover the FMA
-// latency (8 chains for 2 FMA pipes of latency 4).
-// NB key blocks of dot_score_rows: the register tile acc[R][NB], every index a constant once
-// the loops unroll, so that GCC keeps it in registers.
-template <int D, int R, int NB>
+// NB key blocks of dot_score_rows: the register tile acc[R][NB * S] of S vectors per block,
+// every index a constant once the loops unroll, so that GCC keeps it in registers.
+template <class V, int D, int R, int NB>
 __attribute__((always_inline)) inline void dot_rows_step(const float* const* qs, const float* cq,
                                                          const float* kblk, const float* nkb,
                                                          float valid, float* s,
-                                                         std::size_t stride, block_vec* vmax) {
+                                                         std::size_t stride, V* vmax) {
+  constexpr int L = sizeof(V) / sizeof(float), S = static_cast<int>(kLanes) / L;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  block_vec acc[R][NB];
-#pragma GCC unroll 2
-  for (int t = 0; t < NB; ++t) {
-    block_vec n;
-    std::memcpy(&n, nkb + t * kLanes, sizeof n);
+  V acc[R][NB * S];
+#pragma GCC unroll 4
+  for (int t = 0; t < NB * S; ++t) {
+    V n;
+    std::memcpy(&n, nkb + t * L, sizeof n);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r][t] = -n;
   }
 #pragma GCC unroll 64
   for (int c = 0; c < D; ++c) {
-#pragma GCC unroll 2
-    for (int t = 0; t < NB; ++t) {
-      block_vec kv;
-      std::memcpy(&kv, kblk + (static_cast<std::size_t>(t) * D + c) * kLanes, sizeof kv);
+#pragma GCC unroll 4
+    for (int t = 0; t < NB * S; ++t) {
+      V kv;  // block t / S, coordinate c, lanes (t % S) * L ..
+      std::memcpy(&kv, kblk + (static_cast<std::size_t>(t / S) * D + c) * kLanes + (t % S) * L,
+                  sizeof kv);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r][t] = qs[r][c] * kv + acc[r][t];
     }
   }
-  block_vec lane;
-  for (std::size_t l = 0; l < kLanes; ++l) lane[l] = static_cast<float>(l);
-#pragma GCC unroll 2
-  for (int t = 0; t < NB; ++t) {
-    const block_vec in = block_vec{} + (valid - static_cast<float>(t * kLanes));
+  V lane;
+  for (int l = 0; l < L; ++l) lane[l] = static_cast<float>(l);
+#pragma GCC unroll 4
+  for (int t = 0; t < NB * S; ++t) {
+    const V in = V{} + (valid - static_cast<float>(t * L));  // blocks are contiguous in s
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      block_vec sj = acc[r][t] - cq[r];
-      sj = lane < in ? sj : block_vec{} + kNegInf;
-      std::memcpy(s + r * stride + t * kLanes, &sj, sizeof sj);
+      V sj = acc[r][t] - cq[r];
+      sj = lane < in ? sj : V{} + kNegInf;
+      std::memcpy(s + r * stride + t * L, &sj, sizeof sj);
       vmax[r] = vmax[r] < sj ? sj : vmax[r];
     }
   }
@@ -364,38 +362,39 @@ __attribute__((always_inline)) inline void dot_rows_step(const float* const* qs,
 // The dot-form scores of R prepared rows (qs[r], cq[r]) against keys [j0, j0 + len) of the
 // blocked keys: s[r * stride + j] and mx[r] = max_j of row r. j0 is a multiple of kLanes; lanes
 // past len score -inf. Each lane's score is one FMA chain from -a|k'_j|^2 over c = 0..D-1, then
-// minus cq: the same operations in the same order whatever R and B are, so a row gets the same
-// bits alone (R = 1) as in a group. The R x B accumulators are a GEMM micro-kernel's register
-// tile: a key vector loaded once serves R rows, and R * B independent FMA chains cover the FMA
-// latency (8 chains for 2 FMA pipes of latency 4).
-template <int D, int R, int B>
+// minus cq: the same operations in the same order whatever V, R and B are, so a row gets the
+// same bits alone (R = 1) as in a group, on either register width. The accumulators are a GEMM
+// micro-kernel's register tile: a key vector loaded once serves R rows, and R * B * S independent
+// FMA chains cover the FMA latency (16 for AVX-512's 8 rows x 2 blocks, 8 for AVX2's 4 rows x 1
+// block of two halves; 2 FMA pipes of latency 4 need 8).
+template <class V, int D, int R, int B>
 ATTNPOOL_MULTIVERSION
 void dot_score_rows(const float* const* qs, const float* cq, const float* kb, const float* nk,
                     std::size_t j0, std::size_t len, float* s, std::size_t stride, float* mx) {
-  block_vec vmax[R];
-  for (int r = 0; r < R; ++r) vmax[r] = block_vec{} - std::numeric_limits<float>::infinity();
+  V vmax[R];
+  for (int r = 0; r < R; ++r) vmax[r] = V{} - std::numeric_limits<float>::infinity();
   const std::size_t blocks = (len + kLanes - 1) / kLanes;
   const auto block_keys = [&](std::size_t b) {
     return kb + (j0 / kLanes + b) * static_cast<std::size_t>(D) * kLanes;
   };
   std::size_t b = 0;
   for (; b + B <= blocks; b += B)
-    dot_rows_step<D, R, B>(qs, cq, block_keys(b), nk + j0 + b * kLanes,
-                           static_cast<float>(len - b * kLanes), s + b * kLanes, stride, vmax);
+    dot_rows_step<V, D, R, B>(qs, cq, block_keys(b), nk + j0 + b * kLanes,
+                              static_cast<float>(len - b * kLanes), s + b * kLanes, stride, vmax);
   for (; b < blocks; ++b)  // an odd last block
-    dot_rows_step<D, R, 1>(qs, cq, block_keys(b), nk + j0 + b * kLanes,
-                           static_cast<float>(len - b * kLanes), s + b * kLanes, stride, vmax);
+    dot_rows_step<V, D, R, 1>(qs, cq, block_keys(b), nk + j0 + b * kLanes,
+                              static_cast<float>(len - b * kLanes), s + b * kLanes, stride, vmax);
   for (int r = 0; r < R; ++r) {
     float m = -std::numeric_limits<float>::infinity();
-    for (std::size_t l = 0; l < kLanes; ++l) m = std::max(m, vmax[r][l]);
+    for (std::size_t l = 0; l < sizeof(V) / sizeof(float); ++l) m = std::max(m, vmax[r][l]);
     mx[r] = m;
   }
 }
 
 // Rows scored together by the dot form's multi-row path (dot_rows_tile): at most kDotRows, the
-// group of the widest clone. Eight rows with two key blocks a step are 16 zmm accumulators on
-// AVX-512 (of 32 registers); with AVX2's 16 ymm registers four rows and one block a step keep
-// the tile in registers (8 ymm).
+// group of the AVX-512 code. Eight rows with two key blocks a step are 16 zmm accumulators (of 32
+// registers); with AVX2's 16 ymm registers four rows and one block (two ymm) a step keep the
+// tile in 8 registers.
 inline constexpr int kDotRows = 8;
 
 // Whether the code running is the AVX-512 one: the clone in use, or without clones the target
@@ -413,21 +412,25 @@ bool wide_vectors() {
 }
 
 // The rows a group of dot_rows_tile holds on this CPU. ATTNPOOL_CPU_DOT_GROUP=4 forces the AVX2
-// group on any CPU, so that tests on an AVX-512 machine run its code path too.
-int dot_group_rows() {
+// tile (four rows of narrow vectors, single rows too) on any CPU, so that tests on an AVX-512
+// machine run its code path.
+bool forced_narrow() {
   const char* env = std::getenv("ATTNPOOL_CPU_DOT_GROUP");
-  if (env != nullptr && std::string_view(env) == "4") return 4;
-  return wide_vectors() ? kDotRows : 4;
+  return env != nullptr && std::string_view(env) == "4";
 }
+
+int dot_group_rows() { return wide_vectors() && !forced_narrow() ? kDotRows : 4; }
 
 template <int D>
 void dot_rows_tile_d(int rows, const float* const* qs, const float* cq, const float* kb,
                      const float* nk, std::size_t j0, std::size_t len, float* s,
                      std::size_t stride, float* mx) {
-  if (rows == 1) return dot_score_rows<D, 1, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
-  if (rows == kDotRows)
-    return dot_score_rows<D, kDotRows, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
-  dot_score_rows<D, 4, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
+  if (wide_vectors() && !forced_narrow()) {
+    if (rows == 1) return dot_score_rows<wide_vec, D, 1, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
+    return dot_score_rows<wide_vec, D, kDotRows, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
+  }
+  if (rows == 1) return dot_score_rows<narrow_vec, D, 1, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
+  dot_score_rows<narrow_vec, D, 4, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
 }
 
 // rows (1, 4 or kDotRows) prepared rows against keys [j0, j0 + len) of dk: dot_score_rows for the
