@@ -42,7 +42,9 @@ same process after its imports and the data load, so the difference is what the 
   keops_cpu          pykeops LazyTensor sumsoftmaxweight on its CPU backend (compilation timed
                      separately)
   torch_cpu          the notebook's torch code on CPU tensors (torch.set_num_threads)
-  statsmodels_lc     statsmodels KernelReg(reg_type='lc', bw=[h] * d).fit, small shapes only
+  statsmodels_lc     statsmodels KernelReg(reg_type='lc', bw=[h] * d).fit, one fit per value
+                     column, small shapes only (n m d dv <= 4096^2 x 16)
+Default CPU shapes: n = m in {1024, 4096, 16384} x d in {1, 3, 16, 64} x dv in {1, 16}.
 A peer whose module is missing gets rows marked "unavailable: ..." and the run goes on.
 
 Error measure: max over outputs of |out - ref| / sum_j w_ij |v_jc| (fp64 weights). The
@@ -115,10 +117,15 @@ class Shape:
 GPU_SHAPES = [Shape(4096, 4096, 1, 1), Shape(16384, 16384, 1, 1), Shape(65536, 65536, 1, 1),
               Shape(16384, 16384, 16, 1), Shape(16384, 16384, 64, 1)]
 GPU_PROBES = [Shape(131072, 131072, 1, 1, probe=True), Shape(262144, 262144, 1, 1, probe=True)]
-CPU_SHAPES = [Shape(n, n, d, 1) for d in (1, 16) for n in (1024, 4096, 16384)]
+# The CPU grid, one (d, dv) group after another, small n first: a spent --time-budget skips the
+# largest shapes of the last groups.
+CPU_SHAPES = [Shape(n, n, d, dv) for dv in (1, 16) for d in (1, 3, 16, 64)
+              for n in (1024, 4096, 16384)]
 CPU_PEERS = ["jax_jit", "numba_prange", "keops_cpu", "torch_cpu", "statsmodels_lc"]
-# statsmodels' KernelReg.fit loops over the query points in Python: small shapes only.
-STATSMODELS_MAX_PAIRS = 4096 * 4096
+# statsmodels' KernelReg.fit loops over the query points in Python, once per value column (it
+# takes one endog at a time), and its kernel product costs about d per pair: n m d dv is capped
+# at 4096^2 x 16, a 4.4 s call on the Xeon (4096^2, d = 16, dv = 1).
+STATSMODELS_MAX_WORK = 4096 * 4096 * 16
 
 
 def make_data(shape: Shape, seed: int, data_dir: Path) -> dict[str, Path]:
@@ -689,8 +696,8 @@ def cpu_worker(args) -> int:
 
 
 def run_cpu_peer(ctx: Context, system: str, shape: Shape, paths, ref, out_dir: Path) -> Row:
-    if system == "statsmodels_lc" and shape.pairs > STATSMODELS_MAX_PAIRS:
-        raise PeerSkip("skipped: statsmodels for small shapes only (n m > 4096^2)")
+    if system == "statsmodels_lc" and shape.pairs * shape.d * shape.dv > STATSMODELS_MAX_WORK:
+        raise PeerSkip("skipped: statsmodels for small shapes only (n m d dv > 4096^2 x 16)")
     threads = ctx.args.threads or 2
     out_path = out_dir / f"{shape.tag}_{system}_out.npy"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(out_dir),
@@ -878,7 +885,8 @@ def write_outputs(out_dir: Path, rows: list[Row], ctx: Context, fused_name: str)
                            f"{fmt_ms(fused.ms) if fused else 'n/a'} | "
                            f"{best.system if best else 'n/a'} | "
                            f"{fmt_ms(best.ms) if best else 'n/a'} | {ratio} |")
-    lines = lines[:9] + ["## Summary", ""] + summary + [""] + lines[9:]
+    grid = grid_table(rows, shapes, fused_name) if ctx.args.cpu_only else []
+    lines = lines[:9] + ["## Summary", ""] + summary + [""] + grid + lines[9:]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     meta = {k: v for k, v in ctx.extra.items()
             if k not in ("compiled", "driver") and not callable(v)}
@@ -888,6 +896,41 @@ def write_outputs(out_dir: Path, rows: list[Row], ctx: Context, fused_name: str)
     meta["unavailable"] = ctx.unavailable
     meta["oom_at"] = ctx.oom_at
     (out_dir / "meta.json").write_text(json.dumps(json_safe(meta), indent=2, default=str) + "\n")
+
+
+def grid_table(rows: list[Row], shapes: list[Shape], fused_name: str) -> list[str]:
+    """One line per shape, one column of ms per system, the fastest peer's ratio last; then each
+    system's worst error over the shapes it ran. Untimed rows show the first word of the note."""
+    systems = []
+    for r in rows:
+        if r.system not in systems:
+            systems.append(r.system)
+    by = {(r.system, r.shape): r for r in rows}
+    out = ["## Grid (ms)", "",
+           "| n = m | d | dv | " + " | ".join(systems) + " | fastest peer / " + fused_name + " |",
+           "|---|---|---|" + "---|" * (len(systems) + 1)]
+    for s in shapes:
+        if s.probe:
+            continue
+        cells = []
+        for name in systems:
+            r = by.get((name, s))
+            cells.append("" if r is None else fmt_ms(r.ms) if r.ms is not None
+                         else "timed out" if r.note.startswith("timed out")
+                         else r.note.split(":")[0].split(" ")[0])
+        fused = by.get((fused_name, s))
+        peers = [by[(x, s)] for x in systems if (x, s) in by and not x.startswith("attnpool")
+                 and by[(x, s)].ms is not None]
+        best = min(peers, key=lambda r: r.ms) if peers else None
+        ratio = (f"{best.ms / fused.ms:.3g}x ({best.system})"
+                 if best and fused and fused.ms is not None else "n/a")
+        out.append(f"| {s.n} | {s.d} | {s.dv} | " + " | ".join(cells) + f" | {ratio} |")
+    worst = []
+    for name in systems:
+        errs = [r.err for r in rows if r.system == name and r.err is not None]
+        worst.append(f"{max(errs):.2g}" if errs else "")
+    out += ["| max rel err | | | " + " | ".join(worst) + " | |", ""]
+    return out
 
 
 def json_safe(obj):
