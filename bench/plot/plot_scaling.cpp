@@ -106,10 +106,13 @@ limits bounds(const std::vector<point_row>& rows) {
   return l;
 }
 
-// One panel: the rows of one (d, dv), one line per system, each system in colour colours[name].
+bool is_attnpool(const std::string& name) { return name.rfind("attnpool", 0) == 0; }
+
+// One panel: the rows of one (d, dv), one line per system, each system in colour colours[name];
+// with its own legend or none (the grid draws one for all panels).
 render::figure panel(const std::vector<point_row>& rows, int d, int dv, const limits& lim,
                      const std::map<std::string, render::color>& colours, const std::string& title,
-                     double width_in, double height_in) {
+                     double width_in, double height_in, bool with_legend) {
   std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> series;
   for (const auto& r : rows) {
     if (r.d != d || r.dv != dv) continue;
@@ -124,7 +127,7 @@ render::figure panel(const std::vector<point_row>& rows, int d, int dv, const li
     style.label = name;
     style.marker_size_pt = 4.0;
     style.color = colours.at(name);
-    if (name.rfind("attnpool", 0) == 0) style.line_width_pt = 2.5;  // the subject stands out
+    if (is_attnpool(name)) style.line_width_pt = 2.5;  // the subject stands out
     ax.plot(xy.first, xy.second, style);
   }
   ax.set_xlim(lim.xlo, lim.xhi);
@@ -134,10 +137,25 @@ render::figure panel(const std::vector<point_row>& rows, int d, int dv, const li
   ax.set_xlabel("pairs n·m");
   ax.set_ylabel("time (ms)");
   ax.set_title(title);
-  // Times grow with n·m, so the lines run from lower left to upper right and leave the upper
-  // left corner empty.
-  ax.legend(render::legend_loc::upper_left);
+  if (with_legend) ax.legend(render::legend_loc::upper_left);
   return fig;
+}
+
+// The grid's one legend, in a strip right of the panels: in a panel, slow peers at small n·m
+// fill the upper left and attnpool at large n·m the lower right, so no corner is free in all.
+void draw_legend(render::image& sheet, int x0, int y0,
+                 const std::map<std::string, render::color>& colours) {
+  const auto font = render::font::default_font();
+  render::canvas c(sheet.view());
+  constexpr double kText = 100.0 / 72.0 * 11.0;  // 11 pt at 100 dpi
+  double y = y0 + kText;
+  for (const auto& [name, colour] : colours) {
+    c.line({x0 + 0.0, y}, {x0 + 28.0, y}, is_attnpool(name) ? 3.5 : 2.1, colour);
+    c.fill_circle({x0 + 14.0, y}, 3.0, colour);
+    c.text(*font, name, {x0 + 36.0, y}, kText, render::kBlack, render::h_align::left,
+           render::v_align::center_baseline);
+    y += 1.8 * kText;
+  }
 }
 
 // Copies `src` into `dst` with its top-left corner at (x0, y0); `dst` must be large enough.
@@ -189,7 +207,7 @@ int main(int argc, char** argv) try {
     const std::string t = !title.empty() ? title
                                          : "attention pooling, d = " + std::to_string(want_d) +
                                                ", dv = " + std::to_string(want_dv);
-    panel(sel, want_d, want_dv, bounds(sel), colours, t, 6.4, 4.8).save_png(argv[2]);
+    panel(sel, want_d, want_dv, bounds(sel), colours, t, 6.4, 4.8, true).save_png(argv[2]);
     std::printf("plot_scaling: %d, %d -> %s\n", want_d, want_dv, argv[2]);
     return 0;
   }
@@ -204,13 +222,15 @@ int main(int argc, char** argv) try {
     for (int d : ds) {
       const std::string t = (title.empty() ? "" : title + ", ") + "d = " + std::to_string(d) +
                             ", dv = " + std::to_string(dv);
-      panels.push_back(panel(rows, d, dv, lim, colours, t, kPanelW, kPanelH).render());
+      panels.push_back(panel(rows, d, dv, lim, colours, t, kPanelW, kPanelH, false).render());
     }
   const int pw = panels.front().width(), ph = panels.front().height();
   const int cols = static_cast<int>(ds.size());
-  render::image sheet(pw * cols, ph * static_cast<int>(dvs.size()));
+  constexpr int kLegendW = 260;
+  render::image sheet(pw * cols + kLegendW, ph * static_cast<int>(dvs.size()));
   for (std::size_t p = 0; p < panels.size(); ++p)
     blit(panels[p], sheet, pw * static_cast<int>(p % cols), ph * static_cast<int>(p / cols));
+  draw_legend(sheet, pw * cols + 10, ph / 10, colours);
   render::save_png(sheet, argv[2]);
   std::printf("plot_scaling: %zu panels (%zu d x %zu dv) -> %s\n", panels.size(), ds.size(),
               dvs.size(), argv[2]);
