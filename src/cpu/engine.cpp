@@ -10,6 +10,8 @@
 // without a maximum per pair where the tile's key range bounds its scores (fast_tile_d1), on
 // sqrt(a)-scaled centred coordinates where that form's bound holds (scaled_gaussian_log2_score),
 // and with one FMA per pair in the dot form where its bound holds (fused_dot_tile_d1).
+// For d >= 2 in the dot form, step 1 runs for a group of rows at once (dot_score_rows, a GEMM-like
+// register tile: each key block is loaded once for 4 or 8 rows), and steps 2 and 3 per row.
 // Keys and values are packed once into column-major copies so that the inner loops run over
 // contiguous keys, whatever d, dv and the caller's leading dimensions are.
 //
@@ -32,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <span>
 #include <string_view>
@@ -290,45 +293,143 @@ dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h) {
   return dk;
 }
 
-// s[j] = the dot-form log2 score of a prepared row (qs, cq) against keys [j0, j0 + len) of dk's
-// blocks; returns max_j s[j]. j0 is a multiple of kLanes; lanes past len score -inf.
-template <int D>
-ATTNPOOL_MULTIVERSION
-float dot_score_tile(const float* qs, float cq, const float* kb, const float* nk, std::size_t j0,
-                     std::size_t len, float* s) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (std::size_t b = 0; b * kLanes < len; ++b) {
-    const float* kblk = kb + (j0 / kLanes + b) * static_cast<std::size_t>(D) * kLanes;
-    const float* nkb = nk + j0 + b * kLanes;
-    float* sb = s + b * kLanes;
-    const std::size_t valid = std::min(kLanes, len - b * kLanes);
-#pragma omp simd reduction(max : mx)
-    for (std::size_t l = 0; l < kLanes; ++l) {
-      float acc = -nkb[l];
+// One key block of the dot form as a GCC vector: kLanes floats, one zmm register (two ymm, four
+// xmm on the narrower clones).
+using block_vec = float __attribute__((vector_size(kLanes * sizeof(float))));
+
+// The dot-form scores of R prepared rows (qs[r], cq[r]) against keys [j0, j0 + len) of the
+// blocked keys: s[r * stride + j] and mx[r] = max_j of row r. j0 is a multiple of kLanes; lanes
+// past len score -inf. Each lane's score is one FMA chain from -a|k'_j|^2 over c = 0..D-1, then
+// minus cq: the same operations in the same order whatever R and B are, so a row gets the same
+// bits alone (R = 1) as in a group. The R x B accumulators are a GEMM micro-kernel's register
+// tile: a key vector loaded once serves R rows, and R * B independent FMA chains cover the FMA
+// latency (8 chains for 2 FMA pipes of latency 4).
+// NB key blocks of dot_score_rows: the register tile acc[R][NB], every index a constant once
+// the loops unroll, so that GCC keeps it in registers.
+template <int D, int R, int NB>
+__attribute__((always_inline)) inline void dot_rows_step(const float* const* qs, const float* cq,
+                                                         const float* kblk, const float* nkb,
+                                                         float valid, float* s,
+                                                         std::size_t stride, block_vec* vmax) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  block_vec acc[R][NB];
+#pragma GCC unroll 2
+  for (int t = 0; t < NB; ++t) {
+    block_vec n;
+    std::memcpy(&n, nkb + t * kLanes, sizeof n);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][t] = -n;
+  }
 #pragma GCC unroll 64
-      for (int c = 0; c < D; ++c) acc = qs[c] * kblk[c * kLanes + l] + acc;
-      const float sj = l < valid ? acc - cq : -std::numeric_limits<float>::infinity();
-      sb[l] = sj;
-      mx = std::max(mx, sj);
+  for (int c = 0; c < D; ++c) {
+#pragma GCC unroll 2
+    for (int t = 0; t < NB; ++t) {
+      block_vec kv;
+      std::memcpy(&kv, kblk + (static_cast<std::size_t>(t) * D + c) * kLanes, sizeof kv);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r][t] = qs[r][c] * kv + acc[r][t];
     }
   }
-  return mx;
+  block_vec lane;
+  for (std::size_t l = 0; l < kLanes; ++l) lane[l] = static_cast<float>(l);
+#pragma GCC unroll 2
+  for (int t = 0; t < NB; ++t) {
+    const block_vec in = block_vec{} + (valid - static_cast<float>(t * kLanes));
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      block_vec sj = acc[r][t] - cq[r];
+      sj = lane < in ? sj : block_vec{} + kNegInf;
+      std::memcpy(s + r * stride + t * kLanes, &sj, sizeof sj);
+      vmax[r] = vmax[r] < sj ? sj : vmax[r];
+    }
+  }
 }
 
-float dot_score_tile_d(const float* qs, float cq, const dot_keys& dk, std::size_t d,
-                       std::size_t j0, std::size_t len, float* s) {
+// The dot-form scores of R prepared rows (qs[r], cq[r]) against keys [j0, j0 + len) of the
+// blocked keys: s[r * stride + j] and mx[r] = max_j of row r. j0 is a multiple of kLanes; lanes
+// past len score -inf. Each lane's score is one FMA chain from -a|k'_j|^2 over c = 0..D-1, then
+// minus cq: the same operations in the same order whatever R and B are, so a row gets the same
+// bits alone (R = 1) as in a group. The R x B accumulators are a GEMM micro-kernel's register
+// tile: a key vector loaded once serves R rows, and R * B independent FMA chains cover the FMA
+// latency (8 chains for 2 FMA pipes of latency 4).
+template <int D, int R, int B>
+ATTNPOOL_MULTIVERSION
+void dot_score_rows(const float* const* qs, const float* cq, const float* kb, const float* nk,
+                    std::size_t j0, std::size_t len, float* s, std::size_t stride, float* mx) {
+  block_vec vmax[R];
+  for (int r = 0; r < R; ++r) vmax[r] = block_vec{} - std::numeric_limits<float>::infinity();
+  const std::size_t blocks = (len + kLanes - 1) / kLanes;
+  const auto block_keys = [&](std::size_t b) {
+    return kb + (j0 / kLanes + b) * static_cast<std::size_t>(D) * kLanes;
+  };
+  std::size_t b = 0;
+  for (; b + B <= blocks; b += B)
+    dot_rows_step<D, R, B>(qs, cq, block_keys(b), nk + j0 + b * kLanes,
+                           static_cast<float>(len - b * kLanes), s + b * kLanes, stride, vmax);
+  for (; b < blocks; ++b)  // an odd last block
+    dot_rows_step<D, R, 1>(qs, cq, block_keys(b), nk + j0 + b * kLanes,
+                           static_cast<float>(len - b * kLanes), s + b * kLanes, stride, vmax);
+  for (int r = 0; r < R; ++r) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (std::size_t l = 0; l < kLanes; ++l) m = std::max(m, vmax[r][l]);
+    mx[r] = m;
+  }
+}
+
+// Rows scored together by the dot form's multi-row path (dot_rows_tile): at most kDotRows, the
+// group of the widest clone. Eight rows with two key blocks a step are 16 zmm accumulators on
+// AVX-512 (of 32 registers); with AVX2's 16 ymm registers four rows and one block a step keep
+// the tile in registers (8 ymm).
+inline constexpr int kDotRows = 8;
+
+bool wide_vectors() {
+  static const bool wide = std::string_view(cpu_engine_clone()) == "x86-64-v4";
+  return wide;
+}
+
+// The rows a group of dot_rows_tile holds on this CPU. ATTNPOOL_CPU_DOT_GROUP=4 forces the AVX2
+// group on any CPU, so that tests on an AVX-512 machine run its code path too.
+int dot_group_rows() {
+  const char* env = std::getenv("ATTNPOOL_CPU_DOT_GROUP");
+  if (env != nullptr && std::string_view(env) == "4") return 4;
+  return wide_vectors() ? kDotRows : 4;
+}
+
+template <int D>
+void dot_rows_tile_d(int rows, const float* const* qs, const float* cq, const float* kb,
+                     const float* nk, std::size_t j0, std::size_t len, float* s,
+                     std::size_t stride, float* mx) {
+  if (rows == 1) return dot_score_rows<D, 1, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
+  if (rows == kDotRows)
+    return dot_score_rows<D, kDotRows, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
+  dot_score_rows<D, 4, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
+}
+
+// rows (1, 4 or kDotRows) prepared rows against keys [j0, j0 + len) of dk: dot_score_rows for the
+// run-time d.
+void dot_rows_tile(int rows, const float* const* qs, const float* cq, const dot_keys& dk,
+                   std::size_t d, std::size_t j0, std::size_t len, float* s, std::size_t stride,
+                   float* mx) {
   const float* kb = dk.kb.data();
   const float* nk = dk.nk.data();
   switch (d) {
-    case 1: return dot_score_tile<1>(qs, cq, kb, nk, j0, len, s);
-    case 2: return dot_score_tile<2>(qs, cq, kb, nk, j0, len, s);
-    case 3: return dot_score_tile<3>(qs, cq, kb, nk, j0, len, s);
-    case 4: return dot_score_tile<4>(qs, cq, kb, nk, j0, len, s);
-    case 8: return dot_score_tile<8>(qs, cq, kb, nk, j0, len, s);
-    case 16: return dot_score_tile<16>(qs, cq, kb, nk, j0, len, s);
-    case 32: return dot_score_tile<32>(qs, cq, kb, nk, j0, len, s);
-    default: return dot_score_tile<64>(qs, cq, kb, nk, j0, len, s);
+    case 1: return dot_rows_tile_d<1>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 2: return dot_rows_tile_d<2>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 3: return dot_rows_tile_d<3>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 4: return dot_rows_tile_d<4>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 8: return dot_rows_tile_d<8>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 16: return dot_rows_tile_d<16>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 32: return dot_rows_tile_d<32>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    default: return dot_rows_tile_d<64>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
   }
+}
+
+// One prepared row's dot-form scores s[j] for keys [j0, j0 + len) of dk; returns max_j s[j].
+float dot_score_tile_d(const float* qs, float cq, const dot_keys& dk, std::size_t d,
+                       std::size_t j0, std::size_t len, float* s) {
+  float mx = 0.0f;
+  dot_rows_tile(1, &qs, &cq, dk, d, j0, len, s, 0, &mx);
+  return mx;
 }
 
 // What one pass over a tile returns: the largest log2 score seen, and relative to the reference
@@ -627,6 +728,32 @@ struct packed_keys {
   const float* range = nullptr;   // d == 1: tile t's keys lie in [range[2t], range[2t + 1]]
 };
 
+// Folds a tile of stored log2 scores s[0, len) with maximum ref (keys j0.. of pk) into the row:
+// the leave-one-out key `skip` of the tile if any, then the exponentials and the value sums.
+template <class Score>
+void fold_scored_tile(row_state& row, float* s, std::size_t len, float ref, std::size_t skip,
+                      const packed_keys& pk, std::size_t j0, std::size_t dv, float* tile_acc) {
+  if (skip < len) {
+    ref = mask_one(s, len, skip);
+    // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
+    if (ref == -std::numeric_limits<float>::infinity()) return;
+  }
+  // Likewise a tile with no key in a compact kernel's support. (Only there: for the other
+  // kernels a -inf maximum means NaN inputs, which must stay NaN.)
+  if constexpr (Score::kCompact) {
+    if (ref == -std::numeric_limits<float>::infinity()) return;
+  }
+  const float* vp = pk.vt + j0;
+  if (dv == 1) {
+    const tile_sums t = exp_dot_tile(s, vp, len, ref);
+    row.add(ref, t.sum, &t.dot, 1);
+  } else {
+    const float sum = exp_tile(s, len, ref);
+    for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, pk.vt + c * pk.ld + j0, len);
+    row.add(ref, sum, tile_acc, dv);
+  }
+}
+
 // Streams query row `qi` over the keys rm leaves visible in `pk`: the row's online softmax state
 // is returned, its dv accumulators (relative to state.max) are left in acc = buf + kCpuTile.
 // buf holds kCpuTile + 2 * dv floats (the per-thread scratch of parallel_rows). The same code,
@@ -683,30 +810,93 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
       continue;
     }
     // Two passes: exact tile maximum first (always so for the first tile of a row).
-    float ref = dot     ? dot_score_tile_d(qs, cq, *pk.dot, d, j0, len, s)
-                : d > 1 ? score_tile_d(qi, pk.kb, d, j0, len, score, w, s)
-                        : score_tile<false>(qi, pk.kt, pk.m, d, j0, len, score, w, s);
-    if (skip < len) {
-      ref = mask_one(s, len, skip);
-      // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
-      if (ref == -std::numeric_limits<float>::infinity()) continue;
-    }
-    // Likewise a tile with no key in a compact kernel's support. (Only there: for the other
-    // kernels a -inf maximum means NaN inputs, which must stay NaN.)
-    if constexpr (Score::kCompact) {
-      if (ref == -std::numeric_limits<float>::infinity()) continue;
-    }
-    if (dv == 1) {
-      const tile_sums t = exp_dot_tile(s, vp, len, ref);
-      row.add(ref, t.sum, &t.dot, 1);
-    } else {
-      const float sum = exp_tile(s, len, ref);
-      for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, pk.vt + c * pk.ld + j0, len);
-      row.add(ref, sum, tile_acc, dv);
-    }
+    const float ref = dot     ? dot_score_tile_d(qs, cq, *pk.dot, d, j0, len, s)
+                      : d > 1 ? score_tile_d(qi, pk.kb, d, j0, len, score, w, s)
+                              : score_tile<false>(qi, pk.kt, pk.m, d, j0, len, score, w, s);
+    fold_scored_tile<Score>(row, s, len, ref, skip, pk, j0, dv, tile_acc);
   }
   return row.softmax;
 }
+
+// A chunk of query rows [i0, i1) of one problem in the dot form at d >= 2, tile by tile: each
+// tile's keys are scored for a group of rows at once (dot_rows_tile, the key blocks read once for
+// all of them) and then folded into each row as stream_row folds them, so that every row gets
+// stream_row's bits: the chunking, the thread count and batching change no result. Rows whose
+// bound sends them to the direct form go through stream_row alone. keys(i) is row i's key_range,
+// done(i, state, acc) receives each finished row (acc: its dv accumulators).
+// buf holds dot_chunk_scratch(i1 - i0, dv) floats.
+inline constexpr std::size_t kMaxDotChunk = 32;
+
+std::size_t dot_chunk_scratch(std::size_t rows, std::size_t dv) {
+  return std::max(kCpuTile + 2 * dv, kDotRows * kCpuTile + rows * dv + dv);
+}
+
+template <class Score, class Keys, class Done>
+void stream_chunk_dot(const_view q, std::size_t i0, std::size_t i1, const packed_keys& pk,
+                      std::size_t dv, Score score, Keys keys, Done done, float* buf) {
+  const std::size_t d = q.cols;
+  const dot_keys& dk = *pk.dot;
+  float qs[kMaxDotChunk][64];
+  float cq[kMaxDotChunk];
+  std::size_t rows[kMaxDotChunk];
+  key_range rm[kMaxDotChunk];
+  std::size_t count = 0, limit = 0;
+  for (std::size_t i = i0; i < i1; ++i) {
+    if (!dk.prepare_row(q.row(i), d, qs[count], cq[count])) {
+      done(i, stream_row(q.row(i), pk, d, dv, keys(i), score, nullptr, buf), buf + kCpuTile);
+      continue;
+    }
+    rows[count] = i;
+    rm[count] = keys(i);
+    limit = std::max(limit, rm[count].limit);
+    ++count;
+  }
+  if (count == 0) return;
+  float* s = buf;
+  float* acc = buf + kDotRows * kCpuTile;  // row r's dv accumulators at acc + r * dv
+  float* tile_acc = acc + count * dv;
+  std::fill(acc, acc + count * dv, 0.0f);
+  row_state state[kMaxDotChunk];
+  for (std::size_t r = 0; r < count; ++r) state[r] = row_state{online_softmax{}, acc + r * dv};
+  const auto group = static_cast<std::size_t>(dot_group_rows());
+  for (std::size_t j0 = 0; j0 < limit; j0 += kCpuTile) {
+    const std::size_t len = std::min(kCpuTile, limit - j0);
+    for (std::size_t g = 0; g < count; g += group) {
+      // A short last group repeats its last row (scored, not folded).
+      const float* gq[kDotRows];
+      float gc[kDotRows], mx[kDotRows];
+      for (std::size_t r = 0; r < group; ++r) {
+        const std::size_t src = std::min(g + r, count - 1);
+        gq[r] = qs[src];
+        gc[r] = cq[src];
+      }
+      dot_rows_tile(count - g == 1 ? 1 : static_cast<int>(group), gq, gc, dk, d, j0, len, s,
+                    kCpuTile, mx);
+      for (std::size_t r = 0; r < std::min(group, count - g); ++r) {
+        const key_range& kr = rm[g + r];
+        if (j0 >= kr.limit) continue;
+        float* sr = s + r * kCpuTile;
+        const std::size_t len_r = std::min(kCpuTile, kr.limit - j0);
+        float ref = mx[r];
+        if (len_r < len) ref = *std::max_element(sr, sr + len_r);  // a shorter valid_length
+        fold_scored_tile<Score>(state[g + r], sr, len_r, ref, kr.skip - j0, pk, j0, dv,
+                                tile_acc);
+      }
+    }
+  }
+  for (std::size_t r = 0; r < count; ++r) done(rows[r], state[r].softmax, acc + r * dv);
+}
+
+// Whether a call takes stream_chunk_dot: the dot form's keys exist (Gaussian, isotropic, within
+// its bound for some row) and d >= 2 (d = 1 has its own one-pass tiles).
+bool uses_dot_chunks(const packed_keys& pk, std::size_t d) {
+  return d >= 2 && pk.dot != nullptr && pk.dot->blocks() != nullptr;
+}
+
+// Rows a thread takes at a time in the dot form: kRowChunk, and at d >= 32, where a tile of
+// keys (128 KiB and more) no longer stays in L1, kMaxDotChunk rows, so that it is fetched from
+// L2 once for 32 rows rather than 8.
+std::size_t dot_chunk_rows(std::size_t d) { return d >= 32 ? kMaxDotChunk : kRowChunk; }
 
 // Turns a streamed row into output row i, applying the empty-support policy to a
 // compact kernel's empty row. k and v are the row's problem's keys and values (for nearest).
@@ -751,10 +941,23 @@ void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
   const std::vector<float> vt = pack_columns(v);
   const std::vector<float> kr = d == 1 ? tile_ranges(kt.data(), m) : std::vector<float>{};
   const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk, kr.data()};
+  const auto keys = [&](std::size_t i) { return mask_rule_of(params).row(i, m); };
+  if (uses_dot_chunks(pk, d)) {
+    const std::size_t chunk = dot_chunk_rows(d);
+    parallel_row_chunks(n, chunk, m * (d + dv), threads, dot_chunk_scratch(chunk, dv),
+                        [&](std::size_t i0, std::size_t i1, float* buf) {
+      stream_chunk_dot(q, i0, i1, pk, dv, score, keys,
+                       [&](std::size_t i, const online_softmax& sm, const float* acc) {
+        finish_row<Score>(sm, acc, q, i, k, v, keys(i), params, w, out, empties);
+      }, buf);
+    });
+    empties.throw_if_any("pool", params, n);
+    return;
+  }
   // Scratch per thread: one tile of squared distances / weights, the row's accumulator and the
   // tile's.
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
-    const key_range rm = mask_rule_of(params).row(i, m);
+    const key_range rm = keys(i);
     const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     finish_row<Score>(sm, buf + kCpuTile, q, i, k, v, rm, params, w, out, empties);
   });
@@ -852,21 +1055,37 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
   const std::vector<float> vt = pack_columns(v);
   const std::vector<float> kr = d == 1 ? tile_ranges(kt.data(), m) : std::vector<float>{};
   const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk, kr.data()};
-  parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
-    const key_range rm = shard_row_keys(params, i, m, key_offset);
-    // A row that sees none of the shard's keys gets the merge's identity. Streamed, a lone
-    // skipped key would leave a finite reference with sum 0 instead, which a merge onto the
-    // largest reference would let swamp the other shards' states.
-    if (rm.limit == 0 || (rm.limit == 1 && rm.skip == 0)) {
+  const auto keys = [&](std::size_t i) { return shard_row_keys(params, i, m, key_offset); };
+  // A row that sees none of the shard's keys gets the merge's identity. Streamed, a lone
+  // skipped key would leave a finite reference with sum 0 instead, which a merge onto the
+  // largest reference would let swamp the other shards' states.
+  const auto sees_none = [](const key_range& rm) {
+    return rm.limit == 0 || (rm.limit == 1 && rm.skip == 0);
+  };
+  const auto store = [&](std::size_t i, const online_softmax& sm, const float* acc) {
+    if (sees_none(keys(i))) {
       out.max[i * out.state_step] = -std::numeric_limits<float>::infinity();
       out.sum[i * out.state_step] = 0.0f;
       std::fill_n(out.acc.row(i), dv, 0.0f);
       return;
     }
-    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
     out.max[i * out.state_step] = sm.max;
     out.sum[i * out.state_step] = sm.sum;
-    std::copy(buf + kCpuTile, buf + kCpuTile + dv, out.acc.row(i));
+    std::copy(acc, acc + dv, out.acc.row(i));
+  };
+  if (uses_dot_chunks(pk, d)) {
+    const std::size_t chunk = dot_chunk_rows(d);
+    parallel_row_chunks(n, chunk, m * (d + dv), threads, dot_chunk_scratch(chunk, dv),
+                        [&](std::size_t i0, std::size_t i1, float* buf) {
+      stream_chunk_dot(q, i0, i1, pk, dv, score, keys, store, buf);
+    });
+    return;
+  }
+  parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
+    const key_range rm = keys(i);
+    if (sees_none(rm)) return store(i, online_softmax{}, buf);
+    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
+    store(i, sm, buf + kCpuTile);
   });
 }
 

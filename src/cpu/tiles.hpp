@@ -40,27 +40,27 @@ inline std::vector<float> pack_columns(const_view a) {
   return out;
 }
 
-// Runs body(row, scratch) for rows [0, n) on `threads` workers (0: every hardware thread; more
-// than the hardware threads or kMaxThreads are clamped). Each row is computed by one thread
-// with a fixed key order, so results do not depend on the thread count or scheduling. A thread
-// that cannot be started stops the call with attnpool::error once the started ones are joined.
+// Runs body(begin, end, scratch) for chunks of `chunk` rows covering [0, n) on `threads` workers
+// (0: every hardware thread; more than the hardware threads or kMaxThreads are clamped). Each
+// row is computed by one thread with a fixed key order, so results do not depend on the thread
+// count or scheduling. A thread that cannot be started stops the call with attnpool::error once
+// the started ones are joined.
 template <class Body>
-void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
-                   std::size_t scratch_floats, Body body) {
+void parallel_row_chunks(std::size_t n, std::size_t chunk, std::size_t pairs_per_row,
+                         unsigned threads, std::size_t scratch_floats, Body body) {
   const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
   unsigned t = std::min({threads == 0 ? hw : threads, hw, kMaxThreads});
   const std::size_t by_work = std::max<std::size_t>(1, n * pairs_per_row / kMinPairsPerThread);
-  const std::size_t by_rows = (n + kRowChunk - 1) / kRowChunk;
+  const std::size_t by_rows = (n + chunk - 1) / chunk;
   t = static_cast<unsigned>(std::min<std::size_t>({t, by_work, by_rows}));
   // Allocate every scratch buffer before any thread starts: nothing inside a worker can throw.
   std::vector<std::vector<float>> scratch(t, std::vector<float>(scratch_floats));
   std::atomic<std::size_t> next{0};
   auto worker = [&](unsigned id) {
     for (;;) {
-      const std::size_t begin = next.fetch_add(kRowChunk, std::memory_order_relaxed);
+      const std::size_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
       if (begin >= n) return;
-      const std::size_t end = std::min(n, begin + kRowChunk);
-      for (std::size_t i = begin; i < end; ++i) body(i, scratch[id].data());
+      body(begin, std::min(n, begin + chunk), scratch[id].data());
     }
   };
   if (t == 1) {
@@ -81,6 +81,16 @@ void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
     }
   }
   worker(0);
+}
+
+// Runs body(row, scratch) for rows [0, n), kRowChunk rows at a time: parallel_row_chunks.
+template <class Body>
+void parallel_rows(std::size_t n, std::size_t pairs_per_row, unsigned threads,
+                   std::size_t scratch_floats, Body body) {
+  parallel_row_chunks(n, kRowChunk, pairs_per_row, threads, scratch_floats,
+                      [&](std::size_t begin, std::size_t end, float* buf) {
+                        for (std::size_t i = begin; i < end; ++i) body(i, buf);
+                      });
 }
 
 // r[t] = sum_c (a_c - bt[c * stride + t0 + t])^2 for t in [0, len): squared distances of one

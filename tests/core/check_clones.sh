@@ -15,10 +15,12 @@ count() {
     <<<"$asm" | grep -cE "$3" || true
 }
 # Itanium-mangled fragments: fused_tile_d1, fast_tile_d1, fused_dot_tile_d1, exp_dot_tile,
-# exp_tile, dot_tile, score_tile<false>, score_tile_blocked<16, false>, dot_score_tile<16>.
+# exp_tile, dot_tile, score_tile<false>, score_tile_blocked<16, false>, and the dot form's
+# multi-row tiles dot_score_rows<16, R, B> (R = 8, B = 2 runs on AVX-512, R = 4, B = 1 on AVX2).
 funcs=(13fused_tile_d1 12fast_tile_d1 17fused_dot_tile_d1 12exp_dot_tile 8exp_tile 8dot_tileE
-       10score_tileILb0 18score_tile_blockedILi16ELb0 14dot_score_tileILi16)
-baseline_optional=" 18score_tile_blockedILi16ELb0 14dot_score_tileILi16 "
+       10score_tileILb0 18score_tile_blockedILi16ELb0 14dot_score_rowsILi16ELi8ELi2E
+       14dot_score_rowsILi16ELi4ELi1E)
+baseline_optional=" 18score_tile_blockedILi16ELb0 14dot_score_rowsILi16ELi8ELi2E 14dot_score_rowsILi16ELi4ELi1E "
 for f in "${funcs[@]}"; do
   v4=$(count "$f" arch_x86_64_v4 'ps[[:space:]].*%zmm')
   v3=$(count "$f" arch_x86_64_v3 'vfmadd[0-9]+ps[[:space:]].*%ymm')
