@@ -91,19 +91,29 @@ inline std::vector<float> scaled_copy(const_view v, const std::vector<int>& shif
   return out;
 }
 
-// Targets of the learning API near float32's range, scaled by one power of two 2^-shift for
-// every column (its losses sum the columns): a loss, a sum of squares, scales back by
-// 2^(2 shift). view() is y itself where shift is 0.
+// Targets of the learning API far from 1, scaled by one power of two 2^-shift for every column
+// (its losses sum the columns): a loss, a sum of squares, scales back by 2^(2 shift). The shift
+// keeps both the pooled sums (overflow_shifts) and the float32 loss gradient, which grows with
+// the square of the targets (2 e times the values), in range: |y| <= kMaxTarget after it.
+// view() is y itself where shift is 0, as it is for all but targets beyond 2^32.
 class scaled_targets {
  public:
+  static constexpr double kMaxTarget = 0x1p32;
+
   scaled_targets(const_view y, std::size_t terms)
-      : shift_(uniform_shift(overflow_shifts(y, terms))), view_(y) {
+      : shift_(std::max(uniform_shift(overflow_shifts(y, terms)), gradient_shift(y))), view_(y) {
     if (shift_ == 0) return;
     store_ = scaled_copy(y, std::vector<int>(y.cols, shift_));
     view_ = const_view{store_.data(), y.rows, y.cols};
   }
   const_view view() const { return view_; }
   int shift() const { return shift_; }
+  // The e >= 0 with max |y| 2^-e <= kMaxTarget (0 for non-finite targets: nothing to scale).
+  static int gradient_shift(const_view y) {
+    const double amax = max_magnitude(y);
+    if (!(amax > kMaxTarget) || !std::isfinite(amax)) return 0;
+    return std::ilogb(amax / kMaxTarget) + 1;
+  }
   // A loss (or its gradient) of the scaled targets, for the original ones.
   double unscale_loss(double loss) const { return std::ldexp(loss, 2 * shift_); }
 

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 namespace attnpool {
@@ -130,17 +131,29 @@ class loo_objective {
   std::size_t evaluations_ = 0;
 };
 
-// The book's run: w -= lr * dL/dw on the summed loss, exactly max_epochs times.
+// The book's run: w -= lr * dL/dw on the summed loss, exactly max_epochs times. The loss and its
+// gradient come from targets scaled by 2^-shift (ys) and are unscaled in double before the step,
+// so that targets near float32's range take the book's steps too, instead of overflowing the
+// float gradient. A step that leaves w, or the scaled inputs (x - mean) w, outside what float32
+// holds stops the run with a named error.
 void train_book_sgd(const char* fn, const train_options& train, loo_objective& loss,
-                    parametric_fit& fit) {
+                    const detail::scaled_targets& ys, parametric_fit& fit) {
+  const auto evaluate = [&] {
+    const double l = ys.unscale_loss(loss(fit.w, &fit.gradient));
+    for (double& g : fit.gradient) g = ys.unscale_loss(g);
+    return l;
+  };
   for (std::size_t e = 0; e < train.max_epochs; ++e) {
-    fit.loss.push_back(loss(fit.w, &fit.gradient));
+    fit.loss.push_back(evaluate());
     for (std::size_t c = 0; c < fit.w.size(); ++c) fit.w[c] -= train.learning_rate * fit.gradient[c];
-    for (double w : fit.w)
-      ATTNPOOL_EXPECTS(std::isfinite(w), fn, ": w diverged to ", w, " at epoch ", e,
+    for (std::size_t c = 0; c < fit.w.size(); ++c)
+      ATTNPOOL_EXPECTS(std::isfinite(fit.w[c]) &&
+                           std::fabs(fit.w[c]) * loss.spread(c) <=
+                               std::numeric_limits<float>::max(),
+                       fn, ": w diverged to ", fit.w[c], " at epoch ", e,
                        "; lower the learning_rate");
   }
-  fit.final_loss = loss(fit.w, &fit.gradient);
+  fit.final_loss = evaluate();
   fit.stop = train_stop::max_epochs;
 }
 
@@ -372,15 +385,15 @@ parametric_fit train_parametric(const_view x, const_view y, const train_options&
   } else {
     fit.w = train.initial_w;
   }
+  // Targets near float32's range are scaled by a power of two; the losses and gradients are
+  // reported for the targets as given.
+  const detail::scaled_targets ys(y, x.rows);
   if (book) {
-    loo_objective objective(x, y, nw, run_opts);
-    train_book_sgd(fn, train, objective, fit);
+    loo_objective objective(x, ys.view(), nw, run_opts);
+    train_book_sgd(fn, train, objective, ys, fit);
     fit.evaluations = objective.evaluations();
     return fit;
   }
-  // Targets near float32's range are scaled by a power of two (quasi_newton's steps do not
-  // depend on the loss's scale; the book's fixed-step descent does, so its targets stay as given).
-  const detail::scaled_targets ys(y, x.rows);
   detail::loo_search search;
   search.max_epochs = train.max_epochs;
   search.tolerance = train.tolerance;

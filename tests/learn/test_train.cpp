@@ -128,6 +128,34 @@ TEST(TrainParametric, TheBooksPresetRunsItsFiveEpochs) {
               1e-5 * at_start.final_loss);
 }
 
+// The book's steps with targets near float32's range: the same run as on the targets scaled
+// down by 2^120 with the learning rate scaled by 2^-240 (the gradient grows with the square of
+// the targets), where the unscaled float gradient would overflow. A step too large for float32's
+// inputs stops with the divergence error, not a NaN.
+TEST(TrainParametric, TheBooksStepsHoldForTargetsNearTheFloatRange) {
+  const std::uint64_t seed = attnpool::test::fresh_seed();
+  SCOPED_TRACE("seed=" + std::to_string(seed) + " (replay with ATTNPOOL_TEST_SEED)");
+  const dataset small = book_data(40, 1, seed);
+  dataset big = small;
+  for (float& y : big.y) y = std::ldexp(y, 120);  // |y| up to ~6e36: 2 e overflows no float
+  attnpool::train_options t = attnpool::train_options::book();
+  t.seed = seed;
+  attnpool::train_options t_big = t;
+  t_big.learning_rate = std::ldexp(t.learning_rate, -240);
+  const auto a = attnpool::train_parametric(small.xv(), small.yv(), t, opts_for(backend::cpu));
+  const auto b = attnpool::train_parametric(big.xv(), big.yv(), t_big, opts_for(backend::cpu));
+  ASSERT_EQ(b.loss.size(), a.loss.size());
+  for (std::size_t e = 0; e < a.loss.size(); ++e) {
+    ASSERT_TRUE(std::isfinite(b.loss[e])) << "epoch " << e;
+    EXPECT_NEAR(b.loss[e], std::ldexp(a.loss[e], 240), 1e-5 * std::ldexp(a.loss[e], 240));
+  }
+  EXPECT_NEAR(b.w[0], a.w[0], 1e-5 * std::fabs(a.w[0]));
+  // The book's learning rate on such targets: the first step is ~2^240 too large.
+  attnpool::test::expect_invalid(
+      [&] { (void)attnpool::train_parametric(big.xv(), big.yv(), t, opts_for(backend::cpu)); },
+      {"train_parametric", "w diverged"});
+}
+
 TEST(TrainParametric, GradientMatchesFiniteDifferencesOfTheFp64Loss) {
   for (std::size_t d : {1, 2}) {
     for (bool per_dim : {false, true}) {
