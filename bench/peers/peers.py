@@ -34,7 +34,8 @@ the script never stops on one peer's failure.
 would pick, each in its own process restricted to --threads cores (2 by default here), with the
 process's peak RSS (VmHWM: runtime and inputs included; "rss before" in the note is the
 same process after its imports and the data load, so the difference is what the call added):
-  numpy_float32      NumPy in float32, chunked over queries (in this process; traced peak)
+  numpy_float32      NumPy in float32, chunked over queries (in this process; traced peak);
+                     above d = 3 the distance by a GEMM (2 q.k - |k|^2 - |q|^2)
   jax_jit            jax.jit of the formula on XLA's CPU backend (first call, compilation
                      included, reported as "compile"; then timed calls)
   numba_prange       numba.njit(parallel=True, fastmath=True): prange over queries, one pass
@@ -42,7 +43,9 @@ same process after its imports and the data load, so the difference is what the 
   keops_cpu          pykeops LazyTensor sumsoftmaxweight on its CPU backend (compilation timed
                      separately)
   torch_cpu          the notebook's torch code on CPU tensors (torch.set_num_threads)
-  statsmodels_lc     statsmodels KernelReg(reg_type='lc', bw=[h] * d).fit, small shapes only
+  statsmodels_lc     statsmodels KernelReg(reg_type='lc', bw=[h] * d).fit, one fit per value
+                     column, small shapes only (n m d dv <= 4096^2 x 16)
+Default CPU shapes: n = m in {1024, 4096, 16384} x d in {1, 3, 16, 64} x dv in {1, 16}.
 A peer whose module is missing gets rows marked "unavailable: ..." and the run goes on.
 
 Error measure: max over outputs of |out - ref| / sum_j w_ij |v_jc| (fp64 weights). The
@@ -115,10 +118,15 @@ class Shape:
 GPU_SHAPES = [Shape(4096, 4096, 1, 1), Shape(16384, 16384, 1, 1), Shape(65536, 65536, 1, 1),
               Shape(16384, 16384, 16, 1), Shape(16384, 16384, 64, 1)]
 GPU_PROBES = [Shape(131072, 131072, 1, 1, probe=True), Shape(262144, 262144, 1, 1, probe=True)]
-CPU_SHAPES = [Shape(n, n, d, 1) for d in (1, 16) for n in (1024, 4096, 16384)]
+# The CPU grid, small n first and, at each n, d = 3 last: the n = 16384 calls are most of the
+# run's time, so a spent --time-budget skips d = 3 at 16384 first, then the last of the others.
+CPU_SHAPES = [Shape(n, n, d, dv) for n in (1024, 4096, 16384)
+              for d, dv in ((1, 1), (16, 1), (64, 1), (1, 16), (16, 16), (64, 16), (3, 1), (3, 16))]
 CPU_PEERS = ["jax_jit", "numba_prange", "keops_cpu", "torch_cpu", "statsmodels_lc"]
-# statsmodels' KernelReg.fit loops over the query points in Python: small shapes only.
-STATSMODELS_MAX_PAIRS = 4096 * 4096
+# statsmodels' KernelReg.fit loops over the query points in Python, once per value column (it
+# takes one endog at a time), and its kernel product costs about d per pair: n m d dv is capped
+# at 4096^2 x 16, a 4.4 s call on the Xeon (4096^2, d = 16, dv = 1).
+STATSMODELS_MAX_WORK = 4096 * 4096 * 16
 
 
 def make_data(shape: Shape, seed: int, data_dir: Path) -> dict[str, Path]:
@@ -147,9 +155,12 @@ def load_data(paths: dict[str, Path]) -> dict[str, np.ndarray]:
 def reference_fp64(q, k, v, h, torch_mod=None, device=None):
     """fp64 pooled output and the weighted magnitude sum_j w |v| (the error denominator).
 
-    Direct differences (no ||q||^2 + ||k||^2 - 2 q.k expansion, which cancels), max-subtracted
-    softmax, chunked over queries so memory stays ~256 MiB. On a GPU box it runs in float64 on
-    the GPU with torch, else with NumPy."""
+    Max-subtracted softmax, chunked over queries so memory stays ~256 MiB. On a GPU box it runs
+    in float64 on the GPU with torch, with direct differences. With NumPy, direct differences
+    for d <= 3; above, one column pass a dimension took minutes (4 at d = 64, n = m = 16384, on the
+    loaded 2-core Xeon), so the distance is ||q||^2 + ||k||^2 - 2 q.k, a float64 GEMM: its
+    rounding is about (d + 2) eps64 (||q||^2 + ||k||^2) < 1e-11 for coordinates in [0, 5) and
+    d <= 64, far below the float32 errors measured (~1e-7)."""
     n, m = q.shape[0], k.shape[0]
     chunk = max(1, (32 << 20) // max(1, m))
     if torch_mod is not None and device is not None:
@@ -171,11 +182,19 @@ def reference_fp64(q, k, v, h, torch_mod=None, device=None):
     qd, kd, vd = q.astype(np.float64), k.astype(np.float64), v.astype(np.float64)
     out = np.empty((n, v.shape[1]))
     mag = np.empty_like(out)
+    expand = q.shape[1] > 3
+    kk = np.einsum("jc,jc->j", kd, kd)
     for i0 in range(0, n, chunk):
         qb = qd[i0:i0 + chunk]
-        s = np.zeros((qb.shape[0], m))
-        for c in range(q.shape[1]):  # one column at a time: no (chunk, m, d) temporary
-            s -= (qb[:, c:c + 1] - kd[None, :, c]) ** 2
+        if expand:
+            s = qb @ kd.T
+            s *= 2.0
+            s -= kk[None, :]
+            s -= np.einsum("ic,ic->i", qb, qb)[:, None]
+        else:
+            s = np.zeros((qb.shape[0], m))
+            for c in range(q.shape[1]):  # one column at a time: no (chunk, m, d) temporary
+                s -= (qb[:, c:c + 1] - kd[None, :, c]) ** 2
         s /= 2.0 * h * h
         s -= s.max(axis=1, keepdims=True)
         np.exp(s, out=s)
@@ -539,17 +558,33 @@ def run_driver(ctx: Context, system: str, backend: str, shape: Shape, paths, ref
 
 # ---- NumPy peer (CPU) ------------------------------------------------------------------------
 
+def numpy_chunk(m: int) -> int:
+    """Query rows per chunk of numpy_f32_pool: a 16 Mi-element score block."""
+    return max(1, (16 << 20) // max(1, m))
+
+
 def numpy_f32_pool(q, k, v, h):
-    """What a NumPy user writes, in float32, chunked over queries to bound the n x m temporary."""
+    """What a NumPy user writes, in float32, chunked over queries to bound the n x m temporary.
+    Above d = 3 the squared distance is 2 q.k - ||k||^2 - ||q||^2 by a GEMM, as
+    sklearn's euclidean_distances and torch.cdist (above 25 dimensions) compute it: one column
+    pass a dimension took 192 s at n = m = 16384, d = 64 on the loaded 2-core Xeon."""
     n, m = q.shape[0], k.shape[0]
-    chunk = max(1, (16 << 20) // max(1, m))
+    chunk = numpy_chunk(m)
     out = np.empty((n, v.shape[1]), dtype=np.float32)
     c = np.float32(1.0 / (2.0 * h * h))
+    expand = q.shape[1] > 3
+    kk = np.einsum("jc,jc->j", k, k)
     for i0 in range(0, n, chunk):
         qb = q[i0:i0 + chunk]
-        s = np.zeros((qb.shape[0], m), dtype=np.float32)
-        for col in range(q.shape[1]):
-            s -= (qb[:, col:col + 1] - k[None, :, col]) ** 2
+        if expand:
+            s = qb @ k.T
+            s *= np.float32(2.0)
+            s -= kk[None, :]
+            s -= np.einsum("ic,ic->i", qb, qb)[:, None]
+        else:
+            s = np.zeros((qb.shape[0], m), dtype=np.float32)
+            for col in range(q.shape[1]):
+                s -= (qb[:, col:col + 1] - k[None, :, col]) ** 2
         s *= c
         s -= s.max(axis=1, keepdims=True)
         np.exp(s, out=s)
@@ -566,8 +601,10 @@ def run_numpy_peer(ctx, shape, data, ref):
         t0 = time.perf_counter()
         out = numpy_f32_pool(q, k, v, h)
         times.append((time.perf_counter() - t0) * 1e3)
-    tracemalloc.start()  # a separate, untimed call for the peak: tracing costs time per alloc
-    numpy_f32_pool(q[:min(len(q), 4096)], k, v, h)
+    # A separate, untimed call for the peak (tracing costs time per allocation), on one chunk of
+    # queries: every chunk allocates the same.
+    tracemalloc.start()
+    numpy_f32_pool(q[:numpy_chunk(k.shape[0])], k, v, h)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return Row("numpy_float32", shape, float(np.median(times)), max_rel_err(out, ref),
@@ -689,8 +726,8 @@ def cpu_worker(args) -> int:
 
 
 def run_cpu_peer(ctx: Context, system: str, shape: Shape, paths, ref, out_dir: Path) -> Row:
-    if system == "statsmodels_lc" and shape.pairs > STATSMODELS_MAX_PAIRS:
-        raise PeerSkip("skipped: statsmodels for small shapes only (n m > 4096^2)")
+    if system == "statsmodels_lc" and shape.pairs * shape.d * shape.dv > STATSMODELS_MAX_WORK:
+        raise PeerSkip("skipped: statsmodels for small shapes only (n m d dv > 4096^2 x 16)")
     threads = ctx.args.threads or 2
     out_path = out_dir / f"{shape.tag}_{system}_out.npy"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(out_dir),
@@ -878,7 +915,8 @@ def write_outputs(out_dir: Path, rows: list[Row], ctx: Context, fused_name: str)
                            f"{fmt_ms(fused.ms) if fused else 'n/a'} | "
                            f"{best.system if best else 'n/a'} | "
                            f"{fmt_ms(best.ms) if best else 'n/a'} | {ratio} |")
-    lines = lines[:9] + ["## Summary", ""] + summary + [""] + lines[9:]
+    grid = grid_table(rows, shapes, fused_name) if ctx.args.cpu_only else []
+    lines = lines[:9] + ["## Summary", ""] + summary + [""] + grid + lines[9:]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     meta = {k: v for k, v in ctx.extra.items()
             if k not in ("compiled", "driver") and not callable(v)}
@@ -888,6 +926,41 @@ def write_outputs(out_dir: Path, rows: list[Row], ctx: Context, fused_name: str)
     meta["unavailable"] = ctx.unavailable
     meta["oom_at"] = ctx.oom_at
     (out_dir / "meta.json").write_text(json.dumps(json_safe(meta), indent=2, default=str) + "\n")
+
+
+def grid_table(rows: list[Row], shapes: list[Shape], fused_name: str) -> list[str]:
+    """One line per shape, one column of ms per system, the fastest peer's ratio last; then each
+    system's worst error over the shapes it ran. Untimed rows show the first word of the note."""
+    systems = []
+    for r in rows:
+        if r.system not in systems:
+            systems.append(r.system)
+    by = {(r.system, r.shape): r for r in rows}
+    out = ["## Grid (ms)", "",
+           "| n = m | d | dv | " + " | ".join(systems) + " | fastest peer / " + fused_name + " |",
+           "|---|---|---|" + "---|" * (len(systems) + 1)]
+    for s in sorted(shapes, key=lambda s: (s.dv, s.d, s.n)):  # grouped for reading, not run order
+        if s.probe:
+            continue
+        cells = []
+        for name in systems:
+            r = by.get((name, s))
+            cells.append("" if r is None else fmt_ms(r.ms) if r.ms is not None
+                         else "timed out" if r.note.startswith("timed out")
+                         else r.note.split(":")[0].split(" ")[0])
+        fused = by.get((fused_name, s))
+        peers = [by[(x, s)] for x in systems if (x, s) in by and not x.startswith("attnpool")
+                 and by[(x, s)].ms is not None]
+        best = min(peers, key=lambda r: r.ms) if peers else None
+        ratio = (f"{best.ms / fused.ms:.3g}x ({best.system})"
+                 if best and fused and fused.ms is not None else "n/a")
+        out.append(f"| {s.n} | {s.d} | {s.dv} | " + " | ".join(cells) + f" | {ratio} |")
+    worst = []
+    for name in systems:
+        errs = [r.err for r in rows if r.system == name and r.err is not None]
+        worst.append(f"{max(errs):.2g}" if errs else "")
+    out += ["| max rel err | | | " + " | ".join(worst) + " | |", ""]
+    return out
 
 
 def json_safe(obj):
