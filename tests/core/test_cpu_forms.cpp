@@ -73,7 +73,7 @@ TEST(CpuForms, AnisotropicDotFormMatchesTheReference) {
       shift(p, offset);
       std::vector<double> hs(d);
       for (std::size_t c = 0; c < d; ++c)
-        hs[c] = 1.5 * static_cast<double>(d) * std::pow(10.0, 2.0 * static_cast<double>(c % 3) / 2.0);
+        hs[c] = 1.5 * static_cast<double>(d) * std::pow(10.0, static_cast<double>(c % 3));
       pool_params params{};
       params.bandwidths = hs;
       SCOPED_TRACE(attnpool::test::describe(p, 0.0) + " offset=" + std::to_string(offset));
@@ -321,43 +321,46 @@ TEST(CpuForms, ChoiceDependsOnlyOnTheRowAndTheKeys) {
   EXPECT_EQ(masked, whole);
 }
 
-// The dot form scores several rows at a time (one key block read for all of them) and folds
-// each row alone: every row gets the bits it gets pooled by itself and inside a batch, at row
+// Rows at d >= 2 run in chunks, tile by tile, the dot form scoring several rows at a time (one
+// key block read for all of them), and each row is folded alone: in the dot form and in the
+// direct form every row gets the bits it gets pooled by itself and inside a batch, at row
 // counts that leave a group of rows short (129), key counts that end a tile on an odd block
 // (2500), and per-row masks (valid_length cut inside a tile, leave_one_out); and the masked rows
 // match the oracle.
 TEST(CpuForms, MultiRowTilesGiveEachRowItsOwnBits) {
   for (const std::size_t d : {2u, 16u, 64u}) {
     for (const std::size_t dv : {1u, 3u}) {
-      problem p = make_problem(129, 2500, d, dv, attnpool::test::fresh_seed());
-      const pool_params params{.bandwidth = 1.5 * static_cast<double>(d)};
-      SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth));
-      ASSERT_EQ(dot_rows(p, params), p.n);
-      const auto opts = attnpool::test::opts_for(backend::cpu);
-      std::vector<float> whole(p.n * p.dv), alone(p.n * p.dv), batched(p.n * p.dv);
-      attnpool::pool(p.queries(), p.keys(), p.values(), {whole.data(), p.n, p.dv}, params, opts);
-      for (std::size_t i = 0; i < p.n; ++i)
-        attnpool::pool({p.q.data() + i * (p.d + p.pad), 1, p.d, p.d + p.pad}, p.keys(),
-                       p.values(), {alone.data() + i * p.dv, 1, p.dv}, params, opts);
-      EXPECT_EQ(alone, whole);
-      const std::vector<std::size_t> qoff{0, p.n}, koff{0, p.m};
-      attnpool::pool_batched(p.queries(), p.keys(), p.values(), {batched.data(), p.n, p.dv},
-                             qoff, koff, params, opts);
-      EXPECT_EQ(batched, whole);
-      // The four-row group of the AVX2 clone, forced here on any CPU: the same bits.
-      std::vector<float> four(p.n * p.dv);
-      ASSERT_EQ(setenv("ATTNPOOL_CPU_DOT_GROUP", "4", 1), 0);
-      attnpool::pool(p.queries(), p.keys(), p.values(), {four.data(), p.n, p.dv}, params, opts);
-      ASSERT_EQ(unsetenv("ATTNPOOL_CPU_DOT_GROUP"), 0);
-      EXPECT_EQ(four, whole);
+      for (const double h : {1.5 * static_cast<double>(d), 0.3}) {  // dot form, direct form
+        problem p = make_problem(129, 2500, d, dv, attnpool::test::fresh_seed());
+        const pool_params params{.bandwidth = h};
+        SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth));
+        ASSERT_EQ(dot_rows(p, params), h > 1.0 ? p.n : 0u);
+        const auto opts = attnpool::test::opts_for(backend::cpu);
+        std::vector<float> whole(p.n * p.dv), alone(p.n * p.dv), batched(p.n * p.dv);
+        attnpool::pool(p.queries(), p.keys(), p.values(), {whole.data(), p.n, p.dv}, params, opts);
+        for (std::size_t i = 0; i < p.n; ++i)
+          attnpool::pool({p.q.data() + i * (p.d + p.pad), 1, p.d, p.d + p.pad}, p.keys(),
+                         p.values(), {alone.data() + i * p.dv, 1, p.dv}, params, opts);
+        EXPECT_EQ(alone, whole);
+        const std::vector<std::size_t> qoff{0, p.n}, koff{0, p.m};
+        attnpool::pool_batched(p.queries(), p.keys(), p.values(), {batched.data(), p.n, p.dv},
+                               qoff, koff, params, opts);
+        EXPECT_EQ(batched, whole);
+        // The four-row group of the AVX2 clone, forced here on any CPU: the same bits.
+        std::vector<float> four(p.n * p.dv);
+        ASSERT_EQ(setenv("ATTNPOOL_CPU_DOT_GROUP", "4", 1), 0);
+        attnpool::pool(p.queries(), p.keys(), p.values(), {four.data(), p.n, p.dv}, params, opts);
+        ASSERT_EQ(unsetenv("ATTNPOOL_CPU_DOT_GROUP"), 0);
+        EXPECT_EQ(four, whole);
 
-      pool_params by_length = params;
-      by_length.mask = attnpool::mask::valid_length;
-      std::vector<std::size_t> lens(p.n);
-      for (std::size_t i = 0; i < p.n; ++i) lens[i] = 1 + (i * 977 + 13) % p.m;
-      by_length.valid_lens = lens;
-      attnpool::test::check_pool_against_reference(p, by_length, backend::cpu);
-      attnpool::test::check_pool_against_reference(p, by_length, backend::cpu, 1);
+        pool_params by_length = params;
+        by_length.mask = attnpool::mask::valid_length;
+        std::vector<std::size_t> lens(p.n);
+        for (std::size_t i = 0; i < p.n; ++i) lens[i] = 1 + (i * 977 + 13) % p.m;
+        by_length.valid_lens = lens;
+        attnpool::test::check_pool_against_reference(p, by_length, backend::cpu);
+        attnpool::test::check_pool_against_reference(p, by_length, backend::cpu, 1);
+      }
     }
     problem sq = make_problem(1100, 1100, d, 2, attnpool::test::fresh_seed());
     pool_params loo{.bandwidth = 1.5 * static_cast<double>(d)};
