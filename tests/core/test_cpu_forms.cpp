@@ -330,7 +330,9 @@ TEST(CpuForms, ChoiceDependsOnlyOnTheRowAndTheKeys) {
 TEST(CpuForms, MultiRowTilesGiveEachRowItsOwnBits) {
   for (const std::size_t d : {2u, 16u, 64u}) {
     for (const std::size_t dv : {1u, 3u}) {
-      for (const double h : {1.5 * static_cast<double>(d), 0.3}) {  // dot form, direct form
+      // Dot form; direct form (h = 0.1 leaves every row of unit-cube data outside the bound, where
+      // 0.3 let a row near the centre of d = 2 data into it).
+      for (const double h : {1.5 * static_cast<double>(d), 0.1}) {
         problem p = make_problem(129, 2500, d, dv, attnpool::test::fresh_seed());
         const pool_params params{.bandwidth = h};
         SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth));
