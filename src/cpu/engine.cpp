@@ -208,6 +208,7 @@ struct dot_keys {
   std::vector<double> mu;  // the keys' mean; empty: no row of this problem can take the form
   std::vector<double> sc;  // per-dimension bandwidths: coordinate c is scaled by sc[c] = 1 / h_c
                            // (and a is that of h = 1); empty: isotropic
+  bool wide = false;       // scored with the AVX-512 tile (dot_rows_tile); set per call
   std::vector<float> kb;   // k' in blocks of kLanes, the tail zero-padded
   std::vector<float> nk;   // a |k'_j|^2, padded like kb
   double a = 0.0;          // log2(e) / (2 h^2)
@@ -411,21 +412,22 @@ bool wide_vectors() {
 #endif
 }
 
-// The rows a group of dot_rows_tile holds on this CPU. ATTNPOOL_CPU_DOT_GROUP=4 forces the AVX2
-// tile (four rows of narrow vectors, single rows too) on any CPU, so that tests on an AVX-512
-// machine run its code path.
+// ATTNPOOL_CPU_DOT_GROUP=4 forces the AVX2 tile (groups of four rows of narrow vectors, single
+// rows too) on any CPU, so that tests on an AVX-512 machine run its code path. Read once per
+// call (dot_keys_for), not per tile.
 bool forced_narrow() {
   const char* env = std::getenv("ATTNPOOL_CPU_DOT_GROUP");
   return env != nullptr && std::string_view(env) == "4";
 }
 
-int dot_group_rows() { return wide_vectors() && !forced_narrow() ? kDotRows : 4; }
+// The rows of a group of dot_rows_tile: kDotRows with the AVX-512 tile, 4 with the AVX2 one.
+std::size_t dot_group_rows(const dot_keys& dk) { return dk.wide ? kDotRows : 4; }
 
 template <int D>
-void dot_rows_tile_d(int rows, const float* const* qs, const float* cq, const float* kb,
-                     const float* nk, std::size_t j0, std::size_t len, float* s,
+void dot_rows_tile_d(bool wide, int rows, const float* const* qs, const float* cq,
+                     const float* kb, const float* nk, std::size_t j0, std::size_t len, float* s,
                      std::size_t stride, float* mx) {
-  if (wide_vectors() && !forced_narrow()) {
+  if (wide) {
     if (rows == 1) return dot_score_rows<wide_vec, D, 1, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
     return dot_score_rows<wide_vec, D, kDotRows, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
   }
@@ -433,22 +435,22 @@ void dot_rows_tile_d(int rows, const float* const* qs, const float* cq, const fl
   dot_score_rows<narrow_vec, D, 4, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
 }
 
-// rows (1, 4 or kDotRows) prepared rows against keys [j0, j0 + len) of dk: dot_score_rows for the
-// run-time d.
+// rows (1, or dot_group_rows(dk)) prepared rows against keys [j0, j0 + len) of dk:
+// dot_score_rows for the run-time d.
 void dot_rows_tile(int rows, const float* const* qs, const float* cq, const dot_keys& dk,
                    std::size_t d, std::size_t j0, std::size_t len, float* s, std::size_t stride,
                    float* mx) {
   const float* kb = dk.kb.data();
   const float* nk = dk.nk.data();
   switch (d) {
-    case 1: return dot_rows_tile_d<1>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 2: return dot_rows_tile_d<2>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 3: return dot_rows_tile_d<3>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 4: return dot_rows_tile_d<4>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 8: return dot_rows_tile_d<8>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 16: return dot_rows_tile_d<16>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 32: return dot_rows_tile_d<32>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    default: return dot_rows_tile_d<64>(rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 1: return dot_rows_tile_d<1>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 2: return dot_rows_tile_d<2>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 3: return dot_rows_tile_d<3>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 4: return dot_rows_tile_d<4>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 8: return dot_rows_tile_d<8>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 16: return dot_rows_tile_d<16>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 32: return dot_rows_tile_d<32>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    default: return dot_rows_tile_d<64>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
   }
 }
 
@@ -897,7 +899,7 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
     if (len_r < len) mx = *std::max_element(sr, sr + len_r);  // a shorter valid_length
     fold_scored_tile<Score>(state[r], sr, len_r, mx, kr.skip - j0, pk, j0, dv, tile_acc);
   };
-  const auto group = static_cast<std::size_t>(dot_group_rows());
+  const std::size_t group = dk != nullptr ? dot_group_rows(*dk) : 1;
   for (std::size_t j0 = 0; j0 < limit; j0 += kCpuTile) {
     const std::size_t len = std::min(kCpuTile, limit - j0);
     for (std::size_t g = 0; g < dots; g += group) {
@@ -963,7 +965,9 @@ dot_keys dot_keys_for(const pool_params& params, const distance_setup& ds, const
   if (params.kernel != kernel::gaussian) return {};
   const char* env = std::getenv("ATTNPOOL_CPU_DOT_FORM");
   if (env != nullptr && std::string_view(env) == "0") return {};
-  return make_dot_keys(k, k0, k1, ds.h, ds.weights() != nullptr ? ds.hc : nullptr);
+  dot_keys dk = make_dot_keys(k, k0, k1, ds.h, ds.weights() != nullptr ? ds.hc : nullptr);
+  dk.wide = wide_vectors() && !forced_narrow();
+  return dk;
 }
 
 template <class Score>
