@@ -369,8 +369,7 @@ __attribute__((always_inline)) inline void dot_rows_step(const float* const* qs,
 // FMA chains cover the FMA latency (16 for AVX-512's 8 rows x 2 blocks, 8 for AVX2's 4 rows x 1
 // block of two halves; 2 FMA pipes of latency 4 need 8).
 template <class V, int D, int R, int B>
-ATTNPOOL_MULTIVERSION
-void dot_score_rows(const float* const* qs, const float* cq, const float* kb, const float* nk,
+__attribute__((always_inline)) inline void dot_score_rows(const float* const* qs, const float* cq, const float* kb, const float* nk,
                     std::size_t j0, std::size_t len, float* s, std::size_t stride, float* mx) {
   V vmax[R];
   for (int r = 0; r < R; ++r) vmax[r] = V{} - std::numeric_limits<float>::infinity();
@@ -401,8 +400,7 @@ inline constexpr int kDotRows = 8;
 // Whether the code running is the AVX-512 one: the clone in use, or without clones the target
 // the engine was compiled for.
 bool wide_vectors() {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(ATTNPOOL_NO_MULTIVERSIONING)
+#if ATTNPOOL_CLONES
   static const bool wide = std::string_view(cpu_engine_clone()) == "x86-64-v4";
   return wide;
 #elif defined(__AVX512F__)
@@ -423,16 +421,36 @@ bool forced_narrow() {
 // The rows of a group of dot_rows_tile: kDotRows with the AVX-512 tile, 4 with the AVX2 one.
 std::size_t dot_group_rows(const dot_keys& dk) { return dk.wide ? kDotRows : 4; }
 
+// The compiled dot tiles: the wide ones run only in the AVX-512 clone, the narrow ones only in
+// the others (or under ATTNPOOL_CPU_DOT_GROUP=4, where an AVX-512 CPU runs the AVX2 clone). R
+// rows, or one row (R = 1, two key blocks a step: its 2 or 4 FMA chains, all one row has).
+template <int D, int R>
+ATTNPOOL_V4_ONLY void dot_score_rows_wide(const float* const* qs, const float* cq, const float* kb,
+                                          const float* nk, std::size_t j0, std::size_t len,
+                                          float* s, std::size_t stride, float* mx) {
+  dot_score_rows<wide_vec, D, R, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
+}
+template <int D, int R>
+ATTNPOOL_BELOW_V4 void dot_score_rows_narrow(const float* const* qs, const float* cq,
+                                             const float* kb, const float* nk, std::size_t j0,
+                                             std::size_t len, float* s, std::size_t stride,
+                                             float* mx) {
+  dot_score_rows<narrow_vec, D, R, R == 1 ? 2 : 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
+}
+
+// rows: 1, or dot_group_rows (never at d = 1, whose rows take the single-row tiles).
 template <int D>
 void dot_rows_tile_d(bool wide, int rows, const float* const* qs, const float* cq,
                      const float* kb, const float* nk, std::size_t j0, std::size_t len, float* s,
                      std::size_t stride, float* mx) {
-  if (wide) {
-    if (rows == 1) return dot_score_rows<wide_vec, D, 1, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
-    return dot_score_rows<wide_vec, D, kDotRows, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
+  if (D == 1 || rows == 1) {
+    if (wide) return dot_score_rows_wide<D, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
+    return dot_score_rows_narrow<D, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
   }
-  if (rows == 1) return dot_score_rows<narrow_vec, D, 1, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
-  dot_score_rows<narrow_vec, D, 4, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
+  if constexpr (D > 1) {
+    if (wide) return dot_score_rows_wide<D, kDotRows>(qs, cq, kb, nk, j0, len, s, stride, mx);
+    dot_score_rows_narrow<D, 4>(qs, cq, kb, nk, j0, len, s, stride, mx);
+  }
 }
 
 // rows (1, or dot_group_rows(dk)) prepared rows against keys [j0, j0 + len) of dk:

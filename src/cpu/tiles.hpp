@@ -14,10 +14,19 @@
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ATTNPOOL_NO_MULTIVERSIONING)
+#define ATTNPOOL_CLONES 1
 #define ATTNPOOL_MULTIVERSION \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// Code that only the AVX-512 clone calls, and code that only the others call: one and two
+// compilations instead of three (the AVX-512 dot tile compiled for AVX2 and baseline was dead
+// code that cost minutes of build, most under the sanitizers).
+#define ATTNPOOL_V4_ONLY __attribute__((target("arch=x86-64-v4")))
+#define ATTNPOOL_BELOW_V4 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
+#define ATTNPOOL_CLONES 0
 #define ATTNPOOL_MULTIVERSION
+#define ATTNPOOL_V4_ONLY
+#define ATTNPOOL_BELOW_V4
 #endif
 
 namespace attnpool::detail {
