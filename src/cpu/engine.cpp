@@ -84,12 +84,20 @@ namespace {
 // instead puts the d columns m * 4 bytes apart, which for m a multiple of 1024 maps them onto
 // the same L1 sets.
 inline constexpr std::size_t kLanes = 16;
+std::size_t padded_keys(std::size_t m) { return (m + kLanes - 1) / kLanes * kLanes; }
+
+// Rows [j0, j0 + len) of a in blocks at out (row j0 in lane 0), the tail block zero-padded.
+void pack_blocks_into(const_view a, std::size_t j0, std::size_t len, float* out) {
+  const std::size_t d = a.cols;
+  for (std::size_t j = 0; j < padded_keys(len); ++j) {
+    float* lane = out + (j / kLanes) * d * kLanes + j % kLanes;
+    for (std::size_t c = 0; c < d; ++c) lane[c * kLanes] = j < len ? a(j0 + j, c) : 0.0f;
+  }
+}
+
 std::vector<float> pack_blocks(const_view a) {
-  const std::size_t blocks = (a.rows + kLanes - 1) / kLanes;
-  std::vector<float> out(blocks * a.cols * kLanes, 0.0f);
-  for (std::size_t j = 0; j < a.rows; ++j)
-    for (std::size_t c = 0; c < a.cols; ++c)
-      out[(j / kLanes) * a.cols * kLanes + c * kLanes + j % kLanes] = a(j, c);
+  std::vector<float> out(padded_keys(a.rows) * a.cols);
+  pack_blocks_into(a, 0, a.rows, out.data());
   return out;
 }
 
@@ -205,11 +213,13 @@ struct scaled_gaussian_log2_score {
 
 // One problem's keys for the dot form: centred, in blocks (pack_blocks' layout), and a |k'_j|^2.
 struct dot_keys {
-  std::vector<double> mu;  // the keys' mean; empty: no row of this problem can take the form
+  bool usable = false;     // some row may take the form (it meets the bound at the keys' centre)
+  std::vector<double> mu;  // the keys' mean
   std::vector<double> sc;  // per-dimension bandwidths: coordinate c is scaled by sc[c] = 1 / h_c
                            // (and a is that of h = 1); empty: isotropic
   bool wide = false;       // scored with the AVX-512 tile (dot_rows_tile); set per call
-  std::vector<float> kb;   // k' in blocks of kLanes, the tail zero-padded
+  std::vector<float> kb;   // k' in blocks of kLanes, the tail zero-padded; empty where the
+                           // caller packs per tile (pack), or where the form is not usable
   std::vector<float> nk;   // a |k'_j|^2, padded like kb
   double a = 0.0;          // log2(e) / (2 h^2)
   double rk = 0.0;         // max_j |k'_j|
@@ -226,12 +236,37 @@ struct dot_keys {
     return true;
   }
 
-  const float* blocks() const { return mu.empty() ? nullptr : kb.data(); }
+  // Key j's coordinate c (a row of the problem's keys) as the form uses it, rounded once.
+  float coord(const float* kj, std::size_t c) const {
+    const double centred = static_cast<double>(kj[c]) - mu[c];
+    return static_cast<float>(sc.empty() ? centred : centred * sc[c]);
+  }
+
+  // Keys [j0, j0 + len) of the problem's keys k into kbo (kb's layout, key j0 in lane 0) and
+  // nko, the tail block zero-padded: what kb and nk hold for them, bit for bit.
+  void pack(const_view k, std::size_t j0, std::size_t len, float* kbo, float* nko) const {
+    const std::size_t d = k.cols;
+    for (std::size_t j = 0; j < padded_keys(len); ++j) {
+      float* lane = kbo + (j / kLanes) * d * kLanes + j % kLanes;
+      if (j >= len) {
+        for (std::size_t c = 0; c < d; ++c) lane[c * kLanes] = 0.0f;
+        nko[j] = 0.0f;
+        continue;
+      }
+      double n2 = 0.0;
+      for (std::size_t c = 0; c < d; ++c) {
+        const float kc = coord(k.row(j0 + j), c);
+        lane[c * kLanes] = kc;
+        n2 += static_cast<double>(kc) * kc;
+      }
+      nko[j] = static_cast<float>(a * n2);
+    }
+  }
 
   // q' -> qs = 2a q' and cq = a |q'|^2 for a row that meets the bound; false for one that does
   // not (it takes the direct form).
   bool prepare_row(const float* q, std::size_t d, float* qs, float& cq) const {
-    if (mu.empty()) return false;
+    if (!usable) return false;
     double nq2 = 0.0;
     for (std::size_t c = 0; c < d; ++c) {
       const double centred = static_cast<double>(q[c]) - mu[c];
@@ -252,61 +287,51 @@ constexpr bool dot_form_dim(std::size_t d) {
   return d == 1 || d == 2 || d == 3 || d == 4 || d == 8 || d == 16 || d == 32 || d == 64;
 }
 
-// The dot-form keys of key rows [k0, k1) of k; empty (mu empty) where no row could meet the
-// bound: even a query at the centre (|q'| = 0) has E = (d + 6) u a Rk^2 > kDotFormMaxError.
+// The dot-form keys of key rows [k0, k1) of k; not usable where no row could meet the bound:
+// even a query at the centre (|q'| = 0) has E = (d + 6) u a Rk^2 > kDotFormMaxError.
 // hc: per-dimension bandwidths (null: isotropic h). The anisotropic score
 // -log2(e)/2 sum_c ((q_c - k_c) / h_c)^2 is the isotropic one at h = 1 of the coordinates
 // (x_c - mu_c) / h_c, computed in double and rounded once, as the centred ones are: the bound
-// and its derivation apply to them unchanged.
-dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h, const double* hc) {
+// and its derivation apply to them unchanged. whole: pack every key into kb and nk now (else
+// the caller packs tile by tile with dot_keys::pack).
+dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h, const double* hc,
+                       bool whole) {
   dot_keys dk;
   const std::size_t d = k.cols, m = k1 - k0;
   if (!dot_form_dim(d) || m == 0) return dk;
-  std::vector<double> mu(d, 0.0);
+  dk.mu.assign(d, 0.0);
   for (std::size_t j = k0; j < k1; ++j)
-    for (std::size_t c = 0; c < d; ++c) mu[c] += k(j, c);
-  for (double& x : mu) x /= static_cast<double>(m);
+    for (std::size_t c = 0; c < d; ++c) dk.mu[c] += k(j, c);
+  for (double& x : dk.mu) x /= static_cast<double>(m);
   if (hc != nullptr) {
     dk.sc.resize(d);
     for (std::size_t c = 0; c < d; ++c) dk.sc[c] = 1.0 / hc[c];
   }
-  // Key j's coordinate c as the form uses it, rounded once.
-  const auto coord = [&](std::size_t j, std::size_t c) {
-    const double centred = static_cast<double>(k(j, c)) - mu[c];
-    return static_cast<float>(hc != nullptr ? centred * dk.sc[c] : centred);
-  };
   dk.a = gaussian_log2_scale(hc != nullptr ? 1.0 : h);
   double rk2 = 0.0;
   for (std::size_t j = k0; j < k1; ++j) {
     double n2 = 0.0;
     for (std::size_t c = 0; c < d; ++c) {
-      const auto kc = static_cast<double>(coord(j, c));
+      const auto kc = static_cast<double>(dk.coord(k.row(j), c));
       n2 += kc * kc;
     }
     rk2 = std::max(rk2, n2);
   }
   dk.rk = std::sqrt(rk2);
   if (d == 1 && hc == nullptr && 2.0 * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError) {
-    dk.mu1 = mu[0];
+    dk.mu1 = dk.mu[0];
     dk.ks.resize(m);
     for (std::size_t j = 0; j < m; ++j)
-      dk.ks[j] = static_cast<float>(std::sqrt(dk.a) * (static_cast<double>(k(k0 + j, 0)) - mu[0]));
+      dk.ks[j] = static_cast<float>(std::sqrt(dk.a) * (static_cast<double>(k(k0 + j, 0)) - dk.mu1));
     dk.ks_range = tile_ranges(dk.ks.data(), m);
   }
   if (!(static_cast<double>(d + 6) * 0x1p-24 * dk.a * rk2 <= kDotFormMaxError)) return dk;
-  const std::size_t blocks = (m + kLanes - 1) / kLanes;
-  dk.kb.assign(blocks * d * kLanes, 0.0f);
-  dk.nk.assign(blocks * kLanes, 0.0f);
-  for (std::size_t j = 0; j < m; ++j) {
-    double n2 = 0.0;
-    for (std::size_t c = 0; c < d; ++c) {
-      const float kc = coord(k0 + j, c);
-      dk.kb[(j / kLanes) * d * kLanes + c * kLanes + j % kLanes] = kc;
-      n2 += static_cast<double>(kc) * kc;
-    }
-    dk.nk[j] = static_cast<float>(dk.a * n2);
+  dk.usable = true;
+  if (whole) {
+    dk.kb.resize(padded_keys(m) * d);
+    dk.nk.resize(padded_keys(m));
+    dk.pack(rows_of(k, k0, k1), 0, m, dk.kb.data(), dk.nk.data());
   }
-  dk.mu = std::move(mu);
   return dk;
 }
 
@@ -453,31 +478,21 @@ void dot_rows_tile_d(bool wide, int rows, const float* const* qs, const float* c
   }
 }
 
-// rows (1, or dot_group_rows(dk)) prepared rows against keys [j0, j0 + len) of dk:
-// dot_score_rows for the run-time d.
-void dot_rows_tile(int rows, const float* const* qs, const float* cq, const dot_keys& dk,
-                   std::size_t d, std::size_t j0, std::size_t len, float* s, std::size_t stride,
-                   float* mx) {
-  const float* kb = dk.kb.data();
-  const float* nk = dk.nk.data();
+// rows (1, or dot_group_rows(dk)) prepared rows against a tile of len keys in dot_keys' layout
+// (kb, nk: the tile's key 0 in lane 0): dot_score_rows for the run-time d.
+void dot_rows_tile(int rows, const float* const* qs, const float* cq, bool wide, std::size_t d,
+                   const float* kb, const float* nk, std::size_t len, float* s,
+                   std::size_t stride, float* mx) {
   switch (d) {
-    case 1: return dot_rows_tile_d<1>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 2: return dot_rows_tile_d<2>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 3: return dot_rows_tile_d<3>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 4: return dot_rows_tile_d<4>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 8: return dot_rows_tile_d<8>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 16: return dot_rows_tile_d<16>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    case 32: return dot_rows_tile_d<32>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
-    default: return dot_rows_tile_d<64>(dk.wide, rows, qs, cq, kb, nk, j0, len, s, stride, mx);
+    case 1: return dot_rows_tile_d<1>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
+    case 2: return dot_rows_tile_d<2>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
+    case 3: return dot_rows_tile_d<3>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
+    case 4: return dot_rows_tile_d<4>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
+    case 8: return dot_rows_tile_d<8>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
+    case 16: return dot_rows_tile_d<16>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
+    case 32: return dot_rows_tile_d<32>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
+    default: return dot_rows_tile_d<64>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
   }
-}
-
-// One prepared row's dot-form scores s[j] for keys [j0, j0 + len) of dk; returns max_j s[j].
-float dot_score_tile_d(const float* qs, float cq, const dot_keys& dk, std::size_t d,
-                       std::size_t j0, std::size_t len, float* s) {
-  float mx = 0.0f;
-  dot_rows_tile(1, &qs, &cq, dk, d, j0, len, s, 0, &mx);
-  return mx;
 }
 
 // What one pass over a tile returns: the largest log2 score seen, and relative to the reference
@@ -768,7 +783,9 @@ struct row_state {
   }
 };
 
-// One problem's keys and values as the row loop reads them: packed once per call, never per row.
+// One problem's keys and values as the row loops read them. At d = 1, and at d >= 2 where the
+// packed copies are small, they are packed once per call (kt or kb, vt); at d >= 2 with many
+// keys, tile by tile for each chunk of rows from the caller's views k and v (kb and vt null).
 struct packed_keys {
   const float* kt;  // d == 1: the keys as one column (key j at kt[j])
   const float* kb;  // d > 1: this problem's keys in blocks (pack_blocks), its key 0 in lane 0
@@ -777,13 +794,79 @@ struct packed_keys {
   std::size_t m;    // keys in the problem
   const dot_keys* dot = nullptr;  // Gaussian: the dot-form keys (may be unusable)
   const float* range = nullptr;   // d == 1: tile t's keys lie in [range[2t], range[2t + 1]]
+  const_view k{}, v{};            // the problem's keys and values, for packing per tile
 };
 
-// Folds a tile of stored log2 scores s[0, len) with maximum ref (keys j0.. of pk) into the row:
-// the leave-one-out key `skip` of the tile if any, then the exponentials and the value sums.
+// Whether a call at d >= 2 packs its keys and values per tile rather than once: where the
+// copies would pass kWholePackBytes, so that the memory of a call stays that of its inputs plus
+// a tile per thread (at m = 2^20, d = 16 the copies were 72 MiB beside 136 MiB of inputs).
+// ATTNPOOL_CPU_TILE_PACKING=1 / 0 forces either way (the tests compare the two bit for bit).
+inline constexpr std::size_t kWholePackBytes = std::size_t{4} << 20;
+
+bool packs_per_tile(std::size_t m, std::size_t d, std::size_t dv) {
+  if (d < 2) return false;
+  const char* env = std::getenv("ATTNPOOL_CPU_TILE_PACKING");
+  if (env != nullptr && (std::string_view(env) == "0" || std::string_view(env) == "1"))
+    return std::string_view(env) == "1";
+  return m * (2 * d + dv) * sizeof(float) > kWholePackBytes;
+}
+
+// Floats of per-tile packing scratch at d, dv: a tile in each form's blocks, nk, the values.
+std::size_t tile_scratch(std::size_t d, std::size_t dv) {
+  return kCpuTile * (2 * d + 1 + dv);
+}
+
+// One call's packed copies of keys k and values v, and the packed_keys that points into them:
+// d = 1 one key column and its tile ranges, d >= 2 the blocks, or nothing where the call packs
+// per tile.
+struct packed_call {
+  std::vector<float> kt, kb, vt, kr;
+  packed_keys pk;
+  packed_call(const_view k, const_view v, const dot_keys& dk, bool per_tile)
+      : kt(k.cols == 1 ? pack_columns(k) : std::vector<float>{}),
+        kb(k.cols > 1 && !per_tile ? pack_blocks(k) : std::vector<float>{}),
+        vt(per_tile ? std::vector<float>{} : pack_columns(v)),
+        kr(k.cols == 1 ? tile_ranges(kt.data(), k.rows) : std::vector<float>{}),
+        pk{k.cols == 1 ? kt.data() : nullptr, per_tile ? nullptr : kb.data(), vt.data(),
+           k.rows, k.rows, &dk, kr.data(), k, v} {}
+  packed_call(const packed_call&) = delete;
+  packed_call& operator=(const packed_call&) = delete;
+};
+
+// Keys [j0, j0 + len) of a problem as stream_chunk's passes read them, key j0 first.
+struct key_tile {
+  const float* kb;   // the direct form's blocks
+  const float* dkb;  // the dot form's blocks and a |k'_j|^2 (dot_keys' layout)
+  const float* nk;
+  const float* vt;   // value column c at vt[c * ld]
+  std::size_t ld;
+};
+
+// The tile at j0: pointers into the call's packed copies, or (pk.kb null) packed into scratch
+// (tile_scratch floats) now, only in the forms that some row of the chunk takes.
+key_tile tile_at(const packed_keys& pk, std::size_t d, std::size_t dv, std::size_t j0,
+                 std::size_t len, bool dot_rows, bool direct_rows, float* scratch) {
+  if (pk.kb != nullptr) {
+    const bool dot = pk.dot != nullptr && !pk.dot->kb.empty();
+    return {pk.kb + j0 * d, dot ? pk.dot->kb.data() + j0 * d : nullptr,
+            dot ? pk.dot->nk.data() + j0 : nullptr, pk.vt + j0, pk.ld};
+  }
+  key_tile t{scratch, scratch + kCpuTile * d, scratch + 2 * kCpuTile * d,
+             scratch + (2 * d + 1) * kCpuTile, kCpuTile};
+  if (direct_rows) pack_blocks_into(pk.k, j0, len, scratch);
+  if (dot_rows) pk.dot->pack(pk.k, j0, len, scratch + kCpuTile * d, scratch + 2 * kCpuTile * d);
+  float* vt = scratch + (2 * d + 1) * kCpuTile;
+  for (std::size_t j = 0; j < len; ++j)
+    for (std::size_t c = 0; c < dv; ++c) vt[c * kCpuTile + j] = pk.v(j0 + j, c);
+  return t;
+}
+
+// Folds a tile of stored log2 scores s[0, len) with maximum ref into the row: the leave-one-out
+// key `skip` of the tile if any, then the exponentials and the value sums (value column c of the
+// tile's key j at vt[c * ld + j]).
 template <class Score>
 void fold_scored_tile(row_state& row, float* s, std::size_t len, float ref, std::size_t skip,
-                      const packed_keys& pk, std::size_t j0, std::size_t dv, float* tile_acc) {
+                      const float* vt, std::size_t ld, std::size_t dv, float* tile_acc) {
   if (skip < len) {
     ref = mask_one(s, len, skip);
     // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
@@ -794,39 +877,38 @@ void fold_scored_tile(row_state& row, float* s, std::size_t len, float ref, std:
   if constexpr (Score::kCompact) {
     if (ref == -std::numeric_limits<float>::infinity()) return;
   }
-  const float* vp = pk.vt + j0;
   if (dv == 1) {
-    const tile_sums t = exp_dot_tile(s, vp, len, ref);
+    const tile_sums t = exp_dot_tile(s, vt, len, ref);
     row.add(ref, t.sum, &t.dot, 1);
   } else {
     const float sum = exp_tile(s, len, ref);
-    for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, pk.vt + c * pk.ld + j0, len);
+    for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, vt + c * ld, len);
     row.add(ref, sum, tile_acc, dv);
   }
 }
 
-// Streams query row `qi` over the keys rm leaves visible in `pk`: the row's online softmax state
-// is returned, its dv accumulators (relative to state.max) are left in acc = buf + kCpuTile.
-// buf holds kCpuTile + 2 * dv floats (the per-thread scratch of parallel_rows). The same code,
-// key order and tile boundaries for pool(), pool_batched() and pool_partial().
+// Streams query row `qi` (d = 1) over the keys rm leaves visible in `pk`: the row's online
+// softmax state is returned, its dv accumulators (relative to state.max) are left in
+// acc = buf + kCpuTile. buf holds kCpuTile + 2 * dv floats (the per-thread scratch of
+// parallel_rows). The same code, key order and tile boundaries for pool(), pool_batched() and
+// pool_partial(); d >= 2 streams chunks of rows (stream_chunk).
 template <class Score>
-online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d, std::size_t dv,
-                          key_range rm, Score score, const float* w, float* buf) {
+online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t dv, key_range rm,
+                          Score score, const float* w, float* buf) {
   float* s = buf;
   row_state row{online_softmax{}, s + kCpuTile};
   float* tile_acc = row.acc + dv;
   std::fill(row.acc, row.acc + dv, 0.0f);
-  float qs[64];
-  float cq = 0.0f;
-  const bool dot = pk.dot != nullptr && pk.dot->prepare_row(qi, d, qs, cq);
+  float qs = 0.0f, cq = 0.0f;
+  const bool dot = pk.dot != nullptr && pk.dot->prepare_row(qi, 1, &qs, cq);
   if constexpr (std::is_same_v<Score, gaussian_log2_score>) {
     float qt = 0.0f;
-    if (d == 1 && !dot && pk.dot != nullptr && pk.dot->prepare_scaled(qi[0], qt)) {
+    if (!dot && pk.dot != nullptr && pk.dot->prepare_scaled(qi[0], qt)) {
       packed_keys scaled = pk;
       scaled.kt = pk.dot->ks.data();
       scaled.range = pk.dot->ks_range.data();
       scaled.dot = nullptr;
-      return stream_row(&qt, scaled, d, dv, rm, scaled_gaussian_log2_score{}, w, buf);
+      return stream_row(&qt, scaled, dv, rm, scaled_gaussian_log2_score{}, w, buf);
     }
   }
   // valid_length shortens the row (no work on masked keys at all); leave_one_out masks one
@@ -835,13 +917,13 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
     const std::size_t len = std::min(kCpuTile, rm.limit - j0);
     const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: no key skipped
     const float* vp = pk.vt + j0;
-    if (d == 1 && dv == 1 && dot) {
-      const tile_sums t = fused_dot_tile_d1(qs[0], pk.dot->kb.data() + j0,
-                                            pk.dot->nk.data() + j0, vp, len, skip);
+    if (dv == 1 && dot) {
+      const tile_sums t = fused_dot_tile_d1(qs, pk.dot->kb.data() + j0, pk.dot->nk.data() + j0,
+                                            vp, len, skip);
       row.add(-cq, t.sum, &t.dot, 1);
       continue;
     }
-    if (d == 1 && dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
+    if (dv == 1 && row.softmax.max != -std::numeric_limits<float>::infinity()) {
       float ref = row.softmax.max;
       // No key of the tile can pass ref + kRefSlack: one pass without a maximum.
       const float* r = pk.range + 2 * (j0 / kCpuTile);
@@ -861,34 +943,40 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t d,
       continue;
     }
     // Two passes: exact tile maximum first (always so for the first tile of a row).
-    const float ref = dot     ? dot_score_tile_d(qs, cq, *pk.dot, d, j0, len, s)
-                      : d > 1 ? score_tile_d(qi, pk.kb, d, j0, len, score, w, s)
-                              : score_tile<false>(qi, pk.kt, pk.m, d, j0, len, score, w, s);
-    fold_scored_tile<Score>(row, s, len, ref, skip, pk, j0, dv, tile_acc);
+    float ref = 0.0f;
+    if (dot) {
+      const float* qp = &qs;
+      dot_rows_tile(1, &qp, &cq, pk.dot->wide, 1, pk.dot->kb.data() + j0, pk.dot->nk.data() + j0,
+                    len, s, 0, &ref);
+    } else {
+      ref = score_tile<false>(qi, pk.kt, pk.m, 1, j0, len, score, w, s);
+    }
+    fold_scored_tile<Score>(row, s, len, ref, skip, vp, pk.ld, dv, tile_acc);
   }
   return row.softmax;
 }
 
 // A chunk of query rows [i0, i1) of one problem at d >= 2, tile by tile, so that a tile's keys
-// are fetched from memory once for the chunk rather than once per row (at m = 2^20, d = 16 the
-// per-row order streamed the 64 MiB of keys from DRAM for every row). Rows in the dot form are
-// scored a group at a time (dot_rows_tile, the key blocks read once for the group); the others
-// one at a time in the direct form (score_tile_d). Each row's tiles are then folded as stream_row
-// folds them, with the same tile boundaries, so every row gets stream_row's bits: the chunking,
-// the thread count and batching change no result. keys(i) is row i's key_range; done(i, state,
-// acc) receives each finished row (acc: its dv accumulators). buf holds
-// chunk_scratch(i1 - i0, dv) floats.
-inline constexpr std::size_t kMaxChunk = 32;
+// are fetched from memory (and, with per-tile packing, packed) once for the chunk rather than
+// once per row (at m = 2^20, d = 16 the per-row order streamed the 64 MiB of keys from DRAM for
+// every row). Rows in the dot form are scored a group at a time (dot_rows_tile, the key blocks
+// read once for the group); the others one at a time in the direct form (score_tile_d). Each
+// row's tiles are then folded one by one in key order. A row's score lanes are the same
+// operations whatever its group (dot_score_rows), so every row gets the bits it gets alone: the
+// chunking, the thread count, batching and the packing change no result. keys(i) is row i's
+// key_range; done(i, state, acc) receives each finished row (acc: its dv accumulators). buf
+// holds chunk_scratch(i1 - i0, d, dv, per_tile) floats.
+inline constexpr std::size_t kMaxChunk = 128;
 
-std::size_t chunk_scratch(std::size_t rows, std::size_t dv) {
-  return kDotRows * kCpuTile + rows * dv + dv;
+std::size_t chunk_scratch(std::size_t rows, std::size_t d, std::size_t dv, bool per_tile) {
+  return kDotRows * kCpuTile + rows * dv + dv + (per_tile ? tile_scratch(d, dv) : 0);
 }
 
 template <class Score, class Keys, class Done>
 void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_keys& pk,
                   std::size_t dv, Score score, const float* w, Keys keys, Done done, float* buf) {
   const std::size_t d = q.cols, count = i1 - i0;
-  const dot_keys* dk = pk.dot != nullptr && pk.dot->blocks() != nullptr ? pk.dot : nullptr;
+  const dot_keys* dk = pk.dot != nullptr && pk.dot->usable ? pk.dot : nullptr;
   float qs[kMaxChunk][64];
   float cq[kMaxChunk];
   std::size_t dot_rows[kMaxChunk], direct_rows[kMaxChunk];  // chunk-relative
@@ -906,20 +994,22 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
   float* s = buf;
   float* acc = buf + kDotRows * kCpuTile;  // row r's dv accumulators at acc + r * dv
   float* tile_acc = acc + count * dv;
+  float* packing = tile_acc + dv;
   std::fill(acc, acc + count * dv, 0.0f);
   row_state state[kMaxChunk];
   for (std::size_t r = 0; r < count; ++r) state[r] = row_state{online_softmax{}, acc + r * dv};
-  // Row r's tile at j0, scored into sr (len keys, maximum mx), folded over the keys r sees.
-  const auto fold = [&](std::size_t r, float* sr, std::size_t j0, std::size_t len, float mx) {
-    const key_range& kr = rm[r];
-    if (j0 >= kr.limit) return;
-    const std::size_t len_r = std::min(kCpuTile, kr.limit - j0);
-    if (len_r < len) mx = *std::max_element(sr, sr + len_r);  // a shorter valid_length
-    fold_scored_tile<Score>(state[r], sr, len_r, mx, kr.skip - j0, pk, j0, dv, tile_acc);
-  };
   const std::size_t group = dk != nullptr ? dot_group_rows(*dk) : 1;
   for (std::size_t j0 = 0; j0 < limit; j0 += kCpuTile) {
     const std::size_t len = std::min(kCpuTile, limit - j0);
+    const key_tile t = tile_at(pk, d, dv, j0, len, dots > 0, directs > 0, packing);
+    // Row r's tile, scored into sr (len keys, maximum mx), folded over the keys r sees.
+    const auto fold = [&](std::size_t r, float* sr, float mx) {
+      const key_range& kr = rm[r];
+      if (j0 >= kr.limit) return;
+      const std::size_t len_r = std::min(kCpuTile, kr.limit - j0);
+      if (len_r < len) mx = *std::max_element(sr, sr + len_r);  // a shorter valid_length
+      fold_scored_tile<Score>(state[r], sr, len_r, mx, kr.skip - j0, t.vt, t.ld, dv, tile_acc);
+    };
     for (std::size_t g = 0; g < dots; g += group) {
       // A short last group repeats its last row (scored, not folded).
       const float* gq[kDotRows];
@@ -929,28 +1019,38 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
         gq[r] = qs[src];
         gc[r] = cq[src];
       }
-      dot_rows_tile(dots - g == 1 ? 1 : static_cast<int>(group), gq, gc, *dk, d, j0, len, s,
-                    kCpuTile, mx);
+      dot_rows_tile(dots - g == 1 ? 1 : static_cast<int>(group), gq, gc, dk->wide, d, t.dkb, t.nk,
+                    len, s, kCpuTile, mx);
       for (std::size_t r = 0; r < std::min(group, dots - g); ++r)
-        fold(dot_rows[g + r], s + r * kCpuTile, j0, len, mx[r]);
+        fold(dot_rows[g + r], s + r * kCpuTile, mx[r]);
     }
     for (std::size_t e = 0; e < directs; ++e) {
       const std::size_t r = direct_rows[e];
       if (j0 >= rm[r].limit) continue;
       const std::size_t len_r = std::min(kCpuTile, rm[r].limit - j0);
-      fold(r, s, j0, len_r, score_tile_d(q.row(i0 + r), pk.kb, d, j0, len_r, score, w, s));
+      fold(r, s, score_tile_d(q.row(i0 + r), t.kb, d, 0, len_r, score, w, s));
     }
   }
   for (std::size_t r = 0; r < count; ++r) done(i0 + r, state[r].softmax, acc + r * dv);
 }
 
-// Rows a thread takes at a time at d >= 2: kRowChunk, or kMaxChunk where the keys come from
-// further away: at d >= 32 a tile (128 KiB and more) no longer stays in L1, and keys beyond
-// 1 MiB (half the 2 MiB L2 of the 2-core Xeon) come from L3 or DRAM once per chunk. Measured
-// there, one thread: m = 2^20, d = 16 (n = 256): 32 rows 503 / 362 ms (direct / dot form)
-// against 8 rows 654 / 492; n = m = 16384, d = 16 dot form: 8 rows 126 ms, 32 rows 137.
-std::size_t chunk_rows(std::size_t m, std::size_t d) {
-  return d >= 32 || m * d * sizeof(float) > (std::size_t{1} << 20) ? kMaxChunk : kRowChunk;
+// Rows a thread takes at a time at d >= 2: kRowChunk, or 32 where the keys come from further
+// away: at d >= 32 a tile (128 KiB and more) no longer stays in L1, and keys beyond 1 MiB (half
+// the 2 MiB L2 of the 2-core Xeon) come from L3 or DRAM once per chunk. Measured there, one
+// thread: m = 2^20, d = 16 (n = 256): 32 rows 503 / 362 ms (direct / dot form) against 8 rows
+// 654 / 492; n = m = 16384, d = 16 dot form: 8 rows 126 ms, 32 rows 137.
+// Packing per tile costs a tile's packing per chunk, so those chunks are kMaxChunk rows where n
+// leaves every worker two of them: n = 512, one thread, 32 / 64 / 128 rows against the
+// whole-call packing: m = 65536, d = 64: 199 / 121 / 112 ms against 85; m = 2^20, d = 2:
+// 473 / 256 / 235 ms against 247 (the same Xeon).
+std::size_t chunk_rows(std::size_t m, std::size_t d, bool per_tile, std::size_t n,
+                       unsigned threads) {
+  if (per_tile) {
+    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    const std::size_t workers = std::min(threads == 0 ? hw : threads, hw);
+    return std::clamp<std::size_t>(n / (2 * workers), 32, kMaxChunk);
+  }
+  return d >= 32 || m * d * sizeof(float) > (std::size_t{1} << 20) ? 32 : kRowChunk;
 }
 
 // Turns a streamed row into output row i, applying the empty-support policy to a
@@ -979,11 +1079,12 @@ void finish_row(const online_softmax& sm, const float* acc, const_view q, std::s
 // it off (the direct form everywhere), for benchmarks that compare the two in one run and for
 // bisecting a numerical question.
 dot_keys dot_keys_for(const pool_params& params, const distance_setup& ds, const_view k,
-                      std::size_t k0, std::size_t k1) {
+                      std::size_t k0, std::size_t k1, bool whole) {
   if (params.kernel != kernel::gaussian) return {};
   const char* env = std::getenv("ATTNPOOL_CPU_DOT_FORM");
   if (env != nullptr && std::string_view(env) == "0") return {};
-  dot_keys dk = make_dot_keys(k, k0, k1, ds.h, ds.weights() != nullptr ? ds.hc : nullptr);
+  dot_keys dk =
+      make_dot_keys(k, k0, k1, ds.h, ds.weights() != nullptr ? ds.hc : nullptr, whole);
   dk.wide = wide_vectors() && !forced_narrow();
   return dk;
 }
@@ -991,18 +1092,15 @@ dot_keys dot_keys_for(const pool_params& params, const distance_setup& ds, const
 template <class Score>
 void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
                    const pool_params& params, unsigned threads, Score score,
-                   const float* w, const dot_keys& dk) {
+                   const float* w, const dot_keys& dk, bool per_tile) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   empty_rows empties(n);
-  const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
-  const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
-  const std::vector<float> vt = pack_columns(v);
-  const std::vector<float> kr = d == 1 ? tile_ranges(kt.data(), m) : std::vector<float>{};
-  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk, kr.data()};
+  const packed_call packs(k, v, dk, per_tile);
+  const packed_keys& pk = packs.pk;
   const auto keys = [&](std::size_t i) { return mask_rule_of(params).row(i, m); };
   if (d >= 2) {
-    const std::size_t chunk = chunk_rows(m, d);
-    parallel_row_chunks(n, chunk, m * (d + dv), threads, chunk_scratch(chunk, dv),
+    const std::size_t chunk = chunk_rows(m, d, per_tile, n, threads);
+    parallel_row_chunks(n, chunk, m * (d + dv), threads, chunk_scratch(chunk, d, dv, per_tile),
                         [&](std::size_t i0, std::size_t i1, float* buf) {
       stream_chunk(q, i0, i1, pk, dv, score, w, keys,
                        [&](std::size_t i, const online_softmax& sm, const float* acc) {
@@ -1016,7 +1114,7 @@ void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
   // tile's.
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
     const key_range rm = keys(i);
-    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
+    const online_softmax sm = stream_row(q.row(i), pk, dv, rm, score, w, buf);
     finish_row<Score>(sm, buf + kCpuTile, q, i, k, v, rm, params, w, out, empties);
   });
   empties.throw_if_any("pool", params, n);
@@ -1030,13 +1128,10 @@ std::vector<float> pack_blocks_segmented(const_view a, std::span<const std::size
   first_block.assign(problems + 1, 0);
   for (std::size_t b = 0; b < problems; ++b)
     first_block[b + 1] = first_block[b] + (offsets[b + 1] - offsets[b] + kLanes - 1) / kLanes;
-  std::vector<float> out(first_block[problems] * a.cols * kLanes, 0.0f);
-  for (std::size_t b = 0; b < problems; ++b) {
-    float* base = out.data() + first_block[b] * a.cols * kLanes;
-    for (std::size_t j = 0; j < offsets[b + 1] - offsets[b]; ++j)
-      for (std::size_t c = 0; c < a.cols; ++c)
-        base[(j / kLanes) * a.cols * kLanes + c * kLanes + j % kLanes] = a(offsets[b] + j, c);
-  }
+  std::vector<float> out(first_block[problems] * a.cols * kLanes);
+  for (std::size_t b = 0; b < problems; ++b)
+    pack_blocks_into(a, offsets[b], offsets[b + 1] - offsets[b],
+                     out.data() + first_block[b] * a.cols * kLanes);
   return out;
 }
 
@@ -1062,14 +1157,14 @@ template <class Score>
 void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_view out,
                            std::span<const std::size_t> qoff, std::span<const std::size_t> koff,
                            const pool_params& params, unsigned threads, Score score,
-                           const float* w, const std::vector<dot_keys>& dks) {
+                           const float* w, const std::vector<dot_keys>& dks, bool per_tile) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   const std::size_t problems = qoff.size() - 1;
   std::vector<std::size_t> first_block;
   const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
   const std::vector<float> kb =
-      d > 1 ? pack_blocks_segmented(k, koff, first_block) : std::vector<float>{};
-  const std::vector<float> vt = pack_columns(v);
+      d > 1 && !per_tile ? pack_blocks_segmented(k, koff, first_block) : std::vector<float>{};
+  const std::vector<float> vt = per_tile ? std::vector<float>{} : pack_columns(v);
   // d = 1: each problem's tile ranges, problem b's from entry first_range[b].
   std::vector<float> kr;
   std::vector<std::size_t> first_range(problems, 0);
@@ -1080,25 +1175,57 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
       kr.insert(kr.end(), rb.begin(), rb.end());
     }
   }
-  std::size_t pairs = 0;
-  for (std::size_t b = 0; b < problems; ++b) pairs += (qoff[b + 1] - qoff[b]) * (koff[b + 1] - koff[b]);
-  empty_rows empties(n);
-  parallel_rows(n, pairs / n * (d + dv), threads, kCpuTile + 2 * dv,
-                [&](std::size_t i, float* buf) {
-    // The problem of row i: the last b with qoff[b] <= i (problems without queries are skipped
-    // by upper_bound, since their qoff[b] == qoff[b + 1]).
-    const auto b = static_cast<std::size_t>(
-        std::upper_bound(qoff.begin(), qoff.end(), i) - qoff.begin() - 1);
+  std::size_t pairs = 0, largest = 0;
+  for (std::size_t b = 0; b < problems; ++b) {
+    pairs += (qoff[b + 1] - qoff[b]) * (koff[b + 1] - koff[b]);
+    largest = std::max(largest, koff[b + 1] - koff[b]);
+  }
+  // The problem of row i: the last b with qoff[b] <= i (problems without queries are skipped
+  // by upper_bound, since their qoff[b] == qoff[b + 1]).
+  const auto problem_of = [&](std::size_t i) {
+    return static_cast<std::size_t>(std::upper_bound(qoff.begin(), qoff.end(), i) -
+                                    qoff.begin() - 1);
+  };
+  const auto problem_keys = [&](std::size_t b) {
     const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
-    const packed_keys pk{d == 1 ? kt.data() + k0 : nullptr,
-                         d > 1 ? kb.data() + first_block[b] * d * kLanes : nullptr,
-                         vt.data() + k0, m, mb, &dks[b],
-                         d == 1 ? kr.data() + first_range[b] : nullptr};
-    const key_range rm = batch_row_keys(params, i, qoff[b], mb);
-    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
-    finish_row<Score>(sm, buf + kCpuTile, q, i, rows_of(k, k0, k0 + mb),
-                      rows_of(v, k0, k0 + mb), rm, params, w, out, empties);
-  });
+    return packed_keys{d == 1 ? kt.data() + k0 : nullptr,
+                       d > 1 && !per_tile ? kb.data() + first_block[b] * d * kLanes : nullptr,
+                       per_tile ? nullptr : vt.data() + k0, m, mb, &dks[b],
+                       d == 1 ? kr.data() + first_range[b] : nullptr,
+                       rows_of(k, k0, k0 + mb), rows_of(v, k0, k0 + mb)};
+  };
+  empty_rows empties(n);
+  const auto finish = [&](std::size_t b, std::size_t i, const online_softmax& sm,
+                          const float* acc, key_range rm) {
+    const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
+    finish_row<Score>(sm, acc, q, i, rows_of(k, k0, k0 + mb), rows_of(v, k0, k0 + mb), rm,
+                      params, w, out, empties);
+  };
+  if (d >= 2) {
+    // A chunk of rows may span problems: each problem's part is streamed on its own keys.
+    const std::size_t chunk = chunk_rows(largest, d, per_tile, n, threads);
+    parallel_row_chunks(n, chunk, pairs / n * (d + dv), threads, chunk_scratch(chunk, d, dv, per_tile),
+                        [&](std::size_t i0, std::size_t i1, float* buf) {
+      for (std::size_t a = i0; a < i1;) {
+        const std::size_t b = problem_of(a), e = std::min(i1, qoff[b + 1]);
+        const std::size_t mb = koff[b + 1] - koff[b];
+        const auto keys = [&](std::size_t i) { return batch_row_keys(params, i, qoff[b], mb); };
+        stream_chunk(q, a, e, problem_keys(b), dv, score, w, keys,
+                     [&](std::size_t i, const online_softmax& sm, const float* acc) {
+          finish(b, i, sm, acc, keys(i));
+        }, buf);
+        a = e;
+      }
+    });
+  } else {
+    parallel_rows(n, pairs / n * (d + dv), threads, kCpuTile + 2 * dv,
+                  [&](std::size_t i, float* buf) {
+      const std::size_t b = problem_of(i);
+      const key_range rm = batch_row_keys(params, i, qoff[b], koff[b + 1] - koff[b]);
+      const online_softmax sm = stream_row(q.row(i), problem_keys(b), dv, rm, score, w, buf);
+      finish(b, i, sm, buf + kCpuTile, rm);
+    });
+  }
   const std::size_t i = empties.first.load();
   if (i != n) throw_empty_row("pool_batched", params, i, {qoff});
 }
@@ -1106,13 +1233,10 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
 template <class Score>
 void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutable_partials& out,
                            const pool_params& params, std::size_t key_offset, unsigned threads,
-                           Score score, const float* w, const dot_keys& dk) {
+                           Score score, const float* w, const dot_keys& dk, bool per_tile) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
-  const std::vector<float> kt = d == 1 ? pack_columns(k) : std::vector<float>{};
-  const std::vector<float> kb = d > 1 ? pack_blocks(k) : std::vector<float>{};
-  const std::vector<float> vt = pack_columns(v);
-  const std::vector<float> kr = d == 1 ? tile_ranges(kt.data(), m) : std::vector<float>{};
-  const packed_keys pk{kt.data(), kb.data(), vt.data(), m, m, &dk, kr.data()};
+  const packed_call packs(k, v, dk, per_tile);
+  const packed_keys& pk = packs.pk;
   const auto keys = [&](std::size_t i) { return shard_row_keys(params, i, m, key_offset); };
   // A row that sees none of the shard's keys gets the merge's identity. Streamed, a lone
   // skipped key would leave a finite reference with sum 0 instead, which a merge onto the
@@ -1132,8 +1256,8 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
     std::copy(acc, acc + dv, out.acc.row(i));
   };
   if (d >= 2) {
-    const std::size_t chunk = chunk_rows(m, d);
-    parallel_row_chunks(n, chunk, m * (d + dv), threads, chunk_scratch(chunk, dv),
+    const std::size_t chunk = chunk_rows(m, d, per_tile, n, threads);
+    parallel_row_chunks(n, chunk, m * (d + dv), threads, chunk_scratch(chunk, d, dv, per_tile),
                         [&](std::size_t i0, std::size_t i1, float* buf) {
       stream_chunk(q, i0, i1, pk, dv, score, w, keys, store, buf);
     });
@@ -1142,7 +1266,7 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
     const key_range rm = keys(i);
     if (sees_none(rm)) return store(i, online_softmax{}, buf);
-    const online_softmax sm = stream_row(q.row(i), pk, d, dv, rm, score, w, buf);
+    const online_softmax sm = stream_row(q.row(i), pk, dv, rm, score, w, buf);
     store(i, sm, buf + kCpuTile);
   });
 }
@@ -1153,9 +1277,10 @@ void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
               const pool_params& params, unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
-  const dot_keys dk = dot_keys_for(params, ds, k, 0, k.rows);
+  const bool per_tile = packs_per_tile(k.rows, k.cols, v.cols);
+  const dot_keys dk = dot_keys_for(params, ds, k, 0, k.rows, !per_tile);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
-    cpu_pool_impl(q, k, v, out, params, threads, score, ds.weights(), dk);
+    cpu_pool_impl(q, k, v, out, params, threads, score, ds.weights(), dk, per_tile);
   });
 }
 
@@ -1201,7 +1326,7 @@ const char* cpu_engine_clone() { return "none"; }
 namespace attnpool::detail {
 
 std::size_t cpu_dot_form_rows(const_view q, const_view k, const pool_params& params) {
-  const dot_keys dk = dot_keys_for(params, make_distance(params), k, 0, k.rows);
+  const dot_keys dk = dot_keys_for(params, make_distance(params), k, 0, k.rows, false);
   float qs[64];
   float cq = 0.0f;
   std::size_t rows = 0;
@@ -1210,7 +1335,7 @@ std::size_t cpu_dot_form_rows(const_view q, const_view k, const pool_params& par
 }
 
 std::size_t cpu_scaled_form_rows(const_view q, const_view k, const pool_params& params) {
-  const dot_keys dk = dot_keys_for(params, make_distance(params), k, 0, k.rows);
+  const dot_keys dk = dot_keys_for(params, make_distance(params), k, 0, k.rows, false);
   float qs[64];
   float cq = 0.0f, qt = 0.0f;
   std::size_t rows = 0;
@@ -1227,13 +1352,14 @@ void cpu_pool_batched(const_view q, const_view k, const_view v, mutable_view out
                       unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
+  const bool per_tile = packs_per_tile(k.rows, k.cols, v.cols);
   // Each problem its own centre and bound: the same as its separate pool call.
   std::vector<dot_keys> dks(query_offsets.size() - 1);
   for (std::size_t b = 0; b + 1 < query_offsets.size(); ++b)
-    dks[b] = dot_keys_for(params, ds, k, key_offsets[b], key_offsets[b + 1]);
+    dks[b] = dot_keys_for(params, ds, k, key_offsets[b], key_offsets[b + 1], !per_tile);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
     cpu_pool_batched_impl(q, k, v, out, query_offsets, key_offsets, params, threads, score,
-                          ds.weights(), dks);
+                          ds.weights(), dks, per_tile);
   });
 }
 
@@ -1241,9 +1367,11 @@ void cpu_pool_partial(const_view q, const_view k, const_view v, const mutable_pa
                       const pool_params& params, std::size_t key_offset, unsigned threads) {
   if (q.rows == 0) return;
   const distance_setup ds = make_distance(params);
-  const dot_keys dk = dot_keys_for(params, ds, k, 0, k.rows);
+  const bool per_tile = packs_per_tile(k.rows, k.cols, v.cols);
+  const dot_keys dk = dot_keys_for(params, ds, k, 0, k.rows, !per_tile);
   with_kernel_score(params.kernel, ds.h, [&](auto score) {
-    cpu_pool_partial_impl(q, k, v, out, params, key_offset, threads, score, ds.weights(), dk);
+    cpu_pool_partial_impl(q, k, v, out, params, key_offset, threads, score, ds.weights(), dk,
+                          per_tile);
   });
 }
 

@@ -372,6 +372,71 @@ TEST(CpuForms, MultiRowTilesGiveEachRowItsOwnBits) {
   }
 }
 
+// Calls at d >= 2 whose packed copies would pass a few MiB pack the keys and values per tile and
+// chunk of rows instead of once (the call's memory stays its inputs'): pool, pool_batched and
+// pool_partial give the bits of the whole-call packing, in the dot and the direct form, masked
+// by length, and at m = 40000, d = 16 (where the size alone picks per-tile packing) match the
+// oracle.
+TEST(CpuForms, PackingPerTileGivesTheWholeCallsBits) {
+  const auto run = [](const char* packing, const auto& call) {
+    EXPECT_EQ(setenv("ATTNPOOL_CPU_TILE_PACKING", packing, 1), 0);
+    const std::vector<float> out = call();
+    EXPECT_EQ(unsetenv("ATTNPOOL_CPU_TILE_PACKING"), 0);
+    return out;
+  };
+  const auto opts = attnpool::test::opts_for(backend::cpu);
+  for (const std::size_t d : {2u, 16u}) {
+    for (const std::size_t dv : {1u, 3u}) {
+      for (const double h : {1.5 * static_cast<double>(d), 0.1}) {
+        problem p = make_problem(45, 2500, d, dv, attnpool::test::fresh_seed());
+        pool_params params{.bandwidth = h};
+        SCOPED_TRACE(attnpool::test::describe(p, params.bandwidth));
+        std::vector<std::size_t> lens(p.n);
+        for (std::size_t i = 0; i < p.n; ++i) lens[i] = 1 + (i * 977 + 13) % p.m;
+        for (const bool masked : {false, true}) {
+          params.mask = masked ? attnpool::mask::valid_length : attnpool::mask::none;
+          params.valid_lens = masked ? std::span<const std::size_t>(lens) : std::span<const std::size_t>{};
+          const auto pool = [&] {
+            std::vector<float> out(p.n * p.dv);
+            attnpool::pool(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv}, params, opts);
+            return out;
+          };
+          EXPECT_EQ(run("1", pool), run("0", pool)) << "pool, masked " << masked;
+          if (masked) continue;
+          const auto batched = [&] {  // two problems: keys [0, 1000) and [1000, m)
+            std::vector<float> out(p.n * p.dv);
+            const std::vector<std::size_t> qoff{0, 20, p.n}, koff{0, 1000, p.m};
+            attnpool::pool_batched(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv},
+                                   qoff, koff, params, opts);
+            return out;
+          };
+          EXPECT_EQ(run("1", batched), run("0", batched)) << "pool_batched";
+          const auto partial = [&] {
+            const attnpool::partial_states st =
+                attnpool::pool_partial(p.queries(), p.keys(), p.values(), params, opts);
+            std::vector<float> out(st.max);
+            out.insert(out.end(), st.sum.begin(), st.sum.end());
+            out.insert(out.end(), st.acc.begin(), st.acc.end());
+            return out;
+          };
+          EXPECT_EQ(run("1", partial), run("0", partial)) << "pool_partial";
+        }
+      }
+    }
+  }
+  problem big = make_problem(9, 40000, 16, 1, attnpool::test::fresh_seed());
+  const pool_params params{.bandwidth = 24.0};
+  SCOPED_TRACE(attnpool::test::describe(big, params.bandwidth));
+  attnpool::test::check_pool_against_reference(big, params, backend::cpu);
+  std::vector<float> by_size(big.n), whole(big.n);
+  attnpool::pool(big.queries(), big.keys(), big.values(), {by_size.data(), big.n, 1}, params, opts);
+  run("0", [&] {
+    attnpool::pool(big.queries(), big.keys(), big.values(), {whole.data(), big.n, 1}, params, opts);
+    return whole;
+  });
+  EXPECT_EQ(by_size, whole);
+}
+
 }  // namespace
 
 namespace {
