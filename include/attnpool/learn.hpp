@@ -107,7 +107,10 @@ enum class train_method {
   /// bandwidths 1e-3 to 10 times their range, select_bandwidth's default grid) if that is lower:
   /// a start on a plateau (w so large that every prediction is the nearest other point's y, or
   /// so small that every prediction is the mean) or in a local minimum's basin still reaches the
-  /// lowest minimum along the scale. With per_dimension the start is isotropic.
+  /// lowest minimum along the scale. With per_dimension the start is isotropic, and where the
+  /// descent stops a dimension scan also sets each w_c in turn so low that its input no longer
+  /// matters (its weighted spread 1e-3), taking the lowest clear improvement: an irrelevant
+  /// input is switched off even where a local minimum lies between it and the isotropic start.
   quasi_newton,
   /// The book's procedure: plain full-batch gradient descent on w itself, on the *summed*
   /// leave-one-out loss, with a fixed learning_rate for exactly `max_epochs` steps. On the book's
@@ -120,10 +123,10 @@ enum class train_method {
 /// Why train_parametric() stopped.
 enum class train_stop {
   /// quasi_newton: max_c |dL/d ln w_c| <= tolerance * L (or the quasi-Newton step is below
-  /// 1e-4 in ln w), and the scale scan found nothing lower.
+  /// 1e-4 in ln w), and the scale (and dimension) scans found nothing lower.
   converged,
   /// quasi_newton: the line search could not lower the loss by more than float32 noise along a
-  /// descent direction, and the scale scan found nothing lower.
+  /// descent direction, and the scale (and dimension) scans found nothing lower.
   no_progress,
   /// max_epochs ran out (book_sgd always stops so).
   max_epochs,

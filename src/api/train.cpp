@@ -186,6 +186,9 @@ constexpr double kStepTol = 1e-4;
 // [1e-3, 10] times their largest range, select_bandwidth's default grid (0.15 apart in ln w:
 // its nearest point to a minimum is within ~0.3 % of the loss there on the book's data).
 constexpr std::size_t kScanPoints = 64;
+// The dimension scan's "off": the weighted inputs of a dimension spread over 1e-3, so that its
+// squared distances change every score by at most ~(2e-3)^2 / 2 = 2e-6.
+constexpr double kOffSpread = 1e-3;
 
 }  // namespace
 
@@ -240,6 +243,36 @@ void detail::minimise_loo(const_view x, const_view y, const loo_search& search,
     u = v;
     fu = fv;
     g = gv;
+    H.clear();
+    return true;
+  };
+  // The dimension scan (several weights): an input that does not help is best switched off
+  // (w_c -> 0), but the loss is flat in u_c there, and a descent from an isotropic start can stop
+  // in a local minimum before it: on 100 points of 2-D data with one irrelevant input, 1 seed in
+  // ~150 stopped at both h ~ 0.25 with a loss 20 % above that without the input. Each weight in
+  // turn is set where its inputs' spread times w_c is kOffSpread (score changes of ~1e-6, or the
+  // caller's bound) and the clearly lowest of these losses is taken.
+  std::vector<double> off(nw);
+  for (std::size_t c = 0; c < nw; ++c)
+    off[c] = std::clamp(std::log(kOffSpread / (objective.spread(c) > 0.0 ? objective.spread(c) : 1.0)),
+                        lo[c], hi[c]);
+  auto dimension_scan = [&] {
+    if (nw < 2) return false;
+    std::size_t best = nw;
+    double fbest = fu * (1.0 - kNoise);
+    for (std::size_t c = 0; c < nw; ++c) {
+      if (!(u[c] > off[c])) continue;  // already off
+      v = u;
+      v[c] = off[c];
+      const double fv = f(v, nullptr);
+      if (fv < fbest) {
+        fbest = fv;
+        best = c;
+      }
+    }
+    if (best == nw) return false;
+    u[best] = off[best];
+    fu = f(u, &g);
     H.clear();
     return true;
   };
@@ -308,7 +341,7 @@ void detail::minimise_loo(const_view x, const_view y, const loo_search& search,
     }
     // A stationary point (or no descent left): a plateau (every weight one-hot, or all equal)
     // or a local minimum of the leave-one-out curve is left by the scale scan.
-    if (scan()) continue;
+    if (scan() || dimension_scan()) continue;
     fit.stop = small_gradient ? train_stop::converged : train_stop::no_progress;
     break;
   }
