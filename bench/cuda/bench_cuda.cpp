@@ -59,20 +59,12 @@ void bm_pool(benchmark::State& state, std::size_t n, std::size_t m, std::size_t 
       state.SkipWithError("does not fit in device memory");
       return;
     }
-    const dev_floats q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
-        out(n * dv, 4, 0.0f);
-    const dev_bytes ws(ws_bytes);
-    const attnpool::bench::dev_stream stream;
-    attnpool::options opts;
-    opts.backend = which;
-    opts.stream = stream.s;
-    opts.check_finite = false;
-    opts.workspace = ws.p;
-    opts.workspace_bytes = ws_bytes;
-    const attnpool::const_view qv{q.p, n, d}, kv{k.p, m, d}, vv{v.p, m, dv};
-    const attnpool::mutable_view ov{out.p, n, dv};
+    const attnpool::bench::device_problem pb(n, m, d, dv, ws_bytes, which);
+    const auto& opts = pb.opts;
+    const attnpool::const_view qv = pb.queries(), kv = pb.keys(), vv = pb.values();
+    const attnpool::mutable_view ov = pb.output();
     const double seconds = attnpool::bench::timed_loop(
-        state, stream.s, [&] { attnpool::cuda::pool(qv, kv, vv, ov, params, opts); });
+        state, pb.stream.s, [&] { attnpool::cuda::pool(qv, kv, vv, ov, params, opts); });
 
     const double pairs = static_cast<double>(n) * static_cast<double>(m);
     const double iters = static_cast<double>(state.iterations());
@@ -113,30 +105,22 @@ void bm_masked(benchmark::State& state, std::size_t n, std::size_t d, std::size_
     const std::size_t ws_bytes =
         std::max(attnpool::cuda::pool_workspace_size(n, m, d, dv, plain, which),
                  attnpool::cuda::pool_workspace_size(n, m, d, dv, masked, which));
-    const dev_floats q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
-        out(n * dv, 4, 0.0f);
-    const dev_bytes ws(ws_bytes);
-    const attnpool::bench::dev_stream stream;
-    attnpool::options opts;
-    opts.backend = which;
-    opts.stream = stream.s;
-    opts.check_finite = false;
-    opts.workspace = ws.p;
-    opts.workspace_bytes = ws_bytes;
-    const attnpool::const_view qv{q.p, n, d}, kv{k.p, m, d}, vv{v.p, m, dv};
-    const attnpool::mutable_view ov{out.p, n, dv};
+    const attnpool::bench::device_problem pb(n, m, d, dv, ws_bytes, which);
+    const auto& opts = pb.opts;
+    const attnpool::const_view qv = pb.queries(), kv = pb.keys(), vv = pb.values();
+    const attnpool::mutable_view ov = pb.output();
     cudaEvent_t e[3];
     for (auto& x : e) check(cudaEventCreate(&x), "event");
     attnpool::cuda::pool(qv, kv, vv, ov, plain, opts);  // warm-up, outside the timing
     attnpool::cuda::pool(qv, kv, vv, ov, masked, opts);
-    check(cudaStreamSynchronize(stream.s), "warm-up");
+    check(cudaStreamSynchronize(pb.stream.s), "warm-up");
     double t_plain = 0.0, t_masked = 0.0;
     for (auto _ : state) {
-      check(cudaEventRecord(e[0], stream.s), "record");
+      check(cudaEventRecord(e[0], pb.stream.s), "record");
       attnpool::cuda::pool(qv, kv, vv, ov, plain, opts);
-      check(cudaEventRecord(e[1], stream.s), "record");
+      check(cudaEventRecord(e[1], pb.stream.s), "record");
       attnpool::cuda::pool(qv, kv, vv, ov, masked, opts);
-      check(cudaEventRecord(e[2], stream.s), "record");
+      check(cudaEventRecord(e[2], pb.stream.s), "record");
       check(cudaEventSynchronize(e[2]), "sync");
       float ms_plain = 0.0f, ms_masked = 0.0f;
       check(cudaEventElapsedTime(&ms_plain, e[0], e[1]), "elapsed");

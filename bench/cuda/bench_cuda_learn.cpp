@@ -39,18 +39,14 @@ void bm_learn(benchmark::State& state, what w, std::size_t n, std::size_t d, std
         w == what::forward ? attnpool::cuda::pool_workspace_size(n, m, d, dv, params,
                                                                  attnpool::backend::cuda_fused)
                            : attnpool::cuda::pool_backward_workspace_size(n, m, d, dv, params);
-    const dev_floats q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
-        out(n * dv, 4, 0.0f), dout(n * dv, 5, -0.5f), dq(n * d, 6, 0.0f), dk(m * d, 7, 0.0f),
+    const attnpool::bench::device_problem pb(n, m, d, dv, ws_bytes,
+                                             attnpool::backend::cuda_fused);
+    const dev_floats dout(n * dv, 5, -0.5f), dq(n * d, 6, 0.0f), dk(m * d, 7, 0.0f),
         dvv(m * dv, 8, 0.0f);
-    const dev_bytes ws(ws_bytes), dh(sizeof(double));
-    const attnpool::bench::dev_stream stream;
-    attnpool::options opts;
-    opts.backend = attnpool::backend::cuda_fused;
-    opts.stream = stream.s;
-    opts.check_finite = false;
-    opts.workspace = ws.p;
-    opts.workspace_bytes = ws_bytes;
-    const attnpool::const_view qv{q.p, n, d}, kv{k.p, m, d}, vv{v.p, m, dv}, dov{dout.p, n, dv};
+    const dev_bytes dh(sizeof(double));
+    const auto& opts = pb.opts;
+    const attnpool::const_view qv = pb.queries(), kv = pb.keys(), vv = pb.values(),
+                               dov{dout.p, n, dv};
     attnpool::pool_gradients g;
     g.queries = {dq.p, n, d};
     g.keys = {dk.p, m, d};
@@ -58,12 +54,12 @@ void bm_learn(benchmark::State& state, what w, std::size_t n, std::size_t d, std
     g.bandwidth = static_cast<double*>(dh.p);
     auto run = [&] {
       if (w == what::forward) {
-        attnpool::cuda::pool(qv, kv, vv, {out.p, n, dv}, params, opts);
+        attnpool::cuda::pool(qv, kv, vv, pb.output(), params, opts);
       } else {
         attnpool::cuda::pool_backward(qv, kv, vv, dov, g, params, opts);
       }
     };
-    attnpool::bench::timed_loop(state, stream.s, run);
+    attnpool::bench::timed_loop(state, pb.stream.s, run);
     const double pairs = static_cast<double>(n) * static_cast<double>(m);
     state.counters["pairs/s"] = benchmark::Counter(pairs * static_cast<double>(state.iterations()),
                                                    benchmark::Counter::kIsRate);

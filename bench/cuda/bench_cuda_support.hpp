@@ -102,6 +102,31 @@ struct dev_stream {
   ~dev_stream() { static_cast<void>(cudaStreamDestroy(s)); }
 };
 
+/// One problem's device inputs (queries n x d, keys m x d, values m x dv, the benchmarks' fixed
+/// draws), its output, a workspace of ws_bytes and a stream, with the options that run `which`
+/// on them unchecked: the set-up every forward and backward benchmark shares.
+struct device_problem {
+  std::size_t n, m, d, dv;
+  dev_floats q, k, v, out;
+  dev_bytes ws;
+  dev_stream stream;
+  attnpool::options opts;
+  device_problem(std::size_t n_, std::size_t m_, std::size_t d_, std::size_t dv_,
+                 std::size_t ws_bytes, attnpool::backend which)
+      : n(n_), m(m_), d(d_), dv(dv_), q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
+        out(n * dv, 4, 0.0f), ws(ws_bytes) {
+    opts.backend = which;
+    opts.stream = stream.s;
+    opts.check_finite = false;
+    opts.workspace = ws.p;
+    opts.workspace_bytes = ws_bytes;
+  }
+  attnpool::const_view queries() const { return {q.p, n, d}; }
+  attnpool::const_view keys() const { return {k.p, m, d}; }
+  attnpool::const_view values() const { return {v.p, m, dv}; }
+  attnpool::mutable_view output() const { return {out.p, n, dv}; }
+};
+
 /// Runs work() once (module loading, handles and caches stay out of the timing), then times
 /// every benchmark iteration's work on `stream` between two CUDA events. Returns the seconds
 /// measured in total, for counters that divide by the GPU time rather than the wall clock.
