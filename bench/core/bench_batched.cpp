@@ -2,6 +2,7 @@
 // pool_batched call against 1000 separate attnpool::pool calls, both on the CPU engine with
 // every hardware thread. The goal is for the batched call to be >= 20x faster on the GPU;
 // on the CPU the gain is the per-call overhead (validation, packing, thread start-up) saved.
+// BM_batched/loo:1 is the same call with the leave-one-out mask.
 //
 // Run: build-bench/bench/bench_batched --benchmark_counters_tabular=true
 // Results and the machine they came from: bench/RESULTS.md.
@@ -57,10 +58,12 @@ void set_counters(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// range(0): 0 unmasked, 1 leave_one_out (the batched training and selection calls' mask).
 void BM_batched(benchmark::State& state) {
   const data& d = get_data();
   std::vector<float> out(d.out.size());
-  const attnpool::pool_params params{0.5};
+  attnpool::pool_params params{0.5};
+  if (state.range(0) == 1) params.mask = attnpool::mask::leave_one_out;
   for (auto _ : state) {
     attnpool::pool_batched({d.q.data(), kProblems * kN, 1}, {d.k.data(), kProblems * kM, 1},
                            {d.v.data(), kProblems * kM, 1}, {out.data(), kProblems * kN, 1},
@@ -85,7 +88,7 @@ void BM_separate(benchmark::State& state) {
   set_counters(state);
 }
 
-BENCHMARK(BM_batched)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_batched)->ArgName("loo")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_separate)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

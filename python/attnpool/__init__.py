@@ -361,7 +361,8 @@ def train_parametric(x, y, *, method="quasi_newton", max_epochs=None, tolerance=
     y : array_like, shape (n, dv) or (n,)
     method : {"quasi_newton", "book_sgd"}
         "quasi_newton" (the default) minimises the *mean* leave-one-out loss over ln w (BFGS,
-        a line search and a scale scan) and stops on `tolerance`: it reaches
+        a line search, a scale scan, and with per_dimension a scan that switches each input
+        off in turn) and stops on `tolerance`: it reaches
         select_bandwidth's minimum (h = 1 / w). "book_sgd" is the book's run: plain gradient
         descent on the *summed* loss, `learning_rate`, exactly `max_epochs` steps; on the
         book's data its first step jumps to h ~ 1e-3 and stays there.

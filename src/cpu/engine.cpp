@@ -217,7 +217,6 @@ struct dot_keys {
   std::vector<double> mu;  // the keys' mean
   std::vector<double> sc;  // per-dimension bandwidths: coordinate c is scaled by sc[c] = 1 / h_c
                            // (and a is that of h = 1); empty: isotropic
-  bool wide = false;       // scored with the AVX-512 tile (dot_rows_tile); set per call
   std::vector<float> kb;   // k' in blocks of kLanes, the tail zero-padded; empty where the
                            // caller packs per tile (pack), or where the form is not usable
   std::vector<float> nk;   // a |k'_j|^2, padded like kb
@@ -342,20 +341,32 @@ dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h, c
 using wide_vec = float __attribute__((vector_size(64)));
 using narrow_vec = float __attribute__((vector_size(32)));
 
-// NB key blocks of dot_score_rows: the register tile acc[R][NB * S] of S vectors per block,
-// every index a constant once the loops unroll, so that GCC keeps it in registers.
-template <class V, int D, int R, int NB>
-__attribute__((always_inline)) inline void dot_rows_step(const float* const* qs, const float* cq,
-                                                         const float* kblk, const float* nkb,
-                                                         float valid, float* s,
-                                                         std::size_t stride, V* vmax) {
+// What a multi-row score tile reads: R rows' coordinates qs[r] (the dot form's prepared 2a q',
+// or the direct form's q), and the tile's keys in blocks (key 0 in lane 0); the dot form also
+// cq[r] = a |q'|^2 and the tile's a |k'_j|^2, the direct form the score's factor -a.
+struct rows_in {
+  const float* const* qs;
+  const float* kb;
+  const float* cq = nullptr;
+  const float* nk = nullptr;
+  float neg_scale = 0.0f;
+};
+
+// NB key blocks of score_rows: the register tile acc[R][NB * S] of S vectors per block, every
+// index a constant once the loops unroll, so that GCC keeps it in registers. Direct: the direct
+// form's d subtractions and d FMAs per lane, else the dot form's d FMAs.
+template <class V, int D, int R, int NB, bool Direct>
+__attribute__((always_inline)) inline void rows_step(const rows_in& in, std::size_t b0,
+                                                     float valid, float* s, std::size_t stride,
+                                                     V* vmax) {
   constexpr int L = sizeof(V) / sizeof(float), S = static_cast<int>(kLanes) / L;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const float* kblk = in.kb + b0 * D * kLanes;
   V acc[R][NB * S];
 #pragma GCC unroll 4
   for (int t = 0; t < NB * S; ++t) {
-    V n;
-    std::memcpy(&n, nkb + t * L, sizeof n);
+    V n = V{};
+    if constexpr (!Direct) std::memcpy(&n, in.nk + b0 * kLanes + t * L, sizeof n);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r][t] = -n;
   }
@@ -367,48 +378,58 @@ __attribute__((always_inline)) inline void dot_rows_step(const float* const* qs,
       std::memcpy(&kv, kblk + (static_cast<std::size_t>(t / S) * D + c) * kLanes + (t % S) * L,
                   sizeof kv);
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r][t] = qs[r][c] * kv + acc[r][t];
+      for (int r = 0; r < R; ++r) {
+        if constexpr (Direct) {
+          const V diff = in.qs[r][c] - kv;
+          acc[r][t] = diff * diff + acc[r][t];
+        } else {
+          acc[r][t] = in.qs[r][c] * kv + acc[r][t];
+        }
+      }
     }
   }
   V lane;
   for (int l = 0; l < L; ++l) lane[l] = static_cast<float>(l);
 #pragma GCC unroll 4
   for (int t = 0; t < NB * S; ++t) {
-    const V in = V{} + (valid - static_cast<float>(t * L));  // blocks are contiguous in s
+    const V inside = V{} + (valid - static_cast<float>(t * L));  // blocks are contiguous in s
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      V sj = acc[r][t] - cq[r];
-      sj = lane < in ? sj : V{} + kNegInf;
+      V sj;
+      if constexpr (Direct) {
+        sj = acc[r][t] * in.neg_scale;
+      } else {
+        sj = acc[r][t] - in.cq[r];
+      }
+      sj = lane < inside ? sj : V{} + kNegInf;
       std::memcpy(s + r * stride + t * L, &sj, sizeof sj);
       vmax[r] = vmax[r] < sj ? sj : vmax[r];
     }
   }
 }
 
-// The dot-form scores of R prepared rows (qs[r], cq[r]) against keys [j0, j0 + len) of the
-// blocked keys: s[r * stride + j] and mx[r] = max_j of row r. j0 is a multiple of kLanes; lanes
-// past len score -inf. Each lane's score is one FMA chain from -a|k'_j|^2 over c = 0..D-1, then
-// minus cq: the same operations in the same order whatever V, R and B are, so a row gets the
-// same bits alone (R = 1) as in a group, on either register width. The accumulators are a GEMM
-// micro-kernel's register tile: a key vector loaded once serves R rows, and R * B * S independent
-// FMA chains cover the FMA latency (16 for AVX-512's 8 rows x 2 blocks, 8 for AVX2's 4 rows x 1
-// block of two halves; 2 FMA pipes of latency 4 need 8).
-template <class V, int D, int R, int B>
-__attribute__((always_inline)) inline void dot_score_rows(const float* const* qs, const float* cq, const float* kb, const float* nk,
-                    std::size_t j0, std::size_t len, float* s, std::size_t stride, float* mx) {
+// The scores of R rows against a tile of len keys: s[r * stride + j] and mx[r] = max_j of row
+// r; lanes past len score -inf. Each lane's score is one chain over c = 0..D-1 (dot form: FMAs
+// from -a|k'_j|^2, then minus cq; direct form: (q_c - k_c)^2 summed by FMAs from 0, then times
+// -a, as score_tile_blocked and gaussian_log2_score compute it): the same operations in the same
+// order whatever V, R and B are, so a row gets the same bits alone (R = 1) as in a group, on
+// either register width. The accumulators are a GEMM micro-kernel's register tile: a key vector
+// loaded once serves R rows, and R * B * S independent chains cover the FMA latency (16 for
+// AVX-512's 8 rows x 2 blocks, 8 for AVX2's 4 rows x 1 block of two halves; 2 FMA pipes of
+// latency 4 need 8).
+template <class V, int D, int R, int B, bool Direct>
+__attribute__((always_inline)) inline void score_rows(const rows_in& in, std::size_t len,
+                                                      float* s, std::size_t stride, float* mx) {
   V vmax[R];
   for (int r = 0; r < R; ++r) vmax[r] = V{} - std::numeric_limits<float>::infinity();
   const std::size_t blocks = (len + kLanes - 1) / kLanes;
-  const auto block_keys = [&](std::size_t b) {
-    return kb + (j0 / kLanes + b) * static_cast<std::size_t>(D) * kLanes;
-  };
   std::size_t b = 0;
   for (; b + B <= blocks; b += B)
-    dot_rows_step<V, D, R, B>(qs, cq, block_keys(b), nk + j0 + b * kLanes,
-                              static_cast<float>(len - b * kLanes), s + b * kLanes, stride, vmax);
+    rows_step<V, D, R, B, Direct>(in, b, static_cast<float>(len - b * kLanes), s + b * kLanes,
+                                  stride, vmax);
   for (; b < blocks; ++b)  // an odd last block
-    dot_rows_step<V, D, R, 1>(qs, cq, block_keys(b), nk + j0 + b * kLanes,
-                              static_cast<float>(len - b * kLanes), s + b * kLanes, stride, vmax);
+    rows_step<V, D, R, 1, Direct>(in, b, static_cast<float>(len - b * kLanes), s + b * kLanes,
+                                  stride, vmax);
   for (int r = 0; r < R; ++r) {
     float m = -std::numeric_limits<float>::infinity();
     for (std::size_t l = 0; l < sizeof(V) / sizeof(float); ++l) m = std::max(m, vmax[r][l]);
@@ -416,8 +437,8 @@ __attribute__((always_inline)) inline void dot_score_rows(const float* const* qs
   }
 }
 
-// Rows scored together by the dot form's multi-row path (dot_rows_tile): at most kDotRows, the
-// group of the AVX-512 code. Eight rows with two key blocks a step are 16 zmm accumulators (of 32
+// Rows scored together by the multi-row tiles (rows_tile): at most kDotRows, the group of the
+// AVX-512 code. Eight rows with two key blocks a step are 16 zmm accumulators (of 32
 // registers); with AVX2's 16 ymm registers four rows and one block (two ymm) a step keep the
 // tile in 8 registers.
 inline constexpr int kDotRows = 8;
@@ -435,63 +456,65 @@ bool wide_vectors() {
 #endif
 }
 
-// ATTNPOOL_CPU_DOT_GROUP=4 forces the AVX2 tile (groups of four rows of narrow vectors, single
-// rows too) on any CPU, so that tests on an AVX-512 machine run its code path. Read once per
-// call (dot_keys_for), not per tile.
-bool forced_narrow() {
+// Whether a call scores with the AVX-512 tiles: where that clone runs, unless
+// ATTNPOOL_CPU_DOT_GROUP=4 forces the AVX2 tiles (groups of four rows of narrow vectors, single
+// rows too) on any CPU, so that tests on an AVX-512 machine run their code path. Read once per
+// call (packed_keys::wide), not per tile.
+bool wide_tiles() {
   const char* env = std::getenv("ATTNPOOL_CPU_DOT_GROUP");
-  return env != nullptr && std::string_view(env) == "4";
+  return wide_vectors() && !(env != nullptr && std::string_view(env) == "4");
 }
 
-// The rows of a group of dot_rows_tile: kDotRows with the AVX-512 tile, 4 with the AVX2 one.
-std::size_t dot_group_rows(const dot_keys& dk) { return dk.wide ? kDotRows : 4; }
+// The rows of a group of rows_tile: kDotRows with the AVX-512 tile, 4 with the AVX2 one.
+std::size_t group_rows(bool wide) { return wide ? kDotRows : 4; }
 
-// The compiled dot tiles: the wide ones run only in the AVX-512 clone, the narrow ones only in
-// the others (or under ATTNPOOL_CPU_DOT_GROUP=4, where an AVX-512 CPU runs the AVX2 clone). R
-// rows, or one row (R = 1, two key blocks a step: its 2 or 4 FMA chains, all one row has).
-template <int D, int R>
-ATTNPOOL_V4_ONLY void dot_score_rows_wide(const float* const* qs, const float* cq, const float* kb,
-                                          const float* nk, std::size_t j0, std::size_t len,
-                                          float* s, std::size_t stride, float* mx) {
-  dot_score_rows<wide_vec, D, R, 2>(qs, cq, kb, nk, j0, len, s, stride, mx);
+// The compiled tiles: the wide ones run only in the AVX-512 clone, the narrow ones only in the
+// others (or under ATTNPOOL_CPU_DOT_GROUP=4, where an AVX-512 CPU runs the AVX2 clone). R rows,
+// or one row (R = 1, two key blocks a step: its 2 or 4 FMA chains, all one row has).
+template <int D, int R, bool Direct>
+ATTNPOOL_V4_ONLY void score_rows_wide(const rows_in& in, std::size_t len, float* s,
+                                      std::size_t stride, float* mx) {
+  score_rows<wide_vec, D, R, 2, Direct>(in, len, s, stride, mx);
 }
-template <int D, int R>
-ATTNPOOL_BELOW_V4 void dot_score_rows_narrow(const float* const* qs, const float* cq,
-                                             const float* kb, const float* nk, std::size_t j0,
-                                             std::size_t len, float* s, std::size_t stride,
-                                             float* mx) {
-  dot_score_rows<narrow_vec, D, R, R == 1 ? 2 : 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
+template <int D, int R, bool Direct>
+ATTNPOOL_BELOW_V4 void score_rows_narrow(const rows_in& in, std::size_t len, float* s,
+                                         std::size_t stride, float* mx) {
+  score_rows<narrow_vec, D, R, R == 1 ? 2 : 1, Direct>(in, len, s, stride, mx);
 }
 
-// rows: 1, or dot_group_rows (never at d = 1, whose rows take the single-row tiles).
-template <int D>
-void dot_rows_tile_d(bool wide, int rows, const float* const* qs, const float* cq,
-                     const float* kb, const float* nk, std::size_t j0, std::size_t len, float* s,
-                     std::size_t stride, float* mx) {
+// rows: 1, or group_rows(wide) (never at d = 1, whose rows take the single-row tiles).
+template <int D, bool Direct>
+void rows_tile_d(bool wide, int rows, const rows_in& in, std::size_t len, float* s,
+                 std::size_t stride, float* mx) {
   if (D == 1 || rows == 1) {
-    if (wide) return dot_score_rows_wide<D, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
-    return dot_score_rows_narrow<D, 1>(qs, cq, kb, nk, j0, len, s, stride, mx);
+    if (wide) return score_rows_wide<D, 1, Direct>(in, len, s, stride, mx);
+    return score_rows_narrow<D, 1, Direct>(in, len, s, stride, mx);
   }
   if constexpr (D > 1) {
-    if (wide) return dot_score_rows_wide<D, kDotRows>(qs, cq, kb, nk, j0, len, s, stride, mx);
-    dot_score_rows_narrow<D, 4>(qs, cq, kb, nk, j0, len, s, stride, mx);
+    if (wide) return score_rows_wide<D, kDotRows, Direct>(in, len, s, stride, mx);
+    score_rows_narrow<D, 4, Direct>(in, len, s, stride, mx);
   }
 }
 
-// rows (1, or dot_group_rows(dk)) prepared rows against a tile of len keys in dot_keys' layout
-// (kb, nk: the tile's key 0 in lane 0): dot_score_rows for the run-time d.
-void dot_rows_tile(int rows, const float* const* qs, const float* cq, bool wide, std::size_t d,
-                   const float* kb, const float* nk, std::size_t len, float* s,
-                   std::size_t stride, float* mx) {
+// Whether d has a compiled multi-row direct-form tile (rows_tile's list without d = 1).
+constexpr bool direct_rows_dim(std::size_t d) { return d != 1 && dot_form_dim(d); }
+
+// rows (1, or group_rows(wide)) rows against a tile of len keys: score_rows for the run-time d
+// (a dot_form_dim; direct: a direct_rows_dim).
+template <bool Direct>
+void rows_tile(int rows, const rows_in& in, bool wide, std::size_t d, std::size_t len, float* s,
+               std::size_t stride, float* mx) {
   switch (d) {
-    case 1: return dot_rows_tile_d<1>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
-    case 2: return dot_rows_tile_d<2>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
-    case 3: return dot_rows_tile_d<3>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
-    case 4: return dot_rows_tile_d<4>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
-    case 8: return dot_rows_tile_d<8>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
-    case 16: return dot_rows_tile_d<16>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
-    case 32: return dot_rows_tile_d<32>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
-    default: return dot_rows_tile_d<64>(wide, rows, qs, cq, kb, nk, 0, len, s, stride, mx);
+    case 1:
+      if constexpr (!Direct) return rows_tile_d<1, false>(wide, rows, in, len, s, stride, mx);
+      return;
+    case 2: return rows_tile_d<2, Direct>(wide, rows, in, len, s, stride, mx);
+    case 3: return rows_tile_d<3, Direct>(wide, rows, in, len, s, stride, mx);
+    case 4: return rows_tile_d<4, Direct>(wide, rows, in, len, s, stride, mx);
+    case 8: return rows_tile_d<8, Direct>(wide, rows, in, len, s, stride, mx);
+    case 16: return rows_tile_d<16, Direct>(wide, rows, in, len, s, stride, mx);
+    case 32: return rows_tile_d<32, Direct>(wide, rows, in, len, s, stride, mx);
+    default: return rows_tile_d<64, Direct>(wide, rows, in, len, s, stride, mx);
   }
 }
 
@@ -700,10 +723,13 @@ tile_sums exp_dot_tile(const float* s, const float* v, std::size_t len, float re
 }
 
 // The leave-one-out mask on a stored score tile: s[skip] = -inf, and the tile's maximum again
-// (the masked key may have been it). Runs on one tile per row.
+// (the masked key may have been it). Runs on one tile per row: with few keys per problem (a
+// batch of n = m = 100) the whole row, where a scalar loop cost more than the row's other passes.
+ATTNPOOL_MULTIVERSION
 float mask_one(float* s, std::size_t len, std::size_t skip) {
   s[skip] = -std::numeric_limits<float>::infinity();
   float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
   for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, s[j]);
   return mx;
 }
@@ -795,6 +821,7 @@ struct packed_keys {
   const dot_keys* dot = nullptr;  // Gaussian: the dot-form keys (may be unusable)
   const float* range = nullptr;   // d == 1: tile t's keys lie in [range[2t], range[2t + 1]]
   const_view k{}, v{};            // the problem's keys and values, for packing per tile
+  bool wide = false;              // score with the AVX-512 tiles (wide_tiles)
 };
 
 // Whether a call at d >= 2 packs its keys and values per tile rather than once: where the
@@ -828,7 +855,7 @@ struct packed_call {
         vt(per_tile ? std::vector<float>{} : pack_columns(v)),
         kr(k.cols == 1 ? tile_ranges(kt.data(), k.rows) : std::vector<float>{}),
         pk{k.cols == 1 ? kt.data() : nullptr, per_tile ? nullptr : kb.data(), vt.data(),
-           k.rows, k.rows, &dk, kr.data(), k, v} {}
+           k.rows, k.rows, &dk, kr.data(), k, v, wide_tiles()} {}
   packed_call(const packed_call&) = delete;
   packed_call& operator=(const packed_call&) = delete;
 };
@@ -946,8 +973,8 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t dv
     float ref = 0.0f;
     if (dot) {
       const float* qp = &qs;
-      dot_rows_tile(1, &qp, &cq, pk.dot->wide, 1, pk.dot->kb.data() + j0, pk.dot->nk.data() + j0,
-                    len, s, 0, &ref);
+      const rows_in in{&qp, pk.dot->kb.data() + j0, &cq, pk.dot->nk.data() + j0};
+      rows_tile<false>(1, in, pk.wide, 1, len, s, 0, &ref);
     } else {
       ref = score_tile<false>(qi, pk.kt, pk.m, 1, j0, len, score, w, s);
     }
@@ -998,7 +1025,11 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
   std::fill(acc, acc + count * dv, 0.0f);
   row_state state[kMaxChunk];
   for (std::size_t r = 0; r < count; ++r) state[r] = row_state{online_softmax{}, acc + r * dv};
-  const std::size_t group = dk != nullptr ? dot_group_rows(*dk) : 1;
+  const std::size_t group = group_rows(pk.wide);
+  // The direct form's rows in groups too where its multi-row tile is compiled: the isotropic
+  // Gaussian at a direct_rows_dim.
+  constexpr bool kGaussian = std::is_same_v<Score, gaussian_log2_score>;
+  const bool direct_groups = kGaussian && w == nullptr && direct_rows_dim(d);
   for (std::size_t j0 = 0; j0 < limit; j0 += kCpuTile) {
     const std::size_t len = std::min(kCpuTile, limit - j0);
     const key_tile t = tile_at(pk, d, dv, j0, len, dots > 0, directs > 0, packing);
@@ -1019,12 +1050,26 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
         gq[r] = qs[src];
         gc[r] = cq[src];
       }
-      dot_rows_tile(dots - g == 1 ? 1 : static_cast<int>(group), gq, gc, dk->wide, d, t.dkb, t.nk,
-                    len, s, kCpuTile, mx);
+      rows_tile<false>(dots - g == 1 ? 1 : static_cast<int>(group), {gq, t.dkb, gc, t.nk},
+                       pk.wide, d, len, s, kCpuTile, mx);
       for (std::size_t r = 0; r < std::min(group, dots - g); ++r)
         fold(dot_rows[g + r], s + r * kCpuTile, mx[r]);
     }
-    for (std::size_t e = 0; e < directs; ++e) {
+    if constexpr (kGaussian) {
+      for (std::size_t g = 0; direct_groups && g < directs; g += group) {
+        const float* gq[kDotRows];
+        float mx[kDotRows];
+        for (std::size_t r = 0; r < group; ++r)
+          gq[r] = q.row(i0 + direct_rows[std::min(g + r, directs - 1)]);
+        rows_in in{gq, t.kb};
+        in.neg_scale = score.neg_scale;
+        rows_tile<true>(directs - g == 1 ? 1 : static_cast<int>(group), in, pk.wide, d, len, s,
+                        kCpuTile, mx);
+        for (std::size_t r = 0; r < std::min(group, directs - g); ++r)
+          fold(direct_rows[g + r], s + r * kCpuTile, mx[r]);
+      }
+    }
+    for (std::size_t e = 0; !direct_groups && e < directs; ++e) {
       const std::size_t r = direct_rows[e];
       if (j0 >= rm[r].limit) continue;
       const std::size_t len_r = std::min(kCpuTile, rm[r].limit - j0);
@@ -1085,7 +1130,6 @@ dot_keys dot_keys_for(const pool_params& params, const distance_setup& ds, const
   if (env != nullptr && std::string_view(env) == "0") return {};
   dot_keys dk =
       make_dot_keys(k, k0, k1, ds.h, ds.weights() != nullptr ? ds.hc : nullptr, whole);
-  dk.wide = wide_vectors() && !forced_narrow();
   return dk;
 }
 
@@ -1186,13 +1230,14 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
     return static_cast<std::size_t>(std::upper_bound(qoff.begin(), qoff.end(), i) -
                                     qoff.begin() - 1);
   };
+  const bool wide = wide_tiles();
   const auto problem_keys = [&](std::size_t b) {
     const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
     return packed_keys{d == 1 ? kt.data() + k0 : nullptr,
                        d > 1 && !per_tile ? kb.data() + first_block[b] * d * kLanes : nullptr,
                        per_tile ? nullptr : vt.data() + k0, m, mb, &dks[b],
                        d == 1 ? kr.data() + first_range[b] : nullptr,
-                       rows_of(k, k0, k0 + mb), rows_of(v, k0, k0 + mb)};
+                       rows_of(k, k0, k0 + mb), rows_of(v, k0, k0 + mb), wide};
   };
   empty_rows empties(n);
   const auto finish = [&](std::size_t b, std::size_t i, const online_softmax& sm,

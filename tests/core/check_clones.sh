@@ -2,8 +2,8 @@
 # Every ISA clone of the CPU engine's hot loops is vectorised: the AVX-512 clone uses zmm
 # registers, the AVX2 clone packed ymm FMAs, the baseline clone packed SSE (xmm "ps") arithmetic
 # (all but the blocked d > 1 tiles, which GCC 12 leaves scalar on baseline x86-64: listed, not
-# required, so the day they vectorise shows). The dot form's tiles are compiled per width: the
-# wide (64-byte vector) one for AVX-512 only, the narrow (32-byte) one for AVX2 and baseline.
+# required, so the day they vectorise shows). The multi-row tiles are compiled per width: the
+# wide (64-byte vector) ones for AVX-512 only, the narrow (32-byte) ones for AVX2 and baseline.
 # A clone that GCC left scalar (as the AVX2 one once was) fails here, whatever CPU runs the test.
 # Usage: check_clones.sh OBJDUMP ENGINE_OBJECT
 set -euo pipefail
@@ -29,12 +29,14 @@ for f in "${funcs[@]}"; do
   if [[ $v3 -eq 0 || $v4 -eq 0 ]]; then fail=1; fi
   if [[ $v0 -eq 0 && $baseline_optional != *" $f "* ]]; then fail=1; fi
 done
-# The dot form's multi-row tiles at d = 16: the wide one (8 rows) is compiled for AVX-512 alone
-# (no clone suffix), the narrow one (4 rows) for AVX2 and baseline.
-wide=$(count 19dot_score_rows_wideILi16ELi8E '' 'ps[[:space:]].*%zmm')
-narrow=$(count 21dot_score_rows_narrowILi16ELi4E .arch_x86_64_v3 'vfmadd[0-9]+ps[[:space:]].*%ymm')
-echo "dot_score_rows_wide<16, 8>: $wide zmm ops; dot_score_rows_narrow<16, 4>: x86-64-v3 $narrow ymm FMAs"
-if [[ $wide -eq 0 || $narrow -eq 0 ]]; then fail=1; fi
+# The multi-row tiles at d = 16 (dot form: Lb0, direct form: Lb1): the wide ones (8 rows) are
+# compiled for AVX-512 alone (no clone suffix), the narrow ones (4 rows) for AVX2 and baseline.
+for form in Lb0E Lb1E; do
+  wide=$(count 15score_rows_wideILi16ELi8E$form '' 'ps[[:space:]].*%zmm')
+  narrow=$(count 17score_rows_narrowILi16ELi4E$form .arch_x86_64_v3 'vfmadd[0-9]+ps[[:space:]].*%ymm')
+  echo "score_rows_wide<16, 8, ${form:2:1}>: $wide zmm ops; score_rows_narrow<16, 4, ${form:2:1}>: x86-64-v3 $narrow ymm FMAs"
+  if [[ $wide -eq 0 || $narrow -eq 0 ]]; then fail=1; fi
+done
 if [[ $fail -ne 0 ]]; then
   echo "FAIL: a clone above has no packed arithmetic (scalar code); see -fopt-info-vec-missed" >&2
   exit 1
