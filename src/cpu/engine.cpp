@@ -722,16 +722,27 @@ tile_sums exp_dot_tile(const float* s, const float* v, std::size_t len, float re
   return {ref, sum, dot};
 }
 
+// max_j s[j] over a stored score tile, in kLanes partial maxima that GCC keeps in one vector
+// (std::max_element, and an omp simd max reduction, compiled to a scalar loop in every clone).
+ATTNPOOL_MULTIVERSION
+float tile_max(const float* s, std::size_t len) {
+  float lanes[kLanes];
+  std::fill_n(lanes, kLanes, -std::numeric_limits<float>::infinity());
+  std::size_t j = 0;
+  for (; j + kLanes <= len; j += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) lanes[l] = lanes[l] < s[j + l] ? s[j + l] : lanes[l];
+  for (; j < len; ++j) lanes[0] = lanes[0] < s[j] ? s[j] : lanes[0];
+  float mx = lanes[0];
+  for (std::size_t l = 1; l < kLanes; ++l) mx = mx < lanes[l] ? lanes[l] : mx;
+  return mx;
+}
+
 // The leave-one-out mask on a stored score tile: s[skip] = -inf, and the tile's maximum again
 // (the masked key may have been it). Runs on one tile per row: with few keys per problem (a
-// batch of n = m = 100) the whole row, where a scalar loop cost more than the row's other passes.
-ATTNPOOL_MULTIVERSION
+// batch of n = m = 100) the whole row, where its scalar loop took 42 % of the call's time.
 float mask_one(float* s, std::size_t len, std::size_t skip) {
   s[skip] = -std::numeric_limits<float>::infinity();
-  float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (std::size_t j = 0; j < len; ++j) mx = std::max(mx, s[j]);
-  return mx;
+  return tile_max(s, len);
 }
 
 // How a call measures distance: an isotropic bandwidth h (no weights), or for an anisotropic
@@ -1038,7 +1049,7 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
       const key_range& kr = rm[r];
       if (j0 >= kr.limit) return;
       const std::size_t len_r = std::min(kCpuTile, kr.limit - j0);
-      if (len_r < len) mx = *std::max_element(sr, sr + len_r);  // a shorter valid_length
+      if (len_r < len) mx = tile_max(sr, len_r);  // a shorter valid_length
       fold_scored_tile<Score>(state[r], sr, len_r, mx, kr.skip - j0, t.vt, t.ld, dv, tile_acc);
     };
     for (std::size_t g = 0; g < dots; g += group) {
