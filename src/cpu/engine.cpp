@@ -10,10 +10,11 @@
 // without a maximum per pair where the tile's key range bounds its scores (fast_tile_d1), on
 // sqrt(a)-scaled centred coordinates where that form's bound holds (scaled_gaussian_log2_score),
 // and with one FMA per pair in the dot form where its bound holds (fused_dot_tile_d1).
-// For d >= 2 in the dot form, step 1 runs for a group of rows at once (dot_score_rows, a GEMM-like
-// register tile: each key block is loaded once for 4 or 8 rows), and steps 2 and 3 per row.
-// Keys and values are packed once into column-major copies so that the inner loops run over
-// contiguous keys, whatever d, dv and the caller's leading dimensions are.
+// For d >= 2, step 1 runs for a group of rows at once (score_rows, a GEMM-like register tile:
+// each key block is loaded once for 4 or 8 rows; dot or direct form), and steps 2 and 3 per row.
+// Keys and values are packed into blocked and column-major copies so that the inner loops run
+// over contiguous keys, whatever d, dv and the caller's leading dimensions are: once per call,
+// or at d >= 2 with many keys tile by tile (packs_per_tile), so that memory stays O(n + m).
 //
 // Vectorisation: the tile loops are plain loops with `omp simd` reductions (-fopenmp-simd, no
 // OpenMP runtime), compiled three times by function multiversioning (target_clones): AVX-512,
@@ -122,7 +123,7 @@ float score_tile_blocked(const float* q, const float* kb, std::size_t d, std::si
     for (std::size_t l = 0; l < kLanes; ++l) {
       float acc = 0.0f;
       if constexpr (D > 0) {
-#pragma GCC unroll 64
+ATTNPOOL_HOST_UNROLL(64)
         for (int c = 0; c < D; ++c) {
           const float diff = q[c] - kblk[c * kLanes + l];
           acc = diff * diff + acc;
@@ -363,21 +364,21 @@ __attribute__((always_inline)) inline void rows_step(const rows_in& in, std::siz
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const float* kblk = in.kb + b0 * D * kLanes;
   V acc[R][NB * S];
-#pragma GCC unroll 4
+ATTNPOOL_HOST_UNROLL(4)
   for (int t = 0; t < NB * S; ++t) {
     V n = V{};
     if constexpr (!Direct) std::memcpy(&n, in.nk + b0 * kLanes + t * L, sizeof n);
-#pragma GCC unroll 8
+ATTNPOOL_HOST_UNROLL(8)
     for (int r = 0; r < R; ++r) acc[r][t] = -n;
   }
-#pragma GCC unroll 64
+ATTNPOOL_HOST_UNROLL(64)
   for (int c = 0; c < D; ++c) {
-#pragma GCC unroll 4
+ATTNPOOL_HOST_UNROLL(4)
     for (int t = 0; t < NB * S; ++t) {
       V kv;  // block t / S, coordinate c, lanes (t % S) * L ..
       std::memcpy(&kv, kblk + (static_cast<std::size_t>(t / S) * D + c) * kLanes + (t % S) * L,
                   sizeof kv);
-#pragma GCC unroll 8
+ATTNPOOL_HOST_UNROLL(8)
       for (int r = 0; r < R; ++r) {
         if constexpr (Direct) {
           const V diff = in.qs[r][c] - kv;
@@ -390,10 +391,10 @@ __attribute__((always_inline)) inline void rows_step(const rows_in& in, std::siz
   }
   V lane;
   for (int l = 0; l < L; ++l) lane[l] = static_cast<float>(l);
-#pragma GCC unroll 4
+ATTNPOOL_HOST_UNROLL(4)
   for (int t = 0; t < NB * S; ++t) {
     const V inside = V{} + (valid - static_cast<float>(t * L));  // blocks are contiguous in s
-#pragma GCC unroll 8
+ATTNPOOL_HOST_UNROLL(8)
     for (int r = 0; r < R; ++r) {
       V sj;
       if constexpr (Direct) {
@@ -997,10 +998,11 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t dv
 // A chunk of query rows [i0, i1) of one problem at d >= 2, tile by tile, so that a tile's keys
 // are fetched from memory (and, with per-tile packing, packed) once for the chunk rather than
 // once per row (at m = 2^20, d = 16 the per-row order streamed the 64 MiB of keys from DRAM for
-// every row). Rows in the dot form are scored a group at a time (dot_rows_tile, the key blocks
-// read once for the group); the others one at a time in the direct form (score_tile_d). Each
-// row's tiles are then folded one by one in key order. A row's score lanes are the same
-// operations whatever its group (dot_score_rows), so every row gets the bits it gets alone: the
+// every row). Rows are scored a group at a time (rows_tile, the key blocks read once for the
+// group), the dot form's and the direct form's apart; direct-form rows without a compiled group
+// tile (other kernels, anisotropic bandwidths, other d) one at a time (score_tile_d). Each row's
+// tiles are then folded one by one in key order. A row's score lanes are the same operations
+// whatever its group (score_rows), so every row gets the bits it gets alone: the
 // chunking, the thread count, batching and the packing change no result. keys(i) is row i's
 // key_range; done(i, state, acc) receives each finished row (acc: its dv accumulators). buf
 // holds chunk_scratch(i1 - i0, d, dv, per_tile) floats.

@@ -29,6 +29,16 @@
 #define ATTNPOOL_BELOW_V4
 #endif
 
+// Complete unrolling of the tile loops (register tiles need constant indices). Sanitizer builds
+// do not unroll: they check the same accesses, and the unrolled multi-row tiles took minutes per
+// clone to compile under AddressSanitizer.
+#define ATTNPOOL_HOST_PRAGMA(x) _Pragma(#x)
+#if defined(__SANITIZE_ADDRESS__)
+#define ATTNPOOL_HOST_UNROLL(n)
+#else
+#define ATTNPOOL_HOST_UNROLL(n) ATTNPOOL_HOST_PRAGMA(GCC unroll n)
+#endif
+
 namespace attnpool::detail {
 
 // 1024 keys: the score tile (4 KiB) plus the d + dv packed key/value columns it reads stay in L1
