@@ -39,8 +39,7 @@ void bm_learn(benchmark::State& state, what w, std::size_t n, std::size_t d, std
         w == what::forward ? attnpool::cuda::pool_workspace_size(n, m, d, dv, params,
                                                                  attnpool::backend::cuda_fused)
                            : attnpool::cuda::pool_backward_workspace_size(n, m, d, dv, params);
-    const attnpool::bench::device_problem pb(n, m, d, dv, ws_bytes,
-                                             attnpool::backend::cuda_fused);
+    const attnpool::bench::device_problem pb(n, m, d, dv, ws_bytes, attnpool::backend::cuda_fused);
     const dev_floats dout(n * dv, 5, -0.5f), dq(n * d, 6, 0.0f), dk(m * d, 7, 0.0f),
         dvv(m * dv, 8, 0.0f);
     const dev_bytes dh(sizeof(double));

@@ -113,8 +113,15 @@ struct device_problem {
   attnpool::options opts;
   device_problem(std::size_t n_, std::size_t m_, std::size_t d_, std::size_t dv_,
                  std::size_t ws_bytes, attnpool::backend which)
-      : n(n_), m(m_), d(d_), dv(dv_), q(n * d, 1, 0.0f), k(m * d, 2, 0.0f), v(m * dv, 3, -0.5f),
-        out(n * dv, 4, 0.0f), ws(ws_bytes) {
+      : n(n_),
+        m(m_),
+        d(d_),
+        dv(dv_),
+        q(n * d, 1, 0.0f),
+        k(m * d, 2, 0.0f),
+        v(m * dv, 3, -0.5f),
+        out(n * dv, 4, 0.0f),
+        ws(ws_bytes) {
     opts.backend = which;
     opts.stream = stream.s;
     opts.check_finite = false;

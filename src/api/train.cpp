@@ -253,9 +253,10 @@ void detail::minimise_loo(const_view x, const_view y, const loo_search& search,
   // turn is set where its inputs' spread times w_c is kOffSpread (score changes of ~1e-6, or the
   // caller's bound) and the clearly lowest of these losses is taken.
   std::vector<double> off(nw);
-  for (std::size_t c = 0; c < nw; ++c)
-    off[c] = std::clamp(std::log(kOffSpread / (objective.spread(c) > 0.0 ? objective.spread(c) : 1.0)),
-                        lo[c], hi[c]);
+  for (std::size_t c = 0; c < nw; ++c) {
+    const double spread = objective.spread(c) > 0.0 ? objective.spread(c) : 1.0;
+    off[c] = std::clamp(std::log(kOffSpread / spread), lo[c], hi[c]);
+  }
   auto dimension_scan = [&] {
     if (nw < 2) return false;
     std::size_t best = nw;

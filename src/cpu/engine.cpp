@@ -85,7 +85,9 @@ namespace {
 // instead puts the d columns m * 4 bytes apart, which for m a multiple of 1024 maps them onto
 // the same L1 sets.
 inline constexpr std::size_t kLanes = 16;
-std::size_t padded_keys(std::size_t m) { return (m + kLanes - 1) / kLanes * kLanes; }
+std::size_t padded_keys(std::size_t m) {
+  return (m + kLanes - 1) / kLanes * kLanes;
+}
 
 // Rows [j0, j0 + len) of a in blocks at out (row j0 in lane 0), the tail block zero-padded.
 void pack_blocks_into(const_view a, std::size_t j0, std::size_t len, float* out) {
@@ -123,7 +125,7 @@ float score_tile_blocked(const float* q, const float* kb, std::size_t d, std::si
     for (std::size_t l = 0; l < kLanes; ++l) {
       float acc = 0.0f;
       if constexpr (D > 0) {
-ATTNPOOL_HOST_UNROLL(64)
+        ATTNPOOL_HOST_UNROLL(64)
         for (int c = 0; c < D; ++c) {
           const float diff = q[c] - kblk[c * kLanes + l];
           acc = diff * diff + acc;
@@ -357,28 +359,27 @@ struct rows_in {
 // index a constant once the loops unroll, so that GCC keeps it in registers. Direct: the direct
 // form's d subtractions and d FMAs per lane, else the dot form's d FMAs.
 template <class V, int D, int R, int NB, bool Direct>
-__attribute__((always_inline)) inline void rows_step(const rows_in& in, std::size_t b0,
-                                                     float valid, float* s, std::size_t stride,
-                                                     V* vmax) {
+__attribute__((always_inline)) inline void rows_step(const rows_in& in, std::size_t b0, float valid,
+                                                     float* s, std::size_t stride, V* vmax) {
   constexpr int L = sizeof(V) / sizeof(float), S = static_cast<int>(kLanes) / L;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const float* kblk = in.kb + b0 * D * kLanes;
   V acc[R][NB * S];
-ATTNPOOL_HOST_UNROLL(4)
+  ATTNPOOL_HOST_UNROLL(4)
   for (int t = 0; t < NB * S; ++t) {
     V n = V{};
     if constexpr (!Direct) std::memcpy(&n, in.nk + b0 * kLanes + t * L, sizeof n);
-ATTNPOOL_HOST_UNROLL(8)
+    ATTNPOOL_HOST_UNROLL(8)
     for (int r = 0; r < R; ++r) acc[r][t] = -n;
   }
-ATTNPOOL_HOST_UNROLL(64)
+  ATTNPOOL_HOST_UNROLL(64)
   for (int c = 0; c < D; ++c) {
-ATTNPOOL_HOST_UNROLL(4)
+    ATTNPOOL_HOST_UNROLL(4)
     for (int t = 0; t < NB * S; ++t) {
       V kv;  // block t / S, coordinate c, lanes (t % S) * L ..
       std::memcpy(&kv, kblk + (static_cast<std::size_t>(t / S) * D + c) * kLanes + (t % S) * L,
                   sizeof kv);
-ATTNPOOL_HOST_UNROLL(8)
+      ATTNPOOL_HOST_UNROLL(8)
       for (int r = 0; r < R; ++r) {
         if constexpr (Direct) {
           const V diff = in.qs[r][c] - kv;
@@ -391,10 +392,10 @@ ATTNPOOL_HOST_UNROLL(8)
   }
   V lane;
   for (int l = 0; l < L; ++l) lane[l] = static_cast<float>(l);
-ATTNPOOL_HOST_UNROLL(4)
+  ATTNPOOL_HOST_UNROLL(4)
   for (int t = 0; t < NB * S; ++t) {
     const V inside = V{} + (valid - static_cast<float>(t * L));  // blocks are contiguous in s
-ATTNPOOL_HOST_UNROLL(8)
+    ATTNPOOL_HOST_UNROLL(8)
     for (int r = 0; r < R; ++r) {
       V sj;
       if constexpr (Direct) {
@@ -419,8 +420,8 @@ ATTNPOOL_HOST_UNROLL(8)
 // AVX-512's 8 rows x 2 blocks, 8 for AVX2's 4 rows x 1 block of two halves; 2 FMA pipes of
 // latency 4 need 8).
 template <class V, int D, int R, int B, bool Direct>
-__attribute__((always_inline)) inline void score_rows(const rows_in& in, std::size_t len,
-                                                      float* s, std::size_t stride, float* mx) {
+__attribute__((always_inline)) inline void score_rows(const rows_in& in, std::size_t len, float* s,
+                                                      std::size_t stride, float* mx) {
   V vmax[R];
   for (int r = 0; r < R; ++r) vmax[r] = V{} - std::numeric_limits<float>::infinity();
   const std::size_t blocks = (len + kLanes - 1) / kLanes;
@@ -467,7 +468,9 @@ bool wide_tiles() {
 }
 
 // The rows of a group of rows_tile: kDotRows with the AVX-512 tile, 4 with the AVX2 one.
-std::size_t group_rows(bool wide) { return wide ? kDotRows : 4; }
+std::size_t group_rows(bool wide) {
+  return wide ? kDotRows : 4;
+}
 
 // The compiled tiles: the wide ones run only in the AVX-512 clone, the narrow ones only in the
 // others (or under ATTNPOOL_CPU_DOT_GROUP=4, where an AVX-512 CPU runs the AVX2 clone). R rows,
@@ -498,7 +501,9 @@ void rows_tile_d(bool wide, int rows, const rows_in& in, std::size_t len, float*
 }
 
 // Whether d has a compiled multi-row direct-form tile (rows_tile's list without d = 1).
-constexpr bool direct_rows_dim(std::size_t d) { return d != 1 && dot_form_dim(d); }
+constexpr bool direct_rows_dim(std::size_t d) {
+  return d != 1 && dot_form_dim(d);
+}
 
 // rows (1, or group_rows(wide)) rows against a tile of len keys: score_rows for the run-time d
 // (a dot_form_dim; direct: a direct_rows_dim).
@@ -509,13 +514,20 @@ void rows_tile(int rows, const rows_in& in, bool wide, std::size_t d, std::size_
     case 1:
       if constexpr (!Direct) return rows_tile_d<1, false>(wide, rows, in, len, s, stride, mx);
       return;
-    case 2: return rows_tile_d<2, Direct>(wide, rows, in, len, s, stride, mx);
-    case 3: return rows_tile_d<3, Direct>(wide, rows, in, len, s, stride, mx);
-    case 4: return rows_tile_d<4, Direct>(wide, rows, in, len, s, stride, mx);
-    case 8: return rows_tile_d<8, Direct>(wide, rows, in, len, s, stride, mx);
-    case 16: return rows_tile_d<16, Direct>(wide, rows, in, len, s, stride, mx);
-    case 32: return rows_tile_d<32, Direct>(wide, rows, in, len, s, stride, mx);
-    default: return rows_tile_d<64, Direct>(wide, rows, in, len, s, stride, mx);
+    case 2:
+      return rows_tile_d<2, Direct>(wide, rows, in, len, s, stride, mx);
+    case 3:
+      return rows_tile_d<3, Direct>(wide, rows, in, len, s, stride, mx);
+    case 4:
+      return rows_tile_d<4, Direct>(wide, rows, in, len, s, stride, mx);
+    case 8:
+      return rows_tile_d<8, Direct>(wide, rows, in, len, s, stride, mx);
+    case 16:
+      return rows_tile_d<16, Direct>(wide, rows, in, len, s, stride, mx);
+    case 32:
+      return rows_tile_d<32, Direct>(wide, rows, in, len, s, stride, mx);
+    default:
+      return rows_tile_d<64, Direct>(wide, rows, in, len, s, stride, mx);
   }
 }
 
@@ -866,8 +878,16 @@ struct packed_call {
         kb(k.cols > 1 && !per_tile ? pack_blocks(k) : std::vector<float>{}),
         vt(per_tile ? std::vector<float>{} : pack_columns(v)),
         kr(k.cols == 1 ? tile_ranges(kt.data(), k.rows) : std::vector<float>{}),
-        pk{k.cols == 1 ? kt.data() : nullptr, per_tile ? nullptr : kb.data(), vt.data(),
-           k.rows, k.rows, &dk, kr.data(), k, v, wide_tiles()} {}
+        pk{k.cols == 1 ? kt.data() : nullptr,
+           per_tile ? nullptr : kb.data(),
+           vt.data(),
+           k.rows,
+           k.rows,
+           &dk,
+           kr.data(),
+           k,
+           v,
+           wide_tiles()} {}
   packed_call(const packed_call&) = delete;
   packed_call& operator=(const packed_call&) = delete;
 };
@@ -877,7 +897,7 @@ struct key_tile {
   const float* kb;   // the direct form's blocks
   const float* dkb;  // the dot form's blocks and a |k'_j|^2 (dot_keys' layout)
   const float* nk;
-  const float* vt;   // value column c at vt[c * ld]
+  const float* vt;  // value column c at vt[c * ld]
   std::size_t ld;
 };
 
@@ -957,8 +977,8 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t dv
     const std::size_t skip = rm.skip - j0;  // wraps to a huge value below j0: no key skipped
     const float* vp = pk.vt + j0;
     if (dv == 1 && dot) {
-      const tile_sums t = fused_dot_tile_d1(qs, pk.dot->kb.data() + j0, pk.dot->nk.data() + j0,
-                                            vp, len, skip);
+      const tile_sums t =
+          fused_dot_tile_d1(qs, pk.dot->kb.data() + j0, pk.dot->nk.data() + j0, vp, len, skip);
       row.add(-cq, t.sum, &t.dot, 1);
       continue;
     }
@@ -1063,8 +1083,8 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
         gq[r] = qs[src];
         gc[r] = cq[src];
       }
-      rows_tile<false>(dots - g == 1 ? 1 : static_cast<int>(group), {gq, t.dkb, gc, t.nk},
-                       pk.wide, d, len, s, kCpuTile, mx);
+      rows_tile<false>(dots - g == 1 ? 1 : static_cast<int>(group), {gq, t.dkb, gc, t.nk}, pk.wide,
+                       d, len, s, kCpuTile, mx);
       for (std::size_t r = 0; r < std::min(group, dots - g); ++r)
         fold(dot_rows[g + r], s + r * kCpuTile, mx[r]);
     }
@@ -1141,15 +1161,14 @@ dot_keys dot_keys_for(const pool_params& params, const distance_setup& ds, const
   if (params.kernel != kernel::gaussian) return {};
   const char* env = std::getenv("ATTNPOOL_CPU_DOT_FORM");
   if (env != nullptr && std::string_view(env) == "0") return {};
-  dot_keys dk =
-      make_dot_keys(k, k0, k1, ds.h, ds.weights() != nullptr ? ds.hc : nullptr, whole);
+  dot_keys dk = make_dot_keys(k, k0, k1, ds.h, ds.weights() != nullptr ? ds.hc : nullptr, whole);
   return dk;
 }
 
 template <class Score>
 void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
-                   const pool_params& params, unsigned threads, Score score,
-                   const float* w, const dot_keys& dk, bool per_tile) {
+                   const pool_params& params, unsigned threads, Score score, const float* w,
+                   const dot_keys& dk, bool per_tile) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   empty_rows empties(n);
   const packed_call packs(k, v, dk, per_tile);
@@ -1159,11 +1178,14 @@ void cpu_pool_impl(const_view q, const_view k, const_view v, mutable_view out,
     const std::size_t chunk = chunk_rows(m, d, per_tile, n, threads);
     parallel_row_chunks(n, chunk, m * (d + dv), threads, chunk_scratch(chunk, d, dv, per_tile),
                         [&](std::size_t i0, std::size_t i1, float* buf) {
-      stream_chunk(q, i0, i1, pk, dv, score, w, keys,
-                       [&](std::size_t i, const online_softmax& sm, const float* acc) {
-        finish_row<Score>(sm, acc, q, i, k, v, keys(i), params, w, out, empties);
-      }, buf);
-    });
+                          stream_chunk(
+                              q, i0, i1, pk, dv, score, w, keys,
+                              [&](std::size_t i, const online_softmax& sm, const float* acc) {
+                                finish_row<Score>(sm, acc, q, i, k, v, keys(i), params, w, out,
+                                                  empties);
+                              },
+                              buf);
+                        });
     empties.throw_if_any("pool", params, n);
     return;
   }
@@ -1213,8 +1235,8 @@ key_range shard_row_keys(const pool_params& params, std::size_t i, std::size_t m
 template <class Score>
 void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_view out,
                            std::span<const std::size_t> qoff, std::span<const std::size_t> koff,
-                           const pool_params& params, unsigned threads, Score score,
-                           const float* w, const std::vector<dot_keys>& dks, bool per_tile) {
+                           const pool_params& params, unsigned threads, Score score, const float* w,
+                           const std::vector<dot_keys>& dks, bool per_tile) {
   const std::size_t n = q.rows, m = k.rows, d = q.cols, dv = v.cols;
   const std::size_t problems = qoff.size() - 1;
   std::vector<std::size_t> first_block;
@@ -1240,49 +1262,57 @@ void cpu_pool_batched_impl(const_view q, const_view k, const_view v, mutable_vie
   // The problem of row i: the last b with qoff[b] <= i (problems without queries are skipped
   // by upper_bound, since their qoff[b] == qoff[b + 1]).
   const auto problem_of = [&](std::size_t i) {
-    return static_cast<std::size_t>(std::upper_bound(qoff.begin(), qoff.end(), i) -
-                                    qoff.begin() - 1);
+    return static_cast<std::size_t>(std::upper_bound(qoff.begin(), qoff.end(), i) - qoff.begin() -
+                                    1);
   };
   const bool wide = wide_tiles();
   const auto problem_keys = [&](std::size_t b) {
     const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
     return packed_keys{d == 1 ? kt.data() + k0 : nullptr,
                        d > 1 && !per_tile ? kb.data() + first_block[b] * d * kLanes : nullptr,
-                       per_tile ? nullptr : vt.data() + k0, m, mb, &dks[b],
+                       per_tile ? nullptr : vt.data() + k0,
+                       m,
+                       mb,
+                       &dks[b],
                        d == 1 ? kr.data() + first_range[b] : nullptr,
-                       rows_of(k, k0, k0 + mb), rows_of(v, k0, k0 + mb), wide};
+                       rows_of(k, k0, k0 + mb),
+                       rows_of(v, k0, k0 + mb),
+                       wide};
   };
   empty_rows empties(n);
-  const auto finish = [&](std::size_t b, std::size_t i, const online_softmax& sm,
-                          const float* acc, key_range rm) {
+  const auto finish = [&](std::size_t b, std::size_t i, const online_softmax& sm, const float* acc,
+                          key_range rm) {
     const std::size_t k0 = koff[b], mb = koff[b + 1] - k0;
-    finish_row<Score>(sm, acc, q, i, rows_of(k, k0, k0 + mb), rows_of(v, k0, k0 + mb), rm,
-                      params, w, out, empties);
+    finish_row<Score>(sm, acc, q, i, rows_of(k, k0, k0 + mb), rows_of(v, k0, k0 + mb), rm, params,
+                      w, out, empties);
   };
   if (d >= 2) {
     // A chunk of rows may span problems: each problem's part is streamed on its own keys.
     const std::size_t chunk = chunk_rows(largest, d, per_tile, n, threads);
-    parallel_row_chunks(n, chunk, pairs / n * (d + dv), threads, chunk_scratch(chunk, d, dv, per_tile),
-                        [&](std::size_t i0, std::size_t i1, float* buf) {
-      for (std::size_t a = i0; a < i1;) {
-        const std::size_t b = problem_of(a), e = std::min(i1, qoff[b + 1]);
-        const std::size_t mb = koff[b + 1] - koff[b];
-        const auto keys = [&](std::size_t i) { return batch_row_keys(params, i, qoff[b], mb); };
-        stream_chunk(q, a, e, problem_keys(b), dv, score, w, keys,
-                     [&](std::size_t i, const online_softmax& sm, const float* acc) {
-          finish(b, i, sm, acc, keys(i));
-        }, buf);
-        a = e;
-      }
-    });
+    parallel_row_chunks(
+        n, chunk, pairs / n * (d + dv), threads, chunk_scratch(chunk, d, dv, per_tile),
+        [&](std::size_t i0, std::size_t i1, float* buf) {
+          for (std::size_t a = i0; a < i1;) {
+            const std::size_t b = problem_of(a), e = std::min(i1, qoff[b + 1]);
+            const std::size_t mb = koff[b + 1] - koff[b];
+            const auto keys = [&](std::size_t i) { return batch_row_keys(params, i, qoff[b], mb); };
+            stream_chunk(
+                q, a, e, problem_keys(b), dv, score, w, keys,
+                [&](std::size_t i, const online_softmax& sm, const float* acc) {
+                  finish(b, i, sm, acc, keys(i));
+                },
+                buf);
+            a = e;
+          }
+        });
   } else {
-    parallel_rows(n, pairs / n * (d + dv), threads, kCpuTile + 2 * dv,
-                  [&](std::size_t i, float* buf) {
-      const std::size_t b = problem_of(i);
-      const key_range rm = batch_row_keys(params, i, qoff[b], koff[b + 1] - koff[b]);
-      const online_softmax sm = stream_row(q.row(i), problem_keys(b), dv, rm, score, w, buf);
-      finish(b, i, sm, buf + kCpuTile, rm);
-    });
+    parallel_rows(
+        n, pairs / n * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {
+          const std::size_t b = problem_of(i);
+          const key_range rm = batch_row_keys(params, i, qoff[b], koff[b + 1] - koff[b]);
+          const online_softmax sm = stream_row(q.row(i), problem_keys(b), dv, rm, score, w, buf);
+          finish(b, i, sm, buf + kCpuTile, rm);
+        });
   }
   const std::size_t i = empties.first.load();
   if (i != n) throw_empty_row("pool_batched", params, i, {qoff});
@@ -1317,8 +1347,8 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
     const std::size_t chunk = chunk_rows(m, d, per_tile, n, threads);
     parallel_row_chunks(n, chunk, m * (d + dv), threads, chunk_scratch(chunk, d, dv, per_tile),
                         [&](std::size_t i0, std::size_t i1, float* buf) {
-      stream_chunk(q, i0, i1, pk, dv, score, w, keys, store, buf);
-    });
+                          stream_chunk(q, i0, i1, pk, dv, score, w, keys, store, buf);
+                        });
     return;
   }
   parallel_rows(n, m * (d + dv), threads, kCpuTile + 2 * dv, [&](std::size_t i, float* buf) {

@@ -395,10 +395,12 @@ TEST(CpuForms, PackingPerTileGivesTheWholeCallsBits) {
         for (std::size_t i = 0; i < p.n; ++i) lens[i] = 1 + (i * 977 + 13) % p.m;
         for (const bool masked : {false, true}) {
           params.mask = masked ? attnpool::mask::valid_length : attnpool::mask::none;
-          params.valid_lens = masked ? std::span<const std::size_t>(lens) : std::span<const std::size_t>{};
+          params.valid_lens =
+              masked ? std::span<const std::size_t>(lens) : std::span<const std::size_t>{};
           const auto pool = [&] {
             std::vector<float> out(p.n * p.dv);
-            attnpool::pool(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv}, params, opts);
+            attnpool::pool(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv}, params,
+                           opts);
             return out;
           };
           EXPECT_EQ(run("1", pool), run("0", pool)) << "pool, masked " << masked;
@@ -406,8 +408,8 @@ TEST(CpuForms, PackingPerTileGivesTheWholeCallsBits) {
           const auto batched = [&] {  // two problems: keys [0, 1000) and [1000, m)
             std::vector<float> out(p.n * p.dv);
             const std::vector<std::size_t> qoff{0, 20, p.n}, koff{0, 1000, p.m};
-            attnpool::pool_batched(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv},
-                                   qoff, koff, params, opts);
+            attnpool::pool_batched(p.queries(), p.keys(), p.values(), {out.data(), p.n, p.dv}, qoff,
+                                   koff, params, opts);
             return out;
           };
           EXPECT_EQ(run("1", batched), run("0", batched)) << "pool_batched";

@@ -103,8 +103,8 @@ TEST(TrainParametric, SwitchesOffAnIrrelevantInputPastALocalMinimum) {
   const dataset data = book_data(100, 2, seed);
   std::vector<float> x0(data.n);
   for (std::size_t i = 0; i < data.n; ++i) x0[i] = data.x[i * 2];
-  const auto one_d = attnpool::select_bandwidth(attnpool::const_view{x0.data(), data.n, 1}, data.yv(), {},
-                                                opts_for(backend::cpu));
+  const attnpool::const_view x_first{x0.data(), data.n, 1};
+  const auto one_d = attnpool::select_bandwidth(x_first, data.yv(), {}, opts_for(backend::cpu));
   attnpool::train_options t;
   t.per_dimension = true;
   t.seed = seed;
@@ -113,8 +113,7 @@ TEST(TrainParametric, SwitchesOffAnIrrelevantInputPastALocalMinimum) {
   EXPECT_LT(fit.w[1], 1e-2 * fit.w[0]);
   attnpool::bandwidth_search search;
   search.per_dimension = true;
-  const auto sel =
-      attnpool::select_bandwidth(data.xv(), data.yv(), search, opts_for(backend::cpu));
+  const auto sel = attnpool::select_bandwidth(data.xv(), data.yv(), search, opts_for(backend::cpu));
   EXPECT_LT(sel.cv_error, one_d.cv_error * (1.0 + 1e-4));
   EXPECT_GT(sel.bandwidths[1], 1e2 * sel.bandwidths[0]);
 }
