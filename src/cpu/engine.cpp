@@ -751,8 +751,8 @@ float tile_max(const float* s, std::size_t len) {
 }
 
 // The leave-one-out mask on a stored score tile: s[skip] = -inf, and the tile's maximum again
-// (the masked key may have been it). Runs on one tile per row: with few keys per problem (a
-// batch of n = m = 100) the whole row, where its scalar loop took 42 % of the call's time.
+// (the masked key may have been it). Runs on one tile per row, which with few keys per problem
+// (a batch of n = m = 100) is the whole row: a third pass over it, hence tile_max.
 float mask_one(float* s, std::size_t len, std::size_t skip) {
   s[skip] = -std::numeric_limits<float>::infinity();
   return tile_max(s, len);
@@ -850,7 +850,8 @@ struct packed_keys {
 
 // Whether a call at d >= 2 packs its keys and values per tile rather than once: where the
 // copies would pass kWholePackBytes, so that the memory of a call stays that of its inputs plus
-// a tile per thread (at m = 2^20, d = 16 the copies were 72 MiB beside 136 MiB of inputs).
+// a tile per thread (at n = m = 2^20, d = 16 whole-call copies are 72 MiB beside 136 MiB of
+// inputs).
 // ATTNPOOL_CPU_TILE_PACKING=1 / 0 forces either way (the tests compare the two bit for bit).
 inline constexpr std::size_t kWholePackBytes = std::size_t{4} << 20;
 
