@@ -284,9 +284,13 @@ struct dot_keys {
   }
 };
 
-// Whether d has a compiled dot-form tile (dot_score_tile_d's list).
+// The dimensions with compiled multi-row tiles (rows_tile): every d of the dot form; the direct
+// form's groups have all of them but d = 1.
+using row_tile_dims = dim_buckets<64, 1, 2, 3, 4, 8, 16, 32, 64>;
+
+// Whether d has a compiled dot-form tile.
 constexpr bool dot_form_dim(std::size_t d) {
-  return d == 1 || d == 2 || d == 3 || d == 4 || d == 8 || d == 16 || d == 32 || d == 64;
+  return d <= 64 && static_cast<std::size_t>(row_tile_dims::bucket(d)) == d;
 }
 
 // The dot-form keys of key rows [k0, k1) of k; not usable where no row could meet the bound:
@@ -510,25 +514,10 @@ constexpr bool direct_rows_dim(std::size_t d) {
 template <bool Direct>
 void rows_tile(int rows, const rows_in& in, bool wide, std::size_t d, std::size_t len, float* s,
                std::size_t stride, float* mx) {
-  switch (d) {
-    case 1:
-      if constexpr (!Direct) return rows_tile_d<1, false>(wide, rows, in, len, s, stride, mx);
-      return;
-    case 2:
-      return rows_tile_d<2, Direct>(wide, rows, in, len, s, stride, mx);
-    case 3:
-      return rows_tile_d<3, Direct>(wide, rows, in, len, s, stride, mx);
-    case 4:
-      return rows_tile_d<4, Direct>(wide, rows, in, len, s, stride, mx);
-    case 8:
-      return rows_tile_d<8, Direct>(wide, rows, in, len, s, stride, mx);
-    case 16:
-      return rows_tile_d<16, Direct>(wide, rows, in, len, s, stride, mx);
-    case 32:
-      return rows_tile_d<32, Direct>(wide, rows, in, len, s, stride, mx);
-    default:
-      return rows_tile_d<64, Direct>(wide, rows, in, len, s, stride, mx);
-  }
+  row_tile_dims::dispatch_exact(d, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    if constexpr (!(Direct && D == 1)) rows_tile_d<D, Direct>(wide, rows, in, len, s, stride, mx);
+  });
 }
 
 // What one pass over a tile returns: the largest log2 score seen, and relative to the reference
