@@ -79,6 +79,107 @@ float dot_tile(const float* p, const float* v, std::size_t len) {
 
 namespace {
 
+// The register types of the multi-row tiles: a block of 16 floats per zmm (AVX-512), or half a
+// block per ymm (AVX2). GCC lowers a 64-byte vector poorly where registers are 32 bytes (its
+// selects and stores went through the stack: 17 % of the AVX-512 rate), so the narrow code
+// uses the narrow type.
+using wide_vec = float __attribute__((vector_size(64)));
+using narrow_vec = float __attribute__((vector_size(32)));
+
+// out[r * cols + c] = sum_j p[r][j] * v[c * ld + j] for R rows and C value columns in one pass:
+// each block of p and v is loaded once for its R x C products, whose FMA chains overlap (one
+// row and one column per pass waited on the FMA latency, and re-read a dv = 16 value tile,
+// 64 KiB, from L2 for every row). Each product sums in kSumLanes lanes (key j in lane j mod 16,
+// the tail zero-padded to a block), then the lanes in order: its bits are the same whatever V,
+// R, C and the rows and columns computed beside it. The accumulators are vectors with constant
+// indices once the loops unroll, so that GCC keeps them in registers (as plain float arrays they
+// lived on the stack).
+inline constexpr std::size_t kSumLanes = 16;
+
+template <class V, int R, int C>
+__attribute__((always_inline)) inline void dot_block(const float* const* p, const float* v,
+                                                     std::size_t ld, std::size_t len,
+                                                     std::size_t cols, float* out) {
+  constexpr int L = sizeof(V) / sizeof(float), S = static_cast<int>(kSumLanes) / L;
+  V acc[R][C][S] = {};
+  // One block of 16 keys: p rows pr[r] + j, value columns vc + c * vld + j.
+  const auto step = [&](const float* const* pr, const float* vc, std::size_t vld, std::size_t j) {
+    ATTNPOOL_HOST_UNROLL(2)
+    for (int t = 0; t < S; ++t) {
+      V pv[R];
+      ATTNPOOL_HOST_UNROLL(4)
+      for (int r = 0; r < R; ++r) std::memcpy(&pv[r], pr[r] + j + t * L, sizeof(V));
+      ATTNPOOL_HOST_UNROLL(4)
+      for (int c = 0; c < C; ++c) {
+        V vv;
+        std::memcpy(&vv, vc + c * vld + j + t * L, sizeof vv);
+        ATTNPOOL_HOST_UNROLL(4)
+        for (int r = 0; r < R; ++r) acc[r][c][t] = pv[r] * vv + acc[r][c][t];
+      }
+    }
+  };
+  std::size_t j = 0;
+  for (; j + kSumLanes <= len; j += kSumLanes) step(p, v, ld, j);
+  if (j < len) {  // the tail as a zero-padded block
+    float pt[R][kSumLanes] = {}, vt[C][kSumLanes] = {};
+    const float* pr[R];
+    for (int r = 0; r < R; ++r) {
+      std::copy(p[r] + j, p[r] + len, pt[r]);
+      pr[r] = pt[r];
+    }
+    for (int c = 0; c < C; ++c) std::copy(v + c * ld + j, v + c * ld + len, vt[c]);
+    step(pr, vt[0], kSumLanes, 0);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      float lanes[kSumLanes];
+      std::memcpy(lanes, acc[r][c], sizeof lanes);
+      float sum = 0.0f;
+      for (std::size_t l = 0; l < kSumLanes; ++l) sum += lanes[l];
+      out[r * cols + c] = sum;
+    }
+}
+
+template <class V, int R>
+__attribute__((always_inline)) inline void dot_rows_block(const float* const* p, const float* v,
+                                                          std::size_t ld, std::size_t len,
+                                                          std::size_t cols, float* out) {
+  std::size_t c = 0;
+  for (; c + 4 <= cols; c += 4) dot_block<V, R, 4>(p, v + c * ld, ld, len, cols, out + c);
+  for (; c < cols; ++c) dot_block<V, R, 1>(p, v + c * ld, ld, len, cols, out + c);
+}
+
+// 4 x 4 products of 16 lanes are 16 of the 32 zmm registers; 2 x 4 of the 16 ymm ones.
+ATTNPOOL_V4_ONLY void dot_rows_wide(const float* const* p, std::size_t rows, const float* v,
+                                    std::size_t ld, std::size_t len, std::size_t cols, float* out) {
+  std::size_t r = 0;
+  for (; r + 4 <= rows; r += 4)
+    dot_rows_block<wide_vec, 4>(p + r, v, ld, len, cols, out + r * cols);
+  for (; r < rows; ++r) dot_rows_block<wide_vec, 1>(p + r, v, ld, len, cols, out + r * cols);
+}
+
+ATTNPOOL_BELOW_V4 void dot_rows_narrow(const float* const* p, std::size_t rows, const float* v,
+                                       std::size_t ld, std::size_t len, std::size_t cols,
+                                       float* out) {
+  std::size_t r = 0;
+  for (; r + 2 <= rows; r += 2)
+    dot_rows_block<narrow_vec, 2>(p + r, v, ld, len, cols, out + r * cols);
+  for (; r < rows; ++r) dot_rows_block<narrow_vec, 1>(p + r, v, ld, len, cols, out + r * cols);
+}
+
+}  // namespace
+
+void dot_tile_rows(const float* const* p, std::size_t rows, const float* v, std::size_t ld,
+                   std::size_t len, std::size_t cols, bool wide, float* out) {
+  if (wide) {
+    dot_rows_wide(p, rows, v, ld, len, cols, out);
+  } else {
+    dot_rows_narrow(p, rows, v, ld, len, cols, out);
+  }
+}
+
+namespace {
+
 // Keys in blocks of kLanes: kb[(j / kLanes) * d * kLanes + c * kLanes + j % kLanes] = k(j, c),
 // the tail block zero-padded. A block's d coordinates are d * 64 contiguous bytes, so the
 // distance loop streams them in order with its accumulators in registers; column-major packing
@@ -340,13 +441,6 @@ dot_keys make_dot_keys(const_view k, std::size_t k0, std::size_t k1, double h, c
   }
   return dk;
 }
-
-// The dot form's register types: one key block of kLanes floats per zmm (AVX-512), or half a
-// block per ymm (AVX2). GCC lowers a 64-byte vector poorly where registers are 32 bytes (its
-// selects and stores went through the stack: 17 % of the AVX-512 rate), so the narrow code
-// uses the narrow type.
-using wide_vec = float __attribute__((vector_size(64)));
-using narrow_vec = float __attribute__((vector_size(32)));
 
 // What a multi-row score tile reads: R rows' coordinates qs[r] (the dot form's prepared 2a q',
 // or the direct form's q), and the tile's keys in blocks (key 0 in lane 0); the dot form also
@@ -910,28 +1004,38 @@ key_tile tile_at(const packed_keys& pk, std::size_t d, std::size_t dv, std::size
   return t;
 }
 
-// Folds a tile of stored log2 scores s[0, len) with maximum ref into the row: the leave-one-out
-// key `skip` of the tile if any, then the exponentials and the value sums (value column c of the
-// tile's key j at vt[c * ld + j]).
+// A tile of stored log2 scores s[0, len) with maximum ref: masks the leave-one-out key `skip` of
+// the tile if any (ref becomes the maximum of the others); false where the tile then adds nothing
+// to its row.
 template <class Score>
-void fold_scored_tile(row_state& row, float* s, std::size_t len, float ref, std::size_t skip,
-                      const float* vt, std::size_t ld, std::size_t dv, float* tile_acc) {
+bool tile_counts(float* s, std::size_t len, float& ref, std::size_t skip) {
   if (skip < len) {
     ref = mask_one(s, len, skip);
     // A one-key tile holding only the masked key adds nothing (and -inf - -inf is NaN).
-    if (ref == -std::numeric_limits<float>::infinity()) return;
+    if (ref == -std::numeric_limits<float>::infinity()) return false;
   }
   // Likewise a tile with no key in a compact kernel's support. (Only there: for the other
   // kernels a -inf maximum means NaN inputs, which must stay NaN.)
   if constexpr (Score::kCompact) {
-    if (ref == -std::numeric_limits<float>::infinity()) return;
+    if (ref == -std::numeric_limits<float>::infinity()) return false;
   }
+  return true;
+}
+
+// Folds a tile of stored log2 scores s[0, len) with maximum ref into the row: the mask
+// (tile_counts), then the exponentials and the value sums (value column c of the tile's key j at
+// vt[c * ld + j]).
+template <class Score>
+void fold_scored_tile(row_state& row, float* s, std::size_t len, float ref, std::size_t skip,
+                      const float* vt, std::size_t ld, std::size_t dv, float* tile_acc) {
+  if (!tile_counts<Score>(s, len, ref, skip)) return;
   if (dv == 1) {
     const tile_sums t = exp_dot_tile(s, vt, len, ref);
     row.add(ref, t.sum, &t.dot, 1);
   } else {
     const float sum = exp_tile(s, len, ref);
-    for (std::size_t c = 0; c < dv; ++c) tile_acc[c] = dot_tile(s, vt + c * ld, len);
+    const float* p = s;
+    dot_tile_rows(&p, 1, vt, ld, len, dv, false, tile_acc);
     row.add(ref, sum, tile_acc, dv);
   }
 }
@@ -1011,15 +1115,16 @@ online_softmax stream_row(const float* qi, const packed_keys& pk, std::size_t dv
 // every row). Rows are scored a group at a time (rows_tile, the key blocks read once for the
 // group), the dot form's and the direct form's apart; direct-form rows without a compiled group
 // tile (other kernels, anisotropic bandwidths, other d) one at a time (score_tile_d). Each row's
-// tiles are then folded one by one in key order. A row's score lanes are the same operations
-// whatever its group (score_rows), so every row gets the bits it gets alone: the
-// chunking, the thread count, batching and the packing change no result. keys(i) is row i's
-// key_range; done(i, state, acc) receives each finished row (acc: its dv accumulators). buf
-// holds chunk_scratch(i1 - i0, d, dv, per_tile) floats.
+// tiles are then folded one by one in key order, the value sums of a group's rows that see the
+// whole tile in one pass (dot_tile_rows). A row's score lanes and value sums are the same
+// operations whatever its group (score_rows, dot_tile_rows), so every row gets the bits it gets
+// alone: the chunking, the thread count, batching and the packing change no result. keys(i) is
+// row i's key_range; done(i, state, acc) receives each finished row (acc: its dv accumulators).
+// buf holds chunk_scratch(i1 - i0, d, dv, per_tile) floats.
 inline constexpr std::size_t kMaxChunk = 128;
 
 std::size_t chunk_scratch(std::size_t rows, std::size_t d, std::size_t dv, bool per_tile) {
-  return kDotRows * kCpuTile + rows * dv + dv + (per_tile ? tile_scratch(d, dv) : 0);
+  return kDotRows * kCpuTile + rows * dv + kDotRows * dv + (per_tile ? tile_scratch(d, dv) : 0);
 }
 
 template <class Score, class Keys, class Done>
@@ -1043,8 +1148,8 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
   }
   float* s = buf;
   float* acc = buf + kDotRows * kCpuTile;  // row r's dv accumulators at acc + r * dv
-  float* tile_acc = acc + count * dv;
-  float* packing = tile_acc + dv;
+  float* tile_acc = acc + count * dv;      // kDotRows * dv: a group's value sums
+  float* packing = tile_acc + kDotRows * dv;
   std::fill(acc, acc + count * dv, 0.0f);
   row_state state[kMaxChunk];
   for (std::size_t r = 0; r < count; ++r) state[r] = row_state{online_softmax{}, acc + r * dv};
@@ -1064,6 +1169,31 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
       if (len_r < len) mx = tile_max(sr, len_r);  // a shorter valid_length
       fold_scored_tile<Score>(state[r], sr, len_r, mx, kr.skip - j0, t.vt, t.ld, dv, tile_acc);
     };
+    // A group's tiles (row rows[r] in sg + r * kCpuTile) folded like fold's, with dv > 1 the value
+    // sums of the rows that see the whole tile in one dot_tile_rows pass.
+    const auto fold_group = [&](const std::size_t* rows, std::size_t n_rows, float* sg,
+                                const float* mx) {
+      const float* p[kDotRows];
+      std::size_t joined[kDotRows];
+      float ref[kDotRows], sum[kDotRows];
+      std::size_t n_joined = 0;
+      for (std::size_t r = 0; r < n_rows; ++r) {
+        const key_range& kr = rm[rows[r]];
+        float* sr = sg + r * kCpuTile;
+        if (dv == 1 || j0 + len > kr.limit) {
+          fold(rows[r], sr, mx[r]);
+          continue;
+        }
+        ref[n_joined] = mx[r];
+        if (!tile_counts<Score>(sr, len, ref[n_joined], kr.skip - j0)) continue;
+        sum[n_joined] = exp_tile(sr, len, ref[n_joined]);
+        p[n_joined] = sr;
+        joined[n_joined++] = rows[r];
+      }
+      dot_tile_rows(p, n_joined, t.vt, t.ld, len, dv, pk.wide, tile_acc);
+      for (std::size_t r = 0; r < n_joined; ++r)
+        state[joined[r]].add(ref[r], sum[r], tile_acc + r * dv, dv);
+    };
     for (std::size_t g = 0; g < dots; g += group) {
       // A short last group repeats its last row (scored, not folded).
       const float* gq[kDotRows];
@@ -1075,8 +1205,7 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
       }
       rows_tile<false>(dots - g == 1 ? 1 : static_cast<int>(group), {gq, t.dkb, gc, t.nk}, pk.wide,
                        d, len, s, kCpuTile, mx);
-      for (std::size_t r = 0; r < std::min(group, dots - g); ++r)
-        fold(dot_rows[g + r], s + r * kCpuTile, mx[r]);
+      fold_group(dot_rows + g, std::min(group, dots - g), s, mx);
     }
     if constexpr (kGaussian) {
       for (std::size_t g = 0; direct_groups && g < directs; g += group) {
@@ -1088,8 +1217,7 @@ void stream_chunk(const_view q, std::size_t i0, std::size_t i1, const packed_key
         in.neg_scale = score.neg_scale;
         rows_tile<true>(directs - g == 1 ? 1 : static_cast<int>(group), in, pk.wide, d, len, s,
                         kCpuTile, mx);
-        for (std::size_t r = 0; r < std::min(group, directs - g); ++r)
-          fold(direct_rows[g + r], s + r * kCpuTile, mx[r]);
+        fold_group(direct_rows + g, std::min(group, directs - g), s, mx);
       }
     }
     for (std::size_t e = 0; !direct_groups && e < directs; ++e) {

@@ -122,4 +122,11 @@ void dist_tile(const float* a, const float* bt, std::size_t stride, std::size_t 
 // engine's, the backward pass's and the bandwidth sweep's dot products over a tile.
 float dot_tile(const float* p, const float* v, std::size_t len);
 
+// out[r * cols + c] = sum_j p[r][j] * v[c * ld + j] for rows r < rows and value columns c < cols:
+// dot_tile for a group of weight rows against several value columns at once; a product's bits do
+// not depend on the group (defined once in src/cpu/engine.cpp, multiversioned there). `wide`: the
+// AVX-512 clone is running (it sizes the register tile).
+void dot_tile_rows(const float* const* p, std::size_t rows, const float* v, std::size_t ld,
+                   std::size_t len, std::size_t cols, bool wide, float* out);
+
 }  // namespace attnpool::detail

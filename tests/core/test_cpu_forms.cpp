@@ -321,15 +321,15 @@ TEST(CpuForms, ChoiceDependsOnlyOnTheRowAndTheKeys) {
   EXPECT_EQ(masked, whole);
 }
 
-// Rows at d >= 2 run in chunks, tile by tile, the dot form scoring several rows at a time (one
-// key block read for all of them), and each row is folded alone: in the dot form and in the
-// direct form every row gets the bits it gets pooled by itself and inside a batch, at row
-// counts that leave a group of rows short (129), key counts that end a tile on an odd block
-// (2500), and per-row masks (valid_length cut inside a tile, leave_one_out); and the masked rows
-// match the oracle.
+// Rows at d >= 2 run in chunks, tile by tile, several rows at a time: the dot form and the direct
+// form score a group of rows against each key block, and their value sums are taken a group at a
+// time (dv = 5: a four-column and a one-column pass). Every row gets the bits it gets pooled by
+// itself and inside a batch, at row counts that leave a group of rows short (129), key counts
+// that end a tile on an odd block (2500), and per-row masks (valid_length cut inside a tile,
+// leave_one_out); and the masked rows match the oracle.
 TEST(CpuForms, MultiRowTilesGiveEachRowItsOwnBits) {
   for (const std::size_t d : {2u, 16u, 64u}) {
-    for (const std::size_t dv : {1u, 3u}) {
+    for (const std::size_t dv : {1u, 5u}) {
       // Dot form; direct form (h = 0.1 leaves every row of unit-cube data outside the bound, where
       // 0.3 let a row near the centre of d = 2 data into it).
       for (const double h : {1.5 * static_cast<double>(d), 0.1}) {
