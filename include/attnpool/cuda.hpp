@@ -8,9 +8,10 @@
 /// through a flag in the workspace, which costs one synchronisation of opts.stream; switch it
 /// off for a fully asynchronous call.
 ///
-/// Unlike the host entry points, these do not scale values near float32's range (that needs
-/// the values' magnitudes, which live on the device): keep m * max|v| below about 1e33
-/// (FLT_MAX / 2^18) per value column, or an output may overflow to inf.
+/// Unlike the host entry points, these do not scale values near float32's range: m * max|v|
+/// must stay below FLT_MAX / 2^18 (about 1.3e33; m is the keys a row sums over). With
+/// opts.check_finite the device scan measures max|v| and refuses larger values with
+/// invalid_argument; without it such values may overflow an output to inf.
 ///
 /// pool() takes masks on cuda_fused, and pool_backward() is the fused backward pass;
 /// the unfused path and attention_weights() refuse masks ("not implemented on the GPU yet").

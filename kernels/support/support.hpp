@@ -15,7 +15,7 @@ struct input_scan {
   unsigned long long first_bad[3];  ///< per matrix: smallest row-major index i * cols + j of a
                                     ///< non-finite element, or ~0 when none
   unsigned int max_abs_bits;        ///< bits of max |x| over the finite elements (q and k)
-  unsigned int unused;
+  unsigned int max_abs_v_bits;      ///< the same over the finite values
 };
 
 /// Scans `a` (device memory, ld-strided; pad elements are not read) for non-finite values,

@@ -23,19 +23,6 @@
 
 namespace attnpool::detail {
 
-// log2 of what one accumulated weight may reach over 1: the CPU engine's single-pass tile slack
-// (16 log2 units), the GPU's lazy rescale (about 10), and a factor 4 for rounding.
-inline constexpr int kAccumulatorHeadroomLog2 = 18;
-
-// The e >= 0 such that terms * 2^18 * amax * 2^-e <= FLT_MAX: 0 for all but magnitudes near
-// float32's range (or a non-finite one: nothing to scale then).
-inline int overflow_shift(double amax, double terms) {
-  const double x =
-      amax * terms * std::ldexp(1.0, kAccumulatorHeadroomLog2) / std::numeric_limits<float>::max();
-  if (!(x > 1.0) || !std::isfinite(x)) return 0;
-  return std::ilogb(x) + 1;  // 2^e > x
-}
-
 // |x|'s bits: for finite x and inf they order as the magnitudes do (NaN above them all), and an
 // integer maximum vectorises where a float one would not.
 inline std::uint32_t magnitude_bits(float x) {

@@ -91,7 +91,7 @@ void fused_backward(const char* fn, const_view q, const_view k, const_view v, co
   cuda::detail::check_workspace(fn, opts, l.total);
   auto* ws = static_cast<std::byte*>(opts.workspace);
   if (opts.check_finite) {
-    cuda::detail::check_inputs_on_device(fn, q, k, v, params, ws, stream);
+    cuda::detail::check_inputs_on_device(fn, q, k, v, params, s.m, ws, stream);
     check_dout_on_device(fn, dout, ws, stream);
   }
   cuda::detail::upload_valid_lens(params, s.n, ws + l.lens, stream);

@@ -91,8 +91,13 @@ void cuda::pool_batched(const_view q, const_view k, const_view v, mutable_view o
   // past the workspace.
   ATTNPOOL_EXPECTS(blocks.size() * sizeof(kernels::fused_block) <= table_bytes, fn,
                    ": internal error: ", blocks.size(), " batch blocks exceed the workspace bound");
-  if (opts.check_finite)
-    detail::check_inputs_on_device(fn, q, k, v, params, detail::ws_at(opts, 0), opts.stream);
+  if (opts.check_finite) {
+    std::size_t most_keys = 0;  // a row sums over its own problem's keys only
+    for (std::size_t b = 0; b < problems; ++b)
+      most_keys = std::max(most_keys, key_offsets[b + 1] - key_offsets[b]);
+    detail::check_inputs_on_device(fn, q, k, v, params, most_keys, detail::ws_at(opts, 0),
+                                   opts.stream);
+  }
 
   auto* table = reinterpret_cast<kernels::fused_block*>(detail::ws_at(opts, detail::kScanBytes));
   // From pageable host memory: the call returns once `blocks` has been staged, so the vector
@@ -136,7 +141,7 @@ void cuda::pool_partial(const_view q, const_view k, const_view v, const partial_
   const detail::partial_layout l = detail::partial_layout_for(s.n, s.m, s.d, s.dv, params);
   detail::check_workspace(fn, opts, l.total);
   if (opts.check_finite)
-    detail::check_inputs_on_device(fn, q, k, v, params, detail::ws_at(opts, 0), opts.stream);
+    detail::check_inputs_on_device(fn, q, k, v, params, s.m, detail::ws_at(opts, 0), opts.stream);
   kernels::generic_score_args generic_args;
   kernels::fused_args a = detail::fused_args_for(q, k, v, out.acc, params, generic_args);
   a.partial_state = reinterpret_cast<float*>(detail::ws_at(opts, l.state_offset));

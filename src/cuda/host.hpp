@@ -59,9 +59,12 @@ void check_workspace(const char* fn, const options& opts, std::size_t required);
 
 /// opts.check_finite on device data: scans q, k and (when v.data is set) v into the scan slot
 /// at `scan_slot`, synchronises opts.stream and throws invalid_argument with the same words as
-/// the host checks (src/validate.cpp) when an input is non-finite or too large for float scores.
+/// the host checks (src/validate.cpp) when an input is non-finite or too large for float scores,
+/// and when values are too large for a sum over `terms` keys (check_value_headroom: the host
+/// entry points scale such values, these cannot).
 void check_inputs_on_device(const char* fn, const_view q, const_view k, const_view v,
-                            const pool_params& params, void* scan_slot, stream_t stream);
+                            const pool_params& params, std::size_t terms, void* scan_slot,
+                            stream_t stream);
 
 /// The float constant of gaussian_log2_score for a validated bandwidth.
 float neg_log2_scale(const pool_params& params);

@@ -16,6 +16,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -162,15 +163,18 @@ void throw_nonfinite_on_device(const char* fn, const char* name, const_view a,
 }
 
 void check_inputs_on_device(const char* fn, const_view q, const_view k, const_view v,
-                            const pool_params& params, void* scan_slot, stream_t stream) {
+                            const pool_params& params, std::size_t terms, void* scan_slot,
+                            stream_t stream) {
   auto* scan = static_cast<kernels::input_scan*>(scan_slot);
   static_assert(sizeof(kernels::input_scan) <= kScanBytes);
   ATTNPOOL_CUDA_TRY(cudaMemsetAsync(scan->first_bad, 0xFF, sizeof scan->first_bad, stream));
   ATTNPOOL_CUDA_TRY(cudaMemsetAsync(&scan->max_abs_bits, 0, sizeof scan->max_abs_bits, stream));
+  ATTNPOOL_CUDA_TRY(cudaMemsetAsync(&scan->max_abs_v_bits, 0, sizeof scan->max_abs_v_bits, stream));
   const int sms = current_sm_count();
   kernels::scan_inputs(q, &scan->first_bad[0], &scan->max_abs_bits, sms, stream);
   kernels::scan_inputs(k, &scan->first_bad[1], &scan->max_abs_bits, sms, stream);
-  if (v.data != nullptr) kernels::scan_inputs(v, &scan->first_bad[2], nullptr, sms, stream);
+  if (v.data != nullptr)
+    kernels::scan_inputs(v, &scan->first_bad[2], &scan->max_abs_v_bits, sms, stream);
   kernels::input_scan host{};
   ATTNPOOL_CUDA_TRY(cudaMemcpyAsync(&host, scan, sizeof host, cudaMemcpyDeviceToHost, stream));
   ATTNPOOL_CUDA_TRY(cudaStreamSynchronize(stream));
@@ -192,6 +196,8 @@ void check_inputs_on_device(const char* fn, const_view q, const_view k, const_vi
   stand_in[0] = largest;
   ::attnpool::detail::check_score_range_host(fn, const_view{stand_in.data(), 1, q.cols},
                                              const_view{nullptr, 0, q.cols, q.cols}, params);
+  if (v.data != nullptr)
+    ::attnpool::detail::check_value_headroom(fn, std::bit_cast<float>(host.max_abs_v_bits), terms);
 }
 
 std::size_t fused_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
@@ -219,7 +225,8 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
   const bool scan = opts.check_finite || needs_empty_check(params);
   const bool lens = params.mask == mask::valid_length;
   check_workspace(fn, opts, l.plan.splits > 1 || scan || lens ? l.total : 0);
-  if (opts.check_finite) check_inputs_on_device(fn, q, k, v, params, ws_at(opts, 0), opts.stream);
+  if (opts.check_finite)
+    check_inputs_on_device(fn, q, k, v, params, s.m, ws_at(opts, 0), opts.stream);
 
   kernels::generic_score_args generic;
   kernels::fused_args a = fused_args_for(q, k, v, out, params, generic);

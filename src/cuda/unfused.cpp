@@ -165,7 +165,8 @@ void unfused_pool(const char* fn, const_view q, const_view k, const_view v, muta
   if (s.n == 0) return;
   const unfused_layout l = layout_for(fn, s.n, s.m, s.d, true);
   check_workspace(fn, opts, l.total);
-  if (opts.check_finite) check_inputs_on_device(fn, q, k, v, params, at(opts, 0), opts.stream);
+  if (opts.check_finite)
+    check_inputs_on_device(fn, q, k, v, params, k.rows, at(opts, 0), opts.stream);
 
   auto* w = reinterpret_cast<float*>(at(opts, l.weights));
   weights_into(q, k, w, s.m, params, opts, l);
@@ -188,7 +189,7 @@ void unfused_weights(const char* fn, const_view q, const_view k, mutable_view w,
   const unfused_layout l = layout_for(fn, s.n, s.m, s.d, false);
   check_workspace(fn, opts, l.total);
   if (opts.check_finite) {
-    check_inputs_on_device(fn, q, k, const_view{}, params, at(opts, 0), opts.stream);
+    check_inputs_on_device(fn, q, k, const_view{}, params, 0, at(opts, 0), opts.stream);
   }
   weights_into(q, k, w.data, w.ld, params, opts, l);
   check_empty_rows_on_device(fn, params, w, at(opts, 0), opts.stream);

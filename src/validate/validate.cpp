@@ -329,6 +329,16 @@ problem_shape check_weights_args(const char* fn, const_view queries, const_view 
   return s;
 }
 
+void check_value_headroom(const char* fn, float amax, std::size_t terms) {
+  const double limit =
+      std::ldexp(static_cast<double>(std::numeric_limits<float>::max()), -kAccumulatorHeadroomLog2);
+  ATTNPOOL_EXPECTS(overflow_shift(amax, static_cast<double>(terms)) == 0, fn, ": values up to ",
+                   amax, " over ", terms,
+                   " keys could overflow float32's accumulator on the device",
+                   " (keys * max|value| must stay below FLT_MAX / 2^", kAccumulatorHeadroomLog2,
+                   " = ", limit, "); scale the values, or pass host arrays, which are scaled");
+}
+
 void check_average_args(const char* fn, const_view values, const_view out) {
   ATTNPOOL_EXPECTS(values.rows >= 1, fn, ": values.rows (m) must be >= 1, got ", values.rows);
   ATTNPOOL_EXPECTS(values.cols >= 1, fn, ": values.cols (dv) must be >= 1, got ", values.cols);

@@ -5,7 +5,9 @@
 #include <attnpool/error.hpp>
 #include <attnpool/types.hpp>
 
+#include <cmath>
 #include <cstddef>
+#include <limits>
 #include <span>
 
 namespace attnpool::detail {
@@ -128,6 +130,24 @@ void reject_non_gaussian(const char* fn, const pool_params& params);
 // min_c h_c for an anisotropic bandwidth, else params.bandwidth.
 double smallest_bandwidth(const pool_params& params);
 void check_average_args(const char* fn, const_view values, const_view out);
+
+// log2 of what one accumulated weight may reach over 1: the CPU engine's single-pass tile slack
+// (16 log2 units), the GPU's lazy rescale (about 10), and a factor 4 for rounding.
+inline constexpr int kAccumulatorHeadroomLog2 = 18;
+
+// The e >= 0 such that terms * 2^18 * amax * 2^-e <= FLT_MAX: 0 for all but magnitudes near
+// float32's range (or a non-finite one: nothing to scale then).
+inline int overflow_shift(double amax, double terms) {
+  const double x =
+      amax * terms * std::ldexp(1.0, kAccumulatorHeadroomLog2) / std::numeric_limits<float>::max();
+  if (!(x > 1.0) || !std::isfinite(x)) return 0;
+  return std::ilogb(x) + 1;  // 2^e > x
+}
+
+// The device-pointer entry points, which cannot scale values they do not hold: refuses values
+// whose largest magnitude `amax` could overflow the accumulator of a sum over `terms` keys
+// (overflow_shift(amax, terms) > 0), naming the limit.
+void check_value_headroom(const char* fn, float amax, std::size_t terms);
 
 // Host-memory data checks (options.check_finite): every element finite, and the coordinates
 // small enough that every float32 score -||q-k||^2 * log2(e)/(2h^2) is finite.

@@ -12,6 +12,8 @@
 
 #include "test_support.hpp"
 
+#include "src/validate/validate.hpp"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -207,6 +209,21 @@ TEST(Reliability, OrdinaryDataAreBitwiseUnchangedByTheGuard) {
   attnpool::pool(p.queries(), p.keys(), const_view{v3.data(), 700, 1, 2},
                  mutable_view{b.data(), 33, 1}, {0.3}, cpu());
   for (std::size_t i = 0; i < 33; ++i) EXPECT_EQ(a[i] * 0x1p127f, b[i]) << i;
+}
+
+// The device-pointer API cannot scale values it does not hold: its scan refuses what could
+// overflow (checked here on the host, where the rule lives; tests/cuda run the scan).
+TEST(Reliability, DeviceValueHeadroomRefusesWhatItCannotScale) {
+  const double limit = std::ldexp(static_cast<double>(std::numeric_limits<float>::max()), -18);
+  const std::size_t keys = 1024;
+  const float at_limit = static_cast<float>(limit / keys);  // keys * max|v| == the limit: exact
+  EXPECT_NO_THROW(attnpool::detail::check_value_headroom("cuda::pool", at_limit, keys));
+  EXPECT_NO_THROW(attnpool::detail::check_value_headroom("cuda::pool", 1e30f, 1));
+  EXPECT_NO_THROW(attnpool::detail::check_value_headroom("cuda::pool", 3e38f, 0));
+  expect_invalid([&] { attnpool::detail::check_value_headroom("cuda::pool", 2 * at_limit, keys); },
+                 {"cuda::pool: values up to", " over 1024 keys", "FLT_MAX / 2^18"});
+  expect_invalid([&] { attnpool::detail::check_value_headroom("cuda::pool", 3e38f, 2); },
+                 {"values up to 3.00000001e+38 over 2 keys"});
 }
 
 // ---- 3. Output untouched on error ------------------------------------------------------------

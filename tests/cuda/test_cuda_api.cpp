@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
@@ -181,6 +182,35 @@ TEST(cuda_api, score_range_check_on_device_uses_the_host_words) {
   const std::string dev_msg = message_of<invalid_argument>(
       [&] { cuda::pool(dp.queries(), dp.keys(), dp.values(), out.view(), params, opts); });
   EXPECT_EQ(without_prefix(dev_msg), without_prefix(host_msg));
+}
+
+// Values the device API cannot scale: with check_finite its scan refuses them by name, for the
+// fused and the unfused path, and leaves the output as it was. The host entry point pools them.
+TEST(cuda_api, values_near_float_max_are_refused_on_device) {
+  ATTNPOOL_REQUIRE_DEVICE();
+  const pool_params params{1.0};
+  problem p = make_problem(3, 4, 1, 1, fresh_seed());
+  for (float& x : p.v) x = 3e38f;
+  for (backend which : {backend::cuda_fused, backend::cuda_unfused}) {
+    const device_problem dp(p);
+    poisoned_output out(p.n, p.dv, 0);
+    device_workspace ws(cuda::pool_workspace_size(p.n, p.m, p.d, p.dv, params, which));
+    options opts;
+    opts.backend = which;
+    opts.workspace = ws.data();
+    opts.workspace_bytes = ws.bytes();
+    const std::string msg = message_of<invalid_argument>(
+        [&] { cuda::pool(dp.queries(), dp.keys(), dp.values(), out.view(), params, opts); });
+    EXPECT_NE(msg.find("cuda::pool: values up to 3.00000001e+38 over 4 keys"), std::string::npos)
+        << msg;
+    for (float x : out.fetch()) EXPECT_TRUE(std::isnan(x)) << "the output was written";
+  }
+  options host_opts;
+  host_opts.backend = backend::cuda_fused;
+  std::vector<float> host_out(p.n * p.dv);
+  pool(p.queries(), p.keys(), p.values(), mutable_view{host_out.data(), p.n, p.dv}, params,
+       host_opts);
+  for (float x : host_out) EXPECT_FLOAT_EQ(x, 3e38f);
 }
 
 // n = m = 1e6 on the unfused path asks for 4e12 bytes of weights: cuda_error naming the size,
