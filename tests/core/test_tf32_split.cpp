@@ -1,0 +1,365 @@
+// The tensor-core path's arithmetic (detail/tf32_split.hpp) on the CPU, against double: the tf32
+// rounding bit for bit against its definition (cvt.rna.tf32.f32: nearest, ties away), the
+// big/small split, the 3xTF32 dot product within its float32-level bound (and 1xTF32 past it, so
+// that the bound can tell them apart), and the agent's scores and pooled outputs as
+// kernels/fused/tc_agent.cuh forms them: block centre = the midrange of the block's 128 queries,
+// S = (2a q') . k' in 3xTF32, ew = 2^(-a |k'|^2), reference -a |q'|^2. Random data with printed
+// seeds; d = 16, 32, 64 (and d = 9, zero-padded to 16); data near the origin and 1e3 from it.
+#include <attnpool/detail/scores.hpp>
+#include <attnpool/detail/tf32_split.hpp>
+#include <attnpool/reference.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace ad = attnpool::detail;
+namespace at = attnpool::test;
+
+namespace {
+
+constexpr double kU = 0x1p-24;
+
+std::uint32_t float_bits(float x) {
+  std::uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+float bits_float(std::uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+// tf32 rounding from its definition, in double: |x| scaled to an integer count of tf32 ulps
+// (2^(e - 10) for x in [2^e, 2^(e+1)), 2^-136 for denormals), rounded half away from zero, scaled
+// back; inf and NaN keep their 19 high bits.
+float tf32_reference(float x) {
+  if (!std::isfinite(x)) return bits_float(float_bits(x) & 0xffffe000u);
+  if (x == 0.0f) return x;
+  const double ax = std::fabs(static_cast<double>(x));
+  const double ulp = std::ldexp(1.0, std::max(std::ilogb(ax), -126) - 10);
+  const double r = std::floor(ax / ulp + 0.5) * ulp;  // exact: ax / ulp has <= 24 bits
+  const double rounded = r > std::numeric_limits<float>::max() ? INFINITY : r;
+  return static_cast<float>(std::copysign(rounded, static_cast<double>(x)));
+}
+
+TEST(Tf32Round, MatchesTheDefinition) {
+  // Ties go away from zero; just below a tie goes down; a carry moves into the exponent.
+  EXPECT_EQ(ad::tf32_round(1.0f + 0x1p-11f), 1.0f + 0x1p-10f);
+  EXPECT_EQ(ad::tf32_round(-(1.0f + 0x1p-11f)), -(1.0f + 0x1p-10f));
+  EXPECT_EQ(ad::tf32_round(1.0f + 0x1p-11f - 0x1p-23f), 1.0f);
+  EXPECT_EQ(ad::tf32_round(2.0f - 0x1p-23f), 2.0f);
+  EXPECT_TRUE(std::isinf(ad::tf32_round(std::numeric_limits<float>::max())));
+  EXPECT_TRUE(std::isinf(ad::tf32_round(INFINITY)));
+  EXPECT_TRUE(std::isnan(ad::tf32_round(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_EQ(ad::tf32_round(0.0f), 0.0f);
+  // Every float of [1, 2) and its negative (one binade: the rule is the same in each), then
+  // random bit patterns over every binade, denormals included.
+  for (std::uint32_t b = float_bits(1.0f); b < float_bits(2.0f); ++b) {
+    const float x = bits_float(b);
+    ASSERT_EQ(float_bits(ad::tf32_round(x)), float_bits(tf32_reference(x))) << x;
+    ASSERT_EQ(float_bits(ad::tf32_round(-x)), float_bits(tf32_reference(-x))) << x;
+  }
+  const std::uint64_t seed = at::fresh_seed();
+  std::printf("tf32 rounding: seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < 4000000; ++i) {
+    const float x = bits_float(static_cast<std::uint32_t>(rng()));
+    const float r = ad::tf32_round(x);
+    ASSERT_EQ(float_bits(r), float_bits(tf32_reference(x))) << x;
+    ASSERT_EQ(float_bits(r) & 0x1fffu, 0u) << x;
+  }
+}
+
+TEST(Tf32Split, CarriesTheFloatTo2ToMinus22) {
+  const std::uint64_t seed = at::fresh_seed();
+  std::printf("tf32 split: seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> mant(1.0, 2.0);
+  std::uniform_int_distribution<int> expo(-100, 100);
+  double worst = 0.0;
+  for (int i = 0; i < 1000000; ++i) {
+    const auto x = static_cast<float>(std::ldexp(mant(rng), expo(rng)) * (i % 2 ? -1.0 : 1.0));
+    const ad::tf32_pair p = ad::tf32_split(x);
+    const double xd = x, big = p.big, small = p.small;
+    ASSERT_EQ(static_cast<double>(x - p.big), xd - big) << "x - big is exact, x = " << x;
+    ASSERT_LE(std::fabs(small), 0x1p-11 * std::fabs(xd)) << x;
+    const double rel = std::fabs(xd - big - small) / std::fabs(xd);
+    worst = std::max(worst, rel);
+    ASSERT_LE(rel, 0x1p-22) << x;
+  }
+  std::printf("tf32 split: worst |x - big - small| / |x| = 2^%.2f\n", std::log2(worst));
+}
+
+// Vectors of one dot-product case: x and y drawn as the agent's operands are (2a q' and k'),
+// at a scale, or centred from data far from the origin.
+enum class data_kind { unit, large, centred_far };
+
+struct dot_stats {
+  double worst3 = 0.0, worst1 = 0.0;  // |err| / (u sum |x_c y_c|)
+};
+
+template <int D>
+dot_stats dot_errors(data_kind kind, std::uint64_t seed, int trials) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f), pos(0.0f, 1.0f);
+  dot_stats st;
+  float x[D], y[D];
+  for (int i = 0; i < trials; ++i) {
+    for (int c = 0; c < D; ++c) {
+      switch (kind) {
+        case data_kind::unit:
+          x[c] = unit(rng);
+          y[c] = unit(rng);
+          break;
+        case data_kind::large:
+          x[c] = 1e6f * unit(rng);
+          y[c] = 3e-4f * unit(rng);
+          break;
+        case data_kind::centred_far: {
+          // 1e3 + U(0, 1), centred on 1e3 + 0.5 in float, as the agent centres.
+          const float mu = 1000.5f;
+          x[c] = (1000.0f + pos(rng)) - mu;
+          y[c] = (1000.0f + pos(rng)) - mu;
+          break;
+        }
+      }
+    }
+    double exact = 0.0, scale = 0.0;
+    for (int c = 0; c < D; ++c) {
+      exact += static_cast<double>(x[c]) * y[c];  // each product exact in double
+      scale += std::fabs(static_cast<double>(x[c]) * y[c]);
+    }
+    const double e3 = std::fabs(ad::tf32_dot_emulated<D>(x, y) - exact) / (kU * scale);
+    const double e1 = std::fabs(ad::tf32_dot_emulated<D, 1>(x, y) - exact) / (kU * scale);
+    st.worst3 = std::max(st.worst3, e3);
+    st.worst1 = std::max(st.worst1, e1);
+  }
+  return st;
+}
+
+// The bound of the file comment, in units of u sum |x_c y_c|: 12 for the split, 3 D / 8
+// roundings of at most (1 + 2^-10) sum |x_c y_c| each.
+constexpr double dot_bound(int d) {
+  return 12.0 + 3.0 * d / 8.0 * (1.0 + 0x1p-10);
+}
+
+template <int D>
+void check_dot(data_kind kind, const char* name) {
+  const std::uint64_t seed = at::fresh_seed();
+  const dot_stats st = dot_errors<D>(kind, seed, 200000);
+  std::printf(
+      "3xTF32 dot, D=%d, %s, seed %llu: worst error %.2f u sum|x y| (bound %.2f); 1xTF32: "
+      "%.0f u sum|x y|\n",
+      D, name, static_cast<unsigned long long>(seed), st.worst3, dot_bound(D), st.worst1);
+  EXPECT_LE(st.worst3, dot_bound(D)) << "seed " << seed;
+  // One mma per step (big . big only) misses about 2^-11 of every product: far past the bound,
+  // so the bound tells 3xTF32 from 1xTF32.
+  EXPECT_GT(st.worst1, 20.0 * dot_bound(D)) << "seed " << seed;
+}
+
+TEST(Tf32Dot, ThreeTermsHaveFloat32LevelError) {
+  check_dot<16>(data_kind::unit, "U(-1,1)");
+  check_dot<16>(data_kind::large, "1e6 x 3e-4");
+  check_dot<16>(data_kind::centred_far, "1e3 + U(0,1) centred");
+  check_dot<32>(data_kind::unit, "U(-1,1)");
+  check_dot<32>(data_kind::centred_far, "1e3 + U(0,1) centred");
+  check_dot<64>(data_kind::unit, "U(-1,1)");
+  check_dot<64>(data_kind::large, "1e6 x 3e-4");
+  check_dot<64>(data_kind::centred_far, "1e3 + U(0,1) centred");
+}
+
+// ---- The agent's scores and outputs -----------------------------------------------------------
+
+constexpr std::size_t kBlockRows = 128;  // fused_tc_traits<D, DV>::kRowsPerBlock
+
+// One block of the agent, as tc_agent.cuh forms it: the centre, the rows' operands and
+// references, the keys' operands and weights, and whether the block takes the tensor cores.
+template <int D>
+struct block_form {
+  std::vector<float> mu = std::vector<float>(D, 0.0f);
+  std::vector<float> qs, kc;  // rows x D of 2a q', keys x D of k' (zero-padded past d)
+  std::vector<float> cq, ew;  // a |q'|^2 per row, 2^(-a |k'|^2) per key
+  std::vector<double> q_dist;
+  double rk = 0.0;
+  bool tc = false;
+};
+
+template <int D>
+block_form<D> form_block(const at::problem& p, std::size_t row0, std::size_t rows, double a) {
+  block_form<D> b;
+  const std::size_t ld = p.d + p.pad;
+  for (std::size_t c = 0; c < p.d; ++c) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (std::size_t i = row0; i < row0 + rows; ++i) {
+      lo = std::min(lo, p.q[i * ld + c]);
+      hi = std::max(hi, p.q[i * ld + c]);
+    }
+    b.mu[c] = static_cast<float>(0.5 * (static_cast<double>(lo) + hi));
+  }
+  b.tc = true;
+  for (std::size_t i = row0; i < row0 + rows; ++i) {
+    double n2 = 0.0;
+    for (int c = 0; c < D; ++c) {
+      const float qc = static_cast<std::size_t>(c) < p.d ? p.q[i * ld + c] - b.mu[c] : 0.0f;
+      n2 += static_cast<double>(qc) * qc;
+      b.qs.push_back(static_cast<float>(2.0 * a * static_cast<double>(qc)));
+    }
+    b.cq.push_back(static_cast<float>(a * n2));
+    b.q_dist.push_back(std::sqrt(n2));
+  }
+  double rk2 = 0.0;
+  for (std::size_t j = 0; j < p.m; ++j) {
+    double n2 = 0.0;
+    for (int c = 0; c < D; ++c) {
+      const float kc = static_cast<std::size_t>(c) < p.d ? p.k[j * ld + c] - b.mu[c] : 0.0f;
+      n2 += static_cast<double>(kc) * kc;
+      b.kc.push_back(kc);
+    }
+    b.ew.push_back(ad::fast_exp2(static_cast<float>(-a * n2)));
+    rk2 = std::max(rk2, n2);
+  }
+  b.rk = std::sqrt(rk2);
+  for (double qd : b.q_dist) b.tc = b.tc && ad::tc_score_ok(a, qd, b.rk, D);
+  return b;
+}
+
+struct score_case {
+  std::size_t n, m, d;
+  double h;
+  float offset;  // added to queries and keys alike
+  bool expect_tc, expect_ffma;
+};
+
+at::problem shifted_problem(const score_case& c) {
+  at::problem p = at::make_problem(c.n, c.m, c.d, 1, at::fresh_seed(), c.offset, 1);
+  const std::size_t ld = p.d + p.pad;
+  for (std::size_t i = 0; i < p.n; ++i)
+    for (std::size_t k = 0; k < p.d; ++k) p.q[i * ld + k] += c.offset;
+  return p;
+}
+
+class Tf32Scores : public ::testing::TestWithParam<score_case> {};
+
+template <int D>
+void check_scores(const score_case& c) {
+  const at::problem p = shifted_problem(c);
+  SCOPED_TRACE(at::describe(p, c.h));
+  const std::size_t ld = p.d + p.pad;
+  const double a = -static_cast<double>(ad::kernel_constant(attnpool::kernel::gaussian, c.h));
+  const double a_exact = ad::gaussian_log2_scale(c.h);
+  double worst = 0.0, worst1 = 0.0;
+  std::size_t tc_blocks = 0, blocks = 0;
+  std::vector<float> out(p.n);
+  for (std::size_t row0 = 0; row0 < p.n; row0 += kBlockRows) {
+    const std::size_t rows = std::min(kBlockRows, p.n - row0);
+    const block_form<D> b = form_block<D>(p, row0, rows, a);
+    ++blocks;
+    tc_blocks += b.tc;
+    const ad::gaussian_log2_score score{ad::kernel_constant(attnpool::kernel::gaussian, c.h)};
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::size_t i = row0 + r;
+      const double bound = ad::tc_score_error(a, b.q_dist[r], b.rk, D);
+      double sum = 0.0, dot = 0.0;
+      for (std::size_t j = 0; j < p.m; ++j) {
+        double w;
+        if (b.tc) {
+          const float s = ad::tf32_dot_emulated<D>(&b.qs[r * D], &b.kc[j * D]);
+          const float s1 = ad::tf32_dot_emulated<D, 1>(&b.qs[r * D], &b.kc[j * D]);
+          double exact = 0.0;
+          for (std::size_t k = 0; k < p.d; ++k) {
+            const double diff = static_cast<double>(p.q[i * ld + k]) - p.k[j * ld + k];
+            exact -= a_exact * diff * diff;
+          }
+          const double log_ew = std::log2(static_cast<double>(b.ew[j]));
+          const double got = s + log_ew - b.cq[r];
+          const double err = std::fabs(got - exact);
+          worst = std::max(worst, err / bound);
+          worst1 = std::max(worst1, std::fabs(s1 + log_ew - b.cq[r] - exact) / bound);
+          EXPECT_LE(err, bound) << "row " << i << " key " << j;
+          if (err > bound) return;
+          // The agent's weight against the reference -cq: 2^S ew.
+          w = static_cast<double>(ad::fast_exp2(s)) * b.ew[j];
+        } else {
+          // The FFMA agent's direct form (against the row's best score, so that w <= 1).
+          float d2 = 0.0f;
+          for (std::size_t k = 0; k < p.d; ++k) {
+            const float diff = p.q[i * ld + k] - p.k[j * ld + k];
+            d2 = ad::fma_hd(diff, diff, d2);
+          }
+          w = std::exp2(static_cast<double>(score(d2)));
+        }
+        sum += w;
+        dot += w * p.v[j * (p.dv + p.pad)];
+      }
+      out[i] = static_cast<float>(dot / sum);
+    }
+  }
+  std::printf(
+      "tc scores D=%d d=%zu n=%zu m=%zu h=%g offset=%g: %zu of %zu blocks on the tensor cores, "
+      "worst score error %.3f of the bound (1xTF32: %.1f)\n",
+      D, p.d, p.n, p.m, c.h, static_cast<double>(c.offset), tc_blocks, blocks, worst, worst1);
+  if (c.expect_tc) {
+    EXPECT_EQ(tc_blocks, blocks);
+    // 1xTF32 scores miss the same bound (a single pair can be exact: n = m = 1 has q' = 0).
+    if (p.n > 1 && p.m > 1) {
+      EXPECT_GT(worst1, 1.0);
+    }
+  }
+  if (c.expect_ffma) {
+    EXPECT_EQ(tc_blocks, 0u);
+  }
+  const attnpool::pool_params params{c.h};
+  const auto want = attnpool::reference::pool(p.queries(), p.keys(), p.values(), params);
+  const double worst_out = at::expect_matches_reference(p, params, out.data(), 1, want);
+  std::printf("  pooled: worst error %.3f of the tolerance\n", worst_out);
+}
+
+TEST_P(Tf32Scores, WithinTheBoundAndPooledMatchesTheReference) {
+  const score_case c = GetParam();
+  if (c.d <= 16) {
+    check_scores<16>(c);
+  } else if (c.d <= 32) {
+    check_scores<32>(c);
+  } else {
+    check_scores<64>(c);
+  }
+}
+
+std::vector<score_case> score_cases() {
+  std::vector<score_case> out;
+  // Data in [0, 1)^d: |q'|, Rk <= sqrt(d) / 2, so a R^2 <= log2(e) d / (2 h^2) = 0.32 at
+  // h = 1.5 sqrt(d): every block on the tensor cores; at h = sqrt(d) / 4 none.
+  for (std::size_t d : {9, 16, 32, 64}) {
+    const double hw = 1.5 * std::sqrt(static_cast<double>(d));
+    out.push_back({129, 129, d, hw, 0.0f, true, false});
+    out.push_back({129, 129, d, std::sqrt(static_cast<double>(d)) / 4.0, 0.0f, false, true});
+  }
+  for (std::size_t s : {1, 7, 129, 4097})
+    out.push_back({s, s == 4097 ? 1024 : s, 16, 6.0, 0.0f, true, false});
+  // 1e3 from the origin: centred, the same bound holds as at the origin.
+  out.push_back({257, 257, 16, 6.0, 1000.0f, true, false});
+  out.push_back({257, 257, 64, 12.0, 1000.0f, true, false});
+  // Near the limit: some blocks on either side.
+  out.push_back({513, 513, 32, 5.0, 0.0f, false, false});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(cases, Tf32Scores, ::testing::ValuesIn(score_cases()),
+                         [](const ::testing::TestParamInfo<score_case>& tp) {
+                           return "case" + std::to_string(tp.index);
+                         });
+
+}  // namespace
