@@ -91,8 +91,9 @@ struct fused_tc_agent {
         t(static_cast<int>(threadIdx.x & 3u)),
         warp_row0(ffma.row0 - threadIdx.x + (threadIdx.x & ~31u)) {}
 
+  // Row h of the lane's two in m tile mt: the A fragments' and the accumulators' rows g, g + 8.
   __device__ std::size_t row_of(int mt, int h) const {
-    return warp_row0 + static_cast<std::size_t>(mt * 16 + h * 8 + g);
+    return warp_row0 + static_cast<std::size_t>(mt * 16 + detail::tc_a_row(g, h));
   }
 
   /// The block centre, the rows' A fragments and the bound; true (block-uniform) where every
@@ -126,13 +127,14 @@ struct fused_tc_agent {
         for (int ks = 0; ks < kKS; ++ks) {
 #pragma unroll
           for (int hi = 0; hi < 2; ++hi) {
-            const int c = ks * 8 + t + 4 * hi;
+            const int r = h + 2 * hi;  // the A register of this row and coordinate
+            const int c = detail::tc_a_coord(ks, t, r);
             const float qc = (ok && c < a.d) ? __ldg(src + c) - s.mu[c] : 0.0f;
             n2 += static_cast<double>(qc) * qc;
             const detail::tf32_pair p =
                 detail::tf32_split(static_cast<float>(2.0 * scale * static_cast<double>(qc)));
-            qb[mt][ks][h + 2 * hi] = __float_as_uint(p.big);
-            qsm[mt][ks][h + 2 * hi] = __float_as_uint(p.small);
+            qb[mt][ks][r] = __float_as_uint(p.big);
+            qsm[mt][ks][r] = __float_as_uint(p.small);
           }
         }
         // The quad holds the row's coordinates between its four lanes.
@@ -229,7 +231,7 @@ struct fused_tc_agent {
       const float kc = live ? kv[cc] - s.mu[c] : 0.0f;
       n2 += static_cast<double>(kc) * kc;
       const detail::tf32_pair p = detail::tf32_split(kc);
-      const int slot = (c >> 3) * 16 + (c & 3) * 4 + ((c >> 2) & 1);
+      const int slot = detail::tc_key_slot(c);
       dst[slot] = p.big;
       dst[slot + 2] = p.small;
     }
@@ -264,7 +266,7 @@ struct fused_tc_agent {
 #pragma unroll
         for (int nb = 0; nb < kNB; ++nb) {
           const float4 b = *reinterpret_cast<const float4*>(
-              s.keys + ((nb0 + nb) * 8 + g) * kStride + ks * 16 + t * 4);
+              s.keys + ((nb0 + nb) * 8 + g) * kStride + detail::tc_b_offset(ks, t));
           big[nb][0] = __float_as_uint(b.x);
           big[nb][1] = __float_as_uint(b.y);
           small[nb][0] = __float_as_uint(b.z);
@@ -293,7 +295,7 @@ struct fused_tc_agent {
       }
 #pragma unroll
       for (int nb = 0; nb < kNB; ++nb) {
-        const int j = (nb0 + nb) * 8 + 2 * t;  // accumulator columns 2t and 2t + 1
+        const int j = (nb0 + nb) * 8 + detail::tc_c_col(t, 0);  // and j + 1: elements 2h, 2h + 1
         const float2 ew = *reinterpret_cast<const float2*>(s.ew + j);
         const float* v0 = s.vw + j * DV;
         const float* v1 = v0 + DV;

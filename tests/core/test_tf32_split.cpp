@@ -181,6 +181,98 @@ TEST(Tf32Dot, ThreeTermsHaveFloat32LevelError) {
   check_dot<64>(data_kind::centred_far, "1e3 + U(0,1) centred");
 }
 
+// ---- The fragment layout ----------------------------------------------------------------------
+
+// One warp's k-steps of one m16 x n8 tile, loaded with the agent's indices (tc_a_row,
+// tc_a_coord, tc_key_slot, tc_b_offset) and multiplied by the PTX ISA's fragment formulas for
+// mma.m16n8k8 .tf32, written out here apart from them: lane 4g + t holds a0 = A[g][t],
+// a1 = A[g + 8][t], a2 = A[g][t + 4], a3 = A[g + 8][t + 4], b0 = B[t][g], b1 = B[t + 4][g], and
+// gets c_i = C[g + 8 (i >> 1)][2t + (i & 1)]. The values have exact tf32 parts (an integer plus
+// a multiple of 2^-14), so every element must equal its row's 3xTF32 dot product exactly.
+TEST(Tf32Fragments, TheAgentsIndicesFeedEveryMmaItsOperands) {
+  constexpr int D = 32, kSteps = D / 8;
+  constexpr int kStride = 2 * D + 16;  // fused_tc_traits<D, DV>::kKeyStride
+  const std::uint64_t seed = at::fresh_seed();
+  std::printf("fragments: seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> whole(-8, 8);
+  const auto value = [&] {
+    return static_cast<float>(whole(rng)) + 0x1p-14f * static_cast<float>(whole(rng));
+  };
+  float q[16][D], k[8][D];
+  for (auto& row : q)
+    for (float& x : row) x = value();
+  for (auto& row : k)
+    for (float& x : row) x = value();
+
+  // The agent's staging of the 8 keys (stage()), and every staged slot used once.
+  std::vector<float> staged(8 * kStride, std::numeric_limits<float>::quiet_NaN());
+  std::vector<int> used(kStride, 0);
+  for (int c = 0; c < D; ++c) {
+    ++used[ad::tc_key_slot(c)];
+    ++used[ad::tc_key_slot(c) + 2];
+  }
+  for (int slot = 0; slot < 2 * D; ++slot) EXPECT_EQ(used[slot], 1) << "slot " << slot;
+  for (int j = 0; j < 8; ++j)
+    for (int c = 0; c < D; ++c) {
+      const ad::tf32_pair p = ad::tf32_split(k[j][c]);
+      staged[j * kStride + ad::tc_key_slot(c)] = p.big;
+      staged[j * kStride + ad::tc_key_slot(c) + 2] = p.small;
+    }
+
+  double out[16][8] = {};
+  for (int ks = 0; ks < kSteps; ++ks) {
+    // The matrices this k-step's mmas see, rebuilt from every lane's registers.
+    double ab[16][8], as[16][8], bb[8][8], bs[8][8];
+    for (int lane = 0; lane < 32; ++lane) {
+      const int g = lane >> 2, t = lane & 3;
+      float a_big[4], a_small[4];
+      for (int r = 0; r < 4; ++r) {  // prepare(): A register r of row tc_a_row
+        const ad::tf32_pair p = ad::tf32_split(q[ad::tc_a_row(g, r)][ad::tc_a_coord(ks, t, r)]);
+        a_big[r] = p.big;
+        a_small[r] = p.small;
+      }
+      const float* b = &staged[g * kStride + ad::tc_b_offset(ks, t)];  // consume()'s LDS.128
+      const int rows[4] = {g, g + 8, g, g + 8}, cols[4] = {t, t, t + 4, t + 4};
+      for (int r = 0; r < 4; ++r) {
+        ab[rows[r]][cols[r]] = a_big[r];
+        as[rows[r]][cols[r]] = a_small[r];
+      }
+      bb[t][g] = b[0];
+      bb[t + 4][g] = b[1];
+      bs[t][g] = b[2];
+      bs[t + 4][g] = b[3];
+    }
+    for (int i = 0; i < 16; ++i)
+      for (int n = 0; n < 8; ++n)
+        for (int kk = 0; kk < 8; ++kk)
+          out[i][n] += ab[i][kk] * bs[kk][n] + as[i][kk] * bb[kk][n] + ab[i][kk] * bb[kk][n];
+  }
+  // Each lane's accumulators, where PTX puts them, against the agent's reading of them.
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int e = 0; e < 4; ++e) {
+      const int row = ad::tc_c_row(g, e), key = ad::tc_c_col(t, e);
+      double want = 0.0;
+      for (int c = 0; c < D; ++c) {
+        const ad::tf32_pair x = ad::tf32_split(q[row][c]), y = ad::tf32_split(k[key][c]);
+        want += static_cast<double>(x.big) * y.small + static_cast<double>(x.small) * y.big +
+                static_cast<double>(x.big) * y.big;
+      }
+      ASSERT_EQ(out[g + 8 * (e >> 1)][2 * t + (e & 1)], want) << "lane " << lane << " c" << e;
+    }
+  }
+  // consume()'s LDS.128 of B: the 8 lanes of each phase cover the 32 banks once.
+  for (int ks = 0; ks < kSteps; ++ks)
+    for (int phase = 0; phase < 4; ++phase) {
+      std::vector<int> banks(32, 0);
+      for (int lane = 8 * phase; lane < 8 * phase + 8; ++lane)
+        for (int w = 0; w < 4; ++w)
+          ++banks[((lane >> 2) * kStride + ad::tc_b_offset(ks, lane & 3) + w) % 32];
+      for (int b = 0; b < 32; ++b) EXPECT_EQ(banks[b], 1) << "ks " << ks << " phase " << phase;
+    }
+}
+
 // ---- The agent's scores and outputs -----------------------------------------------------------
 
 constexpr std::size_t kBlockRows = 128;  // fused_tc_traits<D, DV>::kRowsPerBlock

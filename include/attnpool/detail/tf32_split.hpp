@@ -99,6 +99,41 @@ ATTNPOOL_HD bool tc_score_ok(double a, double q_dist, double rk, int dims) {
   return tc_score_error(a, q_dist, rk, dims) <= kTcMaxError;
 }
 
+// ---- The tensor-core agent's fragment layout --------------------------------------------------
+// Where each lane's operands of mma.m16n8k8 .tf32 come from (PTX ISA, "Matrix Fragments for
+// mma.m16n8k8"), as kernels/fused/tc_agent.cuh indexes them; tests/core/test_tf32_split.cpp
+// rebuilds the matrices from these indices by the PTX formulas and checks the scores.
+// Lane l is in row group g = l >> 2 and quad place t = l & 3.
+
+/// A register r (a0..a3) at k-step ks holds row tc_a_row(g, r) of the m16 tile and coordinate
+/// tc_a_coord(ks, t, r): rows g, g + 8, g, g + 8 and coordinates t, t, t + 4, t + 4.
+ATTNPOOL_HD constexpr int tc_a_row(int g, int r) {
+  return g + 8 * (r & 1);
+}
+ATTNPOOL_HD constexpr int tc_a_coord(int ks, int t, int r) {
+  return ks * 8 + t + 4 * (r >> 1);
+}
+
+/// Accumulator element e (c0..c3) is row tc_c_row(g, e) and key column tc_c_col(t, e) of the
+/// m16 x n8 tile: rows g, g, g + 8, g + 8 and columns 2t, 2t + 1, 2t, 2t + 1.
+ATTNPOOL_HD constexpr int tc_c_row(int g, int e) {
+  return g + 8 * (e >> 1);
+}
+ATTNPOOL_HD constexpr int tc_c_col(int t, int e) {
+  return 2 * t + (e & 1);
+}
+
+/// A staged key's floats: coordinate c's big part at tc_key_slot(c), its small part 2 further
+/// on. Per k-step ks, quad place t reads {big_c, big_c+4, small_c, small_c+4} for c = 8 ks + t
+/// at tc_b_offset(ks, t) (one LDS.128): its B fragments b0 (coordinate t) and b1 (t + 4) of key
+/// column g, big then small.
+ATTNPOOL_HD constexpr int tc_key_slot(int c) {
+  return (c >> 3) * 16 + (c & 3) * 4 + ((c >> 2) & 1);
+}
+ATTNPOOL_HD constexpr int tc_b_offset(int ks, int t) {
+  return ks * 16 + t * 4;
+}
+
 /// Host emulation of one output element of one mma.sync m16n8k8 tf32 step: c + sum_k a_k b_k
 /// over 8 tf32 pairs, the products exact (as the hardware's), summed and rounded to float once.
 /// Double holds each product exactly and the sum of 9 terms to 2^-50, far below float's u.
