@@ -10,6 +10,7 @@
 #include <attnpool/reference.hpp>
 
 #include "cuda_test_support.hpp"
+#include "fused_vs_reference.hpp"
 #include "kernels/fused/dispatch.hpp"
 
 #include <gtest/gtest.h>
@@ -17,8 +18,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <iomanip>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,47 +27,18 @@ namespace {
 // Before main, so before kernels::fused_tensor_cores() reads it once.
 const bool kSwitchSet = setenv("ATTNPOOL_CUDA_TENSOR_CORES", "1", 1) == 0;
 
-struct tc_case {
-  std::size_t n, m, d, dv;
-  double h;
-  int splits;  // 0 = heuristic, 1 = off, k = forced
-  float key_offset;
-};
-
-std::string case_name(const testing::TestParamInfo<tc_case>& info) {
-  const tc_case& c = info.param;
-  std::ostringstream os;
-  os << "n" << c.n << "_m" << c.m << "_d" << c.d << "_dv" << c.dv << "_h" << std::fixed
-     << std::setprecision(3) << c.h << "_s" << c.splits << "_off" << static_cast<int>(c.key_offset)
-     << "_" << info.index;
-  std::string name = os.str();
-  for (char& ch : name)
-    if (ch == '.' || ch == '-' || ch == '+') ch = '_';
-  return name;
-}
-
 double wide_h(std::size_t d) {
   return 1.5 * std::sqrt(static_cast<double>(d));
 }
 
-class tc_vs_reference : public testing::TestWithParam<tc_case> {};
-
-TEST_P(tc_vs_reference, matches_reference) {
-  ATTNPOOL_REQUIRE_DEVICE();
-  ASSERT_TRUE(kSwitchSet && kernels::fused_tensor_cores());
-  const tc_case& c = GetParam();
-  const problem p = make_problem(c.n, c.m, c.d, c.dv, fresh_seed(), c.key_offset);
-  SCOPED_TRACE(describe(p, c.h));
-  const pool_params params{c.h};
-  const reference::pooled ref = reference::pool(p.queries(), p.keys(), p.values(), params);
-  constexpr std::size_t kOutPad = 2;
-  const std::vector<float> out = run_fused(p, params, c.splits, kOutPad);
-  const double worst = expect_matches_reference(p, params, out.data(), p.dv + kOutPad, ref);
-  RecordProperty("worst_error_over_tolerance", std::to_string(worst));
+// The fused_vs_reference cases below run with the switch set; this binary's own check that it is.
+TEST(tc_switch, is_set_before_the_first_call) {
+  EXPECT_TRUE(kSwitchSet);
+  EXPECT_TRUE(kernels::fused_tensor_cores());
 }
 
-std::vector<tc_case> size_cases() {
-  std::vector<tc_case> cases;
+std::vector<fused_case> size_cases() {
+  std::vector<fused_case> cases;
   constexpr std::size_t kSizes[] = {1, 7, 129, 4097};
   for (std::size_t d : {16, 32, 64})
     for (std::size_t n : kSizes)
@@ -79,15 +49,15 @@ std::vector<tc_case> size_cases() {
   return cases;
 }
 
-std::vector<tc_case> shape_cases() {
-  std::vector<tc_case> cases;
+std::vector<fused_case> shape_cases() {
+  std::vector<fused_case> cases;
   for (std::size_t d : {9, 16, 32, 40, 64})
     for (std::size_t dv : {1, 3, 8, 16}) cases.push_back({129, 1000, d, dv, wide_h(d), 0, 0.0f});
   return cases;
 }
 
-std::vector<tc_case> fallback_cases() {
-  std::vector<tc_case> cases;
+std::vector<fused_case> fallback_cases() {
+  std::vector<fused_case> cases;
   for (std::size_t d : {16, 64}) {
     // Narrow bandwidths: the bound fails, every block runs the FFMA agent.
     cases.push_back({129, 4097, d, 1, 0.25 * std::sqrt(static_cast<double>(d)), 0, 0.0f});
@@ -99,17 +69,18 @@ std::vector<tc_case> fallback_cases() {
   return cases;
 }
 
-std::vector<tc_case> split_cases() {
-  std::vector<tc_case> cases;
+std::vector<fused_case> split_cases() {
+  std::vector<fused_case> cases;
   for (std::size_t d : {16, 64})
     for (int s : {1, 3, 33}) cases.push_back({7, 4097, d, 3, wide_h(d), s, 0.0f});
   return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(sizes, tc_vs_reference, testing::ValuesIn(size_cases()), case_name);
-INSTANTIATE_TEST_SUITE_P(shapes, tc_vs_reference, testing::ValuesIn(shape_cases()), case_name);
-INSTANTIATE_TEST_SUITE_P(fallback, tc_vs_reference, testing::ValuesIn(fallback_cases()), case_name);
-INSTANTIATE_TEST_SUITE_P(split_k, tc_vs_reference, testing::ValuesIn(split_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(sizes, fused_vs_reference, testing::ValuesIn(size_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(shapes, fused_vs_reference, testing::ValuesIn(shape_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(fallback, fused_vs_reference, testing::ValuesIn(fallback_cases()),
+                         case_name);
+INSTANTIATE_TEST_SUITE_P(split_k, fused_vs_reference, testing::ValuesIn(split_cases()), case_name);
 
 TEST(tc_determinism, bitwise_identical_across_runs) {
   ATTNPOOL_REQUIRE_DEVICE();
@@ -118,12 +89,6 @@ TEST(tc_determinism, bitwise_identical_across_runs) {
   const std::vector<float> a = run_fused(p, params, 0);
   const std::vector<float> b = run_fused(p, params, 0);
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
-}
-
-// Host only (runs without a GPU): the switch reads as set.
-TEST(tc_switch, reads_as_set) {
-  EXPECT_TRUE(kSwitchSet);
-  EXPECT_TRUE(kernels::fused_tensor_cores());
 }
 
 }  // namespace
