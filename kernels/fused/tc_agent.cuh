@@ -224,16 +224,20 @@ struct fused_tc_agent {
         kv[cc] = part * kCoords + cc < a.d ? __ldg(kp + cc) : 0.0f;
     }
     double n2 = 0.0;
+    // Coordinates c and c + 4 of a k-step's quad place t together: their four parts are one
+    // lane's LDS.128 in consume(), stored by one STS.128 (tc_key_slot(c) = tc_b_offset(ks, t)).
 #pragma unroll
     for (int cc = 0; cc < kCoords; ++cc) {
+      if ((cc & 4) != 0) continue;  // stored with cc - 4
       const int c = part * kCoords + cc;
       // Past d both kv and mu are 0; a key past the tile's end is 0 whatever its row holds.
-      const float kc = live ? kv[cc] - s.mu[c] : 0.0f;
-      n2 += static_cast<double>(kc) * kc;
-      const detail::tf32_pair p = detail::tf32_split(kc);
-      const int slot = detail::tc_key_slot(c);
-      dst[slot] = p.big;
-      dst[slot + 2] = p.small;
+      const float kc0 = live ? kv[cc] - s.mu[c] : 0.0f;
+      const float kc1 = live ? kv[cc + 4] - s.mu[c + 4] : 0.0f;
+      n2 += static_cast<double>(kc0) * kc0;
+      n2 += static_cast<double>(kc1) * kc1;
+      const detail::tf32_pair p0 = detail::tf32_split(kc0), p1 = detail::tf32_split(kc1);
+      *reinterpret_cast<float4*>(dst + detail::tc_key_slot(c)) =
+          make_float4(p0.big, p1.big, p0.small, p1.small);
     }
     if constexpr (kPer == 2) n2 += __shfl_xor_sync(0xffffffffu, n2, 1);
     if (part == 0) {

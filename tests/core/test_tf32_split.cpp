@@ -213,6 +213,14 @@ TEST(Tf32Fragments, TheAgentsIndicesFeedEveryMmaItsOperands) {
     ++used[ad::tc_key_slot(c) + 2];
   }
   for (int slot = 0; slot < 2 * D; ++slot) EXPECT_EQ(used[slot], 1) << "slot " << slot;
+  // stage() stores coordinates c and c + 4 (c & 4 == 0) as one float4 at tc_key_slot(c):
+  // {big c, big c + 4, small c, small c + 4}, which consume() reads at tc_b_offset.
+  for (int c = 0; c < D; ++c) {
+    if ((c & 4) != 0) continue;
+    EXPECT_EQ(ad::tc_key_slot(c) % 4, 0) << c;
+    EXPECT_EQ(ad::tc_key_slot(c + 4), ad::tc_key_slot(c) + 1) << c;
+    EXPECT_EQ(ad::tc_key_slot(c), ad::tc_b_offset(c >> 3, c & 3)) << c;
+  }
   for (int j = 0; j < 8; ++j)
     for (int c = 0; c < D; ++c) {
       const ad::tf32_pair p = ad::tf32_split(k[j][c]);
