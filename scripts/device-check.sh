@@ -8,11 +8,15 @@
 #      off by default until this passes)                                    (<= 120 s)
 #      and the masked ones with ATTNPOOL_CUDA_FUSED_MASKS=1 (masks on the Gaussian fast
 #      path, off by default until this passes)                              (<= 120 s)
+#      and the d >= 16 ones with ATTNPOOL_CUDA_TENSOR_CORES=1 (3xTF32 scores on the tensor
+#      cores, off by default until this passes; test_cuda_tensor_cores sets it
+#      itself and runs with the others)                                     (<= 120 s)
 #   4. compute-sanitizer memcheck and racecheck on small test filters, the
 #      d = 1 ones with the expanded score and masked ones on the fast path  (<= 2 x 60 s)
 #   5. bench_cuda (and the bench_cuda_* suites) on short filtered sets, the
 #      n = m = 2^20 d = 1 headline again with the expanded score, the masked
-#      vs unmasked ratios with masks on the fast path, and the SM clock
+#      vs unmasked ratios with masks on the fast path, d = 16 / 64 again on
+#      the tensor cores, and the SM clock
 #      sampled meanwhile                                                    (<= 150 s)
 #   6. bench/peers/peers.py with what time is left                          (<= 60 s)
 # Every log goes under $OUT when set (else ./device-check-out): 8 files at most.
@@ -32,7 +36,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 gpu_tests=(test_cuda_fused test_cuda_unfused test_cuda_api test_cuda_kernels test_cuda_learn
-  test_cuda_bandwidth test_cuda_batched test_cuda_nccl test_cuda_fused_masks)
+  test_cuda_bandwidth test_cuda_batched test_cuda_nccl test_cuda_fused_masks test_cuda_tensor_cores)
 benches=(bench_cuda bench_fused_tuning bench_cuda_learn bench_cuda_cv bench_cuda_batched)
 
 if [[ "${1:-}" == "--stage-deps" ]]; then
@@ -220,6 +224,14 @@ if ! [[ " ${SKIP:-} " == *" masks "* ]]; then
     "test_cuda_fused_masks:*" "test_cuda_learn:CudaMaskedForward.*"
 fi
 
+# The tensor-core forward (ATTNPOOL_CUDA_TENSOR_CORES=1): the fused suites with d >= 9 and the
+# batched ones again (test_cuda_tensor_cores ran above: it sets the switch itself). $SKIP "tc"
+# leaves this and its sanitizer and benchmark runs out.
+if ! [[ " ${SKIP:-} " == *" tc "* ]]; then
+  rerun_suites ATTNPOOL_CUDA_TENSOR_CORES=1 "tensor cores" tc \
+    "test_cuda_fused:*_d9_*:*_d16_*:*_d17_*:*_d32_*:*_d33_*:*_d64_*" "test_cuda_batched:*"
+fi
+
 # ---- 4. compute-sanitizer ------------------------------------------------------------------------
 # Small cases that still cover partial tiles, split-K + merge, the generic path, pads, the
 # unfused row softmax (CUB block reductions, in-place row updates) and the other kernels; plus
@@ -237,6 +249,10 @@ expanded_filter='sizes/*n129_m129_d1_*:dims/*n129_m300_d1_dv1_*:split_k/*n129_m4
 # per thread, a partial tile, valid_lens on chunk and tile edges, split-K with 16 splits.
 masks_filter='dims/*/loo0_n300_m300_d1_dv1_*:dims/*/vl0_n300_m300_d3_dv2_*:lens/*/vl3_n129_m300_d1_*:split_k/*_n129_m129_d3_dv2_s16_*'
 [[ " ${SKIP:-} " == *" masks "* ]] || san_runs+=("masks+test_cuda_fused_masks:$masks_filter")
+# The tensor-core kernel (the binary sets ATTNPOOL_CUDA_TENSOR_CORES=1): a partial tile and rows,
+# every D, value windows 3 and 8, a fallback block, split-K with 3 splits.
+tc_filter='shapes/*n129_m1000_d16_dv3_*:shapes/*n129_m1000_d32_dv8_*:shapes/*n129_m1000_d64_dv1_*:fallback/*n129_m4097_d16_dv1_h1_000000_*:split_k/*n7_m4097_d64_dv3_*_s3_*'
+[[ " ${SKIP:-} " == *" tc "* ]] || san_runs+=("test_cuda_tensor_cores:$tc_filter")
 set -f  # the filters' * are gtest's, not the shell's
 for extra in ${SANITIZE_EXTRA:-}; do san_runs+=("$extra"); done
 set +f
@@ -280,7 +296,7 @@ done
 # path (memory O(n + m)), and the skinny shapes; then each bench_cuda_* suite whole (each keeps
 # its own cases few and short).
 # (Manual-time benchmarks carry a /manual_time suffix: no $ anchors.)
-bench_filter=${BENCH_FILTER:-'^(fused|unfused)/n:16384/m:16384/d:(1|16)/dv:1/|^fused/n:1048576/m:1048576/d:1/dv:(1|16)/|^fused/n:4194304/m:4194304/d:1/dv:1/|^skinny'}
+bench_filter=${BENCH_FILTER:-'^(fused|unfused)/n:16384/m:16384/d:(1|16)/dv:1/|^fused/n:1048576/m:1048576/d:1/dv:(1|16)/|^fused/n:4194304/m:4194304/d:1/dv:1/|^skinny|^fused_wide/'}
 blog=$out/06-bench.log
 : >"$blog"
 # $BENCH_FILTERS narrows the other suites of a short run: "bench_fused_tuning=regex;...".
@@ -302,9 +318,12 @@ for b in "${benches[@]}"; do
   # 20x the unmasked time), then on the fast path at every size.
   [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" masks "* ]] &&
     runs+=("masksoff+$b" "masks+$b")
+  # d = 16 / 64 on the tensor cores: the wide bandwidths (the path's own) and h = 0.5 (every
+  # block falls back: the cost of the bound's pre-pass).
+  [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" tc "* ]] && runs+=("tc+$b")
 done
 for run in "${runs[@]}"; do
-  expanded=0 masks=0 label=""
+  expanded=0 masks=0 tc=0 label=""
   b=${run#*+}
   filter=${suite_filter[$b]:-.}
   [[ $b == bench_cuda ]] && filter=$bench_filter
@@ -315,12 +334,16 @@ for run in "${runs[@]}"; do
       ;;
     masksoff+*) label=" (masks, generic path)" filter='^masked/.*/n:65536/m:65536/d:1/' ;;
     masks+*) masks=1 label=" (masks on the fast path)" filter='^masked/' ;;
+    tc+*)
+      tc=1 label=" (tensor cores)"
+      filter='^fused_wide/|^fused/n:16384/m:16384/d:(16|64)/dv:1/'
+      ;;
   esac
   [[ -x $bindir/$b ]] || continue
   echo "==== $b --benchmark_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded" \
-    "ATTNPOOL_CUDA_FUSED_MASKS=$masks)" >>"$blog"
+    "ATTNPOOL_CUDA_FUSED_MASKS=$masks ATTNPOOL_CUDA_TENSOR_CORES=$tc)" >>"$blog"
   if ATTNPOOL_CUDA_D1_EXPANDED=$expanded ATTNPOOL_CUDA_FUSED_MASKS=$masks \
-    timeout "$(cap 120)" "$bindir/$b" \
+    ATTNPOOL_CUDA_TENSOR_CORES=$tc timeout "$(cap 120)" "$bindir/$b" \
     --benchmark_filter="$filter" --benchmark_min_time=0.05 \
     --benchmark_counters_tabular=true >>"$blog" 2>&1; then
     note "$b ok$label"
@@ -330,7 +353,7 @@ for run in "${runs[@]}"; do
   fi
 done
 kill "$clock_pid" 2>/dev/null || true
-grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 |^masked/|^==== bench_cuda " "$blog" | tee -a "$summary" || true
+grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 |^masked/|^fused_wide/|^==== bench_cuda " "$blog" | tee -a "$summary" || true
 # Median sampled SM clock (MHz) and the maximum: the exp2 bound scales with the clock.
 if [[ -s $clocks ]]; then
   med=$(cut -d, -f1 "$clocks" | sort -n | awk '{c[NR] = $1} END {print c[int((NR + 1) / 2)]}')

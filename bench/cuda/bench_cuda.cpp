@@ -25,6 +25,9 @@
 // (the GPU goal: <= 1.15 for leave_one_out and valid_length). vl_full: every valid_len = m (the
 // mask's cost alone); vl_random: valid_lens uniform in [1, m], about half the pairs. Which path a
 // masked call takes is ATTNPOOL_CUDA_FUSED_MASKS (kernels/fused/dispatch.hpp): run it both ways.
+//
+// fused_wide/...: d = 16 and 64 at h = 1.5 sqrt(d), the bandwidths where the tensor-core path
+// (ATTNPOOL_CUDA_TENSOR_CORES=1) computes the scores: run it both ways too.
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 
@@ -34,6 +37,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -49,8 +53,8 @@ using attnpool::bench::dev_floats;
 attnpool::bench::device_info g_dev;
 
 void bm_pool(benchmark::State& state, std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-             attnpool::backend which) {
-  const attnpool::pool_params params{0.5};
+             attnpool::backend which, double h = 0.5) {
+  const attnpool::pool_params params{h};
   try {
     const std::size_t ws_bytes = attnpool::cuda::pool_workspace_size(n, m, d, dv, params, which);
     const double need =
@@ -167,6 +171,20 @@ void register_all() {
   for (std::size_t d : {1, 16}) {
     add("fused", backend::cuda_fused, 16384, 16384, d, 1);
     add("unfused", backend::cuda_unfused, 16384, 16384, d, 1);
+  }
+  // fused_wide: h = 1.5 sqrt(d), where the tensor-core path's bound holds on this [0, 1)^d data
+  // (a R^2 <= 0.32; at h = 0.5 every block of d >= 16 misses it and runs the FFMA agent). Run
+  // with ATTNPOOL_CUDA_TENSOR_CORES=1 and without: the FFMA kernel's time at the same shape.
+  for (auto [nw, d] :
+       {std::pair<std::size_t, std::size_t>{16384, 16}, {16384, 64}, {1048576, 16}}) {
+    const std::string name = "fused_wide/n:" + std::to_string(nw) + "/m:" + std::to_string(nw) +
+                             "/d:" + std::to_string(d) + "/dv:1";
+    const double h = 1.5 * std::sqrt(static_cast<double>(d));
+    benchmark::RegisterBenchmark(
+        name.c_str(),
+        [=](benchmark::State& st) { bm_pool(st, nw, nw, d, 1, backend::cuda_fused, h); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
   }
   for (std::size_t n : {1, 8, 64}) {
     add("skinny_fused", backend::cuda_fused, n, std::size_t{1} << 20, 1, 1);

@@ -78,8 +78,14 @@ void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stre
   } else {
     dispatch_dims(static_cast<std::size_t>(args.d), static_cast<std::size_t>(args.dv),
                   [&](auto dc, auto dvc) {
-                    launch_fused_config<decltype(dc)::value, decltype(dvc)::value>(args, plan,
-                                                                                   stream);
+                    constexpr int D = decltype(dc)::value, DV = decltype(dvc)::value;
+                    if constexpr (fused_tc_serves(D, DV)) {
+                      if (fused_tensor_cores()) {
+                        launch_fused_tc_config<D, DV>(args, plan, stream);
+                        return;
+                      }
+                    }
+                    launch_fused_config<D, DV>(args, plan, stream);
                   });
   }
 }
@@ -97,6 +103,14 @@ bool fused_d1_expanded() {
 bool fused_masks() {
   static const bool on = [] {
     const char* env = std::getenv("ATTNPOOL_CUDA_FUSED_MASKS");
+    return env != nullptr && std::string_view(env) == "1";
+  }();
+  return on;
+}
+
+bool fused_tensor_cores() {
+  static const bool on = [] {
+    const char* env = std::getenv("ATTNPOOL_CUDA_TENSOR_CORES");
     return env != nullptr && std::string_view(env) == "1";
   }();
   return on;

@@ -42,6 +42,13 @@ bool fused_d1_expanded();
 /// tests and compute-sanitizer with it. Under a mask the expanded d = 1 score is not taken.
 bool fused_masks();
 
+/// Whether an unmasked Gaussian call with a query dimension of 9..64 and dv <= 8 (compiled D in
+/// {16, 32, 64}, DV <= 8: fused_tc_serves) takes the tensor-core kernel (fused_pool_tc_kernel,
+/// 3xTF32 scores, kernels/fused/tc_agent.cuh), whose blocks fall back to the FFMA agent where the
+/// score's bound fails (detail/tf32_split.hpp): ATTNPOOL_CUDA_TENSOR_CORES=1, read once. Off by
+/// default until a GPU run has passed the GPU tests and compute-sanitizer with it.
+bool fused_tensor_cores();
+
 /// One compiled configuration's launch (defined in kernels/fused/agent.cuh, instantiated per D).
 /// Score is the per-pair score functor: the Gaussian's for the 63 fast-path configurations; the
 /// run-time-switched detail::generic_log2_score (every kernel, anisotropic distances) only for the
@@ -77,6 +84,24 @@ ATTNPOOL_FUSED_EXTERN(16)
 ATTNPOOL_FUSED_EXTERN(32)
 ATTNPOOL_FUSED_EXTERN(64)
 #undef ATTNPOOL_FUSED_EXTERN
+/// The tensor-core launch of one configuration (kernels/fused/tc_agent.cuh, instantiated per D in
+/// kernels/fused/inst/d*_tc.cu for the windows DV <= 8); the plan is the FFMA kernel's.
+template <int D, int DV>
+void launch_fused_tc_config(const fused_args& args, const fused_plan& plan, stream_t stream);
+
+#define ATTNPOOL_FUSED_TC_EXTERN(D)                                                       \
+  extern template void launch_fused_tc_config<D, 1>(const fused_args&, const fused_plan&, \
+                                                    stream_t);                            \
+  extern template void launch_fused_tc_config<D, 2>(const fused_args&, const fused_plan&, \
+                                                    stream_t);                            \
+  extern template void launch_fused_tc_config<D, 4>(const fused_args&, const fused_plan&, \
+                                                    stream_t);                            \
+  extern template void launch_fused_tc_config<D, 8>(const fused_args&, const fused_plan&, stream_t);
+ATTNPOOL_FUSED_TC_EXTERN(16)
+ATTNPOOL_FUSED_TC_EXTERN(32)
+ATTNPOOL_FUSED_TC_EXTERN(64)
+#undef ATTNPOOL_FUSED_TC_EXTERN
+
 /// The masked Gaussian fast path's launch of one configuration (kernels/fused/agent.cuh,
 /// instantiated per D in kernels/fused/inst/d*_masked.cu); `rule` holds device pointers.
 template <int D, int DV>

@@ -93,4 +93,51 @@ struct fused_expanded_traits : fused_traits<D, DV> {
                 "static shared memory is limited to 48 KiB per block");
 };
 
+/// Whether the tensor-core kernel is compiled for (D, DV): the query dimensions that fill whole
+/// k-steps of 8 and the narrow value windows, whose P . V stays in FFMAs on the mma's fragments.
+constexpr bool fused_tc_serves(int d, int dv) {
+  return (d == 16 || d == 32 || d == 64) && dv >= 1 && dv <= 8;
+}
+
+/// Tile constants of fused_pool_tc_kernel<D, DV> (kernels/fused/tc_agent.cuh), FlashAttention-2's
+/// forward on mma.sync m16n8k8 tf32: 4 warps, each 32 query rows (two m16 tiles), against key
+/// tiles in shared memory. The block holds fused_traits' rows with its threads, so that the plan
+/// (grid, split-K) is the FFMA kernel's and a block can run the FFMA agent instead. Paper
+/// choices from register counts; not measured on a GPU.
+template <int D, int DV>
+struct fused_tc_traits {
+  static_assert(fused_tc_serves(D, DV), "fused_tc_traits: D in {16, 32, 64}, DV <= 8");
+  using ffma_traits = fused_traits<D, DV>;
+
+  static constexpr int kThreads = 128;
+  static constexpr int kWarps = kThreads / 32;
+  static constexpr int kMTiles = 2;  ///< m16 tiles per warp
+  static constexpr int kRowsPerBlock = kWarps * 16 * kMTiles;
+  static constexpr int kKSteps = D / 8;  ///< k8 steps of one score
+  /// Keys per tile: one thread stages each key where the tile fits (SASS, sm_90, D = 16, DV = 1:
+  /// 64 keys staged by two threads each cost 4.3 instructions per pair beside the 5.1 of the
+  /// scores and weights); 64 at D = 64, whose split keys take 576 bytes each.
+  static constexpr int kTileKeys = D == 64 ? 64 : 128;
+  static constexpr int kThreadsPerKey = kThreads / kTileKeys;
+  /// n8 blocks whose scores are live at once (4 registers each per m tile): 8 at D = 16, fewer
+  /// where the query's split parts (2 D registers per thread) take the room.
+  static constexpr int kChunkBlocks = D == 16 ? 8 : D == 32 ? 4 : 2;
+  /// Floats per staged key: per k-step the quad lane t's {big_t, big_t+4, small_t, small_t+4}
+  /// (one LDS.128 is a lane's two B fragments), padded by 16 so that the 8 lanes of an LDS.128
+  /// phase (two keys) hit all 32 banks once.
+  static constexpr int kKeyStride = 2 * D + 16;
+  static constexpr int kKeyFloats = kTileKeys * kKeyStride;
+  static constexpr int kValueFloats = kTileKeys * DV;
+
+  static_assert(kThreads == ffma_traits::kThreads && kRowsPerBlock == ffma_traits::kRowsPerBlock,
+                "a block is the FFMA kernel's block, so that it can fall back to the FFMA agent");
+  static_assert(kTileKeys % (8 * kChunkBlocks) == 0, "whole chunks per tile");
+  static_assert(kThreadsPerKey * kTileKeys == kThreads &&
+                    (kThreadsPerKey == 1 || kThreadsPerKey == 2),
+                "one or two threads stage each key");
+  static_assert(sizeof(float) * (kKeyFloats + kTileKeys + kValueFloats + 2 * D + kWarps) <=
+                    48 * 1024,
+                "static shared memory is limited to 48 KiB per block");
+};
+
 }  // namespace attnpool::kernels
