@@ -293,14 +293,14 @@ void detail::minimise_loo(const_view x, const_view y, const loo_search& search,
   // Start at the best scale along the starting direction, as select_bandwidth's grid would: the
   // descent then begins in the basin of the lowest minimum, not on a plateau.
   if (search.scan_first && search.max_epochs > 0) scan();
-  // One descent from (u, fu, g): BFGS steps until no step counts, then (with `scans`) the scale
-  // and dimension scans, for at most max_epochs iterations. A descent that comes within
-  // kSameBasin in every ln w of a minimum in `known` stops there with `rejoined` set: it is
-  // converging on a minimum already found.
+  // One descent from (u, fu, g): BFGS steps until no step counts, then the scale and dimension
+  // scans, for at most max_epochs iterations. A restart's descent skips the scans, and stops
+  // with `rejoined` set once it comes within kSameBasin in every ln w of a minimum in `known`:
+  // it is converging on a minimum already found.
   std::size_t epoch = 0;
   bool rejoined = false;
   std::vector<std::vector<double>> known;
-  auto descend = [&](bool scans) {
+  auto descend = [&](bool restart) {
     rejoined = false;
     epoch = 0;
     H.clear();
@@ -361,25 +361,25 @@ void detail::minimise_loo(const_view x, const_view y, const loo_search& search,
           fu = fv;
           g = gv;
         }
-        if (moved) {
+        if (moved && restart) {
           for (const std::vector<double>& m : known) {
             double far = 0.0;
             for (std::size_t c = 0; c < nw; ++c) far = std::max(far, std::fabs(u[c] - m[c]));
             rejoined = rejoined || far < kSameBasin;
           }
           if (rejoined) return train_stop::no_progress;
-          continue;
         }
+        if (moved) continue;
       }
       // A stationary point (or no descent left): a plateau (every weight one-hot, or all equal)
       // or a local minimum of the leave-one-out curve is left by the scale scan.
-      if (scans && (scan() || dimension_scan())) continue;
+      if (!restart && (scan() || dimension_scan())) continue;
       ++epoch;
       return small_gradient ? train_stop::converged : train_stop::no_progress;
     }
     return train_stop::max_epochs;
   };
-  fit.stop = descend(true);
+  fit.stop = descend(false);
   // Restarts (several weights): the leave-one-out surface of a few hundred points is bumpy, and
   // the descent can stop in a basin whose minimum lies a few percent above another's, separated
   // by a ridge that no move of one weight alone crosses (the others must follow). A descent from
@@ -425,7 +425,7 @@ void detail::minimise_loo(const_view x, const_view y, const loo_search& search,
       u[cand.c] = cand.uc;
       fu = f(u, &g);
       fit.loss = best_loss;
-      const train_stop stop = descend(false);
+      const train_stop stop = descend(true);
       if (rejoined) continue;
       known.push_back(u);
       if (fu < low_f) {
@@ -448,7 +448,7 @@ void detail::minimise_loo(const_view x, const_view y, const loo_search& search,
     g = low_g;
     fu = low_f;
     fit.loss = low_loss;
-    fit.stop = low_stop == train_stop::max_epochs ? low_stop : descend(true);
+    fit.stop = low_stop == train_stop::max_epochs ? low_stop : descend(false);
     if (!(low_f < best_f * (1.0 - kRoundGain))) break;
   }
   for (std::size_t c = 0; c < nw; ++c) fit.w[c] = std::exp(u[c]);
