@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <sstream>
 #include <string>
-#include <random>
 
 #include "learn_support.hpp"
 #include "test_support.hpp"
