@@ -258,9 +258,8 @@ struct bandwidth_search {
   /// which reach a lower minimum where the descent stops in another basin (about 1 draw in 100
   /// of the tests' 2-D and 3-D data, 1-13 % above the optimum without them; about 4 d extra
   /// descents a round, most stopped within a few steps). Each h_c stays in [h_min, h_max], whose
-  /// defaults are then per
-  /// dimension: 1e-3 and 10 times that column's range (the largest range where a column is
-  /// constant). An h_c at its upper end means the dimension hardly matters.
+  /// defaults are then per dimension: 1e-3 and 10 times that column's range (the largest range
+  /// where a column is constant). An h_c at its upper end means the dimension hardly matters.
   bool per_dimension = false;
   /// per_dimension: at most this many quasi-Newton iterations per descent.
   std::size_t max_iterations = 100;
