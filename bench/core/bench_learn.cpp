@@ -9,6 +9,9 @@
 //                       d = dv = 1: the goal is backward <= 2.5x forward (for the GPU;
 //                       the CPU ratio is recorded in bench/RESULTS.md)
 //   select_bandwidth    64 bandwidths plus refinement at n = 1e4 and 1e5, d = dv = 1
+//   select_per_dimension  select_bandwidth per dimension at n = 500 and 2000, d = 16: columns
+//                       on scales 0.1 to 100, y a sum of sines of the first 8 (the rest
+//                       irrelevant); counters: evaluations and the CV error reached
 // The data are the notebook's: x uniform on [0, 5), y = 2 sin x + x^0.8 + N(0, 0.5^2), fixed
 // seed. Counters: pairs/s (n * m per call; for select_bandwidth, n^2 * evaluations).
 //
@@ -179,9 +182,51 @@ void select(benchmark::State& state) {
       benchmark::Counter::kIsRate);
 }
 
+// n x d columns on the scales 0.1, 1, 10, 100 in turn; y depends on the first d / 2, each sine
+// weaker than the last, so the bandwidths it wants differ from column to column.
+data make_anisotropic(std::size_t n, std::size_t d) {
+  std::mt19937_64 rng(12345);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::normal_distribution<double> noise(0.0, 0.3);
+  data s{std::vector<float>(n * d), std::vector<float>(n), {}};
+  for (std::size_t i = 0; i < n; ++i) {
+    double y = 0.0;
+    for (std::size_t c = 0; c < d; ++c) {
+      const double t = u(rng);
+      s.x[i * d + c] = static_cast<float>(std::pow(10.0, static_cast<double>(c % 4) - 1.0) * t);
+      if (c < d / 2)
+        y += std::sin(2.0 * M_PI * t * static_cast<double>(1 + c % 3)) / static_cast<double>(1 + c);
+    }
+    s.y[i] = static_cast<float>(y + noise(rng));
+  }
+  return s;
+}
+
+void select_per_dimension(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const auto d = static_cast<std::size_t>(state.range(1));
+  const data s = make_anisotropic(n, d);
+  attnpool::bandwidth_search search;
+  search.per_dimension = true;
+  attnpool::bandwidth_selection r;
+  for (auto _ : state) {
+    r = attnpool::select_bandwidth({s.x.data(), n, d}, {s.y.data(), n, 1}, search, cpu());
+    benchmark::DoNotOptimize(r.cv_error);
+  }
+  state.counters["evaluations"] = static_cast<double>(r.evaluations);
+  state.counters["cv"] = r.cv_error;
+  state.counters["cv_isotropic"] = r.isotropic_cv_error;
+}
+
 BENCHMARK(forward)->Arg(1 << 14)->Arg(1 << 16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(backward)->Arg(1 << 14)->Arg(1 << 16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(select)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime()
+    ->Iterations(1);
+BENCHMARK(select_per_dimension)
+    ->Args({500, 16})
+    ->Args({2000, 16})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
     ->Iterations(1);
 
 }  // namespace

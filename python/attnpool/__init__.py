@@ -291,7 +291,8 @@ def select_bandwidth(x, y, *, grid_size=64, h_min=0.0, h_max=0.0, refine=True,
     A log-spaced grid in one fused sweep, then golden-section refinement on ln h. With
     per_dimension, one h per input dimension (statsmodels' and R np's default for continuous
     data): quasi-Newton on ln h_c from the best isotropic h, with gradients from the fused
-    backward pass. Every h returned is finite and > 0.
+    backward pass, then descents restarted from one h_c moved at a time (e^{+-0.5}, e^{+-1}), which
+    leave a local minimum the descent alone stops in. Every h returned is finite and > 0.
 
     Parameters
     ----------
@@ -310,7 +311,7 @@ def select_bandwidth(x, y, *, grid_size=64, h_min=0.0, h_max=0.0, refine=True,
     per_dimension : bool
         One bandwidth per input dimension (d > 1).
     max_iterations : int
-        per_dimension: at most this many quasi-Newton iterations.
+        per_dimension: at most this many quasi-Newton iterations per descent.
 
     Returns
     -------
@@ -362,12 +363,14 @@ def train_parametric(x, y, *, method="quasi_newton", max_epochs=None, tolerance=
     method : {"quasi_newton", "book_sgd"}
         "quasi_newton" (the default) minimises the *mean* leave-one-out loss over ln w (BFGS,
         a line search, a scale scan, and with per_dimension a scan that switches each input
-        off in turn) and stops on `tolerance`: it reaches
+        off in turn and restarts from one w_c moved at a time) and stops on `tolerance`: it
+        reaches
         select_bandwidth's minimum (h = 1 / w). "book_sgd" is the book's run: plain gradient
         descent on the *summed* loss, `learning_rate`, exactly `max_epochs` steps; on the
         book's data its first step jumps to h ~ 1e-3 and stays there.
     max_epochs : int, optional
-        Iterations at most (quasi_newton, default 100) or exactly (book_sgd, default 5).
+        Iterations at most per descent (quasi_newton, default 100) or exactly (book_sgd,
+        default 5).
     tolerance : float
         quasi_newton: stop when max |dL/d ln w| <= tolerance * L.
     learning_rate : float

@@ -227,24 +227,31 @@ bandwidth_selection select_bandwidth(const_view x, const_view y, const bandwidth
   }
   options run = unchecked;
   run.backend = learn;
-  const auto descend = [&](const std::vector<double>& h0, bool scan_first) {
+  const auto descend = [&](const std::vector<double>& w0, bool scan_first, bool restarts) {
     parametric_fit fit;
     fit.w.resize(x.cols);
     for (std::size_t c = 0; c < x.cols; ++c)
-      fit.w[c] = std::clamp(1.0 / h0[c], per_dim.w_lo[c], per_dim.w_hi[c]);
+      fit.w[c] = std::clamp(w0[c], per_dim.w_lo[c], per_dim.w_hi[c]);
     detail::loo_search s = per_dim;
     s.scan_first = scan_first;
+    s.restarts = restarts;
     detail::minimise_loo(x, ys.view(), s, run, fit);
     fit.final_loss = ys.unscale_loss(fit.final_loss);
     r.evaluations += fit.evaluations;
     return fit;
   };
+  const auto inverse = [](std::vector<double> h) {
+    for (double& hc : h) hc = 1.0 / hc;
+    return h;
+  };
   // The isotropic start needs no scale scan: the isotropic search found its best scale.
-  parametric_fit fit = descend(r.bandwidths, false);
+  parametric_fit fit = descend(inverse(r.bandwidths), false, false);
   if (by_range != r.bandwidths) {
-    parametric_fit other = descend(by_range, true);
+    parametric_fit other = descend(inverse(by_range), true, false);
     if (other.final_loss < fit.final_loss) fit = std::move(other);
   }
+  // The restarts, once, from the lower of the two end points (it has had its scale scan).
+  fit = descend(fit.w, false, true);
   r.per_dimension_stop = fit.stop;
   // The isotropic start was evaluated by the sweep, the search by pool(): keep the start unless
   // the search is lower (they agree to float32 rounding where it did not move).

@@ -17,6 +17,9 @@ struct loo_search {
   // Scan the common scale before the first step (select_bandwidth starts at the best scale
   // already and skips it).
   bool scan_first = true;
+  // Descend again from the slices through the stopping point (several weights; train.cpp says
+  // why). select_bandwidth descends from two starts without them and restarts from the lower.
+  bool restarts = true;
 };
 
 // Minimises from fit.w (each > 0, inside the bounds, 1 or x.cols values) and fills fit: w, loss

@@ -10,10 +10,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
+#include <random>
 #include <sstream>
 #include <string>
-#include <random>
 
 #include "learn_support.hpp"
 #include "test_support.hpp"
@@ -214,9 +213,9 @@ double brute_force_cv(const multi_dataset& data, const std::vector<double>& lo,
   return best;
 }
 
-// Per-dimension selection reaches the fp64 brute-force optimum's CV error (within 0.1 % on most
-// draws, 10 % on every one) on 2-D and 3-D data whose dimensions want different bandwidths, and
-// beats the isotropic choice.
+// Per-dimension selection reaches the fp64 brute-force optimum's CV error within 0.1 % on 2-D and
+// 3-D data whose dimensions want different bandwidths, and beats the isotropic choice. About 1
+// draw in 100 has a second basin 1-13 % above the optimum's that the descent alone stops in.
 TEST(SelectBandwidth, PerDimensionReachesTheBruteForceOptimum) {
   for (std::size_t d : {2, 3}) {
     const std::uint64_t seed = fresh_seed();
@@ -246,14 +245,11 @@ TEST(SelectBandwidth, PerDimensionReachesTheBruteForceOptimum) {
     const double brute = brute_force_cv(data, lo, hi, d == 2 ? 24 : 12);
     std::ostringstream hs;
     for (double h : sel.bandwidths) hs << " " << h;
-    // Most draws reach the optimum within 0.1 %; about 1 in 30 stops in a local minimum 1-6 %
-    // above it (measured over random seeds, Release and ASan builds alike), which the search's
-    // two starts and its scans do not leave. That miss is printed; more than 10 % fails.
-    if (at_sel > brute * (1.0 + 1e-3))
-      std::printf("note: d = %zu: CV %.6g is %.2f %% above the brute-force optimum %.6g (h =%s)\n",
-                  d, at_sel, 100.0 * (at_sel / brute - 1.0), brute, hs.str().c_str());
-    EXPECT_LE(at_sel, brute * 1.1)
-        << "h =" << hs.str() << ", " << attnpool::to_string(sel.per_dimension_stop);
+    // The brute force's grid is within ~1e-4 of its minimum's loss, the search's stopping point
+    // within ~1e-6 of its own.
+    EXPECT_LE(at_sel, brute * (1.0 + 1e-3))
+        << "h =" << hs.str() << ", " << attnpool::to_string(sel.per_dimension_stop) << ", "
+        << 100.0 * (at_sel / brute - 1.0) << " % above the brute-force optimum " << brute;
     EXPECT_NEAR(sel.cv_error, at_sel, 1e-5 * at_sel);
     EXPECT_LT(at_sel, cv64(data, std::vector<double>(d, sel.bandwidth)));
     EXPECT_NEAR(sel.isotropic_cv_error,
