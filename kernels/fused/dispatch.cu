@@ -1,10 +1,13 @@
 // Dispatch layer of the fused family: the launch plan (configuration, grid, split-K, batch
-// blocks) and the launch through dispatch_dims; split-K's merge is kernels/merge/merge.cu.
+// blocks) and the launch through dispatch_dims, and the decode kernel's launch
+// (kernels/fused/decode.hpp); split-K's merge is kernels/merge/merge.cu.
 #include <attnpool/detail/scores.hpp>
 #include <attnpool/error.hpp>
 
 #include "kernels/common/cuda_check.hpp"
 #include "kernels/common/workspace.hpp"
+#include "kernels/fused/decode.hpp"
+#include "kernels/fused/decode_plan.hpp"
 #include "kernels/fused/dispatch.hpp"
 #include "kernels/fused/traits.hpp"
 #include "kernels/merge/states.hpp"
@@ -90,6 +93,32 @@ void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stre
   }
 }
 
+// Split-K around one kernel launch, the same for every kernel that writes the fused family's
+// partial layout: launch(args) writes partial states when plan.splits > 1 (then the merge kernel
+// writes `out`), else the normalised output itself.
+template <class Launch>
+void launch_split_k(fused_args args, const fused_plan& plan, stream_t stream, Launch&& launch) {
+  args.splits = plan.splits;
+  args.keys_per_split = plan.keys_per_split;
+  float* final_out = args.out;
+  if (plan.splits > 1) {
+    // Partial results only; the merge kernel writes `out`.
+    args.out = nullptr;
+  } else {
+    // Normalised output straight from the kernel (it writes partials whenever partial_acc is
+    // set).
+    args.partial_state = nullptr;
+    args.partial_acc = nullptr;
+  }
+  launch(static_cast<const fused_args&>(args));
+  if (plan.splits > 1) {
+    merge_target dst;
+    dst.out = final_out;
+    dst.ldo = args.ldo;
+    launch_merge_states(split_states(args, plan.splits), dst, stream);
+  }
+}
+
 }  // namespace
 
 bool fused_d1_expanded() {
@@ -103,6 +132,14 @@ bool fused_d1_expanded() {
 bool fused_masks() {
   static const bool on = [] {
     const char* env = std::getenv("ATTNPOOL_CUDA_FUSED_MASKS");
+    return env != nullptr && std::string_view(env) == "1";
+  }();
+  return on;
+}
+
+bool fused_decode() {
+  static const bool on = [] {
+    const char* env = std::getenv("ATTNPOOL_CUDA_DECODE");
     return env != nullptr && std::string_view(env) == "1";
   }();
   return on;
@@ -197,25 +234,23 @@ fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
 
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
                   const generic_score_args* generic, const detail::mask_rule* mask) {
-  args.splits = plan.splits;
-  args.keys_per_split = plan.keys_per_split;
-  float* final_out = args.out;
-  if (plan.splits > 1) {
-    // Partial results only; the merge kernel writes `out`.
-    args.out = nullptr;
-  } else {
-    // Normalised output straight from the kernel (it writes partials whenever partial_acc is
-    // set).
-    args.partial_state = nullptr;
-    args.partial_acc = nullptr;
-  }
-  launch_kernel(args, plan, stream, generic, mask);
-  if (plan.splits > 1) {
-    merge_target dst;
-    dst.out = final_out;
-    dst.ldo = args.ldo;
-    launch_merge_states(split_states(args, plan.splits), dst, stream);
-  }
+  launch_split_k(args, plan, stream,
+                 [&](const fused_args& a) { launch_kernel(a, plan, stream, generic, mask); });
+}
+
+void launch_decode(fused_args args, const fused_plan& plan, stream_t stream) {
+  launch_split_k(args, plan, stream, [&](const fused_args& a) {
+    decode_d_buckets::dispatch(static_cast<std::size_t>(plan.d_bucket), [&](auto dc) {
+      decode_dv_buckets::dispatch(static_cast<std::size_t>(plan.dv_bucket), [&](auto dvc) {
+        constexpr int D = decltype(dc)::value, DV = decltype(dvc)::value;
+        if (plan.rows_per_block == 1) {
+          launch_decode_config<D, DV, 1>(a, plan, stream);
+        } else {
+          launch_decode_config<D, DV, decode_traits<D, DV>::kRows>(a, plan, stream);
+        }
+      });
+    });
+  });
 }
 
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,
