@@ -18,10 +18,13 @@
 
 namespace attnpool::kernels {
 
-/// The largest n the decode path takes. A paper estimate, not measured: the default block holds
-/// 128 rows, so at n <= 64 at least half its threads idle, about 128 / n thread-slots and one
-/// exp2 per real pair; the decode path's eager online-softmax update costs two exp2 per pair
-/// with no idle threads. The two cross near n = 64.
+/// The largest n the decode path takes. The default block holds 128 query rows, so at n <= 64
+/// at least half of it idles; on an H100 (2026-11-26) n = 1 and n = 64 against 2^20 keys took
+/// 71 and 90 us there. From its SASS the decode kernel needs, on paper, about 4-10 us at n = 1
+/// and 35 us at n = 64 (issue-bound: 17.4 instructions and 2 exp2 a pair at 8 rows a block;
+/// bench/runs/2026-12-03-gpu-decode-sass.md). Past 64 rows the default blocks are more than half
+/// full, and their cost a pair (one exp2, 7.6 instructions) is below this kernel's; where the two
+/// cross is for the device to measure.
 inline constexpr std::size_t kDecodeMaxRows = 64;
 /// The largest query dimension compiled for the decode path (zero-padded to {1, 2, 3, 4, 8}).
 inline constexpr std::size_t kDecodeMaxDims = 8;
