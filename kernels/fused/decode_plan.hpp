@@ -12,6 +12,7 @@
 #include <attnpool/detail/dims.hpp>
 
 #include "kernels/fused/plan.hpp"
+#include "kernels/fused/split_plan.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -81,7 +82,6 @@ constexpr int decode_rows_for(std::size_t n) {
 /// query and the launch agree.
 inline fused_plan plan_decode(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
                               int sm_count, int forced_splits = 0) {
-  constexpr std::size_t kMaxSplits = 65535;  // gridDim.z's hardware limit
   const auto ceil_div = [](std::size_t a, std::size_t b) { return (a + b - 1) / b; };
   fused_plan plan;
   std::size_t min_keys = 0;
@@ -102,17 +102,8 @@ inline fused_plan plan_decode(std::size_t n, std::size_t m, std::size_t d, std::
   plan.grid_x = static_cast<unsigned>(gx);  // n <= 64
   plan.grid_y = static_cast<unsigned>(gy);  // <= 65535 (decode_serves)
 
-  std::size_t splits = 1;
-  if (forced_splits > 0) {
-    splits = static_cast<std::size_t>(forced_splits);
-  } else {
-    const std::size_t target = static_cast<std::size_t>(std::max(sm_count, 1)) * blocks_per_sm;
-    splits = std::min(ceil_div(target, gx * gy), std::max<std::size_t>(1, m / min_keys));
-  }
-  splits = std::clamp<std::size_t>(splits, 1, std::min(m, kMaxSplits));
-  // Equal ranges, then recount so that the last range is not empty.
-  plan.keys_per_split = ceil_div(m, splits);
-  plan.splits = static_cast<int>(ceil_div(m, plan.keys_per_split));
+  plan_key_splits(plan, m, gx * gy, static_cast<std::size_t>(std::max(sm_count, 1)) * blocks_per_sm,
+                  min_keys, forced_splits);
   return plan;
 }
 

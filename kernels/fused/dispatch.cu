@@ -9,6 +9,7 @@
 #include "kernels/fused/decode.hpp"
 #include "kernels/fused/decode_plan.hpp"
 #include "kernels/fused/dispatch.hpp"
+#include "kernels/fused/split_plan.hpp"
 #include "kernels/fused/traits.hpp"
 #include "kernels/merge/states.hpp"
 
@@ -26,8 +27,6 @@ namespace {
 // queries, writing and merging a partial state) outweighs the parallelism gained. A paper
 // estimate (4 tiles of 128 keys), not yet measured.
 constexpr std::size_t kMinKeysPerSplit = 512;
-// gridDim.z's hardware limit.
-constexpr std::size_t kMaxSplits = 65535;
 
 std::size_t ceil_div(std::size_t a, std::size_t b) {
   return (a + b - 1) / b;
@@ -171,22 +170,11 @@ fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t d
   plan.grid_x = static_cast<unsigned>(gx);
   plan.grid_y = static_cast<unsigned>(gy);
 
-  std::size_t splits = 1;
-  if (forced_splits > 0) {
-    splits = static_cast<std::size_t>(forced_splits);
-  } else {
-    // Flash-decoding: when the query blocks cannot fill the GPU, cut the keys into ranges so
-    // that the grid covers every SM kBlocksPerSm times, but never below kMinKeysPerSplit keys.
-    const std::size_t target = static_cast<std::size_t>(std::max(sm_count, 1)) * k.blocks_per_sm;
-    const std::size_t blocks = gx * gy;
-    if (blocks < target) {
-      splits = std::min(ceil_div(target, blocks), std::max<std::size_t>(1, m / kMinKeysPerSplit));
-    }
-  }
-  splits = std::clamp<std::size_t>(splits, 1, std::min(m, kMaxSplits));
-  // Equal ranges, then recount so that the last range is not empty.
-  plan.keys_per_split = ceil_div(m, splits);
-  plan.splits = static_cast<int>(ceil_div(m, plan.keys_per_split));
+  // Flash-decoding: when the query blocks cannot fill the GPU, cut the keys into ranges so that
+  // the grid covers every SM kBlocksPerSm times, but never below kMinKeysPerSplit keys.
+  plan_key_splits(plan, m, gx * gy,
+                  static_cast<std::size_t>(std::max(sm_count, 1)) * k.blocks_per_sm,
+                  kMinKeysPerSplit, forced_splits);
   return plan;
 }
 
