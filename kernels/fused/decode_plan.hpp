@@ -77,7 +77,8 @@ constexpr int decode_rows_for(std::size_t n) {
 /// The decode plan (decode_serves must hold): d_bucket, dv_bucket (window <= 8), rows_per_block
 /// (1 or kRows), grid_x row groups, grid_y value windows, and `splits` key ranges of
 /// keys_per_split keys (the last may be shorter, none is empty). The splits fill every SM
-/// kBlocksPerSm times but never go below kMinKeysPerSplit keys; `forced_splits` >= 1 requests
+/// kBlocksPerSm times but never go below kMinKeysPerSplit keys, and hold a multiple of it (a
+/// whole unrolled step of every thread), rounding the count down; `forced_splits` >= 1 requests
 /// that many (clamped to [1, min(m, 65535)]). Pure function of its arguments, so the workspace
 /// query and the launch agree.
 inline fused_plan plan_decode(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
@@ -104,6 +105,12 @@ inline fused_plan plan_decode(std::size_t n, std::size_t m, std::size_t d, std::
 
   plan_key_splits(plan, m, gx * gy, static_cast<std::size_t>(std::max(sm_count, 1)) * blocks_per_sm,
                   min_keys, forced_splits);
+  if (forced_splits <= 0 && plan.splits > 1) {
+    // Whole unrolled steps for every thread of every split but the last: the one-key tail loop
+    // does not keep all its loads in flight together. Fewer, longer splits, so the limits hold.
+    plan.keys_per_split = ceil_div(plan.keys_per_split, min_keys) * min_keys;
+    plan.splits = static_cast<int>(ceil_div(m, plan.keys_per_split));
+  }
   return plan;
 }
 

@@ -77,9 +77,11 @@ TEST(decode_plan, covers_every_key_once_within_limits) {
 }
 
 TEST(decode_plan, fills_the_gpu_without_short_splits) {
-  // n = 1, m = 2^20, d = dv = 1 on an H100: 132 x 4 blocks, each 1986 keys (about 8 a thread).
+  // n = 1, m = 2^20, d = dv = 1 on an H100: 132 x 4 = 528 blocks would take 1986 keys each;
+  // rounded up to whole steps of 256 threads x 4 keys, 512 splits of 2048 (8 keys a thread).
   const ak::fused_plan p = ak::plan_decode(1, std::size_t{1} << 20, 1, 1, kH100Sms);
-  EXPECT_EQ(p.splits, kH100Sms * (ak::decode_traits<1, 1>::kBlocksPerSm));
+  EXPECT_EQ(p.splits, 512);
+  EXPECT_EQ(p.keys_per_split, 2048u);
   EXPECT_EQ(p.grid_x, 1u);
   EXPECT_EQ(p.grid_y, 1u);
   // Few keys: no split shorter than kMinKeysPerSplit (one unrolled step of every thread).
@@ -90,10 +92,17 @@ TEST(decode_plan, fills_the_gpu_without_short_splits) {
       EXPECT_GE(q.keys_per_split, kMinKeys);
     }
   }
-  // n = 64: 8 row groups of 8 rows share the SMs.
+  // n = 64: 8 row groups of 8 rows share the SMs: 66 splits of 15888 keys, rounded to 64 of 16384.
   const ak::fused_plan r = ak::plan_decode(64, std::size_t{1} << 20, 1, 1, kH100Sms);
   EXPECT_EQ(r.grid_x, 8u);
-  EXPECT_EQ(r.splits, kH100Sms * 4 / 8);
+  EXPECT_EQ(r.splits, 64);
+  // Every split of a heuristic plan but the last is whole steps of every thread.
+  for (std::size_t m : {4097, 65536, 1 << 20, 3 << 20}) {
+    const ak::fused_plan h = ak::plan_decode(1, m, 1, 1, kH100Sms);
+    if (h.splits > 1) {
+      EXPECT_EQ(h.keys_per_split % (ak::decode_traits<1, 1>::kMinKeysPerSplit), 0u) << "m=" << m;
+    }
+  }
 }
 
 TEST(decode_plan, is_deterministic) {
