@@ -11,12 +11,16 @@
 #      and the d >= 16 ones with ATTNPOOL_CUDA_TENSOR_CORES=1 (3xTF32 scores on the tensor
 #      cores, off by default until this passes; test_cuda_tensor_cores sets it
 #      itself and runs with the others)                                     (<= 120 s)
+#      and the skinny fused ones with ATTNPOOL_CUDA_DECODE=1 (the key-parallel decode
+#      kernel for n <= 64, off by default until this passes; test_cuda_decode
+#      sets it itself and runs with the others)                             (<= 60 s)
 #   4. compute-sanitizer memcheck and racecheck on small test filters, the
 #      d = 1 ones with the expanded score and masked ones on the fast path  (<= 2 x 60 s)
 #   5. bench_cuda (and the bench_cuda_* suites) on short filtered sets, the
 #      n = m = 2^20 d = 1 headline again with the expanded score, the masked
 #      vs unmasked ratios with masks on the fast path, d = 16 / 64 again on
-#      the tensor cores, and the SM clock
+#      the tensor cores, n = 1 / 64 against 2^20 keys with the decode kernel
+#      off and on, and the SM clock
 #      sampled meanwhile                                                    (<= 150 s)
 #   6. bench/peers/peers.py with what time is left                          (<= 60 s)
 # Every log goes under $OUT when set (else ./device-check-out): 8 files at most.
@@ -36,7 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 gpu_tests=(test_cuda_fused test_cuda_unfused test_cuda_api test_cuda_kernels test_cuda_learn
-  test_cuda_bandwidth test_cuda_batched test_cuda_nccl test_cuda_fused_masks test_cuda_tensor_cores)
+  test_cuda_bandwidth test_cuda_batched test_cuda_nccl test_cuda_fused_masks test_cuda_tensor_cores test_cuda_decode)
 benches=(bench_cuda bench_fused_tuning bench_cuda_learn bench_cuda_cv bench_cuda_batched)
 
 if [[ "${1:-}" == "--stage-deps" ]]; then
@@ -232,6 +236,13 @@ if ! [[ " ${SKIP:-} " == *" tc "* ]]; then
     "test_cuda_fused:*_d9_*:*_d16_*:*_d17_*:*_d32_*:*_d33_*:*_d64_*" "test_cuda_batched:*"
 fi
 
+# The decode kernel (ATTNPOOL_CUDA_DECODE=1): test_cuda_fused's cases with n = 1, 7, 64 again
+# (test_cuda_decode ran above: it sets the switch itself). $SKIP "decode" leaves this and its
+# sanitizer and benchmark runs out.
+if ! [[ " ${SKIP:-} " == *" decode "* ]]; then
+  rerun_suites ATTNPOOL_CUDA_DECODE=1 "decode" decode "test_cuda_fused:*/n1_m*:*/n7_m*:*/n64_m*"
+fi
+
 # ---- 4. compute-sanitizer ------------------------------------------------------------------------
 # Small cases that still cover partial tiles, split-K + merge, the generic path, pads, the
 # unfused row softmax (CUB block reductions, in-place row updates) and the other kernels; plus
@@ -253,6 +264,10 @@ masks_filter='dims/*/loo0_n300_m300_d1_dv1_*:dims/*/vl0_n300_m300_d3_dv2_*:lens/
 # every D, value windows 3 and 8, a fallback block, split-K with 3 splits.
 tc_filter='shapes/*n129_m1000_d16_dv3_*:shapes/*n129_m1000_d32_dv8_*:shapes/*n129_m1000_d64_dv1_*:fallback/*n129_m4097_d16_dv1_h1_000000_*:split_k/*n7_m4097_d64_dv3_*_s3_*'
 [[ " ${SKIP:-} " == *" tc "* ]] || san_runs+=("test_cuda_tensor_cores:$tc_filter")
+# The decode kernel (the binary sets ATTNPOOL_CUDA_DECODE=1): one and 8 rows a block, a partial
+# row group, two value windows, no split-K and 33 splits.
+decode_filter='sizes/*n1_m4097_*:sizes/*n7_m129_*:shapes/*n64_m4097_d8_dv9_*:split_k/*n7_m4097_d3_dv3_*_s1_*:split_k/*n64_m4097_d3_dv3_*_s33_*'
+[[ " ${SKIP:-} " == *" decode "* ]] || san_runs+=("test_cuda_decode:$decode_filter")
 set -f  # the filters' * are gtest's, not the shell's
 for extra in ${SANITIZE_EXTRA:-}; do san_runs+=("$extra"); done
 set +f
@@ -321,9 +336,12 @@ for b in "${benches[@]}"; do
   # d = 16 / 64 on the tensor cores: the wide bandwidths (the path's own) and h = 0.5 (every
   # block falls back: the cost of the bound's pre-pass).
   [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" tc "* ]] && runs+=("tc+$b")
+  # n = 1 and 64 against 2^20 keys, d = dv = 1: the default kernel, then the decode kernel.
+  [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" decode "* ]] &&
+    runs+=("decodeoff+$b" "decode+$b")
 done
 for run in "${runs[@]}"; do
-  expanded=0 masks=0 tc=0 label=""
+  expanded=0 masks=0 tc=0 decode=0 label=""
   b=${run#*+}
   filter=${suite_filter[$b]:-.}
   [[ $b == bench_cuda ]] && filter=$bench_filter
@@ -338,12 +356,15 @@ for run in "${runs[@]}"; do
       tc=1 label=" (tensor cores)"
       filter='^fused_wide/|^fused/n:16384/m:16384/d:(16|64)/dv:1/'
       ;;
+    decodeoff+*) label=" (decode off)" filter='^skinny_fused/n:(1|64)/m:1048576/d:1/dv:1/' ;;
+    decode+*) decode=1 label=" (decode on)" filter='^skinny_fused/n:(1|64)/m:1048576/d:1/dv:1/' ;;
   esac
   [[ -x $bindir/$b ]] || continue
   echo "==== $b --benchmark_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded" \
-    "ATTNPOOL_CUDA_FUSED_MASKS=$masks ATTNPOOL_CUDA_TENSOR_CORES=$tc)" >>"$blog"
+    "ATTNPOOL_CUDA_FUSED_MASKS=$masks ATTNPOOL_CUDA_TENSOR_CORES=$tc" \
+    "ATTNPOOL_CUDA_DECODE=$decode)" >>"$blog"
   if ATTNPOOL_CUDA_D1_EXPANDED=$expanded ATTNPOOL_CUDA_FUSED_MASKS=$masks \
-    ATTNPOOL_CUDA_TENSOR_CORES=$tc timeout "$(cap 120)" "$bindir/$b" \
+    ATTNPOOL_CUDA_TENSOR_CORES=$tc ATTNPOOL_CUDA_DECODE=$decode timeout "$(cap 120)" "$bindir/$b" \
     --benchmark_filter="$filter" --benchmark_min_time=0.05 \
     --benchmark_counters_tabular=true >>"$blog" 2>&1; then
     note "$b ok$label"
@@ -353,7 +374,7 @@ for run in "${runs[@]}"; do
   fi
 done
 kill "$clock_pid" 2>/dev/null || true
-grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 |^masked/|^fused_wide/|^==== bench_cuda " "$blog" | tee -a "$summary" || true
+grep -E "bound|/n:1048576/m:1048576/d:1/dv:1 |^masked/|^fused_wide/|^skinny_fused/n:(1|64)/m:1048576/d:1/dv:1/|^==== bench_cuda " "$blog" | tee -a "$summary" || true
 # Median sampled SM clock (MHz) and the maximum: the exp2 bound scales with the clock.
 if [[ -s $clocks ]]; then
   med=$(cut -d, -f1 "$clocks" | sort -n | awk '{c[NR] = $1} END {print c[int((NR + 1) / 2)]}')

@@ -28,6 +28,9 @@
 //
 // fused_wide/...: d = 16 and 64 at h = 1.5 sqrt(d), the bandwidths where the tensor-core path
 // (ATTNPOOL_CUDA_TENSOR_CORES=1) computes the scores: run it both ways too.
+//
+// skinny_fused/n:1..64/m:2^20/...: few queries against many keys; with ATTNPOOL_CUDA_DECODE=1 the
+// d <= 8 ones take the key-parallel decode kernel (kernels/fused/decode.hpp): run it both ways.
 #include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 

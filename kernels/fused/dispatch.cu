@@ -1,11 +1,15 @@
 // Dispatch layer of the fused family: the launch plan (configuration, grid, split-K, batch
-// blocks) and the launch through dispatch_dims; split-K's merge is kernels/merge/merge.cu.
+// blocks) and the launch through dispatch_dims, and the decode kernel's launch
+// (kernels/fused/decode.hpp); split-K's merge is kernels/merge/merge.cu.
 #include <attnpool/detail/scores.hpp>
 #include <attnpool/error.hpp>
 
 #include "kernels/common/cuda_check.hpp"
 #include "kernels/common/workspace.hpp"
+#include "kernels/fused/decode.hpp"
+#include "kernels/fused/decode_plan.hpp"
 #include "kernels/fused/dispatch.hpp"
+#include "kernels/fused/split_plan.hpp"
 #include "kernels/fused/traits.hpp"
 #include "kernels/merge/states.hpp"
 
@@ -23,8 +27,6 @@ namespace {
 // queries, writing and merging a partial state) outweighs the parallelism gained. A paper
 // estimate (4 tiles of 128 keys), not yet measured.
 constexpr std::size_t kMinKeysPerSplit = 512;
-// gridDim.z's hardware limit.
-constexpr std::size_t kMaxSplits = 65535;
 
 std::size_t ceil_div(std::size_t a, std::size_t b) {
   return (a + b - 1) / b;
@@ -90,6 +92,32 @@ void launch_kernel(const fused_args& args, const fused_plan& plan, stream_t stre
   }
 }
 
+// Split-K around one kernel launch, the same for every kernel that writes the fused family's
+// partial layout: launch(args) writes partial states when plan.splits > 1 (then the merge kernel
+// writes `out`), else the normalised output itself.
+template <class Launch>
+void launch_split_k(fused_args args, const fused_plan& plan, stream_t stream, Launch&& launch) {
+  args.splits = plan.splits;
+  args.keys_per_split = plan.keys_per_split;
+  float* final_out = args.out;
+  if (plan.splits > 1) {
+    // Partial results only; the merge kernel writes `out`.
+    args.out = nullptr;
+  } else {
+    // Normalised output straight from the kernel (it writes partials whenever partial_acc is
+    // set).
+    args.partial_state = nullptr;
+    args.partial_acc = nullptr;
+  }
+  launch(static_cast<const fused_args&>(args));
+  if (plan.splits > 1) {
+    merge_target dst;
+    dst.out = final_out;
+    dst.ldo = args.ldo;
+    launch_merge_states(split_states(args, plan.splits), dst, stream);
+  }
+}
+
 }  // namespace
 
 bool fused_d1_expanded() {
@@ -103,6 +131,14 @@ bool fused_d1_expanded() {
 bool fused_masks() {
   static const bool on = [] {
     const char* env = std::getenv("ATTNPOOL_CUDA_FUSED_MASKS");
+    return env != nullptr && std::string_view(env) == "1";
+  }();
+  return on;
+}
+
+bool fused_decode() {
+  static const bool on = [] {
+    const char* env = std::getenv("ATTNPOOL_CUDA_DECODE");
     return env != nullptr && std::string_view(env) == "1";
   }();
   return on;
@@ -134,22 +170,11 @@ fused_plan plan_fused(std::size_t n, std::size_t m, std::size_t d, std::size_t d
   plan.grid_x = static_cast<unsigned>(gx);
   plan.grid_y = static_cast<unsigned>(gy);
 
-  std::size_t splits = 1;
-  if (forced_splits > 0) {
-    splits = static_cast<std::size_t>(forced_splits);
-  } else {
-    // Flash-decoding: when the query blocks cannot fill the GPU, cut the keys into ranges so
-    // that the grid covers every SM kBlocksPerSm times, but never below kMinKeysPerSplit keys.
-    const std::size_t target = static_cast<std::size_t>(std::max(sm_count, 1)) * k.blocks_per_sm;
-    const std::size_t blocks = gx * gy;
-    if (blocks < target) {
-      splits = std::min(ceil_div(target, blocks), std::max<std::size_t>(1, m / kMinKeysPerSplit));
-    }
-  }
-  splits = std::clamp<std::size_t>(splits, 1, std::min(m, kMaxSplits));
-  // Equal ranges, then recount so that the last range is not empty.
-  plan.keys_per_split = ceil_div(m, splits);
-  plan.splits = static_cast<int>(ceil_div(m, plan.keys_per_split));
+  // Flash-decoding: when the query blocks cannot fill the GPU, cut the keys into ranges so that
+  // the grid covers every SM kBlocksPerSm times, but never below kMinKeysPerSplit keys.
+  plan_key_splits(plan, m, gx * gy,
+                  static_cast<std::size_t>(std::max(sm_count, 1)) * k.blocks_per_sm,
+                  kMinKeysPerSplit, forced_splits);
   return plan;
 }
 
@@ -197,25 +222,23 @@ fused_plan plan_fused_batched(std::size_t blocks, std::size_t d, std::size_t dv,
 
 void launch_fused(fused_args args, const fused_plan& plan, stream_t stream,
                   const generic_score_args* generic, const detail::mask_rule* mask) {
-  args.splits = plan.splits;
-  args.keys_per_split = plan.keys_per_split;
-  float* final_out = args.out;
-  if (plan.splits > 1) {
-    // Partial results only; the merge kernel writes `out`.
-    args.out = nullptr;
-  } else {
-    // Normalised output straight from the kernel (it writes partials whenever partial_acc is
-    // set).
-    args.partial_state = nullptr;
-    args.partial_acc = nullptr;
-  }
-  launch_kernel(args, plan, stream, generic, mask);
-  if (plan.splits > 1) {
-    merge_target dst;
-    dst.out = final_out;
-    dst.ldo = args.ldo;
-    launch_merge_states(split_states(args, plan.splits), dst, stream);
-  }
+  launch_split_k(args, plan, stream,
+                 [&](const fused_args& a) { launch_kernel(a, plan, stream, generic, mask); });
+}
+
+void launch_decode(fused_args args, const fused_plan& plan, stream_t stream) {
+  launch_split_k(args, plan, stream, [&](const fused_args& a) {
+    decode_d_buckets::dispatch(static_cast<std::size_t>(plan.d_bucket), [&](auto dc) {
+      decode_dv_buckets::dispatch(static_cast<std::size_t>(plan.dv_bucket), [&](auto dvc) {
+        constexpr int D = decltype(dc)::value, DV = decltype(dvc)::value;
+        if (plan.rows_per_block == 1) {
+          launch_decode_config<D, DV, 1>(a, plan, stream);
+        } else {
+          launch_decode_config<D, DV, decode_traits<D, DV>::kRows>(a, plan, stream);
+        }
+      });
+    });
+  });
 }
 
 void launch_fused_partial(fused_args args, const fused_plan& plan, stream_t stream,

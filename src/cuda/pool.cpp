@@ -4,12 +4,14 @@
 #include <attnpool/detail/scores.hpp>
 #include <attnpool/error.hpp>
 
-#include "src/cuda/backends.hpp"
-#include "src/cuda/host.hpp"
 #include "kernels/common/cuda_check.hpp"
 #include "kernels/common/workspace.hpp"
+#include "kernels/fused/decode.hpp"
+#include "kernels/fused/decode_plan.hpp"
 #include "kernels/fused/dispatch.hpp"
 #include "kernels/support/support.hpp"
+#include "src/cuda/backends.hpp"
+#include "src/cuda/host.hpp"
 #include "src/validate/backend.hpp"
 #include "src/validate/validate.hpp"
 
@@ -33,14 +35,19 @@ using kernels::align_up;
 //   [scan slot][valid_lens (mask::valid_length only)][partial states][partial acc].
 struct fused_layout {
   kernels::fused_plan plan;
+  bool decode = false;  ///< plan is plan_decode's: the key-parallel kernel runs (fused_decode)
   std::size_t lens_offset = 0, state_offset = 0, acc_offset = 0, total = 0;
 };
 
 fused_layout fused_layout_for(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
                               const fused_tuning& tuning, const pool_params& params) {
   fused_layout l;
-  l.plan = kernels::plan_fused(n, m, d, dv, current_sm_count(), tuning.forced_splits,
-                               uses_generic_score(params));
+  const bool generic = uses_generic_score(params);
+  l.decode = kernels::fused_decode() && !generic && params.mask == mask::none &&
+             kernels::decode_serves(n, m, d, dv);
+  l.plan = l.decode ? kernels::plan_decode(n, m, d, dv, current_sm_count(), tuning.forced_splits)
+                    : kernels::plan_fused(n, m, d, dv, current_sm_count(), tuning.forced_splits,
+                                          generic);
   l.lens_offset = kScanBytes;
   l.state_offset = l.lens_offset + valid_lens_bytes("cuda::pool_workspace_size", n, params);
   if (l.plan.splits > 1) {
@@ -239,8 +246,12 @@ void fused_pool(const_view q, const_view k, const_view v, mutable_view out,
     a.partial_state = reinterpret_cast<float*>(ws_at(opts, l.state_offset));
     a.partial_acc = reinterpret_cast<float*>(ws_at(opts, l.acc_offset));
   }
-  kernels::launch_fused(a, l.plan, opts.stream, uses_generic_score(params) ? &generic : nullptr,
-                        &generic.mask);
+  if (l.decode) {
+    kernels::launch_decode(a, l.plan, opts.stream);
+  } else {
+    kernels::launch_fused(a, l.plan, opts.stream, uses_generic_score(params) ? &generic : nullptr,
+                          &generic.mask);
+  }
   check_empty_rows_on_device(fn, params, out, ws_at(opts, 0), opts.stream);
 }
 
