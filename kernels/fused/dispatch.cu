@@ -118,37 +118,31 @@ void launch_split_k(fused_args args, const fused_plan& plan, stream_t stream, La
   }
 }
 
+// A path's switch: the environment variable set to exactly "1".
+bool switched_on(const char* name) {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::string_view(env) == "1";
+}
+
 }  // namespace
 
 bool fused_d1_expanded() {
-  static const bool on = [] {
-    const char* env = std::getenv("ATTNPOOL_CUDA_D1_EXPANDED");
-    return env != nullptr && std::string_view(env) == "1";
-  }();
+  static const bool on = switched_on("ATTNPOOL_CUDA_D1_EXPANDED");
   return on;
 }
 
 bool fused_masks() {
-  static const bool on = [] {
-    const char* env = std::getenv("ATTNPOOL_CUDA_FUSED_MASKS");
-    return env != nullptr && std::string_view(env) == "1";
-  }();
+  static const bool on = switched_on("ATTNPOOL_CUDA_FUSED_MASKS");
   return on;
 }
 
 bool fused_decode() {
-  static const bool on = [] {
-    const char* env = std::getenv("ATTNPOOL_CUDA_DECODE");
-    return env != nullptr && std::string_view(env) == "1";
-  }();
+  static const bool on = switched_on("ATTNPOOL_CUDA_DECODE");
   return on;
 }
 
 bool fused_tensor_cores() {
-  static const bool on = [] {
-    const char* env = std::getenv("ATTNPOOL_CUDA_TENSOR_CORES");
-    return env != nullptr && std::string_view(env) == "1";
-  }();
+  static const bool on = switched_on("ATTNPOOL_CUDA_TENSOR_CORES");
   return on;
 }
 

@@ -37,6 +37,20 @@ std::string without_prefix(const std::string& msg) {
   return colon == std::string::npos ? msg : msg.substr(colon + 2);
 }
 
+// The invalid_argument message of cuda::pool on a device copy of p, on `which`, writing into
+// `out` (poisoned, so that a test can check it was left alone).
+std::string device_pool_message(const problem& p, const pool_params& params, backend which,
+                                poisoned_output& out) {
+  const device_problem dp(p);
+  device_workspace ws(cuda::pool_workspace_size(p.n, p.m, p.d, p.dv, params, which));
+  options opts;
+  opts.backend = which;
+  opts.workspace = ws.data();
+  opts.workspace_bytes = ws.bytes();
+  return message_of<invalid_argument>(
+      [&] { cuda::pool(dp.queries(), dp.keys(), dp.values(), out.view(), params, opts); });
+}
+
 class stream_guard {
  public:
   stream_guard() { cuda_ok(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "stream"); }
@@ -146,15 +160,8 @@ TEST(cuda_api, check_finite_on_device_uses_the_host_words) {
            host_opts);
     });
     for (backend which : {backend::cuda_fused, backend::cuda_unfused}) {
-      const device_problem dp(p);
       poisoned_output out(p.n, p.dv, 0);
-      device_workspace ws(cuda::pool_workspace_size(p.n, p.m, p.d, p.dv, params, which));
-      options opts;
-      opts.backend = which;
-      opts.workspace = ws.data();
-      opts.workspace_bytes = ws.bytes();
-      const std::string dev_msg = message_of<invalid_argument>(
-          [&] { cuda::pool(dp.queries(), dp.keys(), dp.values(), out.view(), params, opts); });
+      const std::string dev_msg = device_pool_message(p, params, which, out);
       EXPECT_EQ(without_prefix(dev_msg), without_prefix(host_msg)) << to_string(which);
       EXPECT_EQ(dev_msg.rfind("cuda::pool: ", 0), 0u) << dev_msg;
     }
@@ -192,15 +199,8 @@ TEST(cuda_api, values_near_float_max_are_refused_on_device) {
   problem p = make_problem(3, 4, 1, 1, fresh_seed());
   for (float& x : p.v) x = 3e38f;
   for (backend which : {backend::cuda_fused, backend::cuda_unfused}) {
-    const device_problem dp(p);
     poisoned_output out(p.n, p.dv, 0);
-    device_workspace ws(cuda::pool_workspace_size(p.n, p.m, p.d, p.dv, params, which));
-    options opts;
-    opts.backend = which;
-    opts.workspace = ws.data();
-    opts.workspace_bytes = ws.bytes();
-    const std::string msg = message_of<invalid_argument>(
-        [&] { cuda::pool(dp.queries(), dp.keys(), dp.values(), out.view(), params, opts); });
+    const std::string msg = device_pool_message(p, params, which, out);
     EXPECT_NE(msg.find("cuda::pool: values up to 3.00000001e+38 over 4 keys"), std::string::npos)
         << msg;
     for (float x : out.fetch()) EXPECT_TRUE(std::isnan(x)) << "the output was written";
