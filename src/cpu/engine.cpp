@@ -87,13 +87,13 @@ using wide_vec = float __attribute__((vector_size(64)));
 using narrow_vec = float __attribute__((vector_size(32)));
 
 // out[r * cols + c] = sum_j p[r][j] * v[c * ld + j] for R rows and C value columns in one pass:
-// each block of p and v is loaded once for its R x C products, whose FMA chains overlap (one
-// row and one column per pass waited on the FMA latency, and re-read a dv = 16 value tile,
-// 64 KiB, from L2 for every row). Each product sums in kSumLanes lanes (key j in lane j mod 16,
-// the tail zero-padded to a block), then the lanes in order: its bits are the same whatever V,
-// R, C and the rows and columns computed beside it. The accumulators are vectors with constant
-// indices once the loops unroll, so that GCC keeps them in registers (as plain float arrays they
-// lived on the stack).
+// each block of p and v is loaded once for its R x C products, whose FMA chains overlap (a pass
+// per row and column would wait on the FMA latency, and read a dv = 16 value tile, 64 KiB, from
+// L2 for every row). Each product sums in kSumLanes lanes (key j in lane j mod 16, the tail
+// zero-padded to a block), then the lanes in order: its bits are the same whatever V, R, C and
+// the rows and columns computed beside it. The accumulators are vectors with constant indices
+// once the loops unroll, so that GCC keeps them in registers (it keeps plain float arrays on the
+// stack).
 inline constexpr std::size_t kSumLanes = 16;
 
 template <class V, int R, int C>
