@@ -32,6 +32,25 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The pooling parameters of a chosen bandwidth: one h, or one per input column (h[0] is then
+// only the isotropic field's placeholder). `h` must outlive the result, which views it.
+pool_params bandwidth_params(const std::vector<double>& h, kernel k) {
+  pool_params p{.bandwidth = h.front(), .kernel = k};
+  if (h.size() > 1) p.bandwidths = h;
+  return p;
+}
+
+// "0.5" or "0.5, 2": the bandwidth as printed on stderr and in the figures' titles.
+std::string bandwidth_text(const std::vector<double>& h, const char* format) {
+  std::string text;
+  for (const double hc : h) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, format, hc);
+    text += (text.empty() ? "" : ", ") + std::string(buf);
+  }
+  return text;
+}
+
 // A column name as a CSV field: quoted (RFC 4180) when it holds a delimiter, a quote, a line
 // break or outer blanks, which our reader (and most others) would otherwise split or trim.
 std::string csv_name(const std::string& name) {
@@ -159,7 +178,8 @@ void save_figure(const ar::figure& fig, const pending_file& file) {
 }
 
 void render_fit_plot(const pending_file& file, const numeric_table& train, const fit_args& a,
-                     const numeric_table& q, const std::vector<float>& y_hat, double h) {
+                     const numeric_table& q, const std::vector<float>& y_hat,
+                     const std::vector<double>& h) {
   const std::size_t d = a.x.size(), dv = a.y.size();
   std::vector<std::size_t> order(q.rows);
   std::iota(order.begin(), order.end(), std::size_t{0});
@@ -192,9 +212,7 @@ void render_fit_plot(const pending_file& file, const numeric_table& train, const
     line.label = a.y[c] + "_hat";
     ax.plot(qx, qy, line);
   }
-  char title[96];
-  std::snprintf(title, sizeof title, "Nadaraya-Watson fit, h = %.4g", h);
-  ax.set_title(title);
+  ax.set_title("Nadaraya-Watson fit, h = " + bandwidth_text(h, "%.4g"));
   ax.set_xlabel(a.x[0]);
   ax.set_ylabel(join(a.y, ", "));
   ax.legend();
@@ -203,21 +221,19 @@ void render_fit_plot(const pending_file& file, const numeric_table& train, const
 
 // The n x m weights: one row per query, one column per training point.
 void render_heatmap(const pending_file& file, const numeric_table& q, const numeric_table& train_x,
-                    const fit_args& a, double h, const options& opts) {
+                    const fit_args& a, const std::vector<double>& h, const options& opts) {
   std::vector<float> w(q.rows * train_x.rows);
   attention_weights(const_view(q.values.data(), q.rows, q.cols()),
                     const_view(train_x.values.data(), train_x.rows, train_x.cols()),
-                    mutable_view(w.data(), q.rows, train_x.rows),
-                    {.bandwidth = h, .kernel = a.kernel}, opts);
+                    mutable_view(w.data(), q.rows, train_x.rows), bandwidth_params(h, a.kernel),
+                    opts);
   ar::figure fig(7.2, 6.0);
   ar::axes& ax = fig.add_subplot();
   ar::matshow_options show;
   show.cmap = &ar::colormap::by_name(a.cmap);
   ax.matshow(const_view(w.data(), q.rows, train_x.rows), show);
   ax.colorbar();
-  char title[96];
-  std::snprintf(title, sizeof title, "attention weights, h = %.4g", h);
-  ax.set_title(title);
+  ax.set_title("attention weights, h = " + bandwidth_text(h, "%.4g"));
   ax.set_xlabel("training point (row of " + a.train.filename().string() + ")");
   ax.set_ylabel("query");
   save_figure(fig, file);
@@ -306,9 +322,15 @@ int run_fit(const fit_args& a) {
                                      "heatmap may show; use fewer queries (--query)"));
   }
 
-  double h = 0;
-  if (a.bandwidth) {
-    h = *a.bandwidth;
+  // One h, or one per input column.
+  std::vector<double> h;
+  if (!a.bandwidth.empty()) {
+    if (a.bandwidth.size() != 1 && a.bandwidth.size() != d) {
+      throw input_error(detail::concat("--bandwidth lists ", a.bandwidth.size(),
+                                       " bandwidths but --x names ", d,
+                                       " columns: give one h, or one per column"));
+    }
+    h = a.bandwidth;
   } else if (!a.silverman) {
     // Leave-one-out selection runs where the pooling runs (the CPU engine, the fp64 reference or
     // the GPU's fused sweep; --backend cuda_unfused has no sweep of its own, so its selection
@@ -322,27 +344,33 @@ int run_fit(const fit_args& a) {
     sel_opts.backend = resolve_backend(a.backend == backend::cuda_unfused ? backend::cuda_fused
                                                                           : a.backend);
     sel_opts.threads = a.threads;
-    const bandwidth_selection s = select_bandwidth(
-        const_view(train_xc.values.data(), m, d), values, bandwidth_search{}, sel_opts);
-    h = s.bandwidth;
+    // One h per column where there are several (statsmodels' and R np's default), unless
+    // auto-iso asks for one.
+    bandwidth_search search;
+    search.per_dimension = d > 1 && !a.auto_iso;
+    const bandwidth_selection s =
+        select_bandwidth(const_view(train_xc.values.data(), m, d), values, search, sel_opts);
+    h = search.per_dimension ? s.bandwidths : std::vector<double>{s.bandwidth};
     std::fprintf(stderr,
-                 "attnpool: --bandwidth auto: h = %.6g (leave-one-out cross-validation on the %s:"
-                 " error %.6g, %zu evaluations over [%.3g, %.3g]%s)\n",
-                 h, to_string(sel_opts.backend), s.cv_error, s.evaluations, s.grid.front(),
+                 "attnpool: --bandwidth %s: h = %s (leave-one-out cross-validation on the %s:"
+                 " error %.6g, %zu evaluations%s; isotropic grid [%.3g, %.3g]%s)\n",
+                 a.auto_iso ? "auto-iso" : "auto", bandwidth_text(h, "%.6g").c_str(),
+                 to_string(sel_opts.backend), s.cv_error, s.evaluations,
+                 search.per_dimension ? ", one h per --x column" : "", s.grid.front(),
                  s.grid.back(), s.at_boundary ? "; the minimum is at the end of the grid" : "");
   } else {
     const bandwidth_choice c = silverman_bandwidth(train_xc, a.train.string());
-    h = c.h;
+    h = {c.h};
     std::fprintf(stderr,
                  "attnpool: --bandwidth silverman: h = %.6g (Silverman's rule of thumb: n = %zu, "
                  "d = %zu, sigma = %.6g)\n",
-                 h, c.n, c.d, c.sigma);
+                 c.h, c.n, c.d, c.sigma);
   }
 
   options opts;
   opts.backend = a.backend;
   opts.threads = a.threads;
-  const pool_params params{.bandwidth = h, .kernel = a.kernel};
+  const pool_params params = bandwidth_params(h, a.kernel);
 
   std::vector<float> y_hat(n * dv);
   {

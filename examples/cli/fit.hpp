@@ -25,10 +25,14 @@ struct fit_args {
   std::vector<std::string> y;  ///< output columns (dv >= 1)
   std::optional<std::filesystem::path> query;
   std::vector<std::string> query_x;          ///< input columns of the query file (default: x)
-  std::optional<double> bandwidth;           ///< empty: chosen by `bandwidth_rule`
+  /// --bandwidth H or H1,H2,...: one h, or one per --x column; empty: chosen by a rule.
+  std::vector<double> bandwidth;
   /// --bandwidth auto (false, the default): leave-one-out cross-validation
   /// (attnpool::select_bandwidth); --bandwidth silverman (true): Silverman's rule of thumb.
   bool silverman = false;
+  /// --bandwidth auto-iso: leave-one-out selection of one h for every column (auto selects one
+  /// per column where there are several).
+  bool auto_iso = false;
   /// --kernel: the weighting kernel (auto and silverman bandwidths assume the Gaussian).
   attnpool::kernel kernel = attnpool::kernel::gaussian;
   std::optional<std::filesystem::path> out;  ///< empty: standard output

@@ -60,15 +60,18 @@ constexpr const char* kFitUsage =
     "Options:\n"
     "  --query FILE        points to predict at (default: the training points)\n"
     "  --query-x COLS      the input columns' names in --query (default: the --x names)\n"
-    "  --bandwidth H|auto|silverman\n"
-    "                      the bandwidth h > 0; auto (the default): the h that minimises the\n"
-    "                      leave-one-out squared error of the fit on the training data (a\n"
-    "                      64-point log grid over [1e-3, 10] x the inputs' largest range in one\n"
-    "                      fused sweep, refined by golden section; runs on the CPU engine, or\n"
-    "                      the reference with --backend reference); silverman: Silverman's\n"
-    "                      rule of thumb h = sigma * (4 / ((d + 2) n))^(1 / (d + 4)), sigma the\n"
-    "                      mean per-column sample standard deviation. The chosen h is printed\n"
-    "                      to stderr.\n"
+    "  --bandwidth H|H1,H2,...|auto|auto-iso|silverman\n"
+    "                      the bandwidth h > 0, or one per --x column (0.5,2); auto (the\n"
+    "                      default): the h that minimises the leave-one-out squared error of\n"
+    "                      the fit on the training data (a 64-point log grid over [1e-3, 10] x\n"
+    "                      the inputs' largest range in one fused sweep, refined by golden\n"
+    "                      section), then with several --x columns one h per column from there\n"
+    "                      (quasi-Newton on ln h); auto-iso: the single h only; both run on the\n"
+    "                      CPU engine, or the reference with --backend reference;\n"
+    "                      silverman: Silverman's rule of thumb\n"
+    "                      h = sigma * (4 / ((d + 2) n))^(1 / (d + 4)), sigma the mean\n"
+    "                      per-column sample standard deviation. The chosen h is printed to\n"
+    "                      stderr.\n"
     "  --out FILE          the predictions as CSV (default, and for FILE '-': standard\n"
     "                      output): the query's input columns, then one <y>_hat column per\n"
     "                      output, printed with %.9g\n"
@@ -138,13 +141,16 @@ T parse_integer(std::string_view option, std::string_view text, const char* what
   return v;
 }
 
-double parse_bandwidth(std::string_view text) {
+// One h of --bandwidth's value `whole` (the message quotes all of it).
+double parse_bandwidth(std::string_view text, std::string_view whole) {
   double h = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), h);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(h) ||
       !(h > 0)) {
-    throw usage_error("--bandwidth must be a finite number > 0, 'auto' or 'silverman', got '" +
-                      std::string(text) + "'");
+    throw usage_error(
+        "--bandwidth must be a finite number > 0 (or a list of them, one per --x column), "
+        "'auto', 'auto-iso' or 'silverman', got '" +
+        std::string(whole) + "'");
   }
   return h;
 }
@@ -215,10 +221,17 @@ attnpool::cli::fit_args parse_fit(int argc, char** argv) {
       a.query_x = split_columns(arg, take());
     } else if (arg == "--bandwidth") {
       const std::string_view v = take();
-      if (v == "silverman") {
-        a.silverman = true;
-      } else if (v != "auto") {
-        a.bandwidth = parse_bandwidth(v);
+      a.bandwidth.clear();
+      a.silverman = v == "silverman";
+      a.auto_iso = v == "auto-iso";
+      if (v != "silverman" && v != "auto" && v != "auto-iso") {
+        // A list, one h per --x column: "0.5,2".
+        for (std::size_t b = 0;;) {
+          const std::size_t e = std::min(v.find(',', b), v.size());
+          a.bandwidth.push_back(parse_bandwidth(v.substr(b, e - b), v));
+          if (e == v.size()) break;
+          b = e + 1;
+        }
       }
     } else if (arg == "--out") {
       // "-" is standard output, as for most tools (and the default); ./- names a file "-".
@@ -258,7 +271,7 @@ attnpool::cli::fit_args parse_fit(int argc, char** argv) {
   if (a.x.empty()) throw usage_error("--x COLS is required (the input columns)");
   if (a.y.empty()) throw usage_error("--y COLS is required (the output columns)");
   if (!a.query && !a.query_x.empty()) throw usage_error("--query-x needs --query");
-  if (a.kernel != attnpool::kernel::gaussian && !a.bandwidth) {
+  if (a.kernel != attnpool::kernel::gaussian && a.bandwidth.empty()) {
     throw usage_error(std::string("--kernel ") + attnpool::to_string(a.kernel) +
                       " needs --bandwidth H: auto and silverman choose h for the Gaussian");
   }

@@ -162,9 +162,14 @@ TEST_F(cli, UsageErrorsExitWithTwo) {
       {"fit --x x --y y", "attnpool: --train FILE is required\n"},
       {"fit --train t.csv --x x --y y --bogus", "attnpool: unknown option '--bogus'\n"},
       {"fit --train t.csv --x x --y y --bandwidth -1",
-       "attnpool: --bandwidth must be a finite number > 0, 'auto' or 'silverman', got '-1'\n"},
+       "attnpool: --bandwidth must be a finite number > 0 (or a list of them, one per --x "
+       "column), 'auto', 'auto-iso' or 'silverman', got '-1'\n"},
       {"fit --train t.csv --x x --y y --bandwidth=nan",
-       "attnpool: --bandwidth must be a finite number > 0, 'auto' or 'silverman', got 'nan'\n"},
+       "attnpool: --bandwidth must be a finite number > 0 (or a list of them, one per --x "
+       "column), 'auto', 'auto-iso' or 'silverman', got 'nan'\n"},
+      {"fit --train t.csv --x x --y y --bandwidth 0.5,",
+       "attnpool: --bandwidth must be a finite number > 0 (or a list of them, one per --x "
+       "column), 'auto', 'auto-iso' or 'silverman', got '0.5,'\n"},
       {"fit --train t.csv --x x --y y --backend gpu", "attnpool: --backend: backend must be"},
       {"fit --train t.csv --x x --y y --threads many",
        "attnpool: --threads must be a thread count (0 = all), got 'many'\n"},
@@ -370,6 +375,60 @@ TEST_F(cli, AutoBandwidthIsLeaveOneOutSelection) {
     // h went through %.6g on stderr, so allow the effect of a 1e-6 relative change in h.
     EXPECT_NEAR(std::strtod(rows[i + 1][1].c_str(), nullptr), expected[i], 1e-4) << "row " << i;
   }
+}
+
+// Two inputs on scales 5 and 500: --bandwidth takes one h per column, auto selects one per
+// column (its leave-one-out error below auto-iso's single h), and a list of the wrong length is
+// an error naming both counts.
+TEST_F(cli, BandwidthPerInputColumn) {
+  std::mt19937 rng(20261203);
+  std::uniform_real_distribution<double> ua(0.0, 5.0), ub(0.0, 500.0);
+  std::normal_distribution<double> noise(0.0, 0.1);
+  std::ostringstream csv;
+  csv << "a,b,y\n";
+  std::vector<float> x, y;
+  for (int i = 0; i < 120; ++i) {
+    const double a = ua(rng), b = ub(rng), t = std::sin(a) + b / 500.0 + noise(rng);
+    csv << a << "," << b << "," << t << "\n";
+    x.push_back(static_cast<float>(a));
+    x.push_back(static_cast<float>(b));
+    y.push_back(static_cast<float>(t));
+  }
+  write("train.csv", csv.str());
+
+  const result given = run("fit --train train.csv --x a,b --y y --bandwidth 0.5,200 --backend cpu");
+  ASSERT_EQ(given.status, 0) << given.err;
+  const std::vector<double> hs = {0.5, 200.0};
+  attnpool::options opts;
+  opts.backend = attnpool::backend::reference;
+  std::vector<float> expected(120);
+  attnpool::pool({x.data(), 120, 2}, {x.data(), 120, 2}, {y.data(), 120, 1},
+                 {expected.data(), 120, 1}, {.bandwidths = hs}, opts);
+  const auto rows = read_csv(given.out);
+  ASSERT_EQ(rows.size(), 121u);
+  for (std::size_t i = 0; i < 120; ++i)
+    EXPECT_NEAR(std::strtod(rows[i + 1][2].c_str(), nullptr), expected[i], 1e-5) << "row " << i;
+
+  // The printed leave-one-out errors: per column, then one h.
+  const auto cv_error = [](const std::string& err) {
+    const std::size_t at = err.find("error ");
+    return at == std::string::npos ? -1.0 : std::strtod(err.c_str() + at + 6, nullptr);
+  };
+  const result per = run("fit --train train.csv --x a,b --y y --backend cpu");
+  ASSERT_EQ(per.status, 0) << per.err;
+  EXPECT_EQ(per.err.rfind("attnpool: --bandwidth auto: h = ", 0), 0u) << per.err;
+  EXPECT_NE(per.err.find(", one h per --x column"), std::string::npos) << per.err;
+  const result iso = run("fit --train train.csv --x a,b --y y --bandwidth auto-iso --backend cpu");
+  ASSERT_EQ(iso.status, 0) << iso.err;
+  EXPECT_EQ(iso.err.rfind("attnpool: --bandwidth auto-iso: h = ", 0), 0u) << iso.err;
+  EXPECT_GT(cv_error(per.err), 0.0) << per.err;
+  EXPECT_LT(cv_error(per.err), 0.5 * cv_error(iso.err)) << per.err << iso.err;
+
+  const result wrong = run("fit --train train.csv --x a,b --y y --bandwidth 1,2,3");
+  EXPECT_EQ(wrong.status, 1);
+  EXPECT_NE(wrong.err.find("--bandwidth lists 3 bandwidths but --x names 2 columns"),
+            std::string::npos)
+      << wrong.err;
 }
 
 TEST_F(cli, SilvermanBandwidthAtTheTrainingPointsToStdout) {
