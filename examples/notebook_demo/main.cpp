@@ -21,6 +21,8 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <span>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -385,20 +387,20 @@ int run(const args& a) {
   }
   {
     const step_timer t("loss.png");
-    std::vector<double> epoch, loss = fit.loss;
-    for (std::size_t e = 0; e < loss.size(); ++e) epoch.push_back(static_cast<double>(e + 1));
+    const std::size_t longest = std::max(fit.loss.size(), book_fit.loss.size());
+    std::vector<double> iteration(longest);  // 1, 2, ...: the x of both runs
+    for (std::size_t e = 0; e < longest; ++e) iteration[e] = static_cast<double>(e + 1);
+    // The book's run minimises the summed loss: per point, it stops far above the minimum.
+    std::vector<double> book_loss = book_fit.loss;
+    for (double& l : book_loss) l /= static_cast<double>(kN);
     ar::figure fig;
     ar::axes& ax = fig.add_subplot();
-    ax.plot(epoch, loss, "o-", "Training loss (mean leave-one-out error)");
-    // The book's run minimises the summed loss: per point, it stops far above the minimum.
-    std::vector<double> book_epoch, book_loss;
-    for (std::size_t e = 0; e < book_fit.loss.size(); ++e) {
-      book_epoch.push_back(static_cast<double>(e + 1));
-      book_loss.push_back(book_fit.loss[e] / static_cast<double>(kN));
-    }
-    ax.plot(book_epoch, book_loss, "o-", "Book preset, SGD (summed loss / n)");
+    ax.plot(std::span(iteration).first(fit.loss.size()), fit.loss, "o-",
+            "Training loss (mean leave-one-out error)");
+    ax.plot(std::span(iteration).first(book_loss.size()), book_loss, "o-",
+            "Book preset, SGD (summed loss / n)");
     // The minimum that select_bandwidth found over h: where training should end.
-    const double ends[] = {1.0, static_cast<double>(std::max(loss.size(), book_loss.size()))},
+    const double ends[] = {1.0, static_cast<double>(longest)},
                  minimum[] = {sel.cv_error, sel.cv_error};
     ax.plot(ends, minimum, "-", "Leave-one-out minimum (select_bandwidth)");
     ar::tick_spec every_epoch;  // whole epochs only, as the book's Animator shows them
