@@ -14,6 +14,8 @@
 #      and the skinny fused ones with ATTNPOOL_CUDA_DECODE=1 (the key-parallel decode
 #      kernel for n <= 64, off by default until this passes; test_cuda_decode
 #      sets it itself and runs with the others)                             (<= 60 s)
+#  3b. the Python tests under the device's python3, PyTorch and CuPy: the CUDA-array and torch
+#      ones with ATTNPOOL_PYTHON_CUDA_ARRAYS=1, then the rest (needs .prebuilt/python)  (<= 160 s)
 #   4. compute-sanitizer memcheck and racecheck on small test filters, the
 #      d = 1 ones with the expanded score and masked ones on the fast path  (<= 2 x 60 s)
 #   5. bench_cuda (and the bench_cuda_* suites) on short filtered sets, the
@@ -21,7 +23,8 @@
 #      vs unmasked ratios with masks on the fast path, d = 16 / 64 again on
 #      the tensor cores, n = 1 / 64 against 2^20 keys with the decode kernel
 #      off and on, and the SM clock
-#      sampled meanwhile                                                    (<= 150 s)
+#      sampled meanwhile, and Nsight Compute's stall reasons for one launch of the d = 1
+#      headline kernel, default and expanded                                (<= 150 + 90 s)
 #   6. bench/peers/peers.py with what time is left                          (<= 60 s)
 # Every log goes under $OUT when set (else ./device-check-out): 8 files at most.
 #
@@ -31,10 +34,14 @@
 #                                 scripts/device-check.sh --stage-deps
 # (copies /usr/{include,lib/x86_64-linux-gnu} gtest/gmock/benchmark into ./.deps). Building the
 # ~70 kernel instantiations there costs 1-2 minutes of a short device lease, so the binaries can
-# be built here instead (shared libattnpool, sm_90) and carried as .prebuilt:
-#                                 scripts/device-check.sh --stage-prebuilt
-# Keep .deps, .prebuilt (and .whl, the KeOps wheels of bench/peers/README.md) out of git, e.g.
-# `echo /.deps/ >> .git/info/exclude`, and name them in the device tool's carry.
+# be built here instead (shared libattnpool, sm_90) and carried as .prebuilt, packed into
+# .pb/prebuilt.tar.xz (about 14 MB; unpacked, the sm_90 library alone is 61 MB, near the device
+# tool's 64 MiB limit on what travels), which this script unpacks where .prebuilt is absent:
+#                                 DEVICE_PYTHON=python3.12 scripts/device-check.sh --stage-prebuilt
+# (DEVICE_PYTHON, optional: an interpreter of the device's Python version with nanobind, for the
+# extension that step 3b tests). Keep .deps, .pb, .prebuilt (and .whl, the KeOps wheels of
+# bench/peers/README.md) out of git, e.g. `echo /.deps/ >> .git/info/exclude`, and carry
+# .deps, .pb and .whl.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -64,6 +71,16 @@ if [[ "${1:-}" == "--stage-prebuilt" ]]; then
   done
   cmake --build "$pb" -j2 --target "${targets[@]}"
   rm -rf .prebuilt && mkdir -p .prebuilt/bin .prebuilt/lib
+  # The Python extension too, for the device's python3 (3.12 on the H200 image), when
+  # DEVICE_PYTHON names an interpreter of that version with nanobind installed: step 3b runs
+  # the Python tests on the GPU with it.
+  if [[ -n ${DEVICE_PYTHON:-} ]]; then
+    cmake -S "$root" -B "$pb" -DATTNPOOL_PYTHON=ON -DPython_EXECUTABLE="$DEVICE_PYTHON" \
+      -Dnanobind_DIR="$("$DEVICE_PYTHON" -m nanobind --cmake_dir)" >/dev/null
+    cmake --build "$pb" -j2 --target _core
+    mkdir -p .prebuilt/python
+    find "$pb" -name '_core*.so' -not -path '*/CMakeFiles/*' -exec cp {} .prebuilt/python/ \;
+  fi
   find "$pb" -name 'libattnpool*.so*' -not -path '*/CMakeFiles/*' -exec cp -a {} .prebuilt/lib/ \;
   for t in "${targets[@]}"; do
     f=$(find "$pb" -type f -name "$t" -perm -u+x | head -1)
@@ -71,7 +88,8 @@ if [[ "${1:-}" == "--stage-prebuilt" ]]; then
   done
   # The commit the binaries were built from, "+dirty" when the tree differed from it.
   { git rev-parse HEAD | tr -d '\n'; git diff --quiet HEAD || printf '+dirty'; echo; } >.prebuilt/commit
-  du -sh .prebuilt && ls .prebuilt/bin
+  mkdir -p .pb && tar cf - .prebuilt | xz -T0 -6 >.pb/prebuilt.tar.xz
+  du -sh .prebuilt .pb/prebuilt.tar.xz && ls .prebuilt/bin
   exit 0
 fi
 
@@ -112,6 +130,11 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/lib \
   [[ -d $d ]] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
 done
 bindir=""
+if [[ ! -d $root/.prebuilt && -f $root/.pb/prebuilt.tar.xz ]]; then
+  # Python's tarfile: the image need not have xz.
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+    "$root/.pb/prebuilt.tar.xz" "$root" || note "could not unpack .pb/prebuilt.tar.xz"
+fi
 if [[ -d $root/.prebuilt/bin ]]; then
   export LD_LIBRARY_PATH="$root/.prebuilt/lib:$LD_LIBRARY_PATH"
   missing=$(for f in "$root"/.prebuilt/bin/*; do ldd "$f" | grep 'not found' || true; done | sort -u)
@@ -182,6 +205,30 @@ for pt in "${pids[@]}"; do
     grep -E '^\[  FAILED  \] ' "$scratch/$t.log" | head -20 | tee -a "$summary" || true
   fi
 done
+
+# ---- 3b. Python on the GPU ----------------------------------------------------------------------
+# The package with the prebuilt extension (.prebuilt/python), under the device's python3 and its
+# PyTorch and CuPy: the CUDA-array and torch tests with the device path on
+# (ATTNPOOL_PYTHON_CUDA_ARRAYS=1), then the rest of the Python suite with the defaults.
+if [[ -d $root/.prebuilt/python ]] && ! [[ " ${SKIP:-} " == *" python "* ]]; then
+  pyroot=$scratch/py
+  mkdir -p "$pyroot"
+  cp -r "$root/python/attnpool" "$pyroot/"
+  cp "$root"/.prebuilt/python/_core*.so "$pyroot/attnpool/"
+  {
+    echo "==== pytest (python3 $(python3 -c 'import sys; print(sys.version.split()[0])'))"
+    ATTNPOOL_PYTHON_CUDA_ARRAYS=1 PYTHONPATH=$pyroot timeout "$(cap 100)" \
+      python3 -m pytest -q -p no:cacheprovider -rs \
+      "$root/tests/python/test_cuda_arrays.py" "$root/tests/python/test_torch.py" 2>&1
+    echo "exit $?"
+    PYTHONPATH=$pyroot timeout "$(cap 60)" python3 -m pytest -q -p no:cacheprovider -x \
+      "$root/tests/python" --ignore="$root/tests/python/test_cuda_arrays.py" \
+      --ignore="$root/tests/python/test_torch.py" 2>&1 | tail -15
+  } >"$scratch/python.log" 2>&1
+  cat "$scratch/python.log" >>"$tlog"
+  note "python: $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$scratch/python.log" | grep -E ' in [0-9.]+s' | tr '\n' ' ')"
+  grep -E '^(FAILED|ERROR) ' "$scratch/python.log" | head -20 | tee -a "$summary" || true
+fi
 
 # rerun_suites VAR=VALUE LABEL KEY BINARY:FILTER...: the given suites again, side by side, with
 # the environment switch VAR=VALUE set (a new GPU path), logged as "BINARY (LABEL)".
@@ -383,6 +430,27 @@ if [[ -s $clocks ]]; then
     "% of the exp2 bound at that clock = the bench's exp2_% x $max / $med"
 fi
 
+# Nsight Compute on one launch of the d = dv = 1 headline kernel, default and expanded: where the
+# warps stall (the distance to the MUFU bound is latency, occupancy or the clock, not issue
+# slots). Its report goes into 08-sass.txt with the machine code. $SKIP "ncu" leaves it out.
+ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
+ncu_log=$scratch/ncu.txt
+: >"$ncu_log"
+if ! skip ncu && [[ -n $ncu_bin && -x $bindir/bench_cuda ]]; then
+  for x in 0 1; do
+    kernel=fused_pool_kernel
+    ((x)) && kernel=fused_pool_expanded_kernel
+    echo "==== ncu, $kernel (ATTNPOOL_CUDA_D1_EXPANDED=$x), n = m = 2^20, d = dv = 1" >>"$ncu_log"
+    ATTNPOOL_CUDA_D1_EXPANDED=$x timeout "$(cap 45)" "$ncu_bin" --clock-control none \
+      --kernel-name "regex:^${kernel}" --launch-skip 2 --launch-count 1 \
+      --section LaunchStats --section Occupancy --section SchedulerStats \
+      --section WarpStateStats --section ComputeWorkloadAnalysis --section SpeedOfLight \
+      "$bindir/bench_cuda" --benchmark_filter='^fused/n:1048576/m:1048576/d:1/dv:1/' \
+      --benchmark_min_time=0.01 >>"$ncu_log" 2>&1 || echo "ncu exit $?" >>"$ncu_log"
+  done
+  note "ncu: $(grep -cE 'Warp Cycles Per Issued Instruction' "$ncu_log") kernel reports"
+fi
+
 # statsmodels' leave-one-out bandwidth selection on this machine's CPU, n = 1000: the learning benchmarks compare
 # it with bench_cuda_cv's select_bandwidth at the same n.
 # $SKIP (words: statsmodels peers sass) leaves steps out of a short run.
@@ -439,6 +507,7 @@ if ! skip sass && command -v cuobjdump >/dev/null; then
   } >"$out/08-sass.txt"
   note "cuobjdump: $(grep -c MUFU.EX2 "$out/08-sass.txt" || true) MUFU.EX2 in the d = dv = 1 kernel"
 fi
+[[ -s $ncu_log ]] && cat "$ncu_log" >>"$out/08-sass.txt"
 
 note "total $(($(date +%s) - start))s, status $status"
 exit $status

@@ -453,7 +453,8 @@ def build_sdpa(ctx, variant):
 
 
 KEOPS_CANARY = """
-import sys, torch
+import faulthandler, sys, torch
+faulthandler.enable()  # a crash prints the Python frames it happened under
 from pykeops.torch import LazyTensor
 d = int(sys.argv[1])
 q = torch.rand(64, d, device="cuda"); k = torch.rand(64, d, device="cuda")
@@ -474,7 +475,11 @@ def keops_canary(ctx, d: int) -> None:
         try:
             r = subprocess.run([sys.executable, "-c", KEOPS_CANARY, str(d)], capture_output=True,
                                text=True, timeout=180)
-            tail = (r.stderr.strip().splitlines() or [""])[-1]
+            lines = (r.stdout + r.stderr).strip().splitlines()
+            tail = (lines or [""])[-1]
+            if r.returncode != 0:  # the whole story for the log: KeOps prints its steps
+                print(f"keops canary d = {d}, exit {r.returncode}:", *lines[-25:], sep="\n  ",
+                      file=sys.stderr)
             done[d] = None if r.returncode == 0 else (
                 f"KeOps crashed compiling its formula (exit {r.returncode}"
                 f"{', signal ' + str(-r.returncode) if r.returncode < 0 else ''}): {tail}")

@@ -15,6 +15,13 @@ Float64 queries and keys are centred in double before rounding to float32 (no ke
 anything but q - k). Results come back in the input's dtype, and as a torch.Tensor on the input's
 device when the queries are a tensor. The engine computes in float32.
 
+CUDA arrays are copied to the host and the results back to the device. With
+ATTNPOOL_PYTHON_CUDA_ARRAYS=1 (experimental: not yet run on a GPU), where attnpool was built
+with CUDA, :func:`pool` and :func:`pool_backward` given PyTorch CUDA tensors or CuPy arrays, all
+on one device, compute there on the caller's current stream with no host round trip (float32
+rows read in place, other dtypes converted on the device) and return arrays of the same kind on
+that device; the other functions, and backend="cpu" or "reference", keep the host copies.
+
 The GIL is released while attnpool computes; calls from several threads are safe.
 
 Errors
@@ -31,6 +38,7 @@ import numpy as np
 
 from . import _arrays as _a
 from . import _core
+from . import _device
 from ._core import CudaError, Error, InvalidArgument
 
 __version__ = _core.__version__
@@ -108,6 +116,10 @@ def pool(queries, keys, values, bandwidth=1.0, *, kernel="gaussian", bandwidths=
     array([2.])
     """
     arrays = _a.fast(queries, keys, values)
+    if arrays is None and (fw := _device.framework((queries, keys, values), backend)):
+        return _device.pool(fw, queries, keys, values,
+                            _params(bandwidth, kernel, bandwidths, empty, mask, valid_lens,
+                                    backend, threads, check_finite))
     if arrays is not None:  # float32 NumPy in C order: no conversion, no centring needed
         kind = _a._KIND_F32
         q, k, v = arrays
@@ -221,6 +233,11 @@ def pool_backward(queries, keys, values, dout, bandwidth=1.0, *, kernel="gaussia
     if unknown:
         raise InvalidArgument(f"pool_backward: wrt must name queries, keys, values or bandwidth,"
                               f" got {sorted(unknown)}")
+    if fw := _device.framework((queries, keys, values, dout), backend):
+        return Gradients(*_device.pool_backward(
+            fw, queries, keys, values, dout, wrt,
+            _params(bandwidth, kernel, bandwidths, empty, mask, valid_lens, backend, threads,
+                    check_finite)))
     kq, kk, kv = _a.kind_of(queries), _a.kind_of(keys), _a.kind_of(values)
     q, k = _a.centred_pair(queries, keys, "queries", "keys")
     v = _a.matrix(values, "values")

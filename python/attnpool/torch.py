@@ -12,8 +12,9 @@ parametric attention pooling as an nn.Module.
 The op is ``torch.ops.attnpool.nadaraya_watson`` (registered with torch.library, with
 register_autograd and register_fake): forward and backward run attnpool's fused engine, so the
 n x m weights are never stored, and the gradients of the queries, keys, values and bandwidth
-come from attnpool's fused backward pass. Tensors on a CUDA device are computed by the CPU
-engine through host copies in this version; the results return on the tensors' device.
+come from attnpool's fused backward pass. CUDA tensors go through host copies to the CPU
+engine; with ATTNPOOL_PYTHON_CUDA_ARRAYS=1 (experimental, see attnpool's module docstring) they
+are computed on their device, on the current stream, by the fused CUDA kernels.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
 // and calls the same entry points the C++ users call. Every check and every message stays in the
 // library; C++ exceptions become attnpool.InvalidArgument / attnpool.CudaError unchanged.
 #include <attnpool/batched.hpp>
+#include <attnpool/cuda.hpp>
 #include <attnpool/error.hpp>
 #include <attnpool/learn.hpp>
 #include <attnpool/pool.hpp>
@@ -232,6 +233,84 @@ void merge_partials(const std::vector<std::tuple<in_vector, in_vector, in_acc>>&
   attnpool::merge_partials(states, out_view(out, "out"), params);
 }
 
+// ---- CUDA arrays: device pointers from python/attnpool/_device.py ----------------------------
+
+// (pointer, rows, cols, leading dimension) of a float32 matrix in device memory. The Python layer
+// reads them off a PyTorch or CuPy array on the caller's device; the library validates the shapes.
+using device_matrix = std::tuple<std::uintptr_t, std::size_t, std::size_t, std::size_t>;
+
+template <class T>
+attnpool::matrix_view<T> device_view(const device_matrix& a) {
+  const auto& [ptr, rows, cols, ld] = a;
+  return {reinterpret_cast<T*>(ptr), rows, cols, ld};
+}
+
+attnpool::options device_options(const std::string& backend, bool check_finite,
+                                 std::uintptr_t stream, std::uintptr_t workspace,
+                                 std::size_t workspace_bytes) {
+  attnpool::options o = make_options(backend, 0, check_finite);
+  o.stream = reinterpret_cast<attnpool::stream_t>(stream);
+  o.workspace = workspace_bytes == 0 ? nullptr : reinterpret_cast<void*>(workspace);
+  o.workspace_bytes = workspace_bytes;
+  return o;
+}
+
+std::size_t cuda_pool_workspace_size(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
+                                     double bandwidth, const std::string& kernel,
+                                     const std::optional<in_doubles>& bandwidths,
+                                     const std::string& empty, const std::string& mask,
+                                     const std::optional<in_counts>& valid_lens,
+                                     const std::string& backend) {
+  return attnpool::cuda::pool_workspace_size(
+      n, m, d, dv, make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens),
+      attnpool::parse_backend(backend.c_str()));
+}
+
+void cuda_pool(const device_matrix& q, const device_matrix& k, const device_matrix& v,
+               const device_matrix& out, double bandwidth, const std::string& kernel,
+               const std::optional<in_doubles>& bandwidths, const std::string& empty,
+               const std::string& mask, const std::optional<in_counts>& valid_lens,
+               const std::string& backend, bool check_finite, std::uintptr_t stream,
+               std::uintptr_t workspace, std::size_t workspace_bytes) {
+  attnpool::cuda::pool(device_view<const float>(q), device_view<const float>(k),
+                       device_view<const float>(v), device_view<float>(out),
+                       make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens),
+                       device_options(backend, check_finite, stream, workspace, workspace_bytes));
+}
+
+std::size_t cuda_pool_backward_workspace_size(std::size_t n, std::size_t m, std::size_t d,
+                                              std::size_t dv, double bandwidth,
+                                              const std::string& kernel,
+                                              const std::optional<in_doubles>& bandwidths,
+                                              const std::string& empty, const std::string& mask,
+                                              const std::optional<in_counts>& valid_lens,
+                                              const std::string& /*backend*/) {
+  return attnpool::cuda::pool_backward_workspace_size(
+      n, m, d, dv, make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens));
+}
+
+// dh, when not 0, is the device address of one double.
+void cuda_pool_backward(const device_matrix& q, const device_matrix& k, const device_matrix& v,
+                        const device_matrix& dout, const std::optional<device_matrix>& dq,
+                        const std::optional<device_matrix>& dk,
+                        const std::optional<device_matrix>& dv, std::uintptr_t dh, double bandwidth,
+                        const std::string& kernel, const std::optional<in_doubles>& bandwidths,
+                        const std::string& empty, const std::string& mask,
+                        const std::optional<in_counts>& valid_lens, const std::string& backend,
+                        bool check_finite, std::uintptr_t stream, std::uintptr_t workspace,
+                        std::size_t workspace_bytes) {
+  attnpool::pool_gradients g;
+  if (dq) g.queries = device_view<float>(*dq);
+  if (dk) g.keys = device_view<float>(*dk);
+  if (dv) g.values = device_view<float>(*dv);
+  if (dh != 0) g.bandwidth = reinterpret_cast<double*>(dh);
+  attnpool::cuda::pool_backward(
+      device_view<const float>(q), device_view<const float>(k), device_view<const float>(v),
+      device_view<const float>(dout), g,
+      make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens),
+      device_options(backend, check_finite, stream, workspace, workspace_bytes));
+}
+
 // ---- learning: one binding each, so that changes of the C++ structs touch one place ----------
 
 std::vector<double> loo_cv_error(const in_matrix& x, const in_matrix& y, const in_doubles& h,
@@ -331,6 +410,21 @@ NB_MODULE(_core, m) {
   m.def("train_parametric", &train_parametric, "x"_a, "y"_a, "method"_a, "max_epochs"_a,
         "tolerance"_a, "learning_rate"_a, "per_dimension"_a, "seed"_a, "initial_w"_a.none(),
         "backend"_a, "threads"_a, "check_finite"_a, release_gil());
+  // The device arrays' entry points (python/attnpool/_device.py); the shapes first, then the
+  // pool keywords without threads, then check_finite, the stream and the workspace.
+#define ATTNPOOL_DEVICE_PARAMS                                                                  \
+  "bandwidth"_a, "kernel"_a, "bandwidths"_a.none(), "empty"_a, "mask"_a, "valid_lens"_a.none(), \
+      "backend"_a
+  m.def("cuda_pool_workspace_size", &cuda_pool_workspace_size, "n"_a, "m"_a, "d"_a, "dv"_a,
+        ATTNPOOL_DEVICE_PARAMS);
+  m.def("cuda_pool", &cuda_pool, "queries"_a, "keys"_a, "values"_a, "out"_a, ATTNPOOL_DEVICE_PARAMS,
+        "check_finite"_a, "stream"_a, "workspace"_a, "workspace_bytes"_a, release_gil());
+  m.def("cuda_pool_backward_workspace_size", &cuda_pool_backward_workspace_size, "n"_a, "m"_a,
+        "d"_a, "dv"_a, ATTNPOOL_DEVICE_PARAMS);
+  m.def("cuda_pool_backward", &cuda_pool_backward, "queries"_a, "keys"_a, "values"_a, "dout"_a,
+        "dq"_a.none(), "dk"_a.none(), "dv"_a.none(), "dh"_a, ATTNPOOL_DEVICE_PARAMS,
+        "check_finite"_a, "stream"_a, "workspace"_a, "workspace_bytes"_a, release_gil());
+#undef ATTNPOOL_DEVICE_PARAMS
   m.def("resolve_backend", [](const std::string& name) {
     return std::string(attnpool::to_string(attnpool::resolve_backend(
         attnpool::parse_backend(name.c_str()))));

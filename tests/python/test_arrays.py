@@ -148,3 +148,30 @@ def test_gil_is_released_while_computing(rng):
         longest, last = max(longest, now - last), now
     t.join()
     assert longest < call / 2, (longest, call)
+
+
+def test_device_layout_rule_reads_rows_in_place_and_copies_the_rest():
+    """_device's rule for CUDA arrays, on NumPy stand-ins (strides in bytes): rows with contiguous
+    elements and a leading dimension >= cols are read in place; anything else is copied."""
+    from attnpool import _device
+
+    def rule(a):
+        return _device._rows_contiguous(a, a.strides, 1, lambda: np.ascontiguousarray(a))
+
+    base = np.zeros((6, 5), np.float32)
+    for in_place in (base, base[:, 1:4], base[2:3, :], base[:, 2:3], base[::2]):
+        assert rule(in_place) is in_place
+    for copied in (np.asfortranarray(base), base[:, ::2], np.broadcast_to(base[:1], (6, 5))):
+        out = rule(copied)
+        assert out is not copied and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, copied)
+
+
+def test_device_path_is_off_without_its_switch(monkeypatch):
+    from attnpool import _device
+
+    a = np.ones((2, 2), np.float32)
+    monkeypatch.delenv(_device.SWITCH, raising=False)
+    assert _device.framework((a, a, a), "automatic") is None
+    monkeypatch.setenv(_device.SWITCH, "1")
+    assert _device.framework((a, a, a), "automatic") is None  # host arrays stay on the host
