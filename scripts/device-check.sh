@@ -14,6 +14,8 @@
 #      and the skinny fused ones with ATTNPOOL_CUDA_DECODE=1 (the key-parallel decode
 #      kernel for n <= 64, off by default until this passes; test_cuda_decode
 #      sets it itself and runs with the others)                             (<= 60 s)
+#      and the backward suites with ATTNPOOL_CUDA_TILED_BACKWARD=1 (shared-memory tiles,
+#      split walks, fixed-order merges; off by default until this passes)  (<= 120 s)
 #  3b. the Python tests under the device's python3, PyTorch and CuPy: the CUDA-array and torch
 #      ones with ATTNPOOL_PYTHON_CUDA_ARRAYS=1, then the rest (needs .prebuilt/python)  (<= 160 s)
 #   4. compute-sanitizer memcheck and racecheck on small test filters, the
@@ -23,7 +25,7 @@
 #      vs unmasked ratios with masks on the fast path, d = 16 / 64 again on
 #      the tensor cores, n = 1 / 64 against 2^20 keys with the decode kernel
 #      off and on, and the SM clock
-#      sampled meanwhile, and Nsight Compute's stall reasons for one launch of the d = 1
+#      sampled meanwhile, bench_cuda_learn again with the tiled backward, and Nsight Compute's stall reasons for one launch of the d = 1
 #      headline kernel, default and expanded                                (<= 150 + 90 s)
 #   6. bench/peers/peers.py with what time is left                          (<= 60 s)
 # Every log goes under $OUT when set (else ./device-check-out): 8 files at most.
@@ -291,6 +293,13 @@ if ! [[ " ${SKIP:-} " == *" decode "* ]]; then
   rerun_suites ATTNPOOL_CUDA_DECODE=1 "decode" decode "test_cuda_fused:*/n1_m*:*/n7_m*:*/n64_m*"
 fi
 
+# The tiled backward (ATTNPOOL_CUDA_TILED_BACKWARD=1): the backward and training suites and the
+# device API's again. $SKIP "tiledbw" leaves this and its sanitizer and benchmark runs out.
+if ! [[ " ${SKIP:-} " == *" tiledbw "* ]]; then
+  rerun_suites ATTNPOOL_CUDA_TILED_BACKWARD=1 "tiled backward" tiledbw \
+    "test_cuda_learn:CudaBackward.*:CudaTrain.*" "test_cuda_api:*" "test_cuda_bandwidth:*"
+fi
+
 # ---- 4. compute-sanitizer ------------------------------------------------------------------------
 # Small cases that still cover partial tiles, split-K + merge, the generic path, pads, the
 # unfused row softmax (CUB block reductions, in-place row updates) and the other kernels; plus
@@ -316,6 +325,10 @@ tc_filter='shapes/*n129_m1000_d16_dv3_*:shapes/*n129_m1000_d32_dv8_*:shapes/*n12
 # row group, two value windows, no split-K and 33 splits.
 decode_filter='sizes/*n1_m4097_*:sizes/*n7_m129_*:shapes/*n64_m4097_d8_dv9_*:split_k/*n7_m4097_d3_dv3_*_s1_*:split_k/*n64_m4097_d3_dv3_*_s33_*'
 [[ " ${SKIP:-} " == *" decode "* ]] || san_runs+=("test_cuda_decode:$decode_filter")
+# "tiledbw+binary:filter" runs with ATTNPOOL_CUDA_TILED_BACKWARD=1: both masks, n = m up to 4097,
+# so that each phase splits its walk into ranges and merges them.
+[[ " ${SKIP:-} " == *" tiledbw "* ]] ||
+  san_runs+=("tiledbw+test_cuda_learn:CudaBackward.MatchesTheReferenceWithMasks")
 set -f  # the filters' * are gtest's, not the shell's
 for extra in ${SANITIZE_EXTRA:-}; do san_runs+=("$extra"); done
 set +f
@@ -326,15 +339,16 @@ for tool in memcheck racecheck; do
   if command -v compute-sanitizer >/dev/null; then
     ok=1
     for run in "${san_runs[@]}"; do
-      expanded=0 masks=0
+      expanded=0 masks=0 tiledbw=0
       [[ $run == expanded+* ]] && expanded=1 run=${run#expanded+}
       [[ $run == masks+* ]] && masks=1 run=${run#masks+}
+      [[ $run == tiledbw+* ]] && tiledbw=1 run=${run#tiledbw+}
       bin=${run%%:*} filter=${run#*:}
       [[ -x $bindir/$bin ]] || continue
       echo "==== $bin --gtest_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded" \
-        "ATTNPOOL_CUDA_FUSED_MASKS=$masks)" >>"$log"
+        "ATTNPOOL_CUDA_FUSED_MASKS=$masks ATTNPOOL_CUDA_TILED_BACKWARD=$tiledbw)" >>"$log"
       ATTNPOOL_CUDA_D1_EXPANDED=$expanded ATTNPOOL_CUDA_FUSED_MASKS=$masks \
-        timeout "$(cap "${SAN_CAP:-60}")" \
+        ATTNPOOL_CUDA_TILED_BACKWARD=$tiledbw timeout "$(cap "${SAN_CAP:-60}")" \
         compute-sanitizer --tool "$tool" --error-exitcode 9 \
         "$bindir/$bin" --gtest_brief=1 --gtest_filter="$filter" >"$scratch/san.log" 2>&1 || ok=0
       cat "$scratch/san.log" >>"$log"
@@ -384,12 +398,14 @@ for b in "${benches[@]}"; do
   # d = 16 / 64 on the tensor cores: the wide bandwidths (the path's own) and h = 0.5 (every
   # block falls back: the cost of the bound's pre-pass).
   [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" tc "* ]] && runs+=("tc+$b")
+  # The backward / forward ratios again with the tiled backward kernels.
+  [[ $b == bench_cuda_learn ]] && ! [[ " ${SKIP:-} " == *" tiledbw "* ]] && runs+=("tiledbw+$b")
   # n = 1 and 64 against 2^20 keys, d = dv = 1: the default kernel, then the decode kernel.
   [[ $b == bench_cuda ]] && ! [[ " ${SKIP:-} " == *" decode "* ]] &&
     runs+=("decodeoff+$b" "decode+$b")
 done
 for run in "${runs[@]}"; do
-  expanded=0 masks=0 tc=0 decode=0 label=""
+  expanded=0 masks=0 tc=0 decode=0 tiledbw=0 label=""
   b=${run#*+}
   filter=${suite_filter[$b]:-.}
   [[ $b == bench_cuda ]] && filter=$bench_filter
@@ -406,13 +422,15 @@ for run in "${runs[@]}"; do
       ;;
     decodeoff+*) label=" (decode off)" filter='^skinny_fused/n:(1|64)/m:1048576/d:1/dv:1/' ;;
     decode+*) decode=1 label=" (decode on)" filter='^skinny_fused/n:(1|64)/m:1048576/d:1/dv:1/' ;;
+    tiledbw+*) tiledbw=1 label=" (tiled backward)" ;;
   esac
   [[ -x $bindir/$b ]] || continue
   echo "==== $b --benchmark_filter=$filter (ATTNPOOL_CUDA_D1_EXPANDED=$expanded" \
     "ATTNPOOL_CUDA_FUSED_MASKS=$masks ATTNPOOL_CUDA_TENSOR_CORES=$tc" \
-    "ATTNPOOL_CUDA_DECODE=$decode)" >>"$blog"
+    "ATTNPOOL_CUDA_DECODE=$decode ATTNPOOL_CUDA_TILED_BACKWARD=$tiledbw)" >>"$blog"
   if ATTNPOOL_CUDA_D1_EXPANDED=$expanded ATTNPOOL_CUDA_FUSED_MASKS=$masks \
-    ATTNPOOL_CUDA_TENSOR_CORES=$tc ATTNPOOL_CUDA_DECODE=$decode timeout "$(cap 120)" "$bindir/$b" \
+    ATTNPOOL_CUDA_TENSOR_CORES=$tc ATTNPOOL_CUDA_DECODE=$decode \
+    ATTNPOOL_CUDA_TILED_BACKWARD=$tiledbw timeout "$(cap 120)" "$bindir/$b" \
     --benchmark_filter="$filter" --benchmark_min_time=0.05 \
     --benchmark_counters_tabular=true >>"$blog" 2>&1; then
     note "$b ok$label"

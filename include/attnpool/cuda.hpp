@@ -44,7 +44,9 @@ void pool(const_view queries, const_view keys, const_view values, mutable_view o
           const pool_params& params, const options& opts);
 
 /// Bytes of device workspace that pool_backward() needs: a few floats per query row, plus a
-/// copy of params.valid_lens with mask::valid_length. Throws as pool_workspace_size().
+/// copy of params.valid_lens with mask::valid_length, plus, with the experimental tiled kernels
+/// (ATTNPOOL_CUDA_TILED_BACKWARD=1), their partial sums (at most 256 MiB; sized from the current
+/// device's multiprocessor count). Throws as pool_workspace_size().
 std::size_t pool_backward_workspace_size(std::size_t n, std::size_t m, std::size_t d,
                                          std::size_t dv, const pool_params& params);
 

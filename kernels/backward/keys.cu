@@ -31,9 +31,7 @@ void launch_backward_keys(const backward_args& a, stream_t stream) {
   dispatch_backward(static_cast<std::size_t>(a.d), a.dv, [&](auto dc, auto dv1) {
     constexpr int D = decltype(dc)::value;
     constexpr bool kDv1 = decltype(dv1)::value;
-    constexpr int kW = backward_value_window<D, kDv1>;
-    // Without dv, one window suffices (window 0 writes dk).
-    const unsigned windows = a.dvv == nullptr ? 1u : static_cast<unsigned>((a.dv + kW - 1) / kW);
+    const unsigned windows = backward_windows<D, kDv1>(a);
     const dim3 grid(backward_blocks<D>(a.m), windows);
     backward_keys_kernel<D, kDv1><<<grid, backward_traits<D>::kThreads, 0, stream>>>(a);
     ATTNPOOL_CHECK_LAUNCH("backward_keys_kernel");

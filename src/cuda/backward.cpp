@@ -28,12 +28,16 @@ namespace {
 using kernels::align_up;
 using cuda::detail::kScanBytes;
 
-// Workspace: [scan slot][valid_lens (valid_length only)][lse2: n floats][D_i: n][dh rows: n].
+// Workspace: [scan slot][valid_lens (valid_length only)][lse2: n floats][D_i: n][dh rows: n]
+// and, for the tiled kernels where a phase splits its walk, [partial sums].
 struct backward_layout {
-  std::size_t lens = 0, lse2 = 0, dsum = 0, dh_rows = 0, total = 0;
+  std::size_t lens = 0, lse2 = 0, dsum = 0, dh_rows = 0, partials = 0, total = 0;
+  bool tiled = false;
+  kernels::backward_split rows, keys;
 };
 
-backward_layout backward_layout_for(const char* fn, std::size_t n, const pool_params& params) {
+backward_layout backward_layout_for(const char* fn, std::size_t n, std::size_t m, std::size_t d,
+                                    std::size_t dv, const pool_params& params) {
   backward_layout l;
   const std::size_t row_bytes =
       align_up(::attnpool::detail::checked_mul(fn, "per-row workspace", n, sizeof(float)));
@@ -42,6 +46,18 @@ backward_layout backward_layout_for(const char* fn, std::size_t n, const pool_pa
   l.dsum = l.lse2 + row_bytes;
   l.dh_rows = l.dsum + row_bytes;
   l.total = l.dh_rows + row_bytes;
+  // The tiled kernels for the shapes the backward pass serves (the call validates the rest).
+  l.tiled = kernels::tiled_backward() && n > 0 && m > 0 && d >= 1 && d <= kMaxGpuBackwardDims &&
+            dv >= 1 && dv <= static_cast<std::size_t>(INT_MAX) / 2;
+  if (l.tiled) {
+    const int sms = cuda::detail::current_sm_count();
+    l.rows = kernels::plan_backward_rows(n, m, d, sms);
+    l.keys = kernels::plan_backward_keys(n, m, d, dv, sms);
+    const std::size_t floats = kernels::backward_partial_floats(n, m, d, dv, sms);
+    l.partials = l.total;
+    l.total += align_up(
+        ::attnpool::detail::checked_mul(fn, "the partial sums' workspace", floats, sizeof(float)));
+  }
   return l;
 }
 
@@ -87,7 +103,7 @@ void fused_backward(const char* fn, const_view q, const_view k, const_view v, co
       ATTNPOOL_CUDA_TRY(cudaMemsetAsync(grads.bandwidth, 0, sizeof(double), stream));
     return;
   }
-  const backward_layout l = backward_layout_for(fn, s.n, params);
+  const backward_layout l = backward_layout_for(fn, s.n, s.m, s.d, s.dv, params);
   cuda::detail::check_workspace(fn, opts, l.total);
   auto* ws = static_cast<std::byte*>(opts.workspace);
   if (opts.check_finite) {
@@ -115,8 +131,14 @@ void fused_backward(const char* fn, const_view q, const_view k, const_view v, co
   a.dvv = grads.values.data;
   a.lddv = grads.values.ld;
 
-  kernels::launch_backward_rows(a, stream);
-  kernels::launch_backward_keys(a, stream);
+  if (l.tiled) {
+    auto* partials = reinterpret_cast<float*>(ws + l.partials);
+    kernels::launch_backward_rows_tiled(a, l.rows, partials, stream);
+    kernels::launch_backward_keys_tiled(a, l.keys, partials, stream);
+  } else {
+    kernels::launch_backward_rows(a, stream);
+    kernels::launch_backward_keys(a, stream);
+  }
   if (grads.bandwidth != nullptr)
     kernels::launch_backward_dh(a.dh_rows, s.n, a.inv_h2 / params.bandwidth, grads.bandwidth,
                                 stream);
@@ -141,9 +163,9 @@ struct device_grad {
 
 }  // namespace
 
-std::size_t cuda::pool_backward_workspace_size(std::size_t n, std::size_t, std::size_t,
-                                               std::size_t, const pool_params& params) {
-  return backward_layout_for("cuda::pool_backward_workspace_size", n, params).total;
+std::size_t cuda::pool_backward_workspace_size(std::size_t n, std::size_t m, std::size_t d,
+                                               std::size_t dv, const pool_params& params) {
+  return backward_layout_for("cuda::pool_backward_workspace_size", n, m, d, dv, params).total;
 }
 
 void cuda::pool_backward(const_view q, const_view k, const_view v, const_view dout,
