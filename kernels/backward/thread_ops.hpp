@@ -163,6 +163,60 @@ ATTNPOOL_HD void load_key_tile(const backward_args& a, std::size_t j0, int len, 
   }
 }
 
+/// One chunk of accumulate_row: keys [j0, j0 + kChunk) of the row, those below `end` that the
+/// mask leaves live. kFull: the caller checked that every key of the chunk is live, so no key
+/// takes the selects (the common chunk; the same operations on the same keys otherwise).
+template <int D, bool kDv1, bool kFull, class Keys>
+ATTNPOOL_HD void accumulate_chunk(const float (&qi)[D], const float* dout_i, float dout0,
+                                  std::size_t j0, std::size_t end, std::size_t held,
+                                  const detail::key_range& vis, const Keys& keys,
+                                  const detail::gaussian_log2_score& score, row_sums<D>& st) {
+  using namespace backward_detail;
+  constexpr int kC = backward_traits<D>::kChunk;
+  float s[kC], dp[kC];
+  // Pass 1 over the chunk: scores (masked and past-the-end keys -inf) and dp.
+  ATTNPOOL_UNROLL
+  for (int t = 0; t < kC; ++t) {
+    const std::size_t j = j0 + static_cast<std::size_t>(t);
+    const bool live = kFull || (j < end && vis.sees(j));
+    const std::size_t jj = live ? j : held;  // dead keys read a held one and are dropped
+    float kj[D];
+    keys.key(jj, kj);
+    s[t] = live ? score(detail::squared_distance<D>(qi, kj)) : -INFINITY;
+    dp[t] = keys.template dp<kDv1>(jj, dout_i, dout0);
+  }
+  float cmax = s[0];
+  ATTNPOOL_UNROLL
+  for (int t = 1; t < kC; ++t) cmax = max_hd(cmax, s[t]);
+  if (cmax == -INFINITY) return;  // every key of the chunk masked: nothing to add
+  // Raise the running maximum first (one merge, two exp2 per chunk), so that the chunk's
+  // weights are taken relative to it directly: one exp2 per pair.
+  st.scale(st.softmax.merge(detail::online_softmax{cmax, 0.0f}).self);
+  // Pass 2: the weights and the sums; the key rows are read again (L1 or shared-memory hits
+  // on the GPU) and give bitwise the same distances.
+  ATTNPOOL_UNROLL
+  for (int t = 0; t < kC; ++t) {
+    const std::size_t j = j0 + static_cast<std::size_t>(t);
+    const bool live = kFull || (j < end && vis.sees(j));
+    const std::size_t jj = live ? j : held;
+    float kj[D];
+    keys.key(jj, kj);
+    const float r2 = detail::squared_distance<D>(qi, kj);
+    const float w = live ? detail::fast_exp2(sub_rn(s[t], st.softmax.max)) : 0.0f;
+    const float wd = w * dp[t];
+    st.softmax.sum += w;  // the state's invariant: sum of 2^(s - max) over the keys seen
+    st.c += wd;
+    st.rr = fma_hd(w, r2, st.rr);
+    st.qr = fma_hd(wd, r2, st.qr);
+    ATTNPOOL_UNROLL
+    for (int e = 0; e < D; ++e) {
+      const float diff = qi[e] - kj[e];
+      st.b[e] = fma_hd(w, diff, st.b[e]);
+      st.g[e] = fma_hd(wd, diff, st.g[e]);
+    }
+  }
+}
+
 /// Row phase, the keys [j_begin, j_end) of query row i (j_begin a multiple of kChunk) added to
 /// st, from `keys` (a global_key_source, or a tile_key_source holding those keys). The chunks
 /// sit at the same key indices whatever the range, so splitting the keys changes only the
@@ -171,53 +225,15 @@ template <int D, bool kDv1, class Keys>
 ATTNPOOL_HD void accumulate_row(const backward_args& a, std::size_t i, const float (&qi)[D],
                                 const float* dout_i, float dout0, std::size_t j_begin,
                                 std::size_t j_end, const Keys& keys, row_sums<D>& st) {
-  using namespace backward_detail;
   constexpr int kC = backward_traits<D>::kChunk;
   const detail::gaussian_log2_score score{a.score_constant};
   const detail::key_range vis = a.mask.row(i, a.m);
   const std::size_t end = j_end < vis.limit ? j_end : vis.limit;
   for (std::size_t j0 = j_begin; j0 < end; j0 += kC) {
-    float s[kC], dp[kC];
-    // Pass 1 over the chunk: scores (masked and past-the-end keys -inf) and dp.
-    ATTNPOOL_UNROLL
-    for (int t = 0; t < kC; ++t) {
-      const std::size_t j = j0 + static_cast<std::size_t>(t);
-      const bool live = j < end && vis.sees(j);
-      const std::size_t jj = live ? j : j_begin;  // dead keys read a held one and are dropped
-      float kj[D];
-      keys.key(jj, kj);
-      s[t] = live ? score(detail::squared_distance<D>(qi, kj)) : -INFINITY;
-      dp[t] = keys.template dp<kDv1>(jj, dout_i, dout0);
-    }
-    float cmax = s[0];
-    ATTNPOOL_UNROLL
-    for (int t = 1; t < kC; ++t) cmax = max_hd(cmax, s[t]);
-    if (cmax == -INFINITY) continue;  // every key of the chunk masked: nothing to add
-    // Raise the running maximum first (one merge, two exp2 per chunk), so that the chunk's
-    // weights are taken relative to it directly: one exp2 per pair.
-    st.scale(st.softmax.merge(detail::online_softmax{cmax, 0.0f}).self);
-    // Pass 2: the weights and the sums; the key rows are read again (L1 or shared-memory hits
-    // on the GPU) and give bitwise the same distances.
-    ATTNPOOL_UNROLL
-    for (int t = 0; t < kC; ++t) {
-      const std::size_t j = j0 + static_cast<std::size_t>(t);
-      const bool live = j < end && vis.sees(j);
-      const std::size_t jj = live ? j : j_begin;
-      float kj[D];
-      keys.key(jj, kj);
-      const float r2 = detail::squared_distance<D>(qi, kj);
-      const float w = live ? detail::fast_exp2(sub_rn(s[t], st.softmax.max)) : 0.0f;
-      const float wd = w * dp[t];
-      st.softmax.sum += w;  // the state's invariant: sum of 2^(s - max) over the keys seen
-      st.c += wd;
-      st.rr = fma_hd(w, r2, st.rr);
-      st.qr = fma_hd(wd, r2, st.qr);
-      ATTNPOOL_UNROLL
-      for (int e = 0; e < D; ++e) {
-        const float diff = qi[e] - kj[e];
-        st.b[e] = fma_hd(w, diff, st.b[e]);
-        st.g[e] = fma_hd(wd, diff, st.g[e]);
-      }
+    if (j0 + kC <= end && !vis.skips_in(j0, kC)) {
+      accumulate_chunk<D, kDv1, true>(qi, dout_i, dout0, j0, end, j_begin, vis, keys, score, st);
+    } else {
+      accumulate_chunk<D, kDv1, false>(qi, dout_i, dout0, j0, end, j_begin, vis, keys, score, st);
     }
   }
 }
@@ -383,6 +399,9 @@ ATTNPOOL_HD void load_query_tile(const backward_args& a, std::size_t i0, int len
   }
 }
 
+/// Queries the key phase takes at a time, unchecked where the mask leaves the block whole.
+inline constexpr std::size_t kQueryBlock = 8;
+
 /// Key phase, queries [i_begin, i_end) against key j and value columns [col0, col0 + cols)
 /// (cols <= kW), added to st in query order, from `queries` (global or a tile holding them).
 template <int D, bool kDv1, int kW, class Queries>
@@ -392,8 +411,9 @@ ATTNPOOL_HD void accumulate_key(const backward_args& a, std::size_t j, const flo
   using namespace backward_detail;
   const detail::gaussian_log2_score score{a.score_constant};
   const std::size_t end = i_end < a.n ? i_end : a.n;
-  for (std::size_t i = i_begin; i < end; ++i) {
-    if (!a.mask.sees(i, j)) continue;  // the queries that see key j
+  // Query i's terms, in query order; every query in a block of kQueryBlock that the mask leaves
+  // whole (no mask, or leave_one_out's skipped query j outside it) takes them unchecked.
+  const auto add = [&](std::size_t i) {
     float qi[D];
     queries.query(i, qi);
     const float* dout_i = a.dout + i * a.lddo;
@@ -411,7 +431,22 @@ ATTNPOOL_HD void accumulate_key(const backward_args& a, std::size_t j, const flo
       for (int e = 0; e < kW; ++e)
         if (e < cols) st.dv[e] = fma_hd(p, ldg(dout_i + col0 + e), st.dv[e]);
     }
+  };
+  constexpr std::size_t kB = kQueryBlock;
+  const bool unmasked = a.mask.kind == attnpool::mask::none;
+  const bool loo = a.mask.kind == attnpool::mask::leave_one_out;
+  std::size_t i = i_begin;
+  for (; i + kB <= end; i += kB) {
+    if (unmasked || (loo && j - i >= kB)) {  // j - i wraps for j < i: outside the block too
+      ATTNPOOL_UNROLL
+      for (std::size_t t = 0; t < kB; ++t) add(i + t);
+    } else {
+      for (std::size_t t = 0; t < kB; ++t)
+        if (a.mask.sees(i + t, j)) add(i + t);  // the queries that see key j
+    }
   }
+  for (; i < end; ++i)
+    if (a.mask.sees(i, j)) add(i);
 }
 
 /// Key phase, the end of key j: dk row j (when a.dk and write_dk) and the window's dv columns.
