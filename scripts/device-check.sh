@@ -226,8 +226,13 @@ if [[ -d $root/.prebuilt/python ]] && ! [[ " ${SKIP:-} " == *" python "* ]]; the
     PYTHONPATH=$pyroot timeout "$(cap 60)" python3 -m pytest -q -p no:cacheprovider \
       "$root/tests/python" --ignore="$root/tests/python/test_cuda_arrays.py" \
       --ignore="$root/tests/python/test_torch.py" 2>&1 | tail -15 || true
+    # The op against eager PyTorch and torch.compile, forward and forward + backward.
+    echo "==== bench/python/torch_op.py (ATTNPOOL_PYTHON_CUDA_ARRAYS=1)"
+    ATTNPOOL_PYTHON_CUDA_ARRAYS=1 PYTHONPATH=$pyroot PYTHONUNBUFFERED=1 timeout "$(cap 60)" \
+      python3 "$root/bench/python/torch_op.py" 2>&1 || echo "torch_op.py exit $?"
   } >"$scratch/python.log" 2>&1
   grep -q 'pytest exit' "$scratch/python.log" && status=1
+  sed -n '/==== bench\/python\/torch_op.py/,$p' "$scratch/python.log" >>"$summary"
   cat "$scratch/python.log" >>"$tlog"
   note "python: $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$scratch/python.log" | grep -E ' in [0-9.]+s' | tr '\n' ' ')"
   grep -E '^(FAILED|ERROR) ' "$scratch/python.log" | head -20 | tee -a "$summary" || true
