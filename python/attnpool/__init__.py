@@ -17,10 +17,12 @@ device when the queries are a tensor. The engine computes in float32.
 
 CUDA arrays are copied to the host and the results back to the device. With
 ATTNPOOL_PYTHON_CUDA_ARRAYS=1 (experimental: not yet run on a GPU), where attnpool was built
-with CUDA, :func:`pool` and :func:`pool_backward` given PyTorch CUDA tensors or CuPy arrays, all
-on one device, compute there on the caller's current stream with no host round trip (float32
-rows read in place, other dtypes converted on the device) and return arrays of the same kind on
-that device; the other functions, and backend="cpu" or "reference", keep the host copies.
+with CUDA, :func:`pool`, :func:`pool_backward`, :func:`attention_weights`, :func:`average_pool`
+and :func:`pool_batched` (the weights and the batches without masks) given PyTorch CUDA tensors or CuPy arrays,
+all on one device, compute there on the caller's current stream with no host round trip
+(float32 rows read in place, other dtypes converted on the device) and return arrays of the same
+kind on that device; the other functions, masked attention weights and batches, and
+backend="cpu" or "reference" keep the host copies.
 
 The GIL is released while attnpool computes; calls from several threads are safe.
 
@@ -151,6 +153,10 @@ def attention_weights(queries, keys, bandwidth=1.0, *, kernel="gaussian", bandwi
     >>> attnpool.attention_weights([0.0], [0.0, 0.0]).tolist()
     [[0.5, 0.5]]
     """
+    if mask in (None, "none") and (fw := _device.framework((queries, keys), backend)):
+        return _device.attention_weights(
+            fw, queries, keys, _params(bandwidth, kernel, bandwidths, empty, mask, valid_lens,
+                                       backend, threads, check_finite))
     kind = _a.kind_of(queries, keys)
     q, k = _a.centred_pair(queries, keys, "queries", "keys")
     w = np.empty((q.shape[0], k.shape[0]), dtype=np.float32)
@@ -178,11 +184,13 @@ def average_pool(values, n, *, backend="automatic", threads=0, check_finite=True
     >>> attnpool.average_pool([1.0, 3.0], 2)
     array([2., 2.])
     """
-    kind = _a.kind_of(values)
-    v = _a.matrix(values, "values")
     rows = int(n) if np.ndim(n) == 0 and not hasattr(n, "__len__") else len(n)
     if rows < 0:
         raise InvalidArgument(f"average_pool: n must be >= 0, got {rows}")
+    if fw := _device.framework((values,), backend):
+        return _device.average_pool(fw, values, rows, backend, bool(check_finite))
+    kind = _a.kind_of(values)
+    v = _a.matrix(values, "values")
     out = np.empty((rows, v.shape[1]), dtype=np.float32)
     _core.average_pool(v, out, backend, int(threads), bool(check_finite))
     return kind.wrap(_column_out(values, out))
@@ -458,6 +466,12 @@ def pool_batched(queries, keys, values, query_offsets, key_offsets, bandwidth=1.
     >>> attnpool.pool_batched([0.5, 0.5], [0.0, 1.0, 5.0], [1.0, 3.0, 7.0], [0, 1, 2], [0, 2, 3])
     array([2., 7.])
     """
+    if mask in (None, "none") and (fw := _device.framework((queries, keys, values), backend)):
+        return _device.pool_batched(
+            fw, queries, keys, values, _a.counts(query_offsets, "query_offsets"),
+            _a.counts(key_offsets, "key_offsets"),
+            _params(bandwidth, kernel, bandwidths, empty, mask, valid_lens, backend, threads,
+                    check_finite))
     kind = _a.kind_of(queries, keys, values)
     q, k = _a.centred_pair(queries, keys, "queries", "keys")
     v = _a.matrix(values, "values")

@@ -199,6 +199,53 @@ def pool(fw, queries, keys, values, params):
         return out.reshape(-1) if values.ndim == 1 else out
 
 
+def attention_weights(fw, queries, keys, params):
+    """attnpool.attention_weights on the device (the unfused cuBLAS path; no masks)."""
+    with fw.context():
+        q, k = prepared(fw, queries, keys)
+        w = fw.empty((q.shape[0], k.shape[0]))
+        (bandwidth, kernel, bandwidths, empty, mask, valid_lens, backend, _threads,
+         check_finite) = params
+        size = _core.cuda_attention_weights_workspace_size(
+            q.shape[0], k.shape[0], q.shape[1], bandwidth, kernel, bandwidths, empty, mask,
+            valid_lens, backend)
+        ws = fw.empty((max(size, 1),), "uint8")
+        _core.cuda_attention_weights(_view(q), _view(k), _view(w), bandwidth, kernel, bandwidths,
+                                     empty, mask, valid_lens, backend, check_finite, fw.stream(),
+                                     _view_bytes(ws), size)
+        return fw.to(w, queries)
+
+
+def average_pool(fw, values, rows, backend, check_finite):
+    """attnpool.average_pool on the device."""
+    with fw.context():
+        v = fw.f32(_two_d(values, "values"))
+        out = fw.empty((rows, v.shape[1]))
+        _core.cuda_average_pool(_view(v), _view(out), backend, check_finite, fw.stream())
+        out = fw.to(out, values)
+        return out.reshape(-1) if values.ndim == 1 else out
+
+
+def pool_batched(fw, queries, keys, values, query_offsets, key_offsets, params):
+    """attnpool.pool_batched on the device (the fused path; no masks). The offsets are host
+    arrays (uint64), as the library reads them."""
+    with fw.context():
+        q, k, v = prepared(fw, queries, keys, values)
+        out = fw.empty((q.shape[0], v.shape[1]))
+        (bandwidth, kernel, bandwidths, empty, mask, valid_lens, backend, _threads,
+         check_finite) = params
+        size = _core.cuda_pool_batched_workspace_size(
+            max(len(query_offsets) - 1, 0), q.shape[0], q.shape[1], v.shape[1], bandwidth, kernel,
+            bandwidths, empty, mask, valid_lens, backend)
+        ws = fw.empty((max(size, 1),), "uint8")
+        _core.cuda_pool_batched(_view(q), _view(k), _view(v), _view(out), query_offsets,
+                                key_offsets, bandwidth, kernel, bandwidths, empty, mask,
+                                valid_lens, backend, check_finite, fw.stream(), _view_bytes(ws),
+                                size)
+        out = fw.to(out, values)
+        return out.reshape(-1) if values.ndim == 1 else out
+
+
 def pool_backward(fw, queries, keys, values, dout, wrt, params):
     """attnpool.pool_backward on the device: (dq, dk, dv, dh) with None where not asked."""
     with fw.context():

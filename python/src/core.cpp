@@ -311,6 +311,63 @@ void cuda_pool_backward(const device_matrix& q, const device_matrix& k, const de
       device_options(backend, check_finite, stream, workspace, workspace_bytes));
 }
 
+std::size_t cuda_attention_weights_workspace_size(std::size_t n, std::size_t m, std::size_t d,
+                                                  double bandwidth, const std::string& kernel,
+                                                  const std::optional<in_doubles>& bandwidths,
+                                                  const std::string& empty, const std::string& mask,
+                                                  const std::optional<in_counts>& valid_lens,
+                                                  const std::string& /*backend*/) {
+  return attnpool::cuda::attention_weights_workspace_size(
+      n, m, d, make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens));
+}
+
+void cuda_attention_weights(const device_matrix& q, const device_matrix& k, const device_matrix& w,
+                            double bandwidth, const std::string& kernel,
+                            const std::optional<in_doubles>& bandwidths, const std::string& empty,
+                            const std::string& mask, const std::optional<in_counts>& valid_lens,
+                            const std::string& backend, bool check_finite, std::uintptr_t stream,
+                            std::uintptr_t workspace, std::size_t workspace_bytes) {
+  attnpool::cuda::attention_weights(
+      device_view<const float>(q), device_view<const float>(k), device_view<float>(w),
+      make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens),
+      device_options(backend, check_finite, stream, workspace, workspace_bytes));
+}
+
+void cuda_average_pool(const device_matrix& v, const device_matrix& out, const std::string& backend,
+                       bool check_finite, std::uintptr_t stream) {
+  attnpool::cuda::average_pool(device_view<const float>(v), device_view<float>(out),
+                               device_options(backend, check_finite, stream, 0, 0));
+}
+
+std::size_t cuda_pool_batched_workspace_size(std::size_t problems, std::size_t total_queries,
+                                             std::size_t d, std::size_t dv, double bandwidth,
+                                             const std::string& kernel,
+                                             const std::optional<in_doubles>& bandwidths,
+                                             const std::string& empty, const std::string& mask,
+                                             const std::optional<in_counts>& valid_lens,
+                                             const std::string& /*backend*/) {
+  return attnpool::cuda::pool_batched_workspace_size(
+      problems, total_queries, d, dv,
+      make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens));
+}
+
+// The offsets stay host arrays (the library reads them before it returns).
+void cuda_pool_batched(const device_matrix& q, const device_matrix& k, const device_matrix& v,
+                       const device_matrix& out, const in_counts& query_offsets,
+                       const in_counts& key_offsets, double bandwidth, const std::string& kernel,
+                       const std::optional<in_doubles>& bandwidths, const std::string& empty,
+                       const std::string& mask, const std::optional<in_counts>& valid_lens,
+                       const std::string& backend, bool check_finite, std::uintptr_t stream,
+                       std::uintptr_t workspace, std::size_t workspace_bytes) {
+  attnpool::cuda::pool_batched(
+      device_view<const float>(q), device_view<const float>(k), device_view<const float>(v),
+      device_view<float>(out),
+      {reinterpret_cast<const std::size_t*>(query_offsets.data()), query_offsets.shape(0)},
+      {reinterpret_cast<const std::size_t*>(key_offsets.data()), key_offsets.shape(0)},
+      make_params(bandwidth, kernel, bandwidths, empty, mask, valid_lens),
+      device_options(backend, check_finite, stream, workspace, workspace_bytes));
+}
+
 // ---- learning: one binding each, so that changes of the C++ structs touch one place ----------
 
 std::vector<double> loo_cv_error(const in_matrix& x, const in_matrix& y, const in_doubles& h,
@@ -424,6 +481,18 @@ NB_MODULE(_core, m) {
   m.def("cuda_pool_backward", &cuda_pool_backward, "queries"_a, "keys"_a, "values"_a, "dout"_a,
         "dq"_a.none(), "dk"_a.none(), "dv"_a.none(), "dh"_a, ATTNPOOL_DEVICE_PARAMS,
         "check_finite"_a, "stream"_a, "workspace"_a, "workspace_bytes"_a, release_gil());
+  m.def("cuda_attention_weights_workspace_size", &cuda_attention_weights_workspace_size, "n"_a,
+        "m"_a, "d"_a, ATTNPOOL_DEVICE_PARAMS);
+  m.def("cuda_attention_weights", &cuda_attention_weights, "queries"_a, "keys"_a, "weights"_a,
+        ATTNPOOL_DEVICE_PARAMS, "check_finite"_a, "stream"_a, "workspace"_a, "workspace_bytes"_a,
+        release_gil());
+  m.def("cuda_average_pool", &cuda_average_pool, "values"_a, "out"_a, "backend"_a, "check_finite"_a,
+        "stream"_a, release_gil());
+  m.def("cuda_pool_batched_workspace_size", &cuda_pool_batched_workspace_size, "problems"_a,
+        "total_queries"_a, "d"_a, "dv"_a, ATTNPOOL_DEVICE_PARAMS);
+  m.def("cuda_pool_batched", &cuda_pool_batched, "queries"_a, "keys"_a, "values"_a, "out"_a,
+        "query_offsets"_a, "key_offsets"_a, ATTNPOOL_DEVICE_PARAMS, "check_finite"_a, "stream"_a,
+        "workspace"_a, "workspace_bytes"_a, release_gil());
 #undef ATTNPOOL_DEVICE_PARAMS
   m.def("resolve_backend", [](const std::string& name) {
     return std::string(attnpool::to_string(attnpool::resolve_backend(

@@ -160,6 +160,42 @@ def test_torch_op_values_gradients_and_compile_on_the_device(rng):
     assert float(f(qf, kf, vf)) == pytest.approx(float(ref.sum()), rel=1e-4)
 
 
+@pytest.fixture
+def host_refused(monkeypatch):
+    """Fails a test that reaches any host entry point of _core."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a CUDA array took the host path")
+
+    for name in ("pool", "pool_backward", "attention_weights", "average_pool", "pool_batched"):
+        monkeypatch.setattr(_core, name, refuse)
+
+
+def test_weights_average_and_batches_on_the_device(rng, host_refused):
+    q, k, v = tensors(rng, 33, 70, 2, 3)
+    w = attnpool.attention_weights(q, k, 0.6)
+    assert w.is_cuda and w.shape == (33, 70)
+    s = -((q[:, None, :].double() - k[None, :, :].double()) ** 2).sum(-1) / (2 * 0.36)
+    torch.testing.assert_close(w.double(), torch.softmax(s, dim=1), rtol=1e-5, atol=1e-6)
+    avg = attnpool.average_pool(v[:, 0], 5)
+    assert avg.is_cuda and avg.shape == (5,)
+    torch.testing.assert_close(avg, v[:, 0].mean().expand(5), rtol=1e-6, atol=1e-6)
+    qo, ko = [0, 10, 10, 33], [0, 30, 31, 70]  # an empty problem among them
+    out = attnpool.pool_batched(q, k, v, qo, ko, 0.6)
+    assert out.is_cuda and out.shape == (33, 3)
+    for b in range(3):
+        if qo[b] == qo[b + 1]:
+            continue
+        qs, ks = slice(qo[b], qo[b + 1]), slice(ko[b], ko[b + 1])
+        ref = eager(q[qs].double(), k[ks].double(), v[ks].double(), 0.6)
+        torch.testing.assert_close(out[qs].double(), ref, rtol=2e-5, atol=2e-5)
+
+
+def test_masked_weights_keep_the_host_path(rng):
+    q, k, _ = tensors(rng, 9, 9, 1, 1)
+    w = attnpool.attention_weights(q, k, 0.5, mask="leave_one_out")
+    assert w.is_cuda and float(w.diagonal().abs().max()) == 0.0
+
+
 def test_cupy_arrays(rng):
     cp = pytest.importorskip("cupy", reason="cupy is not installed")
     qn, kn, vn = (rng.standard_normal(s).astype(np.float32) for s in ((20, 2), (40, 2), (40, 3)))
