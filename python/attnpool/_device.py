@@ -158,6 +158,9 @@ def _torch_tensor_type():
 
 
 def _two_d(a, name):
+    """1-D as one column, 0-D as one element (as the host path reads them)."""
+    if a.ndim == 0:
+        return a.reshape(1, 1)
     if a.ndim == 1:
         return a.reshape(-1, 1)
     if a.ndim != 2:
