@@ -199,7 +199,8 @@ ATTNPOOL_MULTIVERSION void col_tile_d1(const float* kj, const float* vj, const f
 
 // ---- any d, dv ----------------------------------------------------------------------------------
 
-// out[t] = sum_c coef_c * bt[c * stride + t0 + t]: dp = dout_i . v_j along a tile.
+// out[t] = sum_c coef_c * bt[c * stride + t0 + t]: dp = dout_i . v_j along a tile, a column at a
+// time (each column streams in order; the phase-2 form for several keys is dot_cols_rows).
 ATTNPOOL_MULTIVERSION
 void dot_cols(const float* coef, const float* bt, std::size_t stride, std::size_t cols,
               std::size_t t0, std::size_t len, float* out) {
@@ -217,11 +218,20 @@ void dot_cols(const float* coef, const float* bt, std::size_t stride, std::size_
   }
 }
 
+// The smallest distance of a tile. Sixteen lanes of compare-and-select, as the engine's
+// tile_max: GCC 12 leaves an `omp simd reduction(min)` over std::min scalar (a vminss chain, a
+// fifth of the backward pass at d = 3). A minimum does not depend on the order.
 ATTNPOOL_MULTIVERSION
 float min_tile(const float* r, std::size_t len) {
-  float mn = kInf;
-#pragma omp simd reduction(min : mn)
-  for (std::size_t t = 0; t < len; ++t) mn = std::min(mn, r[t]);
+  constexpr std::size_t kL = 16;
+  float lanes[kL];
+  std::fill_n(lanes, kL, kInf);
+  std::size_t t = 0;
+  for (; t + kL <= len; t += kL)
+    for (std::size_t l = 0; l < kL; ++l) lanes[l] = r[t + l] < lanes[l] ? r[t + l] : lanes[l];
+  for (; t < len; ++t) lanes[0] = r[t] < lanes[0] ? r[t] : lanes[0];
+  float mn = lanes[0];
+  for (std::size_t l = 1; l < kL; ++l) mn = lanes[l] < mn ? lanes[l] : mn;
   return mn;
 }
 
@@ -559,38 +569,63 @@ void cols_generic(const problem& pb, const pool_gradients& g, const row_states& 
   const col_masks masks(pb.rule, n);
   const std::size_t blocks = (m + kKeyBlock - 1) / kKeyBlock;
   const std::size_t per_key = d + dv + 1;  // dk, dv and dh sums of one key
-  detail::parallel_rows(blocks, n * (2 * d + 2 * dv) * kKeyBlock, pb.threads,
-                        3 * kCpuTile + per_key * kKeyBlock, [&](std::size_t blk, float* buf) {
-    [[maybe_unused]] const flush_denormals ftz;
-    float *r = buf, *p = r + kCpuTile, *ds = p + kCpuTile, *acc = ds + kCpuTile;
-    const std::size_t jb = blk * kKeyBlock, je = std::min(m, jb + kKeyBlock);
-    std::fill(acc, acc + per_key * kKeyBlock, 0.0f);
-    for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
-      const std::size_t len = std::min(kCpuTile, n - i0);
-      for (std::size_t j = jb; j < je; ++j) {
-        col_mask mk{};
-        std::size_t skip = 0;
-        if (!masks.of(j, i0, len, mk, skip)) continue;
-        float* a = acc + per_key * (j - jb);  // dk[d], dv[dv], dh
-        const float* kj = pb.k.row(j);
-        detail::dist_tile(kj, qt.data(), n, d, i0, len, r);
-        dot_cols(pb.v.row(j), dt.data(), n, dv, i0, len, ds);
-        a[d + dv] += with_col_mask(mk, [&](auto mc) {
-          return weight_col_tile<decltype(mc)::value>(
-              r, st.ref.data() + i0, st.l2z.data() + i0, st.dsum.data() + i0, p, ds, len, pb.ns,
-              skip, masks.lens_at(i0), static_cast<std::int64_t>(j));
-        });
-        for (std::size_t c = 0; c < dv; ++c)
-          a[d + c] += detail::dot_tile(p, dt.data() + c * n + i0, len);
-        for (std::size_t c = 0; c < d; ++c)  // sum dS (q - k) = -sum dS (k - q)
-          a[c] -= weighted_diff_sum(ds, kj[c], qt.data() + c * n + i0, len);
-      }
-    }
-    for (std::size_t j = jb; j < je; ++j) {
-      const float* a = acc + per_key * (j - jb);
-      write_key(pb, g, j, a, a + d, a[d + dv], dh_keys);
-    }
-  });
+  const bool wide = detail::cpu_wide_tiles();
+  // Per block: r, then each key's p and dp / dS over a tile, its dv sums of the tile, and acc.
+  const std::size_t scratch =
+      kCpuTile + 2 * kKeyBlock * kCpuTile + kKeyBlock * dv + per_key * kKeyBlock;
+  detail::parallel_rows(
+      blocks, n * (2 * d + 2 * dv) * kKeyBlock, pb.threads, scratch,
+      [&](std::size_t blk, float* buf) {
+        [[maybe_unused]] const flush_denormals ftz;
+        float* r = buf;
+        float* pk = r + kCpuTile;                  // key e's p at pk + e * kCpuTile
+        float* dsk = pk + kKeyBlock * kCpuTile;    // key e's dp, then dS, at dsk + e * kCpuTile
+        float* sums = dsk + kKeyBlock * kCpuTile;  // kKeyBlock x dv: a tile's dv sums
+        float* acc = sums + kKeyBlock * dv;
+        const std::size_t jb = blk * kKeyBlock, je = std::min(m, jb + kKeyBlock), keys = je - jb;
+        const float* vrows[kKeyBlock];
+        float* dp_out[kKeyBlock];
+        for (std::size_t e = 0; e < keys; ++e) {
+          vrows[e] = pb.v.row(jb + e);
+          dp_out[e] = dsk + e * kCpuTile;
+        }
+        std::fill(acc, acc + per_key * kKeyBlock, 0.0f);
+        for (std::size_t i0 = 0; i0 < n; i0 += kCpuTile) {
+          const std::size_t len = std::min(kCpuTile, n - i0);
+          // dp = dout_i . v_j for the block's keys at once (each as dot_cols computes it alone).
+          detail::dot_cols_rows(vrows, keys, dt.data(), n, dv, i0, len, wide, dp_out);
+          const float* seen_p[kKeyBlock];
+          std::size_t seen[kKeyBlock];
+          std::size_t n_seen = 0;
+          for (std::size_t j = jb; j < je; ++j) {
+            col_mask mk{};
+            std::size_t skip = 0;
+            if (!masks.of(j, i0, len, mk, skip)) continue;
+            float* a = acc + per_key * (j - jb);  // dk[d], dv[dv], dh
+            const float* kj = pb.k.row(j);
+            float* p = pk + (j - jb) * kCpuTile;
+            float* ds = dsk + (j - jb) * kCpuTile;
+            detail::dist_tile(kj, qt.data(), n, d, i0, len, r);
+            a[d + dv] += with_col_mask(mk, [&](auto mc) {
+              return weight_col_tile<decltype(mc)::value>(
+                  r, st.ref.data() + i0, st.l2z.data() + i0, st.dsum.data() + i0, p, ds, len, pb.ns,
+                  skip, masks.lens_at(i0), static_cast<std::int64_t>(j));
+            });
+            for (std::size_t c = 0; c < d; ++c)  // sum dS (q - k) = -sum dS (k - q)
+              a[c] -= weighted_diff_sum(ds, kj[c], qt.data() + c * n + i0, len);
+            seen_p[n_seen] = p;
+            seen[n_seen++] = j - jb;
+          }
+          // dv_j += sum_t p_jt dout_t for the keys the tile holds queries of, in one pass.
+          detail::dot_tile_rows(seen_p, n_seen, dt.data() + i0, n, len, dv, wide, sums);
+          for (std::size_t e = 0; e < n_seen; ++e)
+            for (std::size_t c = 0; c < dv; ++c) acc[per_key * seen[e] + d + c] += sums[e * dv + c];
+        }
+        for (std::size_t j = jb; j < je; ++j) {
+          const float* a = acc + per_key * (j - jb);
+          write_key(pb, g, j, a, a + d, a[d + dv], dh_keys);
+        }
+      });
 }
 
 }  // namespace

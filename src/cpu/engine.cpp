@@ -167,7 +167,70 @@ ATTNPOOL_BELOW_V4 void dot_rows_narrow(const float* const* p, std::size_t rows, 
   for (; r < rows; ++r) dot_rows_block<narrow_vec, 1>(p + r, v, ld, len, cols, out + r * cols);
 }
 
+// out[r][t] = sum_c coef[r][c] * b[c * stride + t0 + t] for R rows (each its own coefficient
+// vector) and t < len: the R rows share each load of b, and their sums stay in registers across
+// c. Every out[r][t] is coef[r][0] b[0] followed by one FMA per further c in column order, the
+// operations of one row at a time.
+template <class V, int R>
+__attribute__((always_inline)) inline void cols_rows_block(const float* const* coef,
+                                                           const float* bt, std::size_t stride,
+                                                           std::size_t cols, std::size_t t0,
+                                                           std::size_t len, float* const* out) {
+  constexpr std::size_t L = sizeof(V) / sizeof(float);
+  std::size_t t = 0;
+  for (; t + L <= len; t += L) {
+    V acc[R];
+    V b;
+    std::memcpy(&b, bt + t0 + t, sizeof b);
+    ATTNPOOL_HOST_UNROLL(8)
+    for (int r = 0; r < R; ++r) acc[r] = coef[r][0] * b;
+    for (std::size_t c = 1; c < cols; ++c) {
+      std::memcpy(&b, bt + c * stride + t0 + t, sizeof b);
+      ATTNPOOL_HOST_UNROLL(8)
+      for (int r = 0; r < R; ++r) acc[r] = coef[r][c] * b + acc[r];
+    }
+    ATTNPOOL_HOST_UNROLL(8)
+    for (int r = 0; r < R; ++r) std::memcpy(out[r] + t, &acc[r], sizeof b);
+  }
+  for (; t < len; ++t) {  // the tail, one query at a time, the same operations
+    for (int r = 0; r < R; ++r) {
+      float a = coef[r][0] * bt[t0 + t];
+      for (std::size_t c = 1; c < cols; ++c) a = coef[r][c] * bt[c * stride + t0 + t] + a;
+      out[r][t] = a;
+    }
+  }
+}
+
+ATTNPOOL_V4_ONLY void dot_cols_rows_wide(const float* const* coef, std::size_t rows,
+                                         const float* bt, std::size_t stride, std::size_t cols,
+                                         std::size_t t0, std::size_t len, float* const* out) {
+  std::size_t r = 0;
+  for (; r + 8 <= rows; r += 8)
+    cols_rows_block<wide_vec, 8>(coef + r, bt, stride, cols, t0, len, out + r);
+  for (; r < rows; ++r) cols_rows_block<wide_vec, 1>(coef + r, bt, stride, cols, t0, len, out + r);
+}
+
+ATTNPOOL_BELOW_V4 void dot_cols_rows_narrow(const float* const* coef, std::size_t rows,
+                                            const float* bt, std::size_t stride, std::size_t cols,
+                                            std::size_t t0, std::size_t len, float* const* out) {
+  std::size_t r = 0;
+  for (; r + 4 <= rows; r += 4)
+    cols_rows_block<narrow_vec, 4>(coef + r, bt, stride, cols, t0, len, out + r);
+  for (; r < rows; ++r)
+    cols_rows_block<narrow_vec, 1>(coef + r, bt, stride, cols, t0, len, out + r);
+}
+
 }  // namespace
+
+void dot_cols_rows(const float* const* coef, std::size_t rows, const float* bt, std::size_t stride,
+                   std::size_t cols, std::size_t t0, std::size_t len, bool wide,
+                   float* const* out) {
+  if (wide) {
+    dot_cols_rows_wide(coef, rows, bt, stride, cols, t0, len, out);
+  } else {
+    dot_cols_rows_narrow(coef, rows, bt, stride, cols, t0, len, out);
+  }
+}
 
 void dot_tile_rows(const float* const* p, std::size_t rows, const float* v, std::size_t ld,
                    std::size_t len, std::size_t cols, bool wide, float* out) {
@@ -1480,6 +1543,10 @@ void cpu_pool_partial_impl(const_view q, const_view k, const_view v, const mutab
 }
 
 }  // namespace
+
+bool cpu_wide_tiles() {
+  return wide_tiles();
+}
 
 void cpu_pool(const_view q, const_view k, const_view v, mutable_view out,
               const pool_params& params, unsigned threads) {

@@ -129,4 +129,15 @@ float dot_tile(const float* p, const float* v, std::size_t len);
 void dot_tile_rows(const float* const* p, std::size_t rows, const float* v, std::size_t ld,
                    std::size_t len, std::size_t cols, bool wide, float* out);
 
+// out[r][t] = sum_c coef[r][c] * bt[c * stride + t0 + t] for r < rows and t < len, each in
+// column order (coef[r][0] bt[0] first, then an FMA per column): several coefficient rows against
+// one column-major tile, the tile loaded once for all of them (defined once in src/cpu/engine.cpp,
+// multiversioned there). `wide` as for dot_tile_rows.
+void dot_cols_rows(const float* const* coef, std::size_t rows, const float* bt, std::size_t stride,
+                   std::size_t cols, std::size_t t0, std::size_t len, bool wide, float* const* out);
+
+// Whether a call scores with the AVX-512 register tiles (the clone in use, unless
+// ATTNPOOL_CPU_DOT_GROUP=4): the `wide` of dot_tile_rows and dot_cols_rows. Read it once per call.
+bool cpu_wide_tiles();
+
 }  // namespace attnpool::detail

@@ -9,15 +9,18 @@
 #include <gtest/gtest.h>
 
 #include "src/cpu/engine.hpp"
+#include "src/cpu/tiles.hpp"
 #include "test_support.hpp"
 
 #include <attnpool/detail/fast_math.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -458,6 +461,55 @@ TEST(CpuClones, NamesTheCloneInUse) {
 #else
   EXPECT_EQ(clone, "none");
 #endif
+}
+
+// dot_cols_rows (the backward pass's dp = dout . v for several keys at once): each row's sums
+// are the bits that row gets alone, on the AVX-512 tile (where it runs) and the AVX2 one, for
+// every group size and tail, and within float rounding of the double sums.
+TEST(CpuForms, ColumnRowsGiveEachRowItsOwnBits) {
+  const std::uint64_t seed = attnpool::test::fresh_seed();
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<float> nd;
+  for (std::size_t cols : {1, 3, 16}) {
+    for (std::size_t len : {1, 15, 16, 17, 1000}) {
+      const std::size_t stride = len + 5, t0 = 2;
+      std::vector<float> bt(cols * stride);
+      for (float& x : bt) x = nd(gen);
+      std::vector<std::vector<float>> coef(9, std::vector<float>(cols));
+      for (auto& c : coef)
+        for (float& x : c) x = nd(gen);
+      for (bool wide : {false, true}) {
+        if (wide && !attnpool::detail::cpu_wide_tiles()) continue;  // no AVX-512 here
+        for (std::size_t rows = 1; rows <= 9; ++rows) {
+          SCOPED_TRACE("seed " + std::to_string(seed) + " cols " + std::to_string(cols) + " len " +
+                       std::to_string(len) + " rows " + std::to_string(rows) +
+                       (wide ? " wide" : " narrow"));
+          std::vector<const float*> cp(rows);
+          std::vector<std::vector<float>> out(rows, std::vector<float>(len)), alone(out);
+          std::vector<float*> op(rows);
+          for (std::size_t r = 0; r < rows; ++r) {
+            cp[r] = coef[r].data();
+            op[r] = out[r].data();
+          }
+          attnpool::detail::dot_cols_rows(cp.data(), rows, bt.data(), stride, cols, t0, len, wide,
+                                          op.data());
+          for (std::size_t r = 0; r < rows; ++r) {
+            float* a = alone[r].data();
+            attnpool::detail::dot_cols_rows(&cp[r], 1, bt.data(), stride, cols, t0, len, wide, &a);
+            for (std::size_t t = 0; t < len; ++t) {
+              ASSERT_EQ(out[r][t], alone[r][t]) << "row " << r << " query " << t;
+              double ref = 0.0, mag = 0.0;
+              for (std::size_t c = 0; c < cols; ++c) {
+                ref += static_cast<double>(coef[r][c]) * bt[c * stride + t0 + t];
+                mag += std::abs(static_cast<double>(coef[r][c]) * bt[c * stride + t0 + t]);
+              }
+              EXPECT_NEAR(out[r][t], ref, 1e-6 * static_cast<double>(cols) * mag + 1e-30);
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
