@@ -92,14 +92,17 @@ std::vector<double> detail::cpu_loo_cv(const_view x, const_view y, std::span<con
     neg_c[b] = static_cast<float>(-detail::gaussian_log2_scale(hs[b]));
   const std::size_t blocks = (n + kBlockRows - 1) / kBlockRows;
   std::vector<double> partial(blocks * nb, 0.0);
-  // Scratch: the row's distances, one tile of weights, and per bandwidth the sum and dv dots.
-  const std::size_t scratch = n + kCpuTile + nb * (1 + dv);
+  // Scratch: the row's distances, one tile of weights, per bandwidth the sum and dv dots, and a
+  // tile's dv dots.
+  const std::size_t scratch = n + kCpuTile + nb * (1 + dv) + dv;
+  const bool wide = detail::cpu_wide_tiles();
   detail::parallel_rows(blocks, kBlockRows * n * (d + nb), threads, scratch,
                         [&](std::size_t blk, float* buf) {
     float* r = buf;
     float* p = r + n;
     float* sum = p + kCpuTile;
     float* acc = sum + nb;
+    float* dots = acc + nb * dv;
     double* err = partial.data() + blk * nb;
     const std::size_t end = std::min(n, (blk + 1) * kBlockRows);
     for (std::size_t i = blk * kBlockRows; i < end; ++i) {
@@ -114,10 +117,11 @@ std::vector<double> detail::cpu_loo_cv(const_view x, const_view y, std::span<con
             const sums s = exp_dot(r + j0, yt.data() + j0, len, neg_c[b]);
             sum[b] += s.sum;
             acc[b] += s.dot;
-          } else {
+          } else {  // the dv dots in one pass over the weights (as dot_tile sums each)
             sum[b] += exp_only(r + j0, p, len, neg_c[b]);
-            for (std::size_t c = 0; c < dv; ++c)
-              acc[b * dv + c] += detail::dot_tile(p, yt.data() + c * n + j0, len);
+            const float* pw = p;
+            detail::dot_tile_rows(&pw, 1, yt.data() + j0, n, len, dv, wide, dots);
+            for (std::size_t c = 0; c < dv; ++c) acc[b * dv + c] += dots[c];
           }
         }
       }
