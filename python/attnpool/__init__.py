@@ -18,11 +18,11 @@ device when the queries are a tensor. The engine computes in float32.
 CUDA arrays are copied to the host and the results back to the device. With
 ATTNPOOL_PYTHON_CUDA_ARRAYS=1 (experimental: not yet run on a GPU), where attnpool was built
 with CUDA, :func:`pool`, :func:`pool_backward`, :func:`attention_weights`, :func:`average_pool`
-and :func:`pool_batched` (the weights and the batches without masks) given PyTorch CUDA tensors or CuPy arrays,
-all on one device, compute there on the caller's current stream with no host round trip
-(float32 rows read in place, other dtypes converted on the device) and return arrays of the same
-kind on that device; the other functions, masked attention weights and batches, and
-backend="cpu" or "reference" keep the host copies.
+and :func:`pool_batched` given PyTorch CUDA tensors or CuPy arrays, all on one device, compute
+there on the caller's current stream with no host round trip (float32 rows read in place, other
+dtypes converted on the device) and return arrays of the same kind on that device. The other
+functions, masked attention weights and batches, and backend="cpu" or "reference" keep the
+host copies.
 
 The GIL is released while attnpool computes; calls from several threads are safe.
 
