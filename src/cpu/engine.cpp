@@ -1098,6 +1098,9 @@ void fold_scored_tile(row_state& row, float* s, std::size_t len, float ref, std:
   } else {
     const float sum = exp_tile(s, len, ref);
     const float* p = s;
+    // The narrow tile on every CPU: one row's four columns are eight ymm FMA chains there and four
+    // zmm ones in the wide tile, which then wait on the FMA latency (the wide tile was no faster:
+    // n = m = 4096, d = 1, dv = 16, one thread on the 2-core EPYC, 18.5 against 17.8 ms).
     dot_tile_rows(&p, 1, vt, ld, len, dv, false, tile_acc);
     row.add(ref, sum, tile_acc, dv);
   }
