@@ -24,7 +24,16 @@ DEVICE_BACKENDS = ("automatic", "cuda_fused", "cuda_unfused")
 SWITCH = "ATTNPOOL_PYTHON_CUDA_ARRAYS"  # "1": CUDA arrays computed on their device
 
 
-class _Torch:
+class _Framework:
+    """What the device path needs of an array library; each subclass says it for its arrays."""
+
+    def view(self, a):
+        """(pointer, rows, cols, leading dimension) of a 2-D float32 device array."""
+        rows, cols = a.shape
+        return self.ptr(a), rows, cols, (self.row_stride(a) if rows > 1 else cols)
+
+
+class _Torch(_Framework):
     def __init__(self, like):
         import torch
 
@@ -33,6 +42,12 @@ class _Torch:
 
     def same_device(self, a):
         return self.t.is_tensor(a) and a.is_cuda and a.device == self.device
+
+    def ptr(self, a):
+        return a.data_ptr()
+
+    def row_stride(self, a):
+        return a.stride(0)
 
     def context(self):
         return self.t.cuda.device(self.device)
@@ -66,7 +81,7 @@ class _Torch:
         return a if a.dtype == like.dtype else a.to(like.dtype)
 
 
-class _CuPy:
+class _CuPy(_Framework):
     def __init__(self, like):
         import cupy
 
@@ -75,6 +90,12 @@ class _CuPy:
 
     def same_device(self, a):
         return isinstance(a, self.cp.ndarray) and a.device == self.device
+
+    def ptr(self, a):
+        return a.data.ptr
+
+    def row_stride(self, a):
+        return a.strides[0] // a.itemsize
 
     def context(self):
         return self.device
@@ -138,25 +159,6 @@ def framework(arrays, backend):
     return fw if all(fw.same_device(a) for a in arrays) else None
 
 
-def _view(a):
-    """(pointer, rows, cols, leading dimension) of a 2-D float32 device array."""
-    rows, cols = a.shape
-    if isinstance(a, _torch_tensor_type()):
-        ptr, ld = a.data_ptr(), (a.stride(0) if rows > 1 else cols)
-    else:
-        ptr, ld = a.data.ptr, (a.strides[0] // 4 if rows > 1 else cols)
-    return ptr, rows, cols, ld
-
-
-def _torch_tensor_type():
-    try:
-        import torch
-
-        return torch.Tensor
-    except ImportError:
-        return ()
-
-
 def _two_d(a, name):
     """1-D as one column, 0-D as one element (as the host path reads them)."""
     if a.ndim == 0:
@@ -195,9 +197,9 @@ def pool(fw, queries, keys, values, params):
                                               bandwidth, kernel, bandwidths, empty, mask,
                                               valid_lens, backend)
         ws = fw.empty((max(size, 1),), "uint8")
-        _core.cuda_pool(_view(q), _view(k), _view(v), _view(out), bandwidth, kernel, bandwidths,
-                        empty, mask, valid_lens, backend, check_finite, fw.stream(),
-                        _view_bytes(ws), size)
+        _core.cuda_pool(fw.view(q), fw.view(k), fw.view(v), fw.view(out), bandwidth, kernel,
+                        bandwidths, empty, mask, valid_lens, backend, check_finite, fw.stream(),
+                        fw.ptr(ws), size)
         out = fw.to(out, values)
         return out.reshape(-1) if values.ndim == 1 else out
 
@@ -213,9 +215,9 @@ def attention_weights(fw, queries, keys, params):
             q.shape[0], k.shape[0], q.shape[1], bandwidth, kernel, bandwidths, empty, mask,
             valid_lens, backend)
         ws = fw.empty((max(size, 1),), "uint8")
-        _core.cuda_attention_weights(_view(q), _view(k), _view(w), bandwidth, kernel, bandwidths,
-                                     empty, mask, valid_lens, backend, check_finite, fw.stream(),
-                                     _view_bytes(ws), size)
+        _core.cuda_attention_weights(fw.view(q), fw.view(k), fw.view(w), bandwidth, kernel,
+                                     bandwidths, empty, mask, valid_lens, backend, check_finite,
+                                     fw.stream(), fw.ptr(ws), size)
         return fw.to(w, queries)
 
 
@@ -224,7 +226,7 @@ def average_pool(fw, values, rows, backend, check_finite):
     with fw.context():
         v = fw.f32(_two_d(values, "values"))
         out = fw.empty((rows, v.shape[1]))
-        _core.cuda_average_pool(_view(v), _view(out), backend, check_finite, fw.stream())
+        _core.cuda_average_pool(fw.view(v), fw.view(out), backend, check_finite, fw.stream())
         out = fw.to(out, values)
         return out.reshape(-1) if values.ndim == 1 else out
 
@@ -241,9 +243,9 @@ def pool_batched(fw, queries, keys, values, query_offsets, key_offsets, params):
             max(len(query_offsets) - 1, 0), q.shape[0], q.shape[1], v.shape[1], bandwidth, kernel,
             bandwidths, empty, mask, valid_lens, backend)
         ws = fw.empty((max(size, 1),), "uint8")
-        _core.cuda_pool_batched(_view(q), _view(k), _view(v), _view(out), query_offsets,
+        _core.cuda_pool_batched(fw.view(q), fw.view(k), fw.view(v), fw.view(out), query_offsets,
                                 key_offsets, bandwidth, kernel, bandwidths, empty, mask,
-                                valid_lens, backend, check_finite, fw.stream(), _view_bytes(ws),
+                                valid_lens, backend, check_finite, fw.stream(), fw.ptr(ws),
                                 size)
         out = fw.to(out, values)
         return out.reshape(-1) if values.ndim == 1 else out
@@ -264,10 +266,10 @@ def pool_backward(fw, queries, keys, values, dout, wrt, params):
                                                        empty, mask, valid_lens, backend)
         ws = fw.empty((max(size, 1),), "uint8")
         _core.cuda_pool_backward(
-            _view(q), _view(k), _view(v), _view(g), None if dq is None else _view(dq),
-            None if dk is None else _view(dk), None if dv is None else _view(dv),
-            0 if dh is None else _view_bytes(dh), bandwidth, kernel, bandwidths, empty, mask,
-            valid_lens, backend, check_finite, fw.stream(), _view_bytes(ws), size)
+            fw.view(q), fw.view(k), fw.view(v), fw.view(g), None if dq is None else fw.view(dq),
+            None if dk is None else fw.view(dk), None if dv is None else fw.view(dv),
+            0 if dh is None else fw.ptr(dh), bandwidth, kernel, bandwidths, empty, mask,
+            valid_lens, backend, check_finite, fw.stream(), fw.ptr(ws), size)
 
         def shaped(src, grad):
             if grad is None:
@@ -278,6 +280,3 @@ def pool_backward(fw, queries, keys, values, dout, wrt, params):
         return (shaped(queries, dq), shaped(keys, dk), shaped(values, dv),
                 None if dh is None else float(dh[0]))
 
-
-def _view_bytes(a):
-    return a.data_ptr() if isinstance(a, _torch_tensor_type()) else a.data.ptr

@@ -1,8 +1,9 @@
 """The CUDA-array path's Python glue (attnpool._device) on the CPU: NumPy arrays stand in for
-device arrays, and the device entry points of _core are replaced by the host engine reading the
-same (pointer, rows, cols, leading dimension) views. So the layouts, the centring, the dtype and
-shape of the results and the views handed to the library are checked here without a GPU;
-tests/python/test_cuda_arrays.py runs the real thing where one exists."""
+device arrays (only the pointer is NumPy's own), and the device entry points of _core are
+replaced by the host engine reading the (pointer, rows, cols, leading dimension) views that
+_device hands them. So the layouts, the centring, the dtype and shape of the results and the
+views handed to the library are checked here without a GPU; tests/python/test_cuda_arrays.py
+runs the real thing where one exists."""
 
 import contextlib
 import ctypes
@@ -24,6 +25,9 @@ class NumpyDevice(_device._CuPy):
     def stream(self):
         return 0
 
+    def ptr(self, a):
+        return a.ctypes.data
+
 
 def as_array(view, writable=False):
     ptr, rows, cols, ld = view
@@ -39,15 +43,6 @@ def glue(monkeypatch):
     """The device calls served by the host engine; records the views they received."""
     seen = []
 
-    def ptr_of(a):
-        return a.ctypes.data
-
-    def view(a):
-        rows, cols = a.shape
-        return ptr_of(a), rows, cols, (a.strides[0] // 4 if rows > 1 else cols)
-
-    monkeypatch.setattr(_device, "_view", view)
-    monkeypatch.setattr(_device, "_view_bytes", ptr_of)
     monkeypatch.setattr(_core, "cuda_pool_workspace_size", lambda *a: 64)
     monkeypatch.setattr(_core, "cuda_pool_backward_workspace_size", lambda *a: 64)
 
