@@ -185,9 +185,10 @@ bool tiled_backward();
 backward_split plan_backward_rows(std::size_t n, std::size_t m, std::size_t d, int sm_count);
 backward_split plan_backward_keys(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
                                   int sm_count);
-/// Floats of partial sums the tiled kernels need (0 where each phase takes one range).
+/// Floats of partial sums the tiled kernels need with these plans (0 where each phase takes one
+/// range).
 std::size_t backward_partial_floats(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-                                    int sm_count);
+                                    const backward_split& rows, const backward_split& keys);
 
 /// The tiled phases: as launch_backward_rows / launch_backward_keys, their ranges' partial sums
 /// in `partials` (backward_partial_floats) and merged there when a phase has several ranges.

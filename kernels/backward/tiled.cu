@@ -40,12 +40,10 @@ backward_split plan_backward_keys(std::size_t n, std::size_t m, std::size_t d, s
 }
 
 std::size_t backward_partial_floats(std::size_t n, std::size_t m, std::size_t d, std::size_t dv,
-                                    int sm_count) {
+                                    const backward_split& rows, const backward_split& keys) {
   std::size_t floats = 0;
   dispatch_backward(d, static_cast<int>(dv), [&](auto dc, auto) {
     constexpr int D = decltype(dc)::value;
-    const backward_split rows = plan_backward_rows(n, m, d, sm_count);
-    const backward_split keys = plan_backward_keys(n, m, d, dv, sm_count);
     const std::size_t r =
         rows.splits > 1 ? rows.splits * n * backward_tiled_traits<D>::kRowPartial : 0;
     const std::size_t k =

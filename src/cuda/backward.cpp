@@ -53,7 +53,7 @@ backward_layout backward_layout_for(const char* fn, std::size_t n, std::size_t m
     const int sms = cuda::detail::current_sm_count();
     l.rows = kernels::plan_backward_rows(n, m, d, sms);
     l.keys = kernels::plan_backward_keys(n, m, d, dv, sms);
-    const std::size_t floats = kernels::backward_partial_floats(n, m, d, dv, sms);
+    const std::size_t floats = kernels::backward_partial_floats(n, m, d, dv, l.rows, l.keys);
     l.partials = l.total;
     l.total += align_up(
         ::attnpool::detail::checked_mul(fn, "the partial sums' workspace", floats, sizeof(float)));
